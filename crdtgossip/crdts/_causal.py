@@ -1,0 +1,269 @@
+"""The causal kernel shared by ORSet, EWFlag, MVRegister and ORMap.
+
+A *dot* ``(replica, counter)`` names one write: the ``counter``-th event of ``replica``.
+A causal type is a *dot store* (which dots are live, and what each carries) plus a
+:class:`CausalContext`: the set of every dot the state has seen. A dot that the context
+has seen but the store no longer holds was removed, so a removal needs no tombstone: the
+context remembers it in compressed form.
+
+The context is a version vector (``replica -> n``: dots ``1..n`` seen) plus a *dot cloud*
+of dots seen out of order (``replica -> {counters above n + 1}``). Gaps fill as deltas
+arrive, and :meth:`CausalContext.compact` folds the cloud back into the vector, so a
+context costs one integer per replica once a replica's history is contiguous. This
+compaction is also what makes the representation canonical: equal sets of dots always
+give equal vectors and clouds, so equal states compare and encode equally.
+
+Join of dot stores (Almeida et al., "Delta State Replicated Data Types", 2018): a dot
+present on both sides stays; a dot present on one side stays unless the other side's
+context has seen it (then the other side removed it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from typing import Self
+
+from crdtgossip.errors import MergeError
+
+__all__ = ["CausalCRDT", "CausalContext", "Dot", "join_dot_sets"]
+
+#: ``(replica, counter)``: the ``counter``-th write of ``replica``; counters start at 1.
+Dot = tuple[str, int]
+
+
+class CausalContext:
+    """A compressed set of dots: version vector plus dot cloud.
+
+    Invariants (kept by every method, relied on by equality and encoding):
+    ``vector[r] >= 1``; every counter in ``cloud[r]`` is greater than
+    ``vector.get(r, 0) + 1``; no empty cloud set is stored.
+    """
+
+    __slots__ = ("cloud", "vector")
+
+    def __init__(
+        self,
+        vector: dict[str, int] | None = None,
+        cloud: dict[str, set[int]] | None = None,
+    ) -> None:
+        self.vector: dict[str, int] = vector if vector is not None else {}
+        self.cloud: dict[str, set[int]] = cloud if cloud is not None else {}
+
+    @classmethod
+    def from_dots(cls, dots: Iterable[Dot]) -> CausalContext:
+        """Build the context holding exactly ``dots``."""
+        context = cls()
+        for replica, counter in dots:
+            context.cloud.setdefault(replica, set()).add(counter)
+        context.compact(list(context.cloud))
+        return context
+
+    def __contains__(self, dot: Dot) -> bool:
+        replica, counter = dot
+        if counter <= self.vector.get(replica, 0):
+            return True
+        cloud = self.cloud.get(replica)
+        return cloud is not None and counter in cloud
+
+    def covers(self, replica: str, counter: int) -> bool:
+        """Whether the dot ``(replica, counter)`` has been seen."""
+        if counter <= self.vector.get(replica, 0):
+            return True
+        cloud = self.cloud.get(replica)
+        return cloud is not None and counter in cloud
+
+    def knows(self, replica: str) -> bool:
+        """Whether any dot of ``replica`` has been seen."""
+        return replica in self.vector or replica in self.cloud
+
+    def max_counter(self, replica: str) -> int:
+        """The highest counter of ``replica`` seen (0 when none)."""
+        cloud = self.cloud.get(replica)
+        base = self.vector.get(replica, 0)
+        return max(base, *cloud) if cloud else base
+
+    def size(self, replica: str) -> int:
+        """An upper bound on the work of enumerating the dots of ``replica``."""
+        cloud = self.cloud.get(replica)
+        return self.vector.get(replica, 0) + (len(cloud) if cloud else 0)
+
+    def dots_of(self, replica: str) -> Iterator[int]:
+        """Every counter of ``replica`` seen, in no particular order."""
+        yield from range(1, self.vector.get(replica, 0) + 1)
+        yield from self.cloud.get(replica, ())
+
+    def next_dot(self, replica: str) -> Dot:
+        """Make, record and return a new dot for ``replica``: one past all seen."""
+        counter = self.max_counter(replica) + 1
+        if counter == self.vector.get(replica, 0) + 1:
+            self.vector[replica] = counter
+        else:
+            self.cloud.setdefault(replica, set()).add(counter)
+        return (replica, counter)
+
+    def add(self, replica: str, counter: int) -> None:
+        """Record that the dot ``(replica, counter)`` has been seen."""
+        if counter <= self.vector.get(replica, 0):
+            return
+        self.cloud.setdefault(replica, set()).add(counter)
+        self.compact((replica,))
+
+    def merge(self, other: CausalContext) -> None:
+        """Union ``other`` into ``self`` in place."""
+        vector = self.vector
+        touched: list[str] = []
+        for replica, counter in other.vector.items():
+            if counter > vector.get(replica, 0):
+                vector[replica] = counter
+                if replica in self.cloud:
+                    touched.append(replica)
+        for replica, counters in other.cloud.items():
+            mine = self.cloud.get(replica)
+            if mine is None:
+                self.cloud[replica] = set(counters)
+            else:
+                mine |= counters
+            touched.append(replica)
+        if touched:
+            self.compact(touched)
+
+    def compact(self, replicas: Iterable[str]) -> None:
+        """Fold the cloud of ``replicas`` into the vector where it has become contiguous."""
+        for replica in replicas:
+            counters = self.cloud.get(replica)
+            if counters is None:
+                continue
+            base = self.vector.get(replica, 0)
+            if any(counter <= base for counter in counters):
+                counters = {counter for counter in counters if counter > base}
+            while base + 1 in counters:
+                base += 1
+                counters.discard(base)
+            if base:
+                self.vector[replica] = base
+            if counters:
+                self.cloud[replica] = counters
+            else:
+                del self.cloud[replica]
+
+    def copy(self) -> CausalContext:
+        """An independent copy."""
+        return CausalContext(
+            dict(self.vector), {replica: set(c) for replica, c in self.cloud.items()}
+        )
+
+    def is_empty(self) -> bool:
+        """Whether no dot has been seen."""
+        return not self.vector and not self.cloud
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, CausalContext):
+            return NotImplemented
+        return self.vector == other.vector and self.cloud == other.cloud
+
+    __hash__ = None  # type: ignore[assignment]  # mutable
+
+    def __repr__(self) -> str:
+        return f"CausalContext(vector={self.vector!r}, cloud={self.cloud!r})"
+
+
+def join_dot_sets(
+    mine: set[Dot], my_context: CausalContext, theirs: set[Dot], their_context: CausalContext
+) -> None:
+    """Join the dot set ``theirs`` into ``mine`` in place (the dot-set join rule)."""
+    if theirs is mine:
+        return
+    removed = [dot for dot in mine if dot not in theirs and their_context.covers(*dot)]
+    for dot in removed:
+        mine.discard(dot)
+    for dot in theirs:
+        if dot not in mine and not my_context.covers(*dot):
+            mine.add(dot)
+
+
+class CausalCRDT:
+    """Base of the causal types: a dot store plus a :class:`CausalContext`.
+
+    Subclasses implement the store half; this class does the rest. When nested in an
+    :class:`~crdtgossip.crdts.ormap.ORMap`, the nested object's ``_context`` is the map's
+    own context object (shared), so every dot made anywhere in the map is unique and one
+    context covers the whole map.
+    """
+
+    __slots__ = ("_context",)
+
+    def __init__(self) -> None:
+        self._context = CausalContext()
+
+    # ---- the store half, implemented by each subclass -------------------------------
+    def _join_store(
+        self, other: Self, my_context: CausalContext, their_context: CausalContext
+    ) -> None:
+        """Join ``other``'s store into ``self``'s (contexts are not touched)."""
+        raise NotImplementedError
+
+    def _store_dots(self) -> Iterator[Dot]:
+        """Every dot live in the store."""
+        raise NotImplementedError
+
+    def _store_is_empty(self) -> bool:
+        """Whether the store holds no dot."""
+        raise NotImplementedError
+
+    def _store_equal(self, other: Self) -> bool:
+        """Whether both stores hold the same dots with the same payloads."""
+        raise NotImplementedError
+
+    def _copy_store_into(self, target: Self) -> None:
+        """Deep-copy this store into ``target`` (an empty instance)."""
+        raise NotImplementedError
+
+    def _empty_bound(self, context: CausalContext) -> Self:
+        """A new empty instance (same nested configuration) bound to ``context``."""
+        fresh = self._blank()
+        fresh._context = context
+        return fresh
+
+    def _blank(self) -> Self:
+        """A new empty instance with the same configuration as ``self``."""
+        return type(self)()
+
+    def _copy_bound(self, context: CausalContext) -> Self:
+        """A deep copy of the store bound to ``context``."""
+        fresh = self._empty_bound(context)
+        self._copy_store_into(fresh)
+        return fresh
+
+    def _rebind(self, context: CausalContext) -> None:
+        """Point this object (and anything nested) at ``context``."""
+        self._context = context
+
+    def _same_kind(self, other: object) -> bool:
+        return type(other) is type(self)
+
+    # ---- the CRDT contract -----------------------------------------------------------
+    def merge(self, other: Self) -> None:
+        """Join ``other`` into ``self`` in place; ``other`` is unchanged."""
+        if not self._same_kind(other):
+            raise MergeError(f"cannot merge {other!r:.80} into {type(self).__name__}")
+        if other is self:
+            return
+        self._join_store(other, self._context, other._context)
+        self._context.merge(other._context)
+
+    def copy(self) -> Self:
+        """An independent deep copy."""
+        return self._copy_bound(self._context.copy())
+
+    @property
+    def context(self) -> CausalContext:
+        """A copy of the causal context (every dot this state has seen)."""
+        return self._context.copy()
+
+    def __eq__(self, other: object) -> bool:
+        if not self._same_kind(other):
+            return NotImplemented
+        assert isinstance(other, CausalCRDT)
+        return self._context == other._context and self._store_equal(other)
+
+    __hash__ = None  # type: ignore[assignment]  # mutable

@@ -1,0 +1,91 @@
+"""G-Counter: a grow-only counter.
+
+Each replica owns one slot and only ever raises it; the value is the sum of the slots
+and the join takes the per-slot maximum. Concurrent increments therefore add up.
+
+Cost: one integer per replica that ever incremented; a delta is a single slot.
+"""
+
+from __future__ import annotations
+
+from typing import Self
+
+from crdtgossip.crdts._base import check_amount, check_replica
+from crdtgossip.errors import MergeError
+
+__all__ = ["GCounter"]
+
+
+class GCounter:
+    """A grow-only counter.
+
+    Example:
+        >>> from crdtgossip import GCounter
+        >>> a, b = GCounter(), GCounter()
+        >>> delta = a.increment("a", 2)
+        >>> _ = b.increment("b")
+        >>> b.merge(delta)
+        >>> b.value
+        3
+    """
+
+    __slots__ = ("_counts",)
+
+    def __init__(self) -> None:
+        self._counts: dict[str, int] = {}
+
+    @classmethod
+    def _from_counts(cls, counts: dict[str, int]) -> Self:
+        counter = cls()
+        counter._counts = {replica: n for replica, n in counts.items() if n > 0}
+        return counter
+
+    @property
+    def counts(self) -> dict[str, int]:
+        """A copy of the per-replica slots."""
+        return dict(self._counts)
+
+    @property
+    def value(self) -> int:
+        """The sum of every replica's slot."""
+        return sum(self._counts.values())
+
+    def increment(self, replica: str, n: int = 1) -> Self:
+        """Add ``n`` (>= 0) to the slot of ``replica``.
+
+        Returns:
+            The delta: a counter holding the new value of that one slot.
+
+        Raises:
+            OperationError: ``replica`` is not a non-empty str or ``n`` is negative.
+        """
+        check_replica(replica)
+        check_amount(n)
+        total = self._counts.get(replica, 0) + n
+        if total:
+            self._counts[replica] = total
+        return type(self)._from_counts({replica: total})
+
+    def merge(self, other: Self) -> None:
+        """Join ``other`` in place: the per-replica maximum."""
+        if type(other) is not type(self):
+            raise MergeError(f"cannot merge {type(other).__name__} into {type(self).__name__}")
+        counts = self._counts
+        for replica, n in other._counts.items():
+            if n > counts.get(replica, 0):
+                counts[replica] = n
+
+    def copy(self) -> Self:
+        """An independent copy."""
+        return type(self)._from_counts(self._counts)
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not type(self):
+            return NotImplemented
+        assert isinstance(other, GCounter)
+        return self._counts == other._counts
+
+    __hash__ = None  # type: ignore[assignment]  # mutable
+
+    def __repr__(self) -> str:
+        return f"GCounter({self._counts!r})"

@@ -1,0 +1,83 @@
+"""G-Set: a grow-only set.
+
+Elements are added and never removed; the join is set union. Use it where removal is
+not needed: it is the cheapest set (no dots, no context).
+
+Cost: the elements; a delta is the one element added.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Iterator
+from typing import Generic, Self, TypeVar
+
+from crdtgossip.errors import MergeError
+
+__all__ = ["GSet"]
+
+E = TypeVar("E", bound=Hashable)
+
+
+class GSet(Generic[E]):
+    """A grow-only set.
+
+    Example:
+        >>> from crdtgossip import GSet
+        >>> a, b = GSet(), GSet()
+        >>> d = a.add("x")
+        >>> _ = b.add("y")
+        >>> b.merge(d)
+        >>> sorted(b.value)
+        ['x', 'y']
+    """
+
+    __slots__ = ("_elements",)
+
+    def __init__(self) -> None:
+        self._elements: set[E] = set()
+
+    @classmethod
+    def _from_elements(cls, elements: set[E]) -> Self:
+        gset = cls()
+        gset._elements = elements
+        return gset
+
+    @property
+    def value(self) -> frozenset[E]:
+        """The elements."""
+        return frozenset(self._elements)
+
+    def add(self, element: E) -> Self:
+        """Add ``element``. Returns the delta: a set of that one element."""
+        self._elements.add(element)
+        return type(self)._from_elements({element})
+
+    def __contains__(self, element: object) -> bool:
+        return element in self._elements
+
+    def __len__(self) -> int:
+        return len(self._elements)
+
+    def __iter__(self) -> Iterator[E]:
+        return iter(list(self._elements))
+
+    def merge(self, other: Self) -> None:
+        """Join ``other`` in place: the union."""
+        if type(other) is not type(self):
+            raise MergeError(f"cannot merge {type(other).__name__} into {type(self).__name__}")
+        self._elements |= other._elements
+
+    def copy(self) -> Self:
+        """An independent copy."""
+        return type(self)._from_elements(set(self._elements))
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not type(self):
+            return NotImplemented
+        assert isinstance(other, GSet)
+        return self._elements == other._elements
+
+    __hash__ = None  # type: ignore[assignment]  # mutable
+
+    def __repr__(self) -> str:
+        return f"GSet({self._elements!r})"

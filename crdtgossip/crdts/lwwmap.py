@@ -1,0 +1,159 @@
+"""LWW-Map: a map whose every key is a last-writer-wins register.
+
+``set`` and ``remove`` are both timestamped writes to a key; per key, the write with the
+highest ``(timestamp, replica)`` wins, as in :class:`~crdtgossip.LWWRegister`. A remove
+is a write of "absent", so it is kept as a small timestamped marker: without it a
+replica that missed the remove would bring the key back. (For a map whose removals
+leave nothing behind, use :class:`~crdtgossip.ORMap`, which is causal.)
+
+Cost: per key ever written, one value (or removal marker), timestamp and replica id;
+a delta is one key's write.
+"""
+
+from __future__ import annotations
+
+import copy as _copy
+from collections.abc import Hashable, Iterator
+from typing import Any, Generic, NamedTuple, Self, TypeVar
+
+from crdtgossip.crdts._base import check_replica, check_timestamp, now_ns, order_key
+from crdtgossip.errors import MergeError
+
+__all__ = ["LWWMap"]
+
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
+
+
+class LWWEntry(NamedTuple):
+    """One key's winning write: ``present`` is False for a removal."""
+
+    timestamp: int
+    replica: str
+    present: bool
+    value: Any
+
+    def order(self) -> tuple[Any, ...]:
+        """The order in which writes win (a total order, so ties agree everywhere)."""
+        return (self.timestamp, self.replica, self.present, order_key(self.value))
+
+
+class LWWMap(Generic[K, V]):
+    """A map of last-writer-wins registers.
+
+    Example:
+        >>> from crdtgossip import LWWMap
+        >>> a = LWWMap()
+        >>> d1 = a.set("colour", "red", "a", timestamp=1)
+        >>> b = a.copy()
+        >>> d2 = b.remove("colour", "b", timestamp=2)
+        >>> d3 = a.set("size", 3, "a", timestamp=3)
+        >>> a.merge(d2); b.merge(d3)
+        >>> a.value, a == b
+        ({'size': 3}, True)
+    """
+
+    __slots__ = ("_entries", "_seen")
+
+    def __init__(self) -> None:
+        self._entries: dict[K, LWWEntry] = {}
+        # The highest timestamp in the state: derived, kept to make default stamps O(1).
+        self._seen = 0
+
+    @classmethod
+    def _from_entries(cls, entries: dict[K, LWWEntry]) -> Self:
+        lww_map = cls()
+        lww_map._entries = entries
+        lww_map._seen = max((entry.timestamp for entry in entries.values()), default=0)
+        return lww_map
+
+    @property
+    def value(self) -> dict[K, V]:
+        """The present keys and their values."""
+        return {
+            key: _copy.deepcopy(entry.value)
+            for key, entry in self._entries.items()
+            if entry.present
+        }
+
+    def entries(self) -> dict[K, LWWEntry]:
+        """Every key's winning write, removals included (a copy)."""
+        return dict(self._entries)
+
+    def get(self, key: K, default: V | None = None) -> V | None:
+        """The value of ``key``, or ``default`` when absent or removed."""
+        entry = self._entries.get(key)
+        if entry is None or not entry.present:
+            return default
+        return _copy.deepcopy(entry.value)  # type: ignore[no-any-return]
+
+    def __contains__(self, key: object) -> bool:
+        entry = self._entries.get(key)  # type: ignore[arg-type]
+        return entry is not None and entry.present
+
+    def __len__(self) -> int:
+        return sum(1 for entry in self._entries.values() if entry.present)
+
+    def __iter__(self) -> Iterator[K]:
+        return iter([key for key, entry in self._entries.items() if entry.present])
+
+    def _stamp(self, timestamp: int | None) -> int:
+        if timestamp is None:
+            return max(now_ns(), self._seen + 1)
+        return check_timestamp(timestamp)
+
+    def _write(self, key: K, entry: LWWEntry) -> Self:
+        delta = type(self)._from_entries({key: entry})
+        self.merge(delta)
+        return delta
+
+    def set(self, key: K, value: V, replica: str, timestamp: int | None = None) -> Self:
+        """Write ``value`` at ``key``. Returns the delta (this one write).
+
+        Raises:
+            OperationError: a bad replica id or timestamp.
+        """
+        check_replica(replica)
+        return self._write(
+            key, LWWEntry(self._stamp(timestamp), replica, True, _copy.deepcopy(value))
+        )
+
+    def remove(self, key: K, replica: str, timestamp: int | None = None) -> Self:
+        """Remove ``key`` (a timestamped write of "absent"). Returns the delta.
+
+        Raises:
+            OperationError: a bad replica id or timestamp.
+        """
+        check_replica(replica)
+        return self._write(key, LWWEntry(self._stamp(timestamp), replica, False, None))
+
+    def merge(self, other: Self) -> None:
+        """Join ``other`` in place: per key, the winning write."""
+        if type(other) is not type(self):
+            raise MergeError(f"cannot merge {type(other).__name__} into {type(self).__name__}")
+        entries = self._entries
+        for key, theirs in other._entries.items():
+            mine = entries.get(key)
+            if mine is None or (mine != theirs and theirs.order() > mine.order()):
+                entries[key] = LWWEntry(
+                    theirs.timestamp, theirs.replica, theirs.present, _copy.deepcopy(theirs.value)
+                )
+        self._seen = max(self._seen, other._seen)
+
+    def copy(self) -> Self:
+        """An independent copy."""
+        return type(self)._from_entries(_copy.deepcopy(self._entries))
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not type(self):
+            return NotImplemented
+        assert isinstance(other, LWWMap)
+        if self._entries.keys() != other._entries.keys():
+            return False
+        theirs = other._entries
+        return all(entry.order() == theirs[key].order() for key, entry in self._entries.items())
+
+    __hash__ = None  # type: ignore[assignment]  # mutable
+
+    def __repr__(self) -> str:
+        return f"LWWMap({self._entries!r})"

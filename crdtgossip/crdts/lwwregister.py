@@ -1,0 +1,132 @@
+"""LWW-Register: a last-writer-wins register.
+
+Each write carries an integer timestamp and the writer's replica id; the join keeps the
+write with the highest ``(timestamp, replica)``, so every replica picks the same winner.
+(Two writes with the same timestamp and replica only happen with explicit timestamps;
+the value's total order breaks that tie, so merge stays commutative.)
+
+A write without a timestamp uses ``max(now_ns, highest seen + 1)``: it always wins over
+everything this replica has seen, even when the local clock is behind. Nodes pass their
+hybrid logical clock instead (Kulkarni et al., 2014), which bounds the effect of skew.
+
+Cost: one value, one timestamp, one replica id; the delta is the register itself.
+"""
+
+from __future__ import annotations
+
+import copy as _copy
+from typing import Any, Generic, Self, TypeVar
+
+from crdtgossip.crdts._base import check_replica, check_timestamp, now_ns, order_key
+from crdtgossip.errors import MergeError
+
+__all__ = ["LWWRegister"]
+
+V = TypeVar("V")
+
+
+def write_key(timestamp: int, replica: str, value: object) -> tuple[Any, ...]:
+    """The order in which LWW writes win: timestamp, then replica, then value."""
+    return (timestamp, replica, order_key(value))
+
+
+class LWWRegister(Generic[V]):
+    """A last-writer-wins register. Empty: ``value`` None and ``timestamp`` 0.
+
+    Example:
+        >>> from crdtgossip import LWWRegister
+        >>> a, b = LWWRegister(), LWWRegister()
+        >>> d1 = a.set("v1", "a", timestamp=10)
+        >>> d2 = b.set("v2", "b", timestamp=10)   # same time: replica "b" > "a" wins
+        >>> a.merge(d2); b.merge(d1)
+        >>> a.value, b.value, a.timestamp
+        ('v2', 'v2', 10)
+    """
+
+    __slots__ = ("_replica", "_timestamp", "_value")
+
+    def __init__(self) -> None:
+        self._value: V | None = None
+        self._timestamp = 0
+        self._replica = ""
+
+    @classmethod
+    def _from_parts(cls, value: V | None, timestamp: int, replica: str) -> Self:
+        register = cls()
+        register._value = value
+        register._timestamp = timestamp
+        register._replica = replica
+        return register
+
+    @property
+    def value(self) -> V | None:
+        """The winning value (None when never written)."""
+        return _copy.deepcopy(self._value)
+
+    @property
+    def timestamp(self) -> int:
+        """The winning write's timestamp (0 when never written)."""
+        return self._timestamp
+
+    @property
+    def replica(self) -> str:
+        """The winning write's replica id ("" when never written)."""
+        return self._replica
+
+    def set(self, value: V, replica: str, timestamp: int | None = None) -> Self:
+        """Write ``value``.
+
+        Args:
+            value: the new value.
+            replica: the writer's replica id.
+            timestamp: an integer timestamp; by default ``max(now_ns, highest seen + 1)``.
+                A write with a lower explicit timestamp than the current one loses.
+
+        Returns:
+            The delta: a register holding just this write.
+
+        Raises:
+            OperationError: a bad replica id or timestamp.
+        """
+        check_replica(replica)
+        stamp = (
+            max(now_ns(), self._timestamp + 1) if timestamp is None else check_timestamp(timestamp)
+        )
+        delta = type(self)._from_parts(_copy.deepcopy(value), stamp, replica)
+        self.merge(delta)
+        return delta
+
+    def _wins_over(self, other: LWWRegister[V]) -> bool:
+        return write_key(self._timestamp, self._replica, self._value) > write_key(
+            other._timestamp, other._replica, other._value
+        )
+
+    def merge(self, other: Self) -> None:
+        """Join ``other`` in place: the write with the highest (timestamp, replica)."""
+        if type(other) is not type(self):
+            raise MergeError(f"cannot merge {type(other).__name__} into {type(self).__name__}")
+        if other._wins_over(self):
+            self._value = _copy.deepcopy(other._value)
+            self._timestamp = other._timestamp
+            self._replica = other._replica
+
+    def copy(self) -> Self:
+        """An independent copy."""
+        return type(self)._from_parts(_copy.deepcopy(self._value), self._timestamp, self._replica)
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not type(self):
+            return NotImplemented
+        assert isinstance(other, LWWRegister)
+        return (
+            self._timestamp == other._timestamp
+            and self._replica == other._replica
+            and order_key(self._value) == order_key(other._value)
+        )
+
+    __hash__ = None  # type: ignore[assignment]  # mutable
+
+    def __repr__(self) -> str:
+        return (
+            f"LWWRegister({self._value!r}, timestamp={self._timestamp}, replica={self._replica!r})"
+        )

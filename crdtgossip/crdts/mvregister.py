@@ -1,0 +1,94 @@
+"""MV-Register: a multi-value register.
+
+``set`` replaces every value it has seen with one new value under a new dot. Writes
+that did not see each other are all kept, so a reader sees every concurrent value and
+can resolve the conflict (a later ``set`` replaces them all).
+
+Cost: one value per concurrent writer, plus the causal context; no tombstones.
+"""
+
+from __future__ import annotations
+
+import copy as _copy
+from collections.abc import Iterator
+from typing import Generic, Self, TypeVar
+
+from crdtgossip.crdts._base import check_replica
+from crdtgossip.crdts._causal import CausalContext, CausalCRDT, Dot
+
+__all__ = ["MVRegister"]
+
+V = TypeVar("V")
+
+
+class MVRegister(CausalCRDT, Generic[V]):
+    """A multi-value register.
+
+    Example:
+        >>> from crdtgossip import MVRegister
+        >>> a, b = MVRegister(), MVRegister()
+        >>> da = a.set("red", "a")
+        >>> db = b.set("blue", "b")     # concurrent
+        >>> a.merge(db); b.merge(da)
+        >>> a.value
+        ['red', 'blue']
+        >>> d = a.set("green", "a")     # resolves the conflict
+        >>> b.merge(d)
+        >>> b.value
+        ['green']
+    """
+
+    __slots__ = ("_values",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._values: dict[Dot, V] = {}
+
+    @property
+    def value(self) -> list[V]:
+        """The concurrent values, ordered by their dots (the same on every replica)."""
+        return [_copy.deepcopy(self._values[dot]) for dot in sorted(self._values)]
+
+    def set(self, value: V, replica: str) -> Self:
+        """Replace every value seen with ``value``.
+
+        Returns:
+            The delta: the new value under its new dot, covering the dots it replaced.
+
+        Raises:
+            OperationError: ``replica`` is not a non-empty str.
+        """
+        check_replica(replica)
+        seen = list(self._values)
+        dot = self._context.next_dot(replica)
+        self._values = {dot: value}
+        delta = self._empty_bound(CausalContext.from_dots([*seen, dot]))
+        delta._values = {dot: _copy.deepcopy(value)}
+        return delta
+
+    def _join_store(
+        self, other: Self, my_context: CausalContext, their_context: CausalContext
+    ) -> None:
+        if other is self:
+            return
+        mine, theirs = self._values, other._values
+        for dot in [dot for dot in mine if dot not in theirs and their_context.covers(*dot)]:
+            del mine[dot]
+        for dot, value in theirs.items():
+            if dot not in mine and not my_context.covers(*dot):
+                mine[dot] = _copy.deepcopy(value)
+
+    def _store_dots(self) -> Iterator[Dot]:
+        return iter(self._values)
+
+    def _store_is_empty(self) -> bool:
+        return not self._values
+
+    def _store_equal(self, other: Self) -> bool:
+        return self._values == other._values
+
+    def _copy_store_into(self, target: Self) -> None:
+        target._values = _copy.deepcopy(self._values)
+
+    def __repr__(self) -> str:
+        return f"MVRegister({dict(sorted(self._values.items()))!r}, context={self._context!r})"

@@ -1,0 +1,91 @@
+"""PN-Counter: a counter that goes up and down.
+
+Two G-Counters: one of increments, one of decrements; the value is their difference.
+Concurrent increments and decrements all count.
+
+Cost: up to two integers per replica that ever changed it; a delta is a single slot.
+"""
+
+from __future__ import annotations
+
+from typing import Self
+
+from crdtgossip.crdts.gcounter import GCounter
+from crdtgossip.errors import MergeError
+
+__all__ = ["PNCounter"]
+
+
+class PNCounter:
+    """A counter with increments and decrements.
+
+    Example:
+        >>> from crdtgossip import PNCounter
+        >>> a, b = PNCounter(), PNCounter()
+        >>> d1 = a.increment("a", 5)
+        >>> d2 = b.decrement("b", 2)
+        >>> a.merge(d2); b.merge(d1)
+        >>> a.value, b.value, a == b
+        (3, 3, True)
+    """
+
+    __slots__ = ("_decrements", "_increments")
+
+    def __init__(self) -> None:
+        self._increments = GCounter()
+        self._decrements = GCounter()
+
+    @classmethod
+    def _from_parts(cls, increments: GCounter, decrements: GCounter) -> Self:
+        counter = cls()
+        counter._increments = increments
+        counter._decrements = decrements
+        return counter
+
+    @property
+    def increments(self) -> GCounter:
+        """A copy of the counter of increments."""
+        return self._increments.copy()
+
+    @property
+    def decrements(self) -> GCounter:
+        """A copy of the counter of decrements."""
+        return self._decrements.copy()
+
+    @property
+    def value(self) -> int:
+        """Increments minus decrements."""
+        return self._increments.value - self._decrements.value
+
+    def increment(self, replica: str, n: int = 1) -> Self:
+        """Add ``n`` (>= 0). Returns the delta (one slot). Raises OperationError."""
+        return type(self)._from_parts(self._increments.increment(replica, n), GCounter())
+
+    def decrement(self, replica: str, n: int = 1) -> Self:
+        """Subtract ``n`` (>= 0). Returns the delta (one slot). Raises OperationError."""
+        return type(self)._from_parts(GCounter(), self._decrements.increment(replica, n))
+
+    def merge(self, other: Self) -> None:
+        """Join ``other`` in place: each half joined separately."""
+        if type(other) is not type(self):
+            raise MergeError(f"cannot merge {type(other).__name__} into {type(self).__name__}")
+        self._increments.merge(other._increments)
+        self._decrements.merge(other._decrements)
+
+    def copy(self) -> Self:
+        """An independent copy."""
+        return type(self)._from_parts(self._increments.copy(), self._decrements.copy())
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not type(self):
+            return NotImplemented
+        assert isinstance(other, PNCounter)
+        return self._increments == other._increments and self._decrements == other._decrements
+
+    __hash__ = None  # type: ignore[assignment]  # mutable
+
+    def __repr__(self) -> str:
+        return (
+            f"PNCounter(increments={self._increments.counts!r}, "
+            f"decrements={self._decrements.counts!r})"
+        )
