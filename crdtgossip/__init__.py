@@ -5,6 +5,7 @@ The data types live in :mod:`crdtgossip.crdts` and are re-exported here, with th
 """
 
 from crdtgossip._version import __version__
+from crdtgossip.codec import decode, encode
 from crdtgossip.crdts import (
     CRDT,
     EWFlag,
@@ -21,6 +22,7 @@ from crdtgossip.errors import (
     ConfigError,
     CRDTGossipError,
     DecodeError,
+    EncodeError,
     KeyringError,
     MergeError,
     OperationError,
@@ -35,6 +37,7 @@ __all__ = [
     "ConfigError",
     "DecodeError",
     "EWFlag",
+    "EncodeError",
     "GCounter",
     "GSet",
     "KeyringError",
@@ -50,4 +53,6 @@ __all__ = [
     "StorageError",
     "TransportError",
     "__version__",
+    "decode",
+    "encode",
 ]

@@ -11,6 +11,7 @@ __all__ = [
     "CRDTGossipError",
     "ConfigError",
     "DecodeError",
+    "EncodeError",
     "KeyringError",
     "MergeError",
     "OperationError",
@@ -30,6 +31,12 @@ class DecodeError(CRDTGossipError, ValueError):
     The input is never partially applied: a caller that gets this error has merged
     nothing from it.
     """
+
+
+class EncodeError(CRDTGossipError, TypeError):
+    """A state holds something the codec cannot write: an element of an unsupported
+    type, an integer beyond 64 bits, a dict value with non-str keys, or a type that is
+    not one of crdtgossip's."""
 
 
 class MergeError(CRDTGossipError, TypeError):
