@@ -106,35 +106,53 @@ class CausalContext:
         if counter <= self.vector.get(replica, 0):
             return
         self.cloud.setdefault(replica, set()).add(counter)
-        self.compact((replica,))
+        self.compact((replica,), pruned=False)
 
     def merge(self, other: CausalContext) -> None:
-        """Union ``other`` into ``self`` in place."""
-        vector = self.vector
-        touched: list[str] = []
+        """Union ``other`` into ``self`` in place.
+
+        Costs O(size of ``other``'s cloud + dots folded), plus one pass over this
+        side's cloud of a replica only when ``other``'s vector moves past it: merging a
+        delta into a context with a large cloud stays cheap.
+        """
+        vector, cloud = self.vector, self.cloud
+        pruned: list[str] = []
         for replica, counter in other.vector.items():
             if counter > vector.get(replica, 0):
                 vector[replica] = counter
-                if replica in self.cloud:
-                    touched.append(replica)
+                if replica in cloud:
+                    pruned.append(replica)
+        touched: list[str] = []
         for replica, counters in other.cloud.items():
-            mine = self.cloud.get(replica)
+            base = vector.get(replica, 0)
+            fresh = [counter for counter in counters if counter > base]
+            if not fresh:
+                continue
+            mine = cloud.get(replica)
             if mine is None:
-                self.cloud[replica] = set(counters)
+                cloud[replica] = set(fresh)
             else:
-                mine |= counters
+                mine.update(fresh)
             touched.append(replica)
+        if pruned:
+            self.compact(pruned)
         if touched:
-            self.compact(touched)
+            self.compact(touched, pruned=False)
 
-    def compact(self, replicas: Iterable[str]) -> None:
-        """Fold the cloud of ``replicas`` into the vector where it has become contiguous."""
+    def compact(self, replicas: Iterable[str], *, pruned: bool = True) -> None:
+        """Fold the cloud of ``replicas`` into the vector where it has become contiguous.
+
+        Args:
+            replicas: the replicas whose cloud may have changed.
+            pruned: also drop cloud counters at or below the vector (a pass over the
+                cloud); callers that only added counters above it pass False.
+        """
         for replica in replicas:
             counters = self.cloud.get(replica)
             if counters is None:
                 continue
             base = self.vector.get(replica, 0)
-            if any(counter <= base for counter in counters):
+            if pruned and any(counter <= base for counter in counters):
                 counters = {counter for counter in counters if counter > base}
             while base + 1 in counters:
                 base += 1

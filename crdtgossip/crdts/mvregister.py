@@ -61,7 +61,9 @@ class MVRegister(CausalCRDT, Generic[V]):
         check_replica(replica)
         seen = list(self._values)
         dot = self._context.next_dot(replica)
-        self._values = {dot: value}
+        # Keep a copy: the caller may change its object later, and replicas that got
+        # the delta must not diverge from this one when it does.
+        self._values = {dot: _copy.deepcopy(value)}
         delta = self._empty_bound(CausalContext.from_dots([*seen, dot]))
         delta._values = {dot: _copy.deepcopy(value)}
         return delta

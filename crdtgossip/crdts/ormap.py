@@ -14,11 +14,13 @@ Semantics
 * ``remove(key)`` is an observed remove: it discards the key's tags and nested updates
   that this replica has seen. An update concurrent with the remove survives, so the key
   stays, holding (at least) that update's effect and nothing the remove saw.
-* A removed counter is reset: its observed increments are gone for good. If another
-  replica increments it concurrently with the remove, the key survives with just that
-  concurrent increment; if it is updated after the remove, it starts again from zero.
-  The same holds for every nested type: after a remove, only what the remove did not
-  see remains.
+* A removed counter is reset, per replica: the remove discards each contribution it
+  saw. A replica that updates the key concurrently with the remove re-tags its *own*
+  running contribution, so the key survives with that replica's whole contribution
+  (including what the remove had seen of it) and nothing of the other replicas'
+  observed ones. Updated after the remove, the key starts again from zero. For causal
+  nested types (sets, flags, MV-registers, maps) the remove is exact: only what it did
+  not see remains.
 
 How it works
 ------------
