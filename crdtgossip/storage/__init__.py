@@ -1,0 +1,40 @@
+"""Durable state: where a node keeps its states, replica id and incarnation.
+
+:class:`Storage` is the protocol the node needs; :class:`MemoryStorage` (the default)
+keeps nothing beyond the process; :class:`SQLiteStorage` keeps everything in one SQLite
+file, each write on disk before it returns (or, opt-in, committed in batches).
+"""
+
+from crdtgossip.storage._base import (
+    MAX_INCARNATION,
+    MAX_STATE_BYTES,
+    SYNC_MODES,
+    Storage,
+    StoredState,
+    SyncMode,
+)
+from crdtgossip.storage.memory import MemoryStorage
+from crdtgossip.storage.sqlite import (
+    APPLICATION_ID,
+    DEFAULT_BATCH_INTERVAL,
+    DEFAULT_BATCH_SIZE,
+    LOCK_TIMEOUT,
+    SCHEMA_VERSION,
+    SQLiteStorage,
+)
+
+__all__ = [
+    "APPLICATION_ID",
+    "DEFAULT_BATCH_INTERVAL",
+    "DEFAULT_BATCH_SIZE",
+    "LOCK_TIMEOUT",
+    "MAX_INCARNATION",
+    "MAX_STATE_BYTES",
+    "SCHEMA_VERSION",
+    "SYNC_MODES",
+    "MemoryStorage",
+    "SQLiteStorage",
+    "Storage",
+    "StoredState",
+    "SyncMode",
+]

@@ -1,0 +1,239 @@
+"""The Storage protocol: what the node needs to keep its state across restarts.
+
+A node keeps a map ``key -> state`` (each state encoded by :func:`crdtgossip.encode`),
+its replica id and its SWIM incarnation. A storage holds exactly that, and gives it all
+back at :meth:`Storage.open`.
+
+Every method is *blocking* and *thread-safe*: it may be called from any thread,
+concurrently with the others; calls are serialized inside. A durable write waits for the
+disk (an fsync, typically 0.1 to 10 ms), so the asyncio node calls them through
+:func:`asyncio.to_thread`; :class:`~crdtgossip.storage.MemoryStorage` never blocks and
+may be called inline.
+
+Sync modes (:data:`SyncMode`) say what a returned :meth:`Storage.put` means:
+
+* ``"durable"`` (the default): the write is committed to disk (fsync) before ``put``
+  returns, so it survives a crash of the process, of the machine, or a power loss.
+  Writes made concurrently from several threads share one commit (group commit), and
+  each caller still returns only once its own write is committed.
+* ``"batched"`` (opt-in): ``put`` returns at once and commits are grouped: every
+  ``batch_interval`` seconds, and as soon as ``batch_size`` distinct keys are pending
+  (the write that fills the batch commits it, so that one waits for the disk). The
+  exact risk: a crash (process kill, machine crash, power loss) loses every write made
+  since the last commit. Those writes were never acknowledged as durable; the node must
+  not count a write as acknowledged by this replica for its durability.
+  :meth:`Storage.flush` and :meth:`Storage.close` commit what is pending. After such a
+  crash the storage no longer returns the replica id (see :class:`StoredState`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Literal, Protocol, TypeAlias
+
+from crdtgossip.codec import DEFAULT_LIMITS
+from crdtgossip.errors import StorageError
+
+__all__ = [
+    "MAX_INCARNATION",
+    "MAX_STATE_BYTES",
+    "SYNC_MODES",
+    "Storage",
+    "StoredState",
+    "SyncMode",
+]
+
+SyncMode: TypeAlias = Literal["durable", "batched"]
+"""``"durable"``: every write is on disk before it returns; ``"batched"``: writes are
+committed in groups and a crash loses those since the last commit (see module doc)."""
+
+SYNC_MODES: tuple[SyncMode, ...] = ("durable", "batched")
+"""Every accepted :data:`SyncMode`."""
+
+MAX_STATE_BYTES = DEFAULT_LIMITS.max_bytes
+"""The largest encoded state a storage accepts, in bytes: what :func:`crdtgossip.decode`
+accepts (16 MiB). A larger state could be written but never read back, so a node would
+refuse to restart; it is refused at write time instead."""
+
+MAX_INCARNATION = 2**63 - 1
+"""The largest incarnation stored: SQLite integers are signed 64-bit. SWIM raises the
+incarnation by one per refutation, so this is never reached in practice."""
+
+
+@dataclass(frozen=True, slots=True)
+class StoredState:
+    """Everything a storage holds, as returned by :meth:`Storage.open`.
+
+    Attributes:
+        replica_id: the replica id saved by :meth:`Storage.save_identity`, or None when
+            the storage is new, or when writes made under the saved id may have been
+            lost (a ``"batched"`` session that ended in a crash): reusing that id would
+            reissue its lost counter values and dots. The node then takes a fresh id and
+            saves it.
+        incarnation: the SWIM incarnation saved with it; 0 when new.
+        states: key -> encoded state, as given to :meth:`Storage.put`. The dict is the
+            caller's to keep and change.
+    """
+
+    replica_id: str | None = None
+    incarnation: int = 0
+    states: dict[str, bytes] = field(default_factory=dict)
+
+
+class Storage(Protocol):
+    """Durable state of one node: encoded states by key, the replica id and incarnation.
+
+    Lifecycle: :meth:`open` once, then writes, then :meth:`close`; a closed storage
+    may be opened again (a restart). Every method blocks and is thread-safe (see the
+    module doc). Writes before :meth:`open` or after :meth:`close` raise
+    :class:`~crdtgossip.StorageError`.
+    """
+
+    @property
+    def durable(self) -> bool:
+        """True when a returned :meth:`put` survives a crash of the process and of the
+        machine: SQLite in ``"durable"`` mode. False for memory, and for ``"batched"``
+        mode, where only :meth:`flush` makes writes durable."""
+        ...
+
+    def open(self) -> StoredState:
+        """Load everything stored, creating an empty store when there is none.
+
+        Returns:
+            The replica id (None when new), the incarnation and every key's state.
+
+        Raises:
+            StorageError: the store exists but cannot be read completely: unreadable,
+                corrupt, truncated, written by another program or by a newer version,
+                or in use by another process. Never returns an empty or partial state
+                for a store that exists but is damaged. Also raised when already open.
+        """
+        ...
+
+    def save_identity(self, replica_id: str, incarnation: int) -> None:
+        """Store the replica id and incarnation; durable on return in every mode.
+
+        Args:
+            replica_id: the node's replica id, a non-empty str.
+            incarnation: the node's SWIM incarnation, 0 to :data:`MAX_INCARNATION`.
+
+        Raises:
+            StorageError: an invalid argument, not open, or the write failed.
+        """
+        ...
+
+    def put(self, key: str, data: bytes) -> None:
+        """Store ``data`` as the state of ``key``, replacing what was there.
+
+        In ``"durable"`` mode the write is committed to disk when this returns.
+
+        Args:
+            key: the key, any str (encodable as UTF-8).
+            data: the encoded state, non-empty, at most :data:`MAX_STATE_BYTES`.
+
+        Raises:
+            StorageError: an invalid argument, not open, or the write failed (in
+                durable mode the write is then not stored).
+        """
+        ...
+
+    def put_many(self, items: Iterable[tuple[str, bytes]]) -> None:
+        """Store several states in one transaction: all of them or none survive.
+
+        Every item is validated before anything is written. A key given twice keeps its
+        last data.
+
+        Args:
+            items: ``(key, data)`` pairs, as for :meth:`put` (``mapping.items()`` works).
+
+        Raises:
+            StorageError: as for :meth:`put`; on a failed write none of the items is
+                stored.
+        """
+        ...
+
+    def delete(self, key: str) -> None:
+        """Remove ``key``; a key that is not stored is not an error.
+
+        Durable on return in ``"durable"`` mode, like :meth:`put`.
+
+        Raises:
+            StorageError: an invalid key, not open, or the write failed.
+        """
+        ...
+
+    def flush(self) -> None:
+        """Commit every write made so far; they are durable on return (when the
+        storage is durable at all). Nothing to do in ``"durable"`` mode.
+
+        Raises:
+            StorageError: not open, or the commit failed.
+        """
+        ...
+
+    def close(self) -> None:
+        """Commit what is pending and release the store; idempotent.
+
+        Raises:
+            StorageError: the final commit failed (the store is closed all the same).
+        """
+        ...
+
+
+# =========================================================================================
+# argument checks shared by the implementations
+# =========================================================================================
+
+
+def check_key(key: object) -> str:
+    """Return ``key`` if it is a str that can be stored, else raise StorageError."""
+    return _check_text(key, "a storage key")
+
+
+def _check_text(value: object, what: str) -> str:
+    if type(value) is not str:
+        raise StorageError(f"{what} must be a str, not {type(value).__name__}")
+    try:
+        value.encode("utf-8")  # SQLite stores UTF-8: a lone surrogate cannot be stored
+    except UnicodeEncodeError as exc:
+        raise StorageError(f"{what} {value!r:.60} is not valid text: {exc}") from None
+    return value
+
+
+def check_data(key: str, data: object) -> bytes:
+    """Return ``data`` if it is a non-empty bytes of at most :data:`MAX_STATE_BYTES`."""
+    if type(data) is not bytes:
+        raise StorageError(
+            f"the state of key {key!r:.60} must be bytes (from crdtgossip.encode), "
+            f"not {type(data).__name__}"
+        )
+    if not data:
+        raise StorageError(f"the state of key {key!r:.60} is empty: not an encoded state")
+    if len(data) > MAX_STATE_BYTES:
+        raise StorageError(
+            f"the state of key {key!r:.60} is {len(data)} bytes, more than the "
+            f"{MAX_STATE_BYTES} that crdtgossip.decode reads back"
+        )
+    return data
+
+
+def check_items(items: Iterable[tuple[str, bytes]]) -> dict[str, bytes]:
+    """Validate every ``(key, data)`` pair; return them as a dict (last data wins)."""
+    checked: dict[str, bytes] = {}
+    for item in items:
+        if type(item) is not tuple or len(item) != 2:
+            raise StorageError(f"put_many takes (key, data) pairs, not {item!r:.60}")
+        key = check_key(item[0])
+        checked[key] = check_data(key, item[1])
+    return checked
+
+
+def check_identity(replica_id: object, incarnation: object) -> None:
+    """Raise StorageError unless the replica id and incarnation can be stored."""
+    if not _check_text(replica_id, "a replica id"):
+        raise StorageError("a replica id must not be empty")
+    if type(incarnation) is not int or not 0 <= incarnation <= MAX_INCARNATION:
+        raise StorageError(
+            f"an incarnation must be an int from 0 to {MAX_INCARNATION}, not {incarnation!r}"
+        )
