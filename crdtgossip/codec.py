@@ -63,6 +63,11 @@ TUPLE_EXT_CODE = 1
 TAG_GCOUNTER, TAG_PNCOUNTER, TAG_GSET, TAG_ORSET, TAG_EWFLAG = 1, 2, 3, 4, 5
 TAG_LWWREGISTER, TAG_MVREGISTER, TAG_LWWMAP, TAG_ORMAP = 6, 7, 8, 9
 
+#: Tuple extension payloads may add up to this many times the input's size (each level
+#: of nested tuples is a copy of the level inside it); bounds decode memory to a small
+#: multiple of the input.
+EXT_COPY_FACTOR = 4
+
 #: The largest and smallest integers msgpack carries (uint64 and int64).
 INT_MAX = 2**64 - 1
 INT_MIN = -(2**63)
@@ -112,6 +117,10 @@ def _canonical(value: object, depth: int = 0) -> Wire:
             raise EncodeError(f"integer {value!r} does not fit in 64 bits")
         return value
     if kind is float:
+        if math.isnan(value):  # type: ignore[arg-type]
+            # NaN never equals itself: a state holding it could never compare equal to
+            # its own copy, so replicas could not tell they had converged.
+            raise EncodeError("NaN cannot be an element or value")
         return value
     if depth >= DEFAULT_LIMITS.max_depth:
         raise EncodeError(f"value nested deeper than {DEFAULT_LIMITS.max_depth} levels")
@@ -153,9 +162,12 @@ def encode_value(value: object) -> bytes:
 class _Reader:
     """Decoding state: the limits and the current nesting depth of tuple extensions."""
 
-    def __init__(self, limits: Limits) -> None:
+    def __init__(self, limits: Limits, size: int) -> None:
         self.limits = limits
         self.depth = 0
+        # msgpack hands each tuple extension's payload over as a fresh copy, so nested
+        # tuples copy the input once per level: cap the bytes copied in all.
+        self.copy_budget = EXT_COPY_FACTOR * size + 4096
 
     def unpack(self, data: bytes) -> Wire:
         limits = self.limits
@@ -175,6 +187,9 @@ class _Reader:
     def _ext_hook(self, code: int, data: bytes) -> tuple[Any, ...]:
         if code != TUPLE_EXT_CODE:
             raise DecodeError(f"unknown msgpack extension type {code}")
+        self.copy_budget -= len(data)
+        if self.copy_budget < 0:
+            raise DecodeError("tuple extensions nested too deeply for their size")
         self.depth += 1
         try:
             if self.depth > self.limits.max_depth:
@@ -398,7 +413,8 @@ def _read_orset_store(
         _ascending(counters, "ORSet counters")
         orset._dots[replica] = block
     _ascending([row[0] for row in rows], "ORSet replicas")
-    orset._index = None
+    orset._reverse = {}
+    orset._value = None
 
 
 def _mvregister_store(register: MVRegister[Any]) -> Wire:
@@ -661,6 +677,9 @@ def _read_top(wire: Wire, limits: Limits) -> Any:
         context = _read_context(context_wire)
         ormap._context = context
         _read_ormap_entries(ormap, entries_wire, context, limits, 1)
+        dots = list(ormap._store_dots())
+        if len(dots) != len(set(dots)):
+            raise DecodeError("ORMap: a dot is used twice (every write has its own dot)")
         return ormap
     raise DecodeError(f"unknown type tag {tag}")
 
@@ -671,7 +690,7 @@ def _guarded(data: object, limits: Limits, build: Callable[[Wire, Limits], Any])
     if len(data) > limits.max_bytes:
         raise DecodeError(f"input of {len(data)} bytes exceeds the limit of {limits.max_bytes}")
     try:
-        return build(_Reader(limits).unpack(bytes(data)), limits)
+        return build(_Reader(limits, len(data)).unpack(bytes(data)), limits)
     except DecodeError:
         raise
     except (ValueError, TypeError, KeyError, IndexError, OverflowError, RecursionError) as exc:

@@ -10,9 +10,12 @@ Layout. The store is kept per replica, ``replica -> {counter: element}``, becaus
 is the shape the join works on: for each replica, the dots one side has and the other
 has not are found with C-level dict/set operations, and when one side's context has
 never seen the other side's dots for a replica (the common case when replicas wrote
-independently) the whole block is added with one ``dict.update``. An index
-``element -> {dots}`` serves ``add``/``remove``/``in``; a large merge drops it and the
-next call that needs it rebuilds it once.
+independently) the whole block is taken with one dict copy. Lookups by element
+(``add``, ``remove``, ``in``) go through a reverse index per replica,
+``element -> counter``, built lazily in C (``dict(zip(block.values(), block))``); a
+merge patches the reverse index of a replica whose block changed a little and drops it
+when the block changed a lot, so neither the merge nor the next read pays a per-element
+Python loop.
 
 Cost: one dot (replica id and integer) per live element per concurrent adder, plus the
 causal context (one integer per replica once contiguous). A delta is one element with
@@ -23,7 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Hashable, Iterator
 from itertools import chain
-from typing import Generic, Self, TypeVar
+from typing import Any, Generic, Self, TypeVar
 
 from crdtgossip.crdts._base import check_replica
 from crdtgossip.crdts._causal import CausalContext, CausalCRDT, Dot
@@ -32,8 +35,9 @@ __all__ = ["ORSet"]
 
 E = TypeVar("E", bound=Hashable)
 
-# A merge that changes more entries than this drops the element index instead of
-# patching it entry by entry (the index is rebuilt once, on the next call needing it).
+# A merge that changes more of a replica's block than this drops that replica's reverse
+# index instead of patching it entry by entry; the next lookup rebuilds it in C, which
+# costs about as much as patching a few hundred entries in Python.
 _INDEX_PATCH_LIMIT = 256
 
 
@@ -52,53 +56,105 @@ class ORSet(CausalCRDT, Generic[E]):
         (frozenset({'x'}), frozenset({'x'}))
     """
 
-    __slots__ = ("_dots", "_index")
+    __slots__ = ("_dots", "_reverse", "_value")
 
     def __init__(self) -> None:
         super().__init__()
         # replica -> counter -> element; no empty inner dicts.
         self._dots: dict[str, dict[int, E]] = {}
-        # element -> its live dots; None when it must be rebuilt from _dots.
-        self._index: dict[E, set[Dot]] | None = {}
+        # replica -> element -> counter (or a list of counters when one replica has
+        # several live dots for an element, which out-of-order delivery can cause);
+        # a replica absent here has its reverse index built on first use.
+        self._reverse: dict[str, dict[E, Any]] = {}
+        # The elements, cached between changes.
+        self._value: frozenset[E] | None = frozenset()
 
     # ---- reading -----------------------------------------------------------------------
-    def _element_index(self) -> dict[E, set[Dot]]:
-        index = self._index
-        if index is None:
-            index = {}
-            for replica, block in self._dots.items():
+    def _reverse_of(self, replica: str) -> dict[E, Any]:
+        reverse = self._reverse.get(replica)
+        if reverse is None:
+            block = self._dots[replica]
+            reverse = dict(zip(block.values(), block, strict=True))
+            if len(reverse) != len(block):
+                # Some element has several dots of this replica: keep them all.
+                reverse = {}
                 for counter, element in block.items():
-                    dots = index.get(element)
-                    if dots is None:
-                        index[element] = {(replica, counter)}
+                    known = reverse.get(element)
+                    if known is None:
+                        reverse[element] = counter
+                    elif type(known) is list:
+                        known.append(counter)
                     else:
-                        dots.add((replica, counter))
-            self._index = index
-        return index
+                        reverse[element] = [known, counter]
+            self._reverse[replica] = reverse
+        return reverse
+
+    def _dots_of(self, element: E) -> list[Dot]:
+        dots: list[Dot] = []
+        for replica in self._dots:
+            found = self._reverse_of(replica).get(element)
+            if found is None:
+                continue
+            if type(found) is list:
+                dots.extend((replica, counter) for counter in found)
+            else:
+                dots.append((replica, found))
+        return dots
 
     @property
     def value(self) -> frozenset[E]:
         """The elements in the set."""
-        if self._index is not None:
-            return frozenset(self._index)
-        return frozenset(chain.from_iterable(block.values() for block in self._dots.values()))
+        value = self._value
+        if value is None:
+            value = frozenset(chain.from_iterable(block.values() for block in self._dots.values()))
+            self._value = value
+        return value
 
     def __contains__(self, element: object) -> bool:
-        return element in self._element_index()
+        return any(element in self._reverse_of(replica) for replica in self._dots)
 
     def __len__(self) -> int:
-        return len(self._element_index())
+        return len(self.value)
 
     def __iter__(self) -> Iterator[E]:
-        return iter(list(self._element_index()))
+        return iter(self.value)
 
     # ---- mutators ----------------------------------------------------------------------
-    def _drop_dots(self, dots: set[Dot]) -> None:
+    def _forget(self, replica: str, counter: int, element: E) -> None:
+        """Patch the reverse index of ``replica`` (if built) for a dot removed."""
+        reverse = self._reverse.get(replica)
+        if reverse is None:
+            return
+        known = reverse[element]
+        if type(known) is list:
+            known.remove(counter)
+            if len(known) == 1:
+                reverse[element] = known[0]
+        else:
+            del reverse[element]
+
+    def _learn(self, replica: str, counter: int, element: E) -> None:
+        """Patch the reverse index of ``replica`` (if built) for a dot added."""
+        reverse = self._reverse.get(replica)
+        if reverse is None:
+            return
+        known = reverse.get(element)
+        if known is None:
+            reverse[element] = counter
+        elif type(known) is list:
+            known.append(counter)
+        else:
+            reverse[element] = [known, counter]
+
+    def _drop_dots(self, dots: list[Dot]) -> None:
         for replica, counter in dots:
             block = self._dots[replica]
-            del block[counter]
+            element = block.pop(counter)
+            self._forget(replica, counter, element)
             if not block:
                 del self._dots[replica]
+                self._reverse.pop(replica, None)
+        self._value = None
 
     def add(self, element: E, replica: str) -> Self:
         """Add ``element`` under a new dot of ``replica``.
@@ -111,16 +167,21 @@ class ORSet(CausalCRDT, Generic[E]):
             OperationError: ``replica`` is not a non-empty str.
         """
         check_replica(replica)
-        index = self._element_index()
-        seen = index.get(element)
+        seen = self._dots_of(element)
         if seen:
             self._drop_dots(seen)
         dot = self._context.next_dot(replica)
-        self._dots.setdefault(replica, {})[dot[1]] = element
-        index[element] = {dot}
-        delta = self._empty_bound(CausalContext.from_dots([*(seen or ()), dot]))
+        block = self._dots.get(replica)
+        if block is None:
+            self._dots[replica] = {dot[1]: element}
+            self._reverse[replica] = {element: dot[1]}
+        else:
+            block[dot[1]] = element
+            self._learn(replica, dot[1], element)
+        self._value = None
+        delta = self._empty_bound(CausalContext.from_dots([*seen, dot]))
         delta._dots = {replica: {dot[1]: element}}
-        delta._index = {element: {dot}}
+        delta._value = None
         return delta
 
     def remove(self, element: E) -> Self:
@@ -130,16 +191,17 @@ class ORSet(CausalCRDT, Generic[E]):
             The delta: no elements; its context covers the element's dots seen here.
             Removing an absent element changes nothing and returns an empty delta.
         """
-        seen = self._element_index().pop(element, None)
+        seen = self._dots_of(element)
         if seen:
             self._drop_dots(seen)
-        return self._empty_bound(CausalContext.from_dots(seen or ()))
+        return self._empty_bound(CausalContext.from_dots(seen))
 
     def clear(self) -> Self:
         """Remove every element as observed here. Returns the delta (covers those dots)."""
         seen = CausalContext.from_dots(self._store_dots())
         self._dots = {}
-        self._index = {}
+        self._reverse = {}
+        self._value = frozenset()
         return self._empty_bound(seen)
 
     # ---- the dot-store join --------------------------------------------------------------
@@ -149,9 +211,7 @@ class ORSet(CausalCRDT, Generic[E]):
         if other is self:
             return
         mine_all, theirs_all = self._dots, other._dots
-        added: list[tuple[str, dict[int, E]]] = []
-        removed: list[tuple[str, int, E]] = []
-        budget = _INDEX_PATCH_LIMIT if self._index is not None else -1
+        changed = False
 
         for replica, theirs in theirs_all.items():
             mine = mine_all.get(replica)
@@ -159,6 +219,8 @@ class ORSet(CausalCRDT, Generic[E]):
                 # Nothing of theirs has been seen here (so none of it is in mine either,
                 # as a store only holds dots its context has seen): take it whole.
                 fresh = dict(theirs)
+            elif max(theirs) <= my_context.vector.get(replica, 0):
+                fresh = {}  # every dot of theirs was seen here: nothing new
             elif mine is None:
                 fresh = {
                     counter: element
@@ -173,81 +235,64 @@ class ORSet(CausalCRDT, Generic[E]):
                     for counter in theirs.keys() - mine.keys()
                     if not my_context.covers(replica, counter)
                 }
-            if mine is not None:
-                self._remove_seen(
-                    replica, mine, theirs, their_context, removed=removed, budget=budget
-                )
-            if fresh:
-                if mine is None:
-                    mine_all[replica] = fresh
-                    mine = fresh
-                else:
-                    mine.update(fresh)
-                added.append((replica, fresh))
-            if mine is not None and not mine:
-                del mine_all[replica]
+            gone = (
+                [] if mine is None else self._seen_elsewhere(replica, mine, theirs, their_context)
+            )
+            if gone or fresh:
+                changed = True
+                self._apply(replica, gone, fresh)
 
         for replica in [r for r in mine_all if r not in theirs_all]:
             if their_context.knows(replica):
-                mine = mine_all[replica]
-                self._remove_seen(
-                    replica, mine, None, their_context, removed=removed, budget=budget
-                )
-                if not mine:
-                    del mine_all[replica]
+                gone = self._seen_elsewhere(replica, mine_all[replica], None, their_context)
+                if gone:
+                    changed = True
+                    self._apply(replica, gone, {})
 
-        self._patch_index(added, removed)
+        if changed:
+            self._value = None
+
+    def _apply(self, replica: str, gone: list[int], fresh: dict[int, E]) -> None:
+        """Remove the dots ``gone`` and add ``fresh`` to ``replica``'s block."""
+        block = self._dots.get(replica)
+        patch = replica in self._reverse and len(gone) + len(fresh) <= _INDEX_PATCH_LIMIT
+        if not patch:
+            self._reverse.pop(replica, None)
+        if block is None:
+            self._dots[replica] = fresh
+            return
+        for counter in gone:
+            element = block.pop(counter)
+            if patch:
+                self._forget(replica, counter, element)
+        if fresh:
+            block.update(fresh)
+            if patch:
+                for counter, element in fresh.items():
+                    self._learn(replica, counter, element)
+        if not block:
+            del self._dots[replica]
+            self._reverse.pop(replica, None)
 
     @staticmethod
-    def _remove_seen(
+    def _seen_elsewhere(
         replica: str,
         mine: dict[int, E],
         theirs: dict[int, E] | None,
         their_context: CausalContext,
-        *,
-        removed: list[tuple[str, int, E]],
-        budget: int,
-    ) -> None:
-        """Drop from ``mine`` the dots the other side saw and no longer holds."""
+    ) -> list[int]:
+        """The counters of ``mine`` the other side saw and no longer holds."""
         if not their_context.knows(replica):
-            return
+            return []
         if their_context.size(replica) < len(mine):
             # Walk the other side's few known dots (typical of a delta).
-            candidates = [
+            return [
                 counter
                 for counter in their_context.dots_of(replica)
                 if counter in mine and (theirs is None or counter not in theirs)
             ]
-        else:
-            pool = mine.keys() - theirs.keys() if theirs is not None else mine.keys()
-            candidates = [counter for counter in pool if their_context.covers(replica, counter)]
-        track = budget >= 0
-        for counter in candidates:
-            element = mine.pop(counter)
-            if track:
-                removed.append((replica, counter, element))
-
-    def _patch_index(
-        self, added: list[tuple[str, dict[int, E]]], removed: list[tuple[str, int, E]]
-    ) -> None:
-        index = self._index
-        if index is None or (not added and not removed):
-            return
-        if len(removed) + sum(len(block) for _, block in added) > _INDEX_PATCH_LIMIT:
-            self._index = None
-            return
-        for replica, counter, element in removed:
-            dots = index[element]  # present: the element had this live dot
-            dots.discard((replica, counter))
-            if not dots:
-                del index[element]
-        for replica, block in added:
-            for counter, element in block.items():
-                known = index.get(element)
-                if known is None:
-                    index[element] = {(replica, counter)}
-                else:
-                    known.add((replica, counter))
+        pool = mine.keys() - theirs.keys() if theirs is not None else mine.keys()
+        return [counter for counter in pool if their_context.covers(replica, counter)]
 
     def _store_dots(self) -> Iterator[Dot]:
         for replica, block in self._dots.items():
@@ -262,11 +307,16 @@ class ORSet(CausalCRDT, Generic[E]):
 
     def _copy_store_into(self, target: Self) -> None:
         target._dots = {replica: dict(block) for replica, block in self._dots.items()}
-        target._index = None
+        target._reverse = {}
+        target._value = self._value
 
     def entries(self) -> dict[E, set[Dot]]:
         """Each element with its live dots (a copy; for inspection and tests)."""
-        return {element: set(dots) for element, dots in self._element_index().items()}
+        entries: dict[E, set[Dot]] = {}
+        for replica, block in self._dots.items():
+            for counter, element in block.items():
+                entries.setdefault(element, set()).add((replica, counter))
+        return entries
 
     def __repr__(self) -> str:
         return f"ORSet({self.entries()!r}, context={self._context!r})"
