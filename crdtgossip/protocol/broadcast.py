@@ -1,0 +1,165 @@
+"""The transmit-limited broadcast queue: what gossip sends, and how many times.
+
+Every update to spread (a delta, a membership change) is queued under a *name*
+(``("key", k)`` or ``("member", node_id)``). Each time an item goes out its transmit
+count rises; after ``retransmit_mult * ceil(log10(N + 1))`` transmits it leaves the
+queue, which is enough for push gossip to reach every member with high probability
+while the load stays logarithmic in the cluster size. Fresher items (fewer transmits)
+go first, and among equally fresh ones the larger first so small ones fill the gaps
+(memberlist ``queue.go``).
+
+A newer item under the same name *supersedes* the older one: the older is dropped, so
+the queue never spends bytes on news that is already out of date. For data keys the
+engine first joins the older delta into the newer one (the join of deltas is a delta),
+so superseding loses nothing.
+
+Each item may name members that must not receive it (``exclude``): the member a delta
+came from already has it, and sending it back is pure waste (Enes et al., 2018).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Final, Generic, TypeVar
+
+__all__ = ["MAX_QUEUE_ITEMS", "BroadcastQueue", "QueuedItem", "retransmit_limit"]
+
+MAX_QUEUE_ITEMS: Final = 4096
+"""Most items queued at once; past it the most transmitted (oldest) are dropped, and
+anti-entropy repairs what they would have carried. Serf's ``MaxQueueDepth`` default is
+the same 4096."""
+
+Name = tuple[str, str]
+T = TypeVar("T")
+
+
+def retransmit_limit(retransmit_mult: int, members: int) -> int:
+    """How many times an item is sent before it leaves the queue.
+
+    Args:
+        retransmit_mult: ``GossipConfig.retransmit_mult``.
+        members: the number of members in the cluster.
+
+    Returns:
+        ``retransmit_mult * ceil(log10(members + 1))``, at least 1.
+    """
+    return max(1, retransmit_mult * math.ceil(math.log10(max(0, members) + 1)))
+
+
+@dataclass(slots=True)
+class QueuedItem(Generic[T]):
+    """One queued broadcast.
+
+    Attributes:
+        name: what it is about; a newer item with the same name replaces it.
+        packed: the packed message, ready to go into a frame.
+        exclude: node ids that must not be sent this item (they have it).
+        extra: what the owner keeps with it (the engine: the delta object, to join
+            with a newer delta of the same key).
+        transmits: how many times it was sent.
+        serial: insertion order; newer is higher.
+    """
+
+    name: Name
+    packed: bytes
+    exclude: frozenset[str]
+    extra: T | None
+    transmits: int
+    serial: int
+
+
+class BroadcastQueue(Generic[T]):
+    """Items to gossip, each sent a limited number of times.
+
+    Args:
+        max_items: the bound on queued items (:data:`MAX_QUEUE_ITEMS`).
+    """
+
+    def __init__(self, max_items: int = MAX_QUEUE_ITEMS) -> None:
+        self._items: dict[Name, QueuedItem[T]] = {}
+        self._serial = 0
+        self._max_items = max_items
+        #: Items dropped because the queue was full, since construction.
+        self.overflow_drops = 0
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def get(self, name: Name) -> QueuedItem[T] | None:
+        """The queued item of ``name``, if any (to join a newer delta with it)."""
+        return self._items.get(name)
+
+    def put(
+        self,
+        name: Name,
+        packed: bytes,
+        *,
+        exclude: frozenset[str] = frozenset(),
+        extra: T | None = None,
+    ) -> None:
+        """Queue an item, replacing any older item of the same name.
+
+        Args:
+            name: what it is about.
+            packed: the packed message.
+            exclude: node ids that must not receive it.
+            extra: kept with the item for the caller.
+        """
+        self._items.pop(name, None)
+        self._serial += 1
+        self._items[name] = QueuedItem(name, packed, exclude, extra, 0, self._serial)
+        if len(self._items) > self._max_items:
+            self._prune()
+
+    def _prune(self) -> None:
+        ordered = sorted(self._items.values(), key=lambda i: (-i.transmits, i.serial))
+        for item in ordered[: len(self._items) - self._max_items]:
+            del self._items[item.name]
+            self.overflow_drops += 1
+
+    def take(
+        self,
+        budget: int,
+        limit: int,
+        *,
+        destination: str | None = None,
+        per_item_overhead: int = 0,
+        min_size: int = 0,
+    ) -> list[bytes]:
+        """Pick items that fit in ``budget`` bytes and count them as sent.
+
+        Args:
+            budget: bytes available.
+            limit: :func:`retransmit_limit` for the current cluster size; an item sent
+                that many times leaves the queue.
+            destination: the node id it goes to; items excluding it are skipped and
+                not counted.
+            per_item_overhead: bytes each item costs beyond its packed size.
+            min_size: only items at least this large (to pick the ones too large for
+                a datagram, which go by stream).
+
+        Returns:
+            The packed messages chosen, freshest first.
+        """
+        if not self._items or budget <= 0:
+            return []
+        chosen: list[bytes] = []
+        left = budget
+        candidates = sorted(
+            self._items.values(), key=lambda i: (i.transmits, -len(i.packed), -i.serial)
+        )
+        for item in candidates:
+            cost = len(item.packed) + per_item_overhead
+            if cost > left or len(item.packed) < min_size:
+                continue
+            if destination is not None and destination in item.exclude:
+                continue
+            chosen.append(item.packed)
+            left -= cost
+            item.transmits += 1
+            if item.transmits >= limit:
+                del self._items[item.name]
+            if left <= per_item_overhead:
+                break
+        return chosen

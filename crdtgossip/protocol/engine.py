@@ -1,0 +1,664 @@
+"""The sans-I/O gossip engine: membership, dissemination and anti-entropy in one object.
+
+:class:`Engine` is to crdtgossip what h11's ``Connection`` is to HTTP: it never owns a
+socket, a clock, a thread or a global random generator. Its driver feeds it
+
+* frames received: :meth:`Engine.receive` with the sender's address and the time;
+* the passing of time: :meth:`Engine.tick`;
+* local changes: :meth:`Engine.update`, :meth:`Engine.join`, :meth:`Engine.leave`;
+
+and collects
+
+* frames to send: :meth:`Engine.take_outgoing`;
+* when to tick next: :meth:`Engine.next_wakeup`;
+* what happened: :meth:`Engine.take_events`.
+
+The asyncio :class:`crdtgossip.Node`, the virtual-time simulator and the tests are three
+drivers of this same code; with the same seed and the same inputs it produces the same
+bytes. Times are seconds on any monotonic scale the driver likes (``loop.time()``, or
+virtual seconds from 0).
+
+The engine is composed of small modules, one concern each: ``membership`` (the member
+table and its transition table in ``states``), ``suspicion``, ``awareness``, ``probe``
+(the failure detector), ``broadcast`` (the transmit-limited queue), ``antientropy``
+(the hash tree), ``messages`` (the wire format) and ``outbox`` (framing).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Final, cast
+
+from crdtgossip.codec import decode, encode
+from crdtgossip.config import GossipConfig
+from crdtgossip.crdts import CRDT
+from crdtgossip.errors import ConfigError, DecodeError, MergeError, OperationError
+from crdtgossip.protocol import antientropy
+from crdtgossip.protocol.antientropy import HashTree, push_pull_interval, state_digest
+from crdtgossip.protocol.awareness import Awareness
+from crdtgossip.protocol.broadcast import BroadcastQueue, retransmit_limit
+from crdtgossip.protocol.events import Event, KeyChanged, Member, Outgoing
+from crdtgossip.protocol.membership import Membership, MembershipRumor
+from crdtgossip.protocol.messages import (
+    MAX_ADDRESS_BYTES,
+    MAX_KEY_BYTES,
+    MAX_NODE_ID_BYTES,
+    Ack,
+    Alive,
+    Dead,
+    Delta,
+    Left,
+    Members,
+    Message,
+    Nack,
+    Ping,
+    PingReq,
+    State,
+    Suspect,
+    Sync,
+    decode_frame,
+    encode_message,
+)
+from crdtgossip.protocol.outbox import Outbox
+from crdtgossip.protocol.probe import Prober
+from crdtgossip.protocol.states import Status
+
+__all__ = ["DROP_REASONS", "MAX_SEEN_DELTAS", "Engine"]
+
+MAX_SEEN_DELTAS: Final = 16_384
+"""Digests of recently received deltas remembered, so a delta that comes back by
+another path is merged once and relayed once. Copies of a delta arrive within a few
+gossip rounds; this covers a burst of that many distinct updates meanwhile, for 16
+bytes each (256 KiB). A delta forgotten too early is merged again (harmless: merge is
+idempotent) and relayed once more."""
+
+_MAX_NOTICES: Final = 1024
+"""Bound on the table of "you are dead" notices sent (one per member per interval)."""
+
+DROP_REASONS: Final = (
+    "malformed",
+    "from_self",
+    "wrong_target",
+    "bad_payload",
+    "type_mismatch",
+    "merge_failed",
+    "oversize",
+    "queue_overflow",
+    "relay_limit",
+    "stale_reply",
+)
+"""Why the engine drops input or output; each has a ``drop_<reason>`` counter."""
+
+_COUNTERS: Final = (
+    "frames_in",
+    "bytes_in",
+    "messages_in",
+    "frames_out",
+    "bytes_out",
+    "messages_out",
+    "datagrams_out",
+    "reliable_frames_out",
+    "decode_errors",
+    "merge_errors",
+    "duplicate_deltas",
+    "deltas_merged",
+    "states_merged",
+    "local_updates",
+    "push_pulls",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class _From:
+    """Where the frame being handled came from."""
+
+    node_id: str
+    address: str
+    now: float
+
+
+def _check_text(value: object, max_bytes: int, what: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise ConfigError(f"{what} must be a non-empty str, not {value!r}")
+    if len(value.encode("utf-8", "surrogatepass")) > max_bytes:
+        raise ConfigError(f"{what} must be at most {max_bytes} bytes of UTF-8")
+    return value
+
+
+class Engine:
+    """One member of a gossip cluster, with no I/O of its own.
+
+    Args:
+        node_id: this node's unique name in the cluster (at most
+            :data:`~crdtgossip.protocol.messages.MAX_NODE_ID_BYTES` bytes).
+        address: the ``"host:port"`` others reach it at.
+        config: the protocol configuration.
+        rng: the only source of randomness (probe order, gossip targets, timer
+            jitter); seed it for a reproducible run.
+        replica_id: the id this node's mutators use (kept for the driver; the engine
+            itself never mutates data).
+        incarnation: the starting incarnation. A node restarted with its old state may
+            pass one above its previous life's; a node that passes 0 after a restart is
+            still accepted back: peers tell it of its old incarnation and it outranks
+            it (memberlist#311).
+
+    Raises:
+        ConfigError: a name is empty or too long, or the incarnation is out of range.
+
+    Example:
+        >>> import random
+        >>> from crdtgossip.config import GossipConfig
+        >>> engine = Engine("a", "127.0.0.1:7001", GossipConfig.local(), random.Random(1), "a-1")
+        >>> engine.join(["127.0.0.1:7002"], now=0.0)
+        >>> [frame.address for frame in engine.take_outgoing()]
+        ['127.0.0.1:7002']
+    """
+
+    def __init__(
+        self,
+        node_id: str,
+        address: str,
+        config: GossipConfig,
+        rng: random.Random,
+        replica_id: str,
+        *,
+        incarnation: int = 0,
+    ) -> None:
+        self.node_id = _check_text(node_id, MAX_NODE_ID_BYTES, "node_id")
+        self.address = _check_text(address, MAX_ADDRESS_BYTES, "address")
+        self.replica_id = _check_text(replica_id, MAX_NODE_ID_BYTES, "replica_id")
+        if isinstance(incarnation, bool) or not isinstance(incarnation, int):
+            raise ConfigError(f"incarnation must be an int, not {incarnation!r}")
+        if not 0 <= incarnation < 1 << 63:
+            raise ConfigError("incarnation must be between 0 and 2**63 - 1")
+        if not isinstance(config, GossipConfig):
+            raise ConfigError(f"config must be a GossipConfig, not {type(config).__name__}")
+        self.config = config
+        self._rng = rng
+        self._events: list[Event] = []
+        self._outgoing: list[Outgoing] = []
+        self._awareness = Awareness(config.awareness_max_multiplier)
+        self._queue: BroadcastQueue[CRDT] = BroadcastQueue()
+        self._membership = Membership(
+            node_id,
+            address,
+            incarnation,
+            config=config,
+            rng=rng,
+            awareness=self._awareness,
+            broadcast=self._broadcast_rumor,
+            events=self._events,
+        )
+        self._outbox = Outbox(node_id, config.max_datagram, config.max_reliable_frame)
+        self._prober = Prober(self._membership, self._awareness, config, rng, self._send_datagram)
+        self._store: dict[str, CRDT] = {}
+        self._tree = HashTree(self._digest_of)
+        self._seen: OrderedDict[bytes, None] = OrderedDict()
+        self._notices: dict[str, float] = {}
+        self._counters = dict.fromkeys(_COUNTERS, 0)
+        self._drops = dict.fromkeys(DROP_REASONS, 0)
+        self._seeds: list[str] = []
+        self._started = False
+        self._now = 0.0
+        self._next_gossip = 0.0
+        self._next_push_pull = 0.0
+        self._next_reconnect = 0.0
+        self._next_join = 0.0
+
+    # --- inputs --------------------------------------------------------------------
+
+    def receive(self, data: bytes, sender: str, now: float) -> None:
+        """Handle one frame received from the network. Never raises for bad input.
+
+        Malformed, oversized or hostile frames, undecodable payloads and deltas that
+        cannot be merged are dropped and counted in :meth:`stats`.
+
+        Args:
+            data: the frame, opened by the keyring if there is one.
+            sender: the ``"host:port"`` the sender listens on (replies go there).
+            now: the driver's time in seconds.
+        """
+        now = self._begin(now)
+        self._counters["frames_in"] += 1
+        self._counters["bytes_in"] += len(data)
+        try:
+            frame = decode_frame(data, self.config.max_reliable_frame)
+        except DecodeError:
+            self._counters["decode_errors"] += 1
+            self._drops["malformed"] += 1
+            return
+        if frame.sender == self.node_id:
+            self._drops["from_self"] += 1
+            return
+        origin = _From(frame.sender, sender, now)
+        for message in frame.messages:
+            self._counters["messages_in"] += 1
+            self._dispatch(message, origin)
+        self._notice_if_dead(origin)
+        self._flush()
+
+    def tick(self, now: float) -> None:
+        """Run every timer that is due: probes, suspicion timeouts, gossip, anti-entropy.
+
+        Call it at :meth:`next_wakeup` (earlier or extra calls are harmless).
+
+        Args:
+            now: the driver's time in seconds.
+        """
+        now = self._begin(now)
+        active = not self._membership.leaving
+        self._prober.tick(now)
+        self._membership.expire(now)
+        if now >= self._next_gossip:
+            self._next_gossip = now + self.config.gossip_interval
+            self._gossip()
+        if active and now >= self._next_push_pull:
+            members = self._membership.live_count()
+            self._next_push_pull = now + push_pull_interval(self.config.push_pull_interval, members)
+            self._membership.reap(now)
+            for member in self._membership.random_members(1, (Status.ALIVE,)):
+                self._push_pull(member.address, join=False)
+        if active and now >= self._next_reconnect:
+            self._next_reconnect = now + self.config.reconnect_interval
+            for member in self._membership.random_members(1, (Status.DEAD,)):
+                self._push_pull(member.address, join=False)
+        if active and now >= self._next_join and self._joining():
+            self._next_join = now + self.config.join_retry_interval
+            for seed in self._seeds:
+                self._push_pull(seed, join=True)
+        self._flush()
+
+    def update(self, key: str, delta: CRDT, now: float) -> None:
+        """Merge a local delta into the store and queue it for gossip.
+
+        Args:
+            key: the data key.
+            delta: the delta a mutator returned (the engine keeps its own copy).
+            now: the driver's time in seconds.
+
+        Raises:
+            OperationError: ``key`` is not a non-empty str of at most
+                :data:`~crdtgossip.protocol.messages.MAX_KEY_BYTES` bytes.
+            MergeError: the key holds a state of another type.
+            EncodeError: the delta holds something the codec cannot write.
+        """
+        if not isinstance(key, str) or not key:
+            raise OperationError(f"a key must be a non-empty str, not {key!r}")
+        if len(key.encode("utf-8", "surrogatepass")) > MAX_KEY_BYTES:
+            raise OperationError(f"a key must be at most {MAX_KEY_BYTES} bytes of UTF-8")
+        now = self._begin(now)
+        state = self._store.get(key)
+        if state is not None and type(state) is not type(delta):
+            raise MergeError(
+                f"key {key!r} holds a {type(state).__name__}, not a {type(delta).__name__}"
+            )
+        payload = encode(delta)  # first, so a delta that cannot be sent changes nothing
+        if state is None:
+            self._store[key] = delta.copy()
+        else:
+            state.merge(delta)
+        self._counters["local_updates"] += 1
+        self._changed(key)
+        self._remember(payload)
+        self._queue_delta(key, delta.copy(), payload, frozenset())
+        self._flush()
+
+    def join(self, seeds: list[str], now: float) -> None:
+        """Join the cluster through seed addresses: exchange full state with each.
+
+        Attempts repeat every ``join_retry_interval`` until some member is alive, so
+        nodes started together in any order find each other. This node's own address
+        is skipped; an empty list makes this node the first of its cluster.
+
+        Args:
+            seeds: ``"host:port"`` of members to contact.
+            now: the driver's time in seconds.
+        """
+        now = self._begin(now)
+        for seed in seeds:
+            if seed != self.address and seed not in self._seeds:
+                self._seeds.append(seed)
+        for seed in self._seeds:
+            self._push_pull(seed, join=True)
+        self._next_join = now + self.config.join_retry_interval
+        self._flush()
+
+    def leave(self, now: float) -> None:
+        """Leave gracefully: tell every live member, then keep gossiping the goodbye.
+
+        Afterwards the engine stops probing and anti-entropy but still answers pings
+        and relays gossip; the driver should keep ticking it for a few gossip
+        intervals before closing its transport, so the goodbye spreads (the goodbye is
+        also sent at once to every live member, so one interval is usually enough).
+        Calling it again does nothing.
+
+        Args:
+            now: the driver's time in seconds.
+        """
+        now = self._begin(now)
+        if self._membership.leaving:
+            return
+        goodbye = self._membership.leave()
+        self._prober.stop()
+        self._broadcast_rumor(goodbye)
+        everyone = self._membership.live_count()
+        for member in self._membership.random_members(everyone, (Status.ALIVE, Status.SUSPECT)):
+            self._send_datagram(member.address, goodbye, None)
+        self._flush()
+
+    # --- outputs and queries -------------------------------------------------------
+
+    def take_outgoing(self) -> list[Outgoing]:
+        """The frames to send since the last call, in order; the list is handed over."""
+        outgoing, self._outgoing = self._outgoing, []
+        return outgoing
+
+    def take_events(self) -> list[Event]:
+        """What happened since the last call (member changes, keys changed)."""
+        events = list(self._events)
+        self._events.clear()
+        return events
+
+    def next_wakeup(self) -> float:
+        """When :meth:`tick` should run next, in the driver's seconds.
+
+        It changes only when the engine is called (receive, tick, update, join,
+        leave), so a driver may read it once after each call and keep it in its own
+        timer heap.
+
+        Returns:
+            The earliest timer; ``0.0`` before the engine has seen any time (tick it at
+            once).
+        """
+        if not self._started:
+            return 0.0
+        times = [self._next_gossip]
+        if not self._membership.leaving:
+            times += [self._next_push_pull, self._next_reconnect]
+            if self._joining():
+                times.append(self._next_join)
+        for deadline in (self._prober.next_deadline(), self._membership.next_deadline()):
+            if deadline is not None:
+                times.append(deadline)
+        return min(times)
+
+    def members(self) -> list[Member]:
+        """Every member known, this node included, sorted by node id."""
+        return self._membership.members()
+
+    @property
+    def incarnation(self) -> int:
+        """This node's current incarnation (rises when it refutes a suspicion)."""
+        return self._membership.local.incarnation
+
+    @property
+    def health_score(self) -> int:
+        """The Lifeguard local health score: 0 is healthy; timeouts scale by it + 1."""
+        return self._awareness.score
+
+    def get(self, key: str) -> CRDT | None:
+        """A copy of the state of ``key``, or ``None`` if this node has none."""
+        state = self._store.get(key)
+        return None if state is None else state.copy()
+
+    def keys(self) -> list[str]:
+        """Every key with a state here, sorted."""
+        return sorted(self._store)
+
+    def stats(self) -> dict[str, int]:
+        """Counters since construction.
+
+        Returns:
+            ``frames_in``/``bytes_in``/``messages_in`` and the same ``_out``,
+            ``datagrams_out``, ``reliable_frames_out``, ``decode_errors`` (malformed
+            frames and undecodable payloads), ``merge_errors`` (payloads of the wrong
+            type or that failed to merge), ``duplicate_deltas``, ``deltas_merged``,
+            ``states_merged``, ``local_updates``, ``push_pulls``, one
+            ``drop_<reason>`` per reason in :data:`DROP_REASONS`, and the gauges
+            ``members_alive``, ``queue_length``, ``keys`` and ``health_score``.
+        """
+        self._drops["oversize"] = self._outbox.oversize_drops
+        self._drops["queue_overflow"] = self._queue.overflow_drops
+        self._drops["relay_limit"] = self._prober.relay_drops
+        self._drops["stale_reply"] = self._prober.stale_replies
+        stats = dict(self._counters)
+        stats.update({f"drop_{reason}": n for reason, n in self._drops.items()})
+        stats["members_alive"] = self._membership.count(Status.ALIVE)
+        stats["queue_length"] = len(self._queue)
+        stats["keys"] = len(self._store)
+        stats["health_score"] = self._awareness.score
+        return stats
+
+    # --- time ----------------------------------------------------------------------
+
+    def _begin(self, now: float) -> float:
+        """Start every call: time never goes backwards, timers start on first use."""
+        now = max(float(now), self._now)
+        self._now = now
+        if not self._started:
+            self._started = True
+            self._membership.local.since = now
+            self._prober.start(now)
+            # Random phases, so nodes started together do not act in lockstep.
+            self._next_gossip = now + self._rng.uniform(0, self.config.gossip_interval)
+            self._next_push_pull = now + self._rng.uniform(0, self.config.push_pull_interval)
+            self._next_reconnect = now + self._rng.uniform(0, self.config.reconnect_interval)
+        return now
+
+    def _joining(self) -> bool:
+        return bool(self._seeds) and self._membership.others_alive() == 0
+
+    # --- dispatch ------------------------------------------------------------------
+
+    def _dispatch(self, message: Message, origin: _From) -> None:
+        match message:
+            case Ping():
+                if not self._prober.on_ping(message, origin.address, origin.node_id):
+                    self._drops["wrong_target"] += 1
+            case PingReq():
+                self._prober.on_ping_req(message, origin.address, origin.now)
+            case Ack():
+                self._prober.on_ack(message)
+            case Nack():
+                self._prober.on_nack(message)
+            case Alive() | Suspect() | Dead() | Left():
+                self._membership.apply(message, origin.now, origin.node_id)
+            case Delta():
+                self._on_delta(message, origin)
+            case State():
+                self._on_state(message)
+            case Members():
+                self._on_members(message, origin)
+            case Sync():
+                self._on_sync(message, origin)
+
+    def _notice_if_dead(self, origin: _From) -> None:
+        """Tell a member we hold dead (or gone) that it is, so it can refute.
+
+        A member that restarted and never hears its old incarnation would otherwise
+        stay dead for us forever (memberlist#311); told, it raises its incarnation and
+        everyone accepts it back. One notice per member per probe interval.
+        """
+        member = self._membership.get(origin.node_id)
+        if member is None or member.status not in (Status.DEAD, Status.LEFT):
+            return
+        if self._membership.leaving:
+            return
+        last = self._notices.get(origin.node_id)
+        if last is not None and origin.now - last < self.config.probe_interval:
+            return
+        if len(self._notices) >= _MAX_NOTICES:
+            self._notices.clear()
+        self._notices[origin.node_id] = origin.now
+        notice = Dead(member.node_id, member.incarnation, self.node_id)
+        self._send_datagram(origin.address, notice, None)
+
+    # --- data ----------------------------------------------------------------------
+
+    def _digest_of(self, key: str) -> bytes:
+        return state_digest(encode(self._store[key]))
+
+    def _changed(self, key: str) -> None:
+        self._tree.touch(key)
+        self._events.append(KeyChanged(key))
+
+    def _remember(self, payload: bytes) -> bool:
+        """Record a delta payload as seen; ``False`` if it already was."""
+        digest = hashlib.blake2b(payload, digest_size=16).digest()
+        if digest in self._seen:
+            self._seen.move_to_end(digest)
+            return False
+        self._seen[digest] = None
+        if len(self._seen) > MAX_SEEN_DELTAS:
+            self._seen.popitem(last=False)
+        return True
+
+    def _merge_payload(self, key: str, payload: bytes) -> CRDT | None:
+        """Decode a payload and merge it into the store; ``None`` if it was dropped."""
+        try:
+            decoded: object = decode(payload)
+        except DecodeError:
+            self._counters["decode_errors"] += 1
+            self._drops["bad_payload"] += 1
+            return None
+        # The codec only builds data types; a cheap duck check instead of a slow
+        # isinstance() against the runtime-checkable CRDT protocol.
+        if not (
+            callable(getattr(decoded, "merge", None)) and callable(getattr(decoded, "copy", None))
+        ):
+            self._counters["merge_errors"] += 1
+            self._drops["type_mismatch"] += 1
+            return None
+        value = cast(CRDT, decoded)
+        state = self._store.get(key)
+        if state is None:
+            self._store[key] = value.copy()
+        elif type(state) is not type(value):
+            self._counters["merge_errors"] += 1
+            self._drops["type_mismatch"] += 1
+            return None
+        else:
+            try:
+                state.merge(value)
+            except (MergeError, TypeError, ValueError):
+                self._counters["merge_errors"] += 1
+                self._drops["merge_failed"] += 1
+                return None
+        self._changed(key)
+        return value
+
+    def _on_delta(self, message: Delta, origin: _From) -> None:
+        if not self._remember(message.payload):
+            self._counters["duplicate_deltas"] += 1
+            return
+        delta = self._merge_payload(message.key, message.payload)
+        if delta is None:
+            return
+        self._counters["deltas_merged"] += 1
+        # Relay it, but never back to the member it came from (Enes et al.).
+        self._queue_delta(message.key, delta, message.payload, frozenset((origin.node_id,)))
+
+    def _on_state(self, message: State) -> None:
+        if self._merge_payload(message.key, message.payload) is not None:
+            self._counters["states_merged"] += 1
+
+    def _queue_delta(self, key: str, delta: CRDT, payload: bytes, exclude: frozenset[str]) -> None:
+        """Queue a delta; a delta of the same key already queued is joined into it."""
+        name = ("key", key)
+        older = self._queue.get(name)
+        if older is not None and older.extra is not None and type(older.extra) is type(delta):
+            joined = older.extra.copy()
+            try:
+                joined.merge(delta)
+            except (MergeError, TypeError, ValueError):
+                joined = delta  # nested types disagree: the newer delta alone goes out
+            else:
+                payload = encode(joined)
+                exclude &= older.exclude
+                self._remember(payload)
+            delta = joined
+        packed = encode_message(Delta(key, payload))
+        if len(packed) > self._outbox.reliable_room:
+            self._drops["oversize"] += 1
+            return
+        self._queue.put(name, packed, exclude=exclude, extra=delta)
+
+    # --- membership and anti-entropy -----------------------------------------------
+
+    def _broadcast_rumor(
+        self, rumor: MembershipRumor, exclude: frozenset[str] = frozenset()
+    ) -> None:
+        self._queue.put(("member", rumor.node_id), encode_message(rumor), exclude=exclude)
+
+    def _push_pull(self, address: str, *, join: bool) -> None:
+        """Start an exchange: our member table, and our hash tree's root (or, on join,
+        a request for everything)."""
+        self._counters["push_pulls"] += 1
+        records = self._membership.records()
+        self._outbox.send(address, Members(records, reply=True, join=join), reliable=True)
+        if not join:
+            self._outbox.send(address, antientropy.start(self._tree), reliable=True)
+
+    def _on_members(self, message: Members, origin: _From) -> None:
+        self._membership.merge_records(message.records, origin.node_id, origin.now)
+        if message.reply:
+            reply = Members(self._membership.records(), reply=False, join=False)
+            self._outbox.send(origin.address, reply, reliable=True)
+        if message.join:
+            # A joiner gets the full state, and is asked for all of its own.
+            self._send_states(origin.address, self.keys())
+            everything = Sync((), (), ((0, 0),))
+            self._outbox.send(origin.address, everything, reliable=True)
+
+    def _on_sync(self, message: Sync, origin: _From) -> None:
+        plan = antientropy.respond(self._tree, message)
+        reply = plan.reply()
+        if reply is not None:
+            self._outbox.send(origin.address, reply, reliable=True)
+        self._send_states(origin.address, plan.send_keys)
+
+    def _send_states(self, address: str, keys: list[str]) -> None:
+        for key in keys:
+            state = self._store.get(key)
+            if state is not None:
+                message = State(key, encode(state))
+                self._outbox.send(address, message, reliable=True)
+
+    # --- output --------------------------------------------------------------------
+
+    def _send_datagram(self, address: str, message: Message, piggyback_to: str | None) -> None:
+        self._outbox.send(address, message, piggyback_to=piggyback_to)
+
+    def _gossip(self) -> None:
+        """One gossip round: queued broadcasts to ``fanout`` random live members."""
+        if not len(self._queue):
+            return
+        limit = self._retransmit_limit()
+        targets = self._membership.random_members(
+            self.config.fanout, (Status.ALIVE, Status.SUSPECT)
+        )
+        for target in targets:
+            # Broadcasts too large for a datagram go by stream, counted like the rest.
+            for packed in self._queue.take(
+                self._outbox.reliable_room,
+                limit,
+                destination=target.node_id,
+                min_size=self._outbox.datagram_room + 1,
+            ):
+                self._outbox.send(target.address, packed, reliable=True)
+            self._outbox.gossip(target.address, target.node_id)
+
+    def _retransmit_limit(self) -> int:
+        return retransmit_limit(self.config.retransmit_mult, self._membership.live_count())
+
+    def _flush(self) -> None:
+        frames = self._outbox.flush(self._queue, self._retransmit_limit())
+        self._counters["messages_out"] += self._outbox.take_message_count()
+        for frame in frames:
+            self._counters["frames_out"] += 1
+            self._counters["bytes_out"] += len(frame.data)
+            self._counters["reliable_frames_out" if frame.reliable else "datagrams_out"] += 1
+        self._outgoing.extend(frames)

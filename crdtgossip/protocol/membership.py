@@ -1,0 +1,446 @@
+"""The SWIM member table: who is in the cluster, in which state, at which incarnation.
+
+It applies membership rumors (alive, suspect, dead, left) by the table in
+:mod:`crdtgossip.protocol.states`, runs one suspicion timer per suspect member
+(:mod:`crdtgossip.protocol.suspicion`), refutes rumors about the local node by raising
+its incarnation, and chooses whom to probe (shuffled round-robin, as SWIM prescribes,
+so every member is probed within a bounded time) and whom to ask for indirect probes.
+
+It does no I/O: news worth spreading goes to the ``broadcast`` callback and what
+happened to members goes to the ``events`` list, both owned by the engine.
+"""
+
+from __future__ import annotations
+
+import random
+from bisect import insort
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from crdtgossip.config import GossipConfig
+from crdtgossip.protocol.awareness import Awareness
+from crdtgossip.protocol.events import (
+    Event,
+    Member,
+    MemberAlive,
+    MemberDead,
+    MemberJoined,
+    MemberLeft,
+    MemberSuspect,
+)
+from crdtgossip.protocol.messages import Alive, Dead, Left, MemberRecord, Suspect
+from crdtgossip.protocol.states import Rumor, Status, next_status, order_of
+from crdtgossip.protocol.suspicion import (
+    Suspicion,
+    confirmations_wanted,
+    suspicion_min_timeout,
+)
+
+__all__ = ["MemberState", "Membership", "MembershipRumor"]
+
+MembershipRumor = Alive | Suspect | Dead | Left
+
+_LIVE = (Status.ALIVE, Status.SUSPECT)
+
+_RUMOR_KINDS: dict[type[MembershipRumor], Rumor] = {
+    Alive: Rumor.ALIVE,
+    Suspect: Rumor.SUSPECT,
+    Dead: Rumor.DEAD,
+    Left: Rumor.LEFT,
+}
+
+
+@dataclass(slots=True)
+class MemberState:
+    """The mutable row of one member.
+
+    Attributes:
+        node_id: the member's name.
+        address: where it listens.
+        incarnation: the highest incarnation known.
+        status: what this node believes.
+        since: when ``status`` last changed, in the driver's seconds.
+    """
+
+    node_id: str
+    address: str
+    incarnation: int
+    status: Status
+    since: float
+
+    def snapshot(self) -> Member:
+        """An immutable copy for callers."""
+        return Member(self.node_id, self.address, self.status, self.incarnation)
+
+
+class Membership:
+    """The member table with its rules.
+
+    Args:
+        local_id: this node's id.
+        address: this node's address.
+        incarnation: this node's starting incarnation (a restarted node may pass a
+            higher one than its previous life used).
+        config: the protocol configuration.
+        rng: the engine's random generator.
+        awareness: the local health score (raised when this node must refute).
+        broadcast: called with each rumor to spread and the members that must not
+            be sent it.
+        events: where member events are appended.
+    """
+
+    def __init__(
+        self,
+        local_id: str,
+        address: str,
+        incarnation: int,
+        *,
+        config: GossipConfig,
+        rng: random.Random,
+        awareness: Awareness,
+        broadcast: Callable[[MembershipRumor, frozenset[str]], None],
+        events: list[Event],
+    ) -> None:
+        self.local_id = local_id
+        self._config = config
+        self._rng = rng
+        self._awareness = awareness
+        self._broadcast = broadcast
+        self._events = events
+        self._members: dict[str, MemberState] = {
+            local_id: MemberState(local_id, address, incarnation, Status.ALIVE, 0.0)
+        }
+        # Kept up to date so that the hot paths (every frame needs N for the
+        # retransmit limit; every gossip round picks random members) cost O(1) or
+        # O(k) instead of a scan of a table of thousands.
+        self._sorted_ids: list[str] = [local_id]
+        self._counts: dict[Status, int] = dict.fromkeys(Status, 0)
+        self._counts[Status.ALIVE] = 1
+        self._suspicions: dict[str, Suspicion] = {}
+        self._probe_order: list[str] = []
+        #: True once :meth:`leave` was called: rumors about us are no longer refuted.
+        self.leaving = False
+
+    # --- queries -------------------------------------------------------------------
+
+    @property
+    def local(self) -> MemberState:
+        """The local node's own row."""
+        return self._members[self.local_id]
+
+    def get(self, node_id: str) -> MemberState | None:
+        """The row of ``node_id``, if known."""
+        return self._members.get(node_id)
+
+    def members(self) -> list[Member]:
+        """Every known member, this node included, sorted by node id."""
+        return [self._members[node_id].snapshot() for node_id in self._sorted_ids]
+
+    def count(self, status: Status) -> int:
+        """How many members (this node included) are in ``status``."""
+        return self._counts[status]
+
+    def live_count(self) -> int:
+        """Members alive or suspect, this node included: the N of the formulas."""
+        return self._counts[Status.ALIVE] + self._counts[Status.SUSPECT]
+
+    def others_alive(self) -> int:
+        """Members other than this node that are alive."""
+        return self._counts[Status.ALIVE] - (1 if self.local.status is Status.ALIVE else 0)
+
+    def _set_status(self, member: MemberState, status: Status, now: float) -> None:
+        self._counts[member.status] -= 1
+        self._counts[status] += 1
+        member.status = status
+        member.since = now
+
+    def records(self) -> tuple[MemberRecord, ...]:
+        """The whole table as push-pull records, sorted by node id."""
+        return tuple(
+            MemberRecord(m.node_id, m.address, m.incarnation, m.status)
+            for m in (self._members[node_id] for node_id in self._sorted_ids)
+        )
+
+    def local_alive(self) -> Alive:
+        """The rumor announcing this node alive at its current incarnation."""
+        local = self.local
+        return Alive(local.node_id, local.address, local.incarnation)
+
+    def random_members(
+        self, count: int, statuses: Iterable[Status], exclude: Iterable[str] = ()
+    ) -> list[MemberState]:
+        """Up to ``count`` distinct random members in the given states.
+
+        Args:
+            count: how many.
+            statuses: acceptable states.
+            exclude: node ids to leave out (this node is always left out).
+
+        Returns:
+            The chosen rows, in random order.
+        """
+        wanted = set(statuses)
+        skip = {self.local_id, *exclude}
+        available = sum(self._counts[status] for status in wanted)
+        ids = self._sorted_ids
+        if count * 4 < available:
+            # Most members qualify: draw at random and skip the misses, O(count).
+            chosen: dict[str, MemberState] = {}
+            for _attempt in range(count * 8):
+                member = self._members[ids[self._rng.randrange(len(ids))]]
+                if member.node_id not in skip and member.status in wanted:
+                    chosen[member.node_id] = member
+                    if len(chosen) == count:
+                        return list(chosen.values())
+        candidates = [
+            self._members[node_id]
+            for node_id in ids
+            if node_id not in skip and self._members[node_id].status in wanted
+        ]
+        return self._rng.sample(candidates, min(count, len(candidates)))
+
+    def next_probe_target(self) -> MemberState | None:
+        """The next member to probe: shuffled round-robin over live members.
+
+        Every live member is probed once per round; the order is reshuffled each round
+        (SWIM), so a failed member is found within two rounds at worst.
+
+        Returns:
+            The member, or ``None`` when there is nobody else alive or suspect.
+        """
+        for _attempt in range(2):
+            while self._probe_order:
+                node_id = self._probe_order.pop()
+                member = self._members.get(node_id)
+                if member is not None and member.status in _LIVE:
+                    return member
+            self._probe_order = [
+                node_id
+                for node_id in self._sorted_ids
+                if node_id != self.local_id and self._members[node_id].status in _LIVE
+            ]
+            self._rng.shuffle(self._probe_order)
+        return None
+
+    def next_deadline(self) -> float | None:
+        """The earliest suspicion deadline, if any member is suspect."""
+        if not self._suspicions:
+            return None
+        return min(s.deadline for s in self._suspicions.values())
+
+    # --- rumors --------------------------------------------------------------------
+
+    def apply(self, rumor: MembershipRumor, now: float, origin: str | None = None) -> bool:
+        """Apply one rumor, from the network or from this node's own verdicts.
+
+        Args:
+            rumor: the news.
+            now: the driver's time in seconds.
+            origin: the member it came from, which need not hear it again.
+
+        Returns:
+            ``True`` when it changed something (and was passed on), ``False`` when it
+            was old news or ignored.
+        """
+        if rumor.node_id == self.local_id:
+            return self._about_self(rumor)
+        member = self._members.get(rumor.node_id)
+        if member is None:
+            if isinstance(rumor, Alive):
+                self._add(rumor, now, origin)
+                return True
+            return False  # news of the death of a stranger: nothing to update
+        order = order_of(rumor.incarnation, member.incarnation)
+        new_status = next_status(member.status, _RUMOR_KINDS[type(rumor)], order)
+        if new_status is None:
+            return False
+        if isinstance(rumor, Suspect) and member.status is Status.SUSPECT:
+            return self._confirm(member, rumor, origin)
+        self._transition(member, rumor, new_status, now, origin)
+        return True
+
+    def _spread(self, rumor: MembershipRumor, origin: str | None) -> None:
+        """Pass a rumor on, except to whoever told us and, for an alive rumor, to
+        its subject, which knows best that it is alive."""
+        exclude = {origin} if origin is not None else set()
+        if isinstance(rumor, Alive):
+            exclude.add(rumor.node_id)
+        self._broadcast(rumor, frozenset(exclude))
+
+    def _add(self, rumor: Alive, now: float, origin: str | None) -> None:
+        member = MemberState(rumor.node_id, rumor.address, rumor.incarnation, Status.ALIVE, now)
+        self._members[rumor.node_id] = member
+        insort(self._sorted_ids, rumor.node_id)
+        self._counts[Status.ALIVE] += 1
+        # A newcomer joins the current probe round at a random place (memberlist does
+        # the same), so it is probed within this round without reordering the rest.
+        self._probe_order.insert(self._rng.randint(0, len(self._probe_order)), member.node_id)
+        self._events.append(MemberJoined(member.snapshot()))
+        self._spread(rumor, origin)
+
+    def _confirm(self, member: MemberState, rumor: Suspect, origin: str | None) -> bool:
+        member.incarnation = max(member.incarnation, rumor.incarnation)
+        suspicion = self._suspicions.get(member.node_id)
+        if suspicion is not None and suspicion.confirm(rumor.accuser):
+            self._spread(rumor, origin)
+            return True
+        return False
+
+    def _transition(
+        self,
+        member: MemberState,
+        rumor: MembershipRumor,
+        new_status: Status,
+        now: float,
+        origin: str | None,
+    ) -> None:
+        old_status = member.status
+        member.incarnation = rumor.incarnation
+        if isinstance(rumor, Alive):
+            member.address = rumor.address
+        if new_status is not old_status:
+            self._set_status(member, new_status, now)
+        if new_status is Status.SUSPECT:
+            assert isinstance(rumor, Suspect)
+            self._start_suspicion(member, rumor.accuser, now)
+        else:
+            self._suspicions.pop(member.node_id, None)
+        event = _EVENTS.get((old_status, new_status))
+        if event is not None:
+            self._events.append(event(member.snapshot()))
+        self._spread(rumor, origin)
+
+    def _start_suspicion(self, member: MemberState, accuser: str, now: float) -> None:
+        members = self.live_count()
+        minimum = suspicion_min_timeout(
+            self._config.suspicion_mult, members, self._config.probe_interval
+        )
+        maximum = minimum * self._config.suspicion_max_timeout_mult
+        wanted = confirmations_wanted(self._config.suspicion_mult, members)
+        self._suspicions[member.node_id] = Suspicion(accuser, wanted, minimum, maximum, now)
+
+    def _about_self(self, rumor: MembershipRumor) -> bool:
+        local = self.local
+        if self.leaving:
+            return False
+        if isinstance(rumor, Alive):
+            # Someone knows us at a higher incarnation (an earlier life of this node),
+            # or at ours but elsewhere: outrank it.
+            stale = rumor.incarnation > local.incarnation or (
+                rumor.incarnation == local.incarnation and rumor.address != local.address
+            )
+            if not stale:
+                return False
+        elif rumor.incarnation < local.incarnation:
+            return False
+        self.refute(rumor.incarnation)
+        return True
+
+    def refute(self, incarnation: int) -> None:
+        """Announce this node alive above ``incarnation`` (it was suspected, declared
+        dead, or known from an earlier life). Refuting lowers local health (Lifeguard):
+        being suspected hints that this node is slow to answer.
+
+        Args:
+            incarnation: the incarnation the rumor about this node carried.
+        """
+        local = self.local
+        local.incarnation = max(local.incarnation, incarnation) + 1
+        self._awareness.apply(1)
+        self._broadcast(self.local_alive(), frozenset())
+
+    def suspect(self, node_id: str, now: float) -> bool:
+        """This node's own probe of ``node_id`` failed: suspect it.
+
+        Args:
+            node_id: the member that did not answer.
+            now: the driver's time.
+
+        Returns:
+            Whether the suspicion changed anything.
+        """
+        member = self._members.get(node_id)
+        if member is None or member.status not in _LIVE:
+            return False
+        return self.apply(Suspect(node_id, member.incarnation, self.local_id), now)
+
+    def expire(self, now: float) -> None:
+        """Declare dead every suspect whose suspicion timeout has run out.
+
+        Args:
+            now: the driver's time.
+        """
+        expired = sorted(node_id for node_id, s in self._suspicions.items() if s.deadline <= now)
+        for node_id in expired:
+            member = self._members[node_id]
+            self.apply(Dead(node_id, member.incarnation, self.local_id), now)
+
+    def leave(self) -> Left:
+        """Start leaving: stop refuting and return the goodbye to spread.
+
+        Returns:
+            The rumor that this node left.
+        """
+        self.leaving = True
+        local = self.local
+        self._set_status(local, Status.LEFT, local.since)
+        return Left(local.node_id, local.incarnation)
+
+    def merge_records(self, records: Iterable[MemberRecord], sender: str, now: float) -> None:
+        """Merge a member table received by push-pull.
+
+        A remote *dead* verdict is taken as a suspicion here, not a death: the member
+        gets its own suspicion timeout to refute (memberlist does the same), so one
+        peer's stale view cannot kill a live member at once.
+
+        Args:
+            records: the sender's table.
+            sender: the sender's node id (the accuser of its suspicions).
+            now: the driver's time.
+        """
+        for record in records:
+            rumor: MembershipRumor
+            match record.status:
+                case Status.ALIVE:
+                    rumor = Alive(record.node_id, record.address, record.incarnation)
+                case Status.SUSPECT | Status.DEAD:
+                    rumor = Suspect(record.node_id, record.incarnation, sender)
+                case Status.LEFT:
+                    rumor = Left(record.node_id, record.incarnation)
+            self.apply(rumor, now, sender)
+
+    def reap(self, now: float) -> None:
+        """Forget members dead or left for longer than ``dead_retention``.
+
+        Args:
+            now: the driver's time.
+        """
+        retention = self._config.dead_retention
+        gone = [
+            node_id
+            for node_id, m in self._members.items()
+            if node_id != self.local_id
+            and m.status in (Status.DEAD, Status.LEFT)
+            and now - m.since > retention
+        ]
+        for node_id in gone:
+            self._counts[self._members.pop(node_id).status] -= 1
+        if gone:
+            self._sorted_ids = sorted(self._members)
+
+
+#: (old status, new status) -> event class; a pair absent here raises no event.
+_EVENTS: dict[
+    tuple[Status, Status],
+    type[MemberAlive | MemberSuspect | MemberDead | MemberLeft | MemberJoined],
+] = {
+    (Status.SUSPECT, Status.ALIVE): MemberAlive,
+    (Status.DEAD, Status.ALIVE): MemberJoined,
+    (Status.LEFT, Status.ALIVE): MemberJoined,
+    (Status.ALIVE, Status.SUSPECT): MemberSuspect,
+    (Status.ALIVE, Status.DEAD): MemberDead,
+    (Status.SUSPECT, Status.DEAD): MemberDead,
+    (Status.ALIVE, Status.LEFT): MemberLeft,
+    (Status.SUSPECT, Status.LEFT): MemberLeft,
+    (Status.DEAD, Status.LEFT): MemberLeft,
+}

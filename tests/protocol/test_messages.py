@@ -1,0 +1,139 @@
+"""The wire format: every message survives a round trip; anything else is refused."""
+
+from __future__ import annotations
+
+import msgpack
+import pytest
+
+from crdtgossip import security
+from crdtgossip.errors import DecodeError
+from crdtgossip.protocol.messages import (
+    DIGEST_SIZE,
+    FRAME_VERSION,
+    MAX_ARRAY_LEN,
+    MAX_KEY_BYTES,
+    MAX_NODE_ID_BYTES,
+    SEAL_OVERHEAD,
+    TREE_FANOUT,
+    Ack,
+    Alive,
+    Dead,
+    Delta,
+    Left,
+    MemberRecord,
+    Members,
+    Message,
+    Nack,
+    Ping,
+    PingReq,
+    State,
+    Suspect,
+    Sync,
+    TreeNode,
+    decode_frame,
+    encode_frame,
+    encode_message,
+    frame_overhead,
+)
+from crdtgossip.protocol.states import Status
+
+MESSAGES: list[Message] = [
+    Ping(1, "b"),
+    PingReq(2**64 - 1, "c", "[::1]:7000"),
+    Ack(0),
+    Nack(17),
+    Alive("a", "10.0.0.1:7946", 3),
+    Suspect("a", 3, "b"),
+    Dead("a", 4, "c"),
+    Left("a", 5),
+    Delta("hits", b"\x93\x01\x01\x80"),
+    State("k\u00e9y", b""),
+    Members(
+        (MemberRecord("a", "a:1", 0, Status.ALIVE), MemberRecord("b", "b:1", 9, Status.LEFT)),
+        True,
+        False,
+    ),
+    Sync(
+        (
+            TreeNode(0, 0, bytes(range(DIGEST_SIZE)) * TREE_FANOUT, None),
+            TreeNode(3, 0xABC, None, (("k1", b"\x01" * DIGEST_SIZE),)),
+        ),
+        ("wanted",),
+        ((1, 15), (16, 2**64 - 1)),
+    ),
+]
+
+
+def test_every_message_survives_a_frame_round_trip() -> None:
+    frame = encode_frame("sender", [encode_message(m) for m in MESSAGES])
+    decoded = decode_frame(frame, 1 << 20)
+    assert decoded.sender == "sender"
+    assert decoded.messages == tuple(MESSAGES)
+
+
+@pytest.mark.parametrize("count", [0, 1, 15, 16, 70_000])
+def test_frame_overhead_bounds_the_real_header(count: int) -> None:
+    packed = [encode_message(Ack(i)) for i in range(count)]
+    frame = encode_frame("node-7", packed)
+    assert len(frame) <= frame_overhead("node-7") + sum(map(len, packed))
+    assert len(decode_frame(frame, 1 << 24).messages) == count
+
+
+def test_seal_overhead_matches_the_keyring() -> None:
+    assert security.FRAME_OVERHEAD == SEAL_OVERHEAD
+
+
+def _frame(*items: object, version: int = FRAME_VERSION) -> bytes:
+    body: bytes = msgpack.packb(list(items), use_bin_type=True)
+    return bytes((version,)) + body
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"",
+        b"\x01",
+        _frame("a", version=2),
+        _frame(),
+        _frame(7),
+        _frame("a", [99, 1]),  # unknown kind
+        _frame("a", [1, 1]),  # ping missing its target
+        _frame("a", [1, -1, "b"]),  # negative seq
+        _frame("a", [1, 1.5, "b"]),  # float seq
+        _frame("a", [1, True, "b"]),  # a bool is not an int
+        _frame("a", [1, 1, ""]),  # empty node id
+        _frame("a", [1, 1, "x" * (MAX_NODE_ID_BYTES + 1)]),
+        _frame("a", [9, "k" * (MAX_KEY_BYTES + 1), b""]),
+        _frame("a", [9, "k", "not bytes"]),
+        _frame("a", [11, True, False, [["a", "a:1", 0, 7]]]),  # unknown status
+        _frame("a", [12, [[17, 0, None, []]], [], []]),  # too deep
+        _frame("a", [12, [[1, 16, None, []]], [], []]),  # prefix out of range
+        _frame("a", [12, [[0, 0, b"short", None]], [], []]),
+        _frame("a", [12, [[0, 0, None, None]], [], []]),
+        _frame("a", [12, [[0, 0, None, [["k", b"x"]]]], [], []]),  # digest size
+        _frame("a", {"map": 1}),
+        _frame("a") + b"\x00",  # trailing bytes
+        _frame("a")[:-1],
+        bytes((FRAME_VERSION,)) + b"\xdd\xff\xff\xff\xff",  # a 4-billion-item array
+        bytes((FRAME_VERSION,)) + b"\x91" * 100_000,  # deep nesting
+        bytes((FRAME_VERSION,)) + msgpack.packb(["a", msgpack.ExtType(1, b"x")]),
+        bytes((FRAME_VERSION,)) + b"\x92\xa1a\xc1",  # reserved byte
+        bytes((FRAME_VERSION,)) + b"\x92\xa2\xff\xfe\x90",  # invalid UTF-8
+    ],
+)
+def test_malformed_frames_raise_decode_error(data: bytes) -> None:
+    with pytest.raises(DecodeError):
+        decode_frame(data, 1 << 20)
+
+
+def test_oversized_frames_are_refused_before_decoding() -> None:
+    frame = encode_frame("a", [encode_message(Delta("k", b"x" * 2000))])
+    assert decode_frame(frame, len(frame)).messages
+    with pytest.raises(DecodeError):
+        decode_frame(frame, len(frame) - 1)
+
+
+def test_array_limit_applies() -> None:
+    body = msgpack.packb(["a"] + [[3, 1]] * MAX_ARRAY_LEN, use_bin_type=True)
+    with pytest.raises(DecodeError):
+        decode_frame(bytes((FRAME_VERSION,)) + body, 1 << 24)
