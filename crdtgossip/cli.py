@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import importlib
 import sys
 import time
 from collections.abc import Sequence
@@ -29,6 +30,14 @@ DEMO_CONFIG = dataclasses.replace(
     gossip_interval=0.05,
     push_pull_interval=1.0,
     join_retry_interval=0.3,
+)
+
+#: The reference apps' subcommands: (name, module, registering function, help). They
+#: need the ``apps`` extra (aiohttp, jinja2); without it the subcommand says so.
+APP_COMMANDS = (
+    ("agent", "crdtgossip.apps.registry.cli", "add_agent_command", "run a registry agent"),
+    ("render", "crdtgossip.apps.lb.cli", "add_render_command", "render load-balancer configs"),
+    ("deploy", "crdtgossip.apps.deploy.cli", "add_deploy_command", "deploy hooks for CI"),
 )
 
 #: The longest the demo waits for any one step before giving up (a guard, not a goal).
@@ -184,7 +193,25 @@ def _parser() -> argparse.ArgumentParser:
         "keygen", help="print a new random 32-byte AES key (base64) for a keyring file"
     )
     keygen.set_defaults(run=_cmd_keygen)
+    for name, module_name, register, summary in APP_COMMANDS:
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError as exc:
+            missing = commands.add_parser(name, help=f"{summary} (needs crdtgossip[apps])")
+            missing.set_defaults(run=_missing_extra(name, exc))
+            continue
+        getattr(module, register)(commands)
     return parser
+
+
+def _missing_extra(name: str, error: ImportError) -> object:
+    def run(_: argparse.Namespace) -> int:
+        raise CRDTGossipError(
+            f"'crdtgossip {name}' needs the reference apps' dependencies ({error.name} is "
+            "missing): pip install 'crdtgossip[apps]'"
+        )
+
+    return run
 
 
 def main(argv: Sequence[str] | None = None) -> int:

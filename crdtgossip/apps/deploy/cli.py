@@ -1,0 +1,191 @@
+"""``crdtgossip deploy``: the deploy hooks from a shell, for provisioning tools and CI.
+
+::
+
+    crdtgossip deploy register|deregister|drain|undrain --agent URL --service S --instance I
+                      [--address A --port P --env E --tag T ...]
+    crdtgossip deploy release --agent URL --env E --service S --version V [--build B]
+                      [--commit C]
+
+Additions to that contract, all optional: ``--token FILE`` (every action), ``--meta
+KEY=VALUE`` and ``--ttl SECONDS`` (register), ``--reason``, ``--timeout`` and
+``--grace`` (drain).
+
+Success prints one line on stdout; failure one line on stderr and exit status 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import math
+import sys
+from pathlib import Path
+
+from crdtgossip.apps.deploy.client import (
+    DEFAULT_DRAIN_TIMEOUT,
+    MAX_GRACE,
+    AgentClient,
+    AgentError,
+)
+from crdtgossip.apps.registry.agent import read_token
+from crdtgossip.errors import CRDTGossipError
+
+__all__ = ["add_deploy_command", "run"]
+
+
+def _port(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= 65535:
+        raise argparse.ArgumentTypeError(f"a port is 1 to 65535, not {text!r}")
+    return int(text)
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, not {text!r}")
+    return value
+
+
+def _meta(text: str) -> tuple[str, str]:
+    key, separator, value = text.partition("=")
+    if not separator or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, not {text!r}")
+    return key, value
+
+
+def add_deploy_command(
+    subparsers: argparse._SubParsersAction[argparse.ArgumentParser],
+) -> argparse.ArgumentParser:
+    """Add the ``deploy`` subcommand (with its actions) to ``subparsers``.
+
+    Returns:
+        The subcommand's parser; each action's parser runs :func:`run`.
+    """
+    parser = subparsers.add_parser(
+        "deploy",
+        help="deploy hooks: register, deregister, drain, undrain, release",
+        description="Tell a registry agent about an instance or a release.",
+    )
+    actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
+
+    def common(name: str, help_text: str) -> argparse.ArgumentParser:
+        action = actions.add_parser(name, help=help_text, description=help_text)
+        action.add_argument(
+            "--agent", required=True, metavar="URL", help="the agent, like http://127.0.0.1:7700"
+        )
+        action.add_argument(
+            "--token", type=Path, metavar="FILE", help="bearer token file, if the agent has one"
+        )
+        action.set_defaults(run=run)
+        return action
+
+    def instance(name: str, help_text: str) -> argparse.ArgumentParser:
+        action = common(name, help_text)
+        action.add_argument("--service", required=True, metavar="S")
+        action.add_argument("--instance", required=True, metavar="I")
+        return action
+
+    register = instance("register", "register an instance (or update its registration)")
+    register.add_argument("--address", required=True, metavar="A", help="host name or IP")
+    register.add_argument("--port", required=True, type=_port, metavar="P")
+    register.add_argument("--env", metavar="E", help="environment (default: 'default')")
+    register.add_argument(
+        "--tag", action="append", default=[], metavar="T", help="a tag (repeat for several)"
+    )
+    register.add_argument(
+        "--meta", action="append", default=[], type=_meta, metavar="KEY=VALUE", help="metadata"
+    )
+    register.add_argument(
+        "--ttl", type=_seconds, metavar="SECONDS", help="default ttl of its health events"
+    )
+    instance("deregister", "deregister an instance")
+    drain = instance(
+        "drain", "put an instance in maintenance and wait until a majority of agents has it"
+    )
+    drain.add_argument("--reason", metavar="TEXT", help="why, shown in the registry")
+    drain.add_argument(
+        "--timeout",
+        type=_seconds,
+        default=DEFAULT_DRAIN_TIMEOUT,
+        metavar="SECONDS",
+        help=f"how long to wait for the majority (default {DEFAULT_DRAIN_TIMEOUT:g})",
+    )
+    drain.add_argument(
+        "--grace",
+        type=_seconds,
+        default=0.0,
+        metavar="SECONDS",
+        help=f"then wait this long for connections to finish (at most {MAX_GRACE:g})",
+    )
+    instance("undrain", "take an instance out of maintenance")
+    release = common("release", "record the release of a service in an environment")
+    release.add_argument("--env", required=True, metavar="E")
+    release.add_argument("--service", required=True, metavar="S")
+    release.add_argument("--version", required=True, metavar="V")
+    release.add_argument("--build", metavar="B")
+    release.add_argument("--commit", metavar="C")
+    return parser
+
+
+async def _act(args: argparse.Namespace) -> str:
+    token = read_token(args.token) if args.token is not None else None
+    async with AgentClient(args.agent, token=token) as agent:
+        if args.action == "register":
+            found = await agent.register(
+                args.service,
+                args.instance,
+                address=args.address,
+                port=args.port,
+                env=args.env,
+                tags=args.tag,
+                meta=dict(args.meta),
+                ttl=args.ttl,
+            )
+            return (
+                f"registered {args.service}/{args.instance} at {found['address']}:"
+                f"{found['port']} (env {found['env']})"
+            )
+        if args.action == "deregister":
+            await agent.deregister(args.service, args.instance)
+            return f"deregistered {args.service}/{args.instance}"
+        if args.action == "drain":
+            await agent.drain(
+                args.service,
+                args.instance,
+                reason=args.reason,
+                timeout=args.timeout,
+                grace=args.grace,
+            )
+            grace = f", then waited {args.grace:g} s" if args.grace else ""
+            return f"drained {args.service}/{args.instance}: a majority has it{grace}"
+        if args.action == "undrain":
+            await agent.undrain(args.service, args.instance)
+            return f"undrained {args.service}/{args.instance}"
+        if args.action == "release":
+            recorded = await agent.release(
+                args.env, args.service, args.version, build=args.build, commit=args.commit
+            )
+            return (
+                f"released {args.service} {recorded['version']} in {args.env} "
+                f"at {recorded['time']:.3f}"
+            )
+        raise AgentError(f"unknown deploy action {args.action!r}")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run one deploy action from parsed arguments; returns the exit status.
+
+    Success prints one line on stdout; any failure prints one line on stderr and
+    returns 1.
+    """
+    try:
+        line = asyncio.run(_act(args))
+    except CRDTGossipError as exc:
+        print(f"crdtgossip: error: {exc}", file=sys.stderr)
+        return 1
+    print(line, flush=True)
+    return 0

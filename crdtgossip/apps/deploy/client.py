@@ -1,0 +1,262 @@
+"""Deploy hooks: an HTTP client of the registry agent for provisioning tools and CI.
+
+Each hook is one request to an agent's REST API (``docs/apps/registry.rst``):
+
+========== =========================================================================
+register   ``PUT /v1/services/{service}/instances/{instance}``
+deregister ``DELETE /v1/services/{service}/instances/{instance}``
+drain      ``PUT .../maintenance`` with ``enable: true, consistency: "majority"``:
+           the agent answers once more than half of the alive members have the
+           flag, so no load balancer rendered from a majority still sends traffic;
+           then an optional grace period lets connections in flight finish
+undrain    ``PUT .../maintenance`` with ``enable: false``
+release    ``PUT /v1/releases/{env}/{service}``
+========== =========================================================================
+
+Example::
+
+    async with AgentClient("http://127.0.0.1:7700") as agent:
+        await agent.drain("web", "web-1", reason="upgrade", grace=10.0)
+        ...  # upgrade
+        await agent.undrain("web", "web-1")
+"""
+
+from __future__ import annotations
+
+import math
+from asyncio import sleep
+from collections.abc import Mapping, Sequence
+from types import TracebackType
+from typing import Any
+from urllib.parse import quote
+
+import aiohttp
+
+from crdtgossip.errors import CRDTGossipError
+
+__all__ = [
+    "DEFAULT_DRAIN_TIMEOUT",
+    "DEFAULT_HTTP_TIMEOUT",
+    "HTTP_MARGIN",
+    "MAX_GRACE",
+    "AgentClient",
+    "AgentError",
+    "normalize_url",
+]
+
+#: Seconds any one request may take, unless it waits for a majority.
+DEFAULT_HTTP_TIMEOUT = 30.0
+
+#: Seconds a drain waits for the majority by default: a few gossip rounds on a WAN.
+DEFAULT_DRAIN_TIMEOUT = 10.0
+
+#: Seconds added to the majority timeout for the HTTP request itself, so the agent's
+#: own 504 (with its message) arrives before the client gives up.
+HTTP_MARGIN = 5.0
+
+#: Longest grace period after a drain: an hour. Connection draining in HAProxy and
+#: load balancers of cloud providers is usually seconds to minutes (AWS ELB: up to 3600 s).
+MAX_GRACE = 3600.0
+
+
+class AgentError(CRDTGossipError):
+    """A hook failed: the agent refused the request or could not be reached.
+
+    Attributes:
+        status: the HTTP status the agent answered, or None when it was not reached.
+    """
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def normalize_url(url: str) -> str:
+    """The agent's base URL: ``http://`` added when no scheme is given, no trailing /.
+
+    Raises:
+        AgentError: the URL is empty or not http(s).
+    """
+    text = url.strip()
+    if not text:
+        raise AgentError("the agent URL is empty; give one like http://127.0.0.1:7700")
+    if "://" not in text:
+        text = f"http://{text}"
+    if not text.startswith(("http://", "https://")):
+        raise AgentError(f"the agent URL must be http:// or https://, not {url!r}")
+    return text.rstrip("/")
+
+
+def _segment(name: str) -> str:
+    # The agent checks names; quoting keeps a bad one from changing the path.
+    return quote(name, safe="")
+
+
+class AgentClient:
+    """A client of one registry agent.
+
+    Args:
+        url: the agent's base URL (``http://127.0.0.1:7700``; ``http://`` is assumed).
+        token: the bearer token, when the agent protects writes.
+        timeout: seconds each request may take (drains add their majority timeout).
+        session: an aiohttp session to use; by default the client opens its own, closed
+            by :meth:`close` (or leaving ``async with``).
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        token: str | None = None,
+        timeout: float = DEFAULT_HTTP_TIMEOUT,
+        session: aiohttp.ClientSession | None = None,
+    ) -> None:
+        self.url = normalize_url(url)
+        self._token = token
+        self._timeout = timeout
+        self._session = session
+        self._owns_session = session is None
+
+    async def __aenter__(self) -> AgentClient:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        """Close the session, if the client opened it."""
+        if self._owns_session and self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        body: Mapping[str, Any] | None = None,
+        *,
+        timeout: float | None = None,
+    ) -> dict[str, Any]:
+        """Send one request; return the agent's JSON reply.
+
+        Raises:
+            AgentError: the agent answered with an error (its message is kept), or
+                could not be reached, or did not answer JSON.
+        """
+        if self._session is None:
+            self._session = aiohttp.ClientSession()
+        headers = {"Authorization": f"Bearer {self._token}"} if self._token else {}
+        where = f"{method} {self.url}{path}"
+        limit = aiohttp.ClientTimeout(total=timeout if timeout is not None else self._timeout)
+        try:
+            async with self._session.request(
+                method, self.url + path, json=body, headers=headers, timeout=limit
+            ) as response:
+                try:
+                    reply = await response.json(content_type=None)
+                except ValueError:
+                    reply = None
+                status = response.status
+        except TimeoutError:
+            raise AgentError(f"{where}: no answer within {limit.total:g} s") from None
+        except aiohttp.ClientError as exc:
+            raise AgentError(f"{where}: cannot reach the agent: {exc}") from None
+        if not isinstance(reply, dict):
+            raise AgentError(f"{where}: answered {status} without a JSON object", status)
+        if status >= 400:
+            message = reply.get("error", "no error message")
+            raise AgentError(f"{where}: {status}: {message}", status)
+        return reply
+
+    # ---- the hooks -------------------------------------------------------------------
+    async def register(
+        self,
+        service: str,
+        instance: str,
+        *,
+        address: str,
+        port: int,
+        env: str | None = None,
+        tags: Sequence[str] = (),
+        meta: Mapping[str, str] | None = None,
+        ttl: float | None = None,
+    ) -> dict[str, Any]:
+        """Register (or update) an instance; returns it as the agent shows it."""
+        body: dict[str, Any] = {"address": address, "port": port, "tags": list(tags)}
+        if env is not None:
+            body["env"] = env
+        if meta:
+            body["meta"] = dict(meta)
+        if ttl is not None:
+            body["ttl"] = ttl
+        reply = await self.request("PUT", self._instance_path(service, instance), body)
+        return dict(reply["instance"])
+
+    async def deregister(self, service: str, instance: str) -> None:
+        """Deregister an instance (404 from the agent when it is not registered)."""
+        await self.request("DELETE", self._instance_path(service, instance))
+
+    async def drain(
+        self,
+        service: str,
+        instance: str,
+        *,
+        reason: str | None = None,
+        timeout: float = DEFAULT_DRAIN_TIMEOUT,
+        grace: float = 0.0,
+    ) -> dict[str, Any]:
+        """Put an instance in maintenance, wait for a majority, then ``grace`` seconds.
+
+        Raises:
+            AgentError: the agent refused, or the majority did not confirm within
+                ``timeout`` (status 504; the flag is still set and spreading), or the
+                agent's node cannot coordinate a quorum (501).
+        """
+        if not (math.isfinite(grace) and 0 <= grace <= MAX_GRACE):
+            raise AgentError(f"grace must be 0 to {MAX_GRACE:g} seconds, not {grace!r}")
+        body: dict[str, Any] = {"enable": True, "consistency": "majority", "timeout": timeout}
+        if reason is not None:
+            body["reason"] = reason
+        reply = await self.request(
+            "PUT",
+            self._instance_path(service, instance) + "/maintenance",
+            body,
+            timeout=timeout + HTTP_MARGIN,
+        )
+        if grace > 0:
+            await sleep(grace)
+        return dict(reply["instance"])
+
+    async def undrain(self, service: str, instance: str) -> dict[str, Any]:
+        """Take an instance out of maintenance; returns it as the agent shows it."""
+        reply = await self.request(
+            "PUT", self._instance_path(service, instance) + "/maintenance", {"enable": False}
+        )
+        return dict(reply["instance"])
+
+    async def release(
+        self,
+        env: str,
+        service: str,
+        version: str,
+        *,
+        build: str | None = None,
+        commit: str | None = None,
+    ) -> dict[str, Any]:
+        """Record a release; returns it with the ``time`` the agent gave it."""
+        body: dict[str, Any] = {"version": version}
+        if build is not None:
+            body["build"] = build
+        if commit is not None:
+            body["commit"] = commit
+        reply = await self.request("PUT", f"/v1/releases/{_segment(env)}/{_segment(service)}", body)
+        return dict(reply["release"])
+
+    @staticmethod
+    def _instance_path(service: str, instance: str) -> str:
+        return f"/v1/services/{_segment(service)}/instances/{_segment(instance)}"

@@ -1,0 +1,211 @@
+"""The agent: one gossip node plus the registry's REST API, until told to stop.
+
+:func:`run_agent` is what ``crdtgossip agent`` runs; it is usable on its own to embed
+an agent in a program (give it an :class:`asyncio.Event` to stop it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+
+from crdtgossip.apps.registry.api import make_app
+from crdtgossip.apps.registry.state import Registry
+from crdtgossip.config import GossipConfig
+from crdtgossip.errors import ConfigError, StorageError, TransportError
+from crdtgossip.node import Node
+from crdtgossip.security import Keyring
+from crdtgossip.transport import format_address, parse_address
+
+if TYPE_CHECKING:
+    from crdtgossip.storage import SQLiteStorage
+
+__all__ = [
+    "CONFIG_PRESETS",
+    "DEFAULT_HTTP",
+    "HTTP_SHUTDOWN_TIMEOUT",
+    "MAX_TOKEN_FILE_SIZE",
+    "STATE_FILE",
+    "AgentOptions",
+    "open_storage",
+    "read_token",
+    "run_agent",
+]
+
+#: Where the REST API listens by default: loopback only, so nothing off the machine
+#: can write to the registry unless the operator says so.
+DEFAULT_HTTP = "127.0.0.1:7700"
+
+#: The gossip timer presets ``--config`` chooses from.
+CONFIG_PRESETS: dict[str, Callable[[], GossipConfig]] = {
+    "lan": GossipConfig.lan,
+    "wan": GossipConfig.wan,
+    "local": GossipConfig.local,
+}
+
+#: The state file inside ``--data-dir``.
+STATE_FILE = "state.db"
+
+#: Largest token file read, in bytes: a token is a line, not a document.
+MAX_TOKEN_FILE_SIZE = 4096
+
+#: Seconds the HTTP server waits for requests in flight when the agent stops. Blocked
+#: readers are released first, so this only covers writes already under way.
+HTTP_SHUTDOWN_TIMEOUT = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class AgentOptions:
+    """What ``crdtgossip agent`` is given.
+
+    Attributes:
+        node_id: this member's unique name.
+        bind: gossip ``host:port`` (UDP and TCP).
+        join: members to join through.
+        http: REST API ``host:port``.
+        data_dir: directory of the durable state, or None for memory only.
+        keyring: keyring file (one base64 key a line, the primary first), or None.
+        config: gossip timers: ``lan``, ``wan`` or ``local``.
+        token: file holding the bearer token that writes need, or None.
+    """
+
+    node_id: str
+    bind: str
+    join: tuple[str, ...] = ()
+    http: str = DEFAULT_HTTP
+    data_dir: Path | None = None
+    keyring: Path | None = None
+    config: str = "lan"
+    token: Path | None = None
+
+
+def read_token(path: Path) -> str:
+    """The bearer token in ``path``: its content without surrounding whitespace.
+
+    Raises:
+        ConfigError: the file cannot be read, is too large, is not text, or is empty.
+    """
+    try:
+        with path.open("rb") as handle:
+            raw = handle.read(MAX_TOKEN_FILE_SIZE + 1)
+    except OSError as exc:
+        raise ConfigError(f"cannot read token file {str(path)!r}: {exc.strerror}") from None
+    if len(raw) > MAX_TOKEN_FILE_SIZE:
+        raise ConfigError(f"token file {str(path)!r} is larger than {MAX_TOKEN_FILE_SIZE} bytes")
+    try:
+        token = raw.decode("ascii").strip()
+    except UnicodeDecodeError:
+        raise ConfigError(f"token file {str(path)!r} is not ASCII text") from None
+    if not token or not token.isprintable() or any(c.isspace() for c in token):
+        raise ConfigError(f"token file {str(path)!r} must hold one token with no spaces")
+    return token
+
+
+def open_storage(data_dir: Path) -> SQLiteStorage:
+    """A :class:`~crdtgossip.storage.SQLiteStorage` at ``data_dir/state.db``.
+
+    The directory is created (mode 0700) when missing.
+
+    Raises:
+        StorageError: the directory cannot be made, or this installation has no SQLite
+            storage.
+    """
+    # Imported here, not at the top: only --data-dir needs it, and an installation
+    # without it should still run memory-only agents.
+    try:
+        from crdtgossip.storage import SQLiteStorage
+    except ImportError as exc:
+        raise StorageError(f"--data-dir needs crdtgossip.storage.SQLiteStorage: {exc}") from None
+    try:
+        data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StorageError(
+            f"cannot create data directory {str(data_dir)!r}: {exc.strerror}"
+        ) from None
+    return SQLiteStorage(data_dir / STATE_FILE)
+
+
+def _config(name: str) -> GossipConfig:
+    preset = CONFIG_PRESETS.get(name)
+    if preset is None:
+        raise ConfigError(f"unknown config {name!r}; use one of {', '.join(CONFIG_PRESETS)}")
+    return preset()
+
+
+def _announce(line: str) -> None:
+    print(line, flush=True)
+
+
+async def run_agent(
+    options: AgentOptions,
+    stop: asyncio.Event,
+    *,
+    announce: Callable[[str], None] = _announce,
+    clock: Callable[[], float] = time.time,
+) -> None:
+    """Run a node and the REST API until ``stop`` is set, then leave the cluster.
+
+    Once both listen, ``announce`` gets one line: ``agent ID listening
+    gossip=HOST:PORT http=HOST:PORT`` with the addresses actually bound (so port 0
+    works).
+
+    Args:
+        options: what to run.
+        stop: set it to stop the agent (gracefully: the cluster sees it leave).
+        announce: where the ready line goes (stdout by default).
+        clock: the registry's Unix time (tests inject one).
+
+    Raises:
+        ConfigError: a bad address, preset, token file; KeyringError: a bad keyring
+        file; StorageError: a bad data directory; TransportError: an address in use.
+    """
+    http_host, http_port = parse_address(options.http)
+    config = _config(options.config)
+    keyring = Keyring.from_file(options.keyring) if options.keyring is not None else None
+    token = read_token(options.token) if options.token is not None else None
+    storage = open_storage(options.data_dir) if options.data_dir is not None else None
+    node = Node(
+        options.node_id,
+        options.bind,
+        seeds=options.join,
+        keyring=keyring,
+        storage=storage,
+        config=config,
+    )
+    await node.start()
+    registry = Registry(node, clock=clock)
+    runner: web.AppRunner | None = None
+    ready = False
+    try:
+        await registry.start()
+        runner = web.AppRunner(
+            make_app(registry, token=token),
+            access_log=None,
+            shutdown_timeout=HTTP_SHUTDOWN_TIMEOUT,
+        )
+        await runner.setup()
+        try:
+            await web.TCPSite(runner, http_host, http_port).start()
+        except OSError as exc:
+            raise TransportError(
+                f"cannot serve HTTP on {options.http}: {exc.strerror or exc}"
+            ) from None
+        bound_host, bound_port = runner.addresses[0][:2]
+        http_address = format_address(str(bound_host), int(bound_port))
+        announce(f"agent {options.node_id} listening gossip={node.address} http={http_address}")
+        ready = True
+        await stop.wait()
+    finally:
+        await registry.stop()
+        if runner is not None:
+            await runner.cleanup()
+        if ready:
+            await node.leave()
+        else:
+            await node.stop()

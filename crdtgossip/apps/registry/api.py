@@ -1,0 +1,307 @@
+"""The registry's REST API on aiohttp: JSON in and out, ``{"error": ...}`` on failure.
+
+Every request is checked completely before anything is written. Failures answer:
+
+* 400: malformed JSON, a missing, mistyped, out-of-range or unknown field, a bad
+  name, a bad ``index``, ``wait``, ``at`` or ``passing`` parameter;
+* 401: a write without the bearer token, when the agent has one;
+* 404: an unknown service or instance, or no such endpoint; 405: a wrong method;
+* 413: a body over :data:`MAX_BODY_BYTES`;
+* 501 / 504: a ``majority`` maintenance write the node cannot coordinate, or whose
+  majority did not answer in time (the change is applied on this agent and spreads).
+
+Every reply carries ``X-Index``, this agent's change index; a GET with ``?index=N``
+blocks until the index passes ``N`` or ``wait`` ends (:mod:`.index`).
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import math
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+from crdtgossip.apps.registry.index import parse_blocking
+from crdtgossip.apps.registry.metrics import CONTENT_TYPE, render_metrics
+from crdtgossip.apps.registry.model import (
+    RegistryError,
+    check_name,
+    parse_expectation,
+    parse_instance,
+    parse_json,
+    parse_maintenance,
+    parse_release,
+)
+from crdtgossip.apps.registry.state import Registry
+from crdtgossip.apps.registry.view import (
+    health_view,
+    releases_view,
+    service_view,
+    services_view,
+)
+from crdtgossip.errors import ConfigError, QuorumError
+
+__all__ = ["MAX_BODY_BYTES", "make_app"]
+
+_log = logging.getLogger(__name__)
+
+#: Largest request body, in bytes. A registration with every field at its limit (64
+#: tags, 64 meta pairs of 128 + 512 characters) is about 60 KiB; aiohttp's default is
+#: 1 MiB and Consul's agent takes up to 512 KiB for a KV value. Larger gets a 413.
+MAX_BODY_BYTES = 64 * 1024
+
+#: Methods that only read; every other method is a write and needs the token, if set.
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+_TRUE = frozenset({"", "1", "true", "yes"})
+_FALSE = frozenset({"0", "false", "no"})
+
+
+@dataclass(slots=True)
+class _ApiState:
+    registry: Registry
+    token: str | None
+    max_body: int
+    requests: Counter[tuple[str, int]] = field(default_factory=Counter)
+
+
+_STATE = web.AppKey("crdtgossip.registry", _ApiState)
+
+
+def make_app(
+    registry: Registry, *, token: str | None = None, client_max_size: int = MAX_BODY_BYTES
+) -> web.Application:
+    """The aiohttp application serving ``registry``.
+
+    Args:
+        registry: a started :class:`~crdtgossip.apps.registry.state.Registry`.
+        token: when given, every write (PUT, POST, DELETE) needs the header
+            ``Authorization: Bearer <token>``; reads stay open.
+        client_max_size: largest request body in bytes (413 beyond).
+
+    Returns:
+        The application, ready for an ``aiohttp.web.AppRunner``.
+    """
+    app = web.Application(middlewares=[_middleware], client_max_size=client_max_size)
+    app[_STATE] = _ApiState(registry=registry, token=token, max_body=client_max_size)
+    instance = "/v1/services/{service}/instances/{instance}"
+    app.router.add_put(instance, _register)
+    app.router.add_delete(instance, _deregister)
+    app.router.add_put(instance + "/maintenance", _maintenance)
+    app.router.add_get("/v1/services", _services)
+    app.router.add_get("/v1/services/{service}", _service)
+    app.router.add_post("/v1/events", _event)
+    app.router.add_put("/v1/releases/{env}/{service}", _record_release)
+    app.router.add_get("/v1/releases", _releases)
+    app.router.add_put("/v1/expectations/{env}/{service}", _expectation)
+    app.router.add_get("/v1/health", _health)
+    app.router.add_get("/v1/members", _members)
+    app.router.add_get("/metrics", _metrics)
+    return app
+
+
+# ---- plumbing --------------------------------------------------------------------------
+def _error(status: int, message: str) -> web.Response:
+    response = web.json_response({"error": message}, status=status)
+    if status == 401:
+        response.headers["WWW-Authenticate"] = 'Bearer realm="crdtgossip"'
+    return response
+
+
+def _http_message(exc: web.HTTPException, request: web.Request) -> str:
+    if exc.status == 404:
+        return f"no such endpoint: {request.method} {request.path}"
+    if exc.status == 405:
+        return f"method {request.method} is not allowed on {request.path}"
+    if exc.status == 413:
+        return f"the request body is larger than {request.app[_STATE].max_body} bytes"
+    text = exc.text or exc.reason
+    return text.split(": ", 1)[-1] if text.startswith(str(exc.status)) else text
+
+
+def _authorize(request: web.Request, token: str | None) -> None:
+    if token is None or request.method in SAFE_METHODS:
+        return
+    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(
+        given.strip().encode(), token.encode()
+    ):
+        raise RegistryError(
+            "writes to this agent need the header 'Authorization: Bearer <token>'", status=401
+        )
+
+
+@web.middleware
+async def _middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    state = request.app[_STATE]
+    response: web.StreamResponse
+    try:
+        _authorize(request, state.token)
+        response = await handler(request)
+    except RegistryError as exc:
+        response = _error(exc.status, str(exc))
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        response = _error(exc.status, _http_message(exc, request))
+        if "Allow" in exc.headers:
+            response.headers["Allow"] = exc.headers["Allow"]
+    except Exception:
+        _log.exception("crdtgossip registry: error answering %s %s", request.method, request.path)
+        response = _error(500, "internal error; see the agent's log")
+    response.headers.setdefault("X-Index", str(state.registry.index.value))
+    state.requests[(request.method, response.status)] += 1
+    return response
+
+
+def _reply(data: Mapping[str, Any], index: int | None = None) -> web.Response:
+    headers = {} if index is None else {"X-Index": str(index)}
+    return web.json_response(dict(data), headers=headers)
+
+
+async def _body(request: web.Request) -> dict[str, Any]:
+    return parse_json(await request.read())
+
+
+async def _block(request: web.Request) -> int:
+    """Wait as a blocking query asks (if it does); the index to answer with."""
+    registry = request.app[_STATE].registry
+    query = parse_blocking(request.query)
+    if query is not None:
+        await registry.index.wait_past(query.index, query.jittered_wait())
+    # Read the index before the state: a change landing in between makes the next
+    # query return at once rather than be missed.
+    return registry.index.value
+
+
+def _flag(query: Mapping[str, str], name: str) -> bool:
+    value = query.get(name)
+    if value is None:
+        return False
+    if value.lower() in _TRUE:
+        return True
+    if value.lower() in _FALSE:
+        return False
+    raise RegistryError(f"{name} must be true or false, not {value[:40]!r}")
+
+
+def _time(query: Mapping[str, str], name: str) -> float | None:
+    value = query.get(name)
+    if value is None:
+        return None
+    try:
+        moment = float(value)
+    except ValueError:
+        moment = math.nan
+    if not math.isfinite(moment) or moment < 0:
+        raise RegistryError(f"{name} must be a Unix time in seconds, not {value[:40]!r}")
+    return moment
+
+
+def _path_name(request: web.Request, kind: str) -> str:
+    return check_name(kind, request.match_info[kind])
+
+
+# ---- services and instances ------------------------------------------------------------
+async def _register(request: web.Request) -> web.Response:
+    service, instance = _path_name(request, "service"), _path_name(request, "instance")
+    record = parse_instance(await _body(request))
+    view = await request.app[_STATE].registry.register(service, instance, record)
+    return _reply({"instance": view})
+
+
+async def _deregister(request: web.Request) -> web.Response:
+    service, instance = _path_name(request, "service"), _path_name(request, "instance")
+    await request.app[_STATE].registry.deregister(service, instance)
+    return _reply({"deregistered": {"service": service, "instance": instance}})
+
+
+async def _maintenance(request: web.Request) -> web.Response:
+    service, instance = _path_name(request, "service"), _path_name(request, "instance")
+    wanted = parse_maintenance(await _body(request))
+    try:
+        view = await request.app[_STATE].registry.set_maintenance(service, instance, wanted)
+    except QuorumError as exc:
+        raise RegistryError(
+            f"{exc}; maintenance is set on this agent and still spreading", status=504
+        ) from None
+    except ConfigError as exc:  # this node cannot coordinate a quorum
+        raise RegistryError(str(exc), status=501) from None
+    return _reply({"instance": view})
+
+
+async def _services(request: web.Request) -> web.Response:
+    index = await _block(request)
+    snapshot = await request.app[_STATE].registry.snapshot()
+    return _reply(services_view(snapshot), index)
+
+
+async def _service(request: web.Request) -> web.Response:
+    service = _path_name(request, "service")
+    passing = _flag(request.query, "passing")
+    env_text = request.query.get("env")
+    env = None if env_text is None else check_name("env", env_text)
+    index = await _block(request)
+    registry = request.app[_STATE].registry
+    view = service_view(
+        await registry.snapshot(), service, registry.now(), passing_only=passing, env=env
+    )
+    return _reply(view, index)
+
+
+# ---- health ----------------------------------------------------------------------------
+async def _event(request: web.Request) -> web.Response:
+    return _reply(await request.app[_STATE].registry.push_event(await _body(request)))
+
+
+async def _expectation(request: web.Request) -> web.Response:
+    env, service = _path_name(request, "env"), _path_name(request, "service")
+    min_passing = parse_expectation(await _body(request))
+    registry = request.app[_STATE].registry
+    return _reply({"expectation": await registry.set_expectation(env, service, min_passing)})
+
+
+async def _health(request: web.Request) -> web.Response:
+    index = await _block(request)
+    registry = request.app[_STATE].registry
+    return _reply(health_view(await registry.snapshot(), registry.now()), index)
+
+
+# ---- releases --------------------------------------------------------------------------
+async def _record_release(request: web.Request) -> web.Response:
+    env, service = _path_name(request, "env"), _path_name(request, "service")
+    release = parse_release(await _body(request))
+    registry = request.app[_STATE].registry
+    return _reply({"release": await registry.record_release(env, service, release)})
+
+
+async def _releases(request: web.Request) -> web.Response:
+    at = _time(request.query, "at")
+    index = await _block(request)
+    return _reply(releases_view(await request.app[_STATE].registry.snapshot(), at), index)
+
+
+# ---- cluster ---------------------------------------------------------------------------
+async def _members(request: web.Request) -> web.Response:
+    index = await _block(request)
+    return _reply({"members": request.app[_STATE].registry.members()}, index)
+
+
+async def _metrics(request: web.Request) -> web.Response:
+    state = request.app[_STATE]
+    registry = state.registry
+    text = render_metrics(
+        stats=registry.node.stats(),
+        members=registry.members(),
+        snapshot=await registry.snapshot(),
+        now=registry.now(),
+        index=registry.index.value,
+        requests=dict(state.requests),
+    )
+    return web.Response(body=text.encode("utf-8"), headers={"Content-Type": CONTENT_TYPE})

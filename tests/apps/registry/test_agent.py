@@ -1,0 +1,223 @@
+"""The agent in process (run_agent) and its command line: options, readiness, failures."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import socket
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from crdtgossip.apps.registry.agent import STATE_FILE, AgentOptions, read_token, run_agent
+from crdtgossip.apps.registry.cli import add_agent_command, run
+from crdtgossip.errors import ConfigError
+from crdtgossip.security import Keyring
+from tests.apps.registry.conftest import PATIENCE, eventually
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="crdtgossip")
+    add_agent_command(top.add_subparsers(dest="command", required=True))
+    return top
+
+
+def test_the_contract_flags_parse() -> None:
+    args = parser().parse_args(
+        [
+            "agent",
+            "--node-id",
+            "a",
+            "--bind",
+            "127.0.0.1:7000",
+            "--join",
+            "10.0.0.1:7000",
+            "--join",
+            "10.0.0.2:7000",
+            "--http",
+            "127.0.0.1:8000",
+            "--data-dir",
+            "/var/lib/x",
+            "--keyring",
+            "/etc/keys",
+            "--config",
+            "wan",
+            "--token",
+            "/etc/token",
+        ]
+    )
+    assert (args.node_id, args.bind, args.join) == (
+        "a",
+        "127.0.0.1:7000",
+        ["10.0.0.1:7000", "10.0.0.2:7000"],
+    )
+    assert (args.http, args.data_dir, args.keyring) == (
+        "127.0.0.1:8000",
+        Path("/var/lib/x"),
+        Path("/etc/keys"),
+    )
+    assert (args.config, args.token, args.run) == ("wan", Path("/etc/token"), run)
+    defaults = parser().parse_args(["agent", "--node-id", "a", "--bind", "127.0.0.1:0"])
+    assert (defaults.join, defaults.http, defaults.config) == ([], "127.0.0.1:7700", "lan")
+    assert (defaults.data_dir, defaults.keyring, defaults.token) == (None, None, None)
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["agent"],
+        ["agent", "--bind", "127.0.0.1:0"],
+        ["agent", "--node-id", "a"],
+        ["agent", "--node-id", "a", "--bind", "127.0.0.1:0", "--config", "fast"],
+    ],
+)
+def test_missing_or_bad_flags_exit_2(argv: list[str]) -> None:
+    with pytest.raises(SystemExit) as caught:
+        parser().parse_args(argv)
+    assert caught.value.code == 2
+
+
+def agent_args(tmp_path: Path, *extra: str) -> argparse.Namespace:
+    return parser().parse_args(
+        ["agent", "--node-id", "a", "--bind", "127.0.0.1:0", "--http", "127.0.0.1:0", *extra]
+    )
+
+
+def failure_line(capsys: pytest.CaptureFixture[str]) -> str:
+    captured = capsys.readouterr()
+    lines = captured.err.splitlines()
+    assert len(lines) == 1, captured.err
+    assert lines[0].startswith("crdtgossip: error: ")
+    assert captured.out == ""
+    return lines[0]
+
+
+def test_a_missing_keyring_file_fails_with_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert run(agent_args(tmp_path, "--keyring", str(tmp_path / "none"))) == 1
+    assert "keyring" in failure_line(capsys)
+
+
+def test_an_empty_token_file_fails_with_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    token = tmp_path / "token"
+    token.write_text("\n")
+    assert run(agent_args(tmp_path, "--token", str(token))) == 1
+    assert "token" in failure_line(capsys)
+
+
+@pytest.mark.parametrize(
+    ("flag", "value"),
+    [("--http", "nowhere"), ("--bind", "127.0.0.1"), ("--join", "[::1"), ("--http", "[zz]:1")],
+)
+def test_bad_addresses_fail_with_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], flag: str, value: str
+) -> None:
+    argv = ["agent", "--node-id", "a", "--bind", "127.0.0.1:0", "--http", "127.0.0.1:0"]
+    argv += [flag, value]
+    assert run(parser().parse_args(argv)) == 1
+    assert "address" in failure_line(capsys)
+
+
+def test_an_http_port_in_use_fails_with_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        args = parser().parse_args(
+            ["agent", "--node-id", "a", "--bind", "127.0.0.1:0", "--http", f"127.0.0.1:{port}"]
+        )
+        assert run(args) == 1
+    assert "HTTP" in failure_line(capsys)
+
+
+def test_read_token(tmp_path: Path) -> None:
+    path = tmp_path / "token"
+    path.write_text("  abc123\n")
+    assert read_token(path) == "abc123"
+    for bad in (b"two words", b"", b"\xff\xfe", b"x" * 5000):
+        path.write_bytes(bad)
+        with pytest.raises(ConfigError, match="token file"):
+            read_token(path)
+
+
+# ---- run_agent in process --------------------------------------------------------------
+class Running:
+    """An agent running in this event loop, and its announced addresses."""
+
+    def __init__(self, task: asyncio.Task[None], stop: asyncio.Event, line: str) -> None:
+        self.task, self.stop, self.line = task, stop, line
+        words = dict(word.split("=", 1) for word in line.split() if "=" in word)
+        self.gossip = words["gossip"]
+        self.url = f"http://{words['http']}"
+
+
+Launch = Callable[[AgentOptions], Awaitable[Running]]
+
+
+@pytest.fixture
+async def start() -> AsyncIterator[Launch]:
+    running: list[Running] = []
+
+    async def launch(options: AgentOptions) -> Running:
+        lines: list[str] = []
+        stop = asyncio.Event()
+        task = asyncio.create_task(run_agent(options, stop, announce=lines.append))
+        await eventually(lambda: bool(lines) or task.done(), "the agent announces itself")
+        if task.done():
+            task.result()  # raise what stopped it
+        agent = Running(task, stop, lines[0])
+        running.append(agent)
+        return agent
+
+    yield launch
+    for agent in running:
+        agent.stop.set()
+        await asyncio.wait_for(agent.task, PATIENCE)
+
+
+async def test_run_agent_serves_and_leaves_when_stopped(start: Launch, tmp_path: Path) -> None:
+    keyring = tmp_path / "keyring"
+    Keyring.generate().to_file(keyring)
+    options = AgentOptions(
+        node_id="solo",
+        bind="127.0.0.1:0",
+        http="127.0.0.1:0",
+        config="local",
+        keyring=keyring,
+        data_dir=tmp_path / "data" / "nested",
+    )
+    agent = await start(options)
+    assert agent.line.startswith("agent solo listening gossip=127.0.0.1:")
+    assert (tmp_path / "data" / "nested").is_dir()
+    assert STATE_FILE == "state.db"
+    async with aiohttp.ClientSession() as session, session.get(agent.url + "/v1/members") as got:
+        assert got.status == 200
+        members = (await got.json())["members"]
+    assert [(m["node_id"], m["address"], m["status"]) for m in members] == [
+        ("solo", agent.gossip, "alive")
+    ]
+    agent.stop.set()
+    await asyncio.wait_for(agent.task, PATIENCE)
+
+
+async def test_run_agent_with_a_token_guards_writes(start: Launch, tmp_path: Path) -> None:
+    token = tmp_path / "token"
+    token.write_text("t0ken\n")
+    options = AgentOptions(
+        node_id="guarded", bind="127.0.0.1:0", http="127.0.0.1:0", config="local", token=token
+    )
+    agent = await start(options)
+    url = agent.url + "/v1/expectations/prod/web"
+    async with aiohttp.ClientSession() as session:
+        async with session.put(url, json={"min_passing": 1}) as response:
+            assert response.status == 401
+        headers = {"Authorization": "Bearer t0ken"}
+        async with session.put(url, json={"min_passing": 1}, headers=headers) as response:
+            assert response.status == 200

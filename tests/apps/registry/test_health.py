@@ -1,0 +1,54 @@
+"""Health from the latest event: the rules, and when events expire."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from crdtgossip.apps.registry.health import (
+    CRITICAL,
+    PASSING,
+    WARNING,
+    expired,
+    expires_at,
+    instance_health,
+    next_expiry,
+)
+
+
+def event(state: str = "ok", time: float = 100.0, ttl: float = 10.0) -> dict[str, Any]:
+    return {"state": state, "time": time, "ttl": ttl}
+
+
+def test_no_event_is_passing() -> None:
+    assert instance_health(None, 1e12) == PASSING
+
+
+@pytest.mark.parametrize(
+    ("state", "health"), [("ok", PASSING), ("warning", WARNING), ("critical", CRITICAL)]
+)
+def test_latest_event_state_holds_until_time_plus_ttl(state: str, health: str) -> None:
+    assert instance_health(event(state), 100.0) == health
+    assert instance_health(event(state), 109.999) == health
+    assert instance_health(event(state), 110.0) == CRITICAL
+    assert instance_health(event(state), 1e12) == CRITICAL
+
+
+def test_an_unknown_state_counts_as_critical() -> None:
+    assert instance_health(event("bogus"), 100.0) == CRITICAL
+
+
+def test_expired_and_next_expiry() -> None:
+    events = {
+        "a": event(time=100, ttl=10),
+        "b": event(time=100, ttl=20),
+        "c": event(time=50, ttl=1),
+    }
+    assert expires_at(events["a"]) == 110.0
+    assert expired(events, 105.0) == {"c"}
+    assert expired(events, 110.0) == {"a", "c"}
+    assert next_expiry(events, 105.0) == 110.0
+    assert next_expiry(events, 110.0) == 120.0
+    assert next_expiry(events, 120.0) is None
+    assert next_expiry({}, 0.0) is None

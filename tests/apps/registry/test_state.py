@@ -1,0 +1,171 @@
+"""The registry's CRDT layout under concurrent writes, and between two real agents."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from crdtgossip import decode, encode
+from crdtgossip.apps.registry import Registry
+from crdtgossip.apps.registry.model import InstanceRecord, MaintenanceRequest
+from crdtgossip.apps.registry.state import (
+    deregister_op,
+    instances_type,
+    keyed_type,
+    put_op,
+    register_op,
+    remove_op,
+)
+from crdtgossip.apps.registry.view import Snapshot, services_view
+from crdtgossip.crdts import ORMap
+from crdtgossip.node import Node
+from tests.apps.registry.conftest import FAST, eventually
+
+RECORD = InstanceRecord(address="10.0.0.1", port=80, env="prod", tags=("a",), meta={"k": "v"})
+
+
+def record(port: int) -> dict[str, Any]:
+    return InstanceRecord(address="10.0.0.1", port=port).stored()
+
+
+def replicas_of(state: ORMap[Any]) -> tuple[ORMap[Any], ORMap[Any]]:
+    return state.copy(), state.copy()
+
+
+def exchange(
+    left: ORMap[Any], right: ORMap[Any], left_deltas: list[Any], right_deltas: list[Any]
+) -> None:
+    """Deliver each side's deltas to the other, as gossip would."""
+    for delta in right_deltas:
+        left.merge(delta)
+    for delta in left_deltas:
+        right.merge(delta)
+
+
+def test_deregister_concurrent_with_reregister_keeps_the_instance() -> None:
+    base = instances_type()
+    register_op("r1", "web", "web-1", record(80))(base)
+    one, two = replicas_of(base)
+    removed = deregister_op("r1", "web", "web-1")(one)
+    assert one.value == {}  # the last instance took its service entry with it
+    again = register_op("r2", "web", "web-1", record(81))(two)
+    exchange(one, two, [removed], [again])
+    assert one == two
+    assert one.value == {"web": {"web-1": record(81)}}
+
+
+def test_deregister_concurrent_with_another_registration() -> None:
+    base = instances_type()
+    register_op("r1", "web", "web-1", record(80))(base)
+    one, two = replicas_of(base)
+    removed = deregister_op("r1", "web", "web-1")(one)
+    added = register_op("r2", "web", "web-2", record(82))(two)
+    exchange(one, two, [removed], [added])
+    assert one == two
+    assert one.value == {"web": {"web-2": record(82)}}
+
+
+def test_concurrent_deregistrations_of_every_instance_leave_no_listed_service() -> None:
+    base = instances_type()
+    register_op("r1", "web", "web-1", record(80))(base)
+    register_op("r1", "web", "web-2", record(81))(base)
+    one, two = replicas_of(base)
+    first = deregister_op("r1", "web", "web-1")(one)
+    second = deregister_op("r2", "web", "web-2")(two)
+    exchange(one, two, [first], [second])
+    assert one == two
+    # The service key may survive, empty; the registry does not show it.
+    assert all(not instances for instances in one.value.values())
+    snapshot = Snapshot(one.value, {}, {}, frozenset(), {})
+    assert services_view(snapshot) == {"services": {}}
+
+
+def test_deltas_in_any_order_and_twice_give_one_state() -> None:
+    base = instances_type()
+    one, two = replicas_of(base)
+    deltas = [
+        register_op("r1", "web", "web-1", record(80))(one),
+        register_op("r1", "web", "web-2", record(81))(one),
+        deregister_op("r1", "web", "web-1")(one),
+        register_op("r1", "db", "db-1", record(5432))(one),
+    ]
+    for delta in [*reversed(deltas), *deltas]:
+        two.merge(delta)
+    assert two == one
+    assert two.value == {"web": {"web-2": record(81)}, "db": {"db-1": record(5432)}}
+
+
+def test_drain_and_undrain_concurrently_converge_on_the_later_write() -> None:
+    base = keyed_type()
+    one, two = replicas_of(base)
+    key = ("web", "web-1")
+    drained = put_op("r1", key, {"enabled": True, "reason": "upgrade", "time": 1.0})(one)
+    undrained = put_op("r2", key, {"enabled": False, "reason": None, "time": 2.0})(two)
+    exchange(one, two, [drained], [undrained])
+    assert one == two
+    assert one.value[key]["enabled"] is False  # written later, on the nanosecond clock
+
+
+def test_removing_a_flag_concurrent_with_setting_it_keeps_the_new_flag() -> None:
+    base = keyed_type()
+    key = ("web", "web-1")
+    put_op("r1", key, {"enabled": False, "reason": None, "time": 1.0})(base)
+    one, two = replicas_of(base)
+    removed = remove_op(key)(one)
+    drained = put_op("r2", key, {"enabled": True, "reason": "x", "time": 2.0})(two)
+    exchange(one, two, [removed], [drained])
+    assert one == two
+    assert one.value == {key: {"enabled": True, "reason": "x", "time": 2.0}}
+
+
+def test_states_survive_the_codec_with_their_types() -> None:
+    instances = instances_type()
+    register_op("r1", "web", "web-1", RECORD.stored())(instances)
+    flags = keyed_type()
+    put_op("r1", ("web", "web-1"), {"enabled": True, "reason": None, "time": 1.5})(flags)
+    for state in (instances, flags):
+        decoded = decode(encode(state))
+        assert decoded == state
+        assert decoded.value == state.value
+    stored = decode(encode(instances)).value["web"]["web-1"]
+    assert stored == {
+        "address": "10.0.0.1",
+        "port": 80,
+        "env": "prod",
+        "tags": ["a"],
+        "meta": {"k": "v"},
+        "ttl": None,
+    }
+
+
+async def test_two_agents_share_the_registry_and_each_counts_its_own_index() -> None:
+    first = Node("a", "127.0.0.1:0", config=FAST, seed=1)
+    await first.start()
+    second = Node("b", "127.0.0.1:0", [first.address], config=FAST, seed=2)
+    await second.start()
+    left, right = Registry(first), Registry(second)
+    await left.start()
+    await right.start()
+    try:
+        index_before = right.index.value
+        await left.register("web", "web-1", RECORD)
+        await left.set_maintenance("web", "web-1", MaintenanceRequest(enable=True, reason="x"))
+
+        async def seen_on_the_right() -> bool:
+            return (await right.snapshot()).in_maintenance("web", "web-1")
+
+        await eventually(seen_on_the_right, "the registration and flag reach the other agent")
+        assert right.index.value > index_before
+        snapshot = await right.snapshot()
+        assert snapshot.record("web", "web-1") == RECORD.stored()
+        await right.deregister("web", "web-1")
+
+        async def gone_on_the_left() -> bool:
+            found = await left.snapshot()
+            return found.record("web", "web-1") is None and not found.maintenance
+
+        await eventually(gone_on_the_left, "the deregistration reaches the first agent")
+    finally:
+        await left.stop()
+        await right.stop()
+        await first.stop()
+        await second.stop()
