@@ -1,11 +1,14 @@
 """crdtgossip: convergent replicated data types and the gossip protocol that spreads them.
 
-The data types live in :mod:`crdtgossip.crdts` and are re-exported here, with the codec
-(:func:`encode`, :func:`decode`) and the error hierarchy.
+The data types (:mod:`crdtgossip.crdts`), the codec (:func:`encode`, :func:`decode`),
+the gossip :class:`Node` with its configuration, keyring, consistency levels and
+storage, and the error hierarchy are all importable from here.
 """
 
 from crdtgossip._version import __version__
 from crdtgossip.codec import decode, encode
+from crdtgossip.config import GossipConfig
+from crdtgossip.consistency import All, AtLeast, Local, Majority
 from crdtgossip.crdts import (
     CRDT,
     EWFlag,
@@ -30,9 +33,15 @@ from crdtgossip.errors import (
     StorageError,
     TransportError,
 )
+from crdtgossip.node import Node
+from crdtgossip.protocol import Member, Status
+from crdtgossip.security import Keyring
+from crdtgossip.storage import MemoryStorage, SQLiteStorage
 
 __all__ = [
     "CRDT",
+    "All",
+    "AtLeast",
     "CRDTGossipError",
     "ConfigError",
     "DecodeError",
@@ -40,16 +49,25 @@ __all__ = [
     "EncodeError",
     "GCounter",
     "GSet",
+    "GossipConfig",
+    "Keyring",
     "KeyringError",
     "LWWMap",
     "LWWRegister",
+    "Local",
     "MVRegister",
+    "Majority",
+    "Member",
+    "MemoryStorage",
     "MergeError",
+    "Node",
     "ORMap",
     "ORSet",
     "OperationError",
     "PNCounter",
     "QuorumError",
+    "SQLiteStorage",
+    "Status",
     "StorageError",
     "TransportError",
     "__version__",
