@@ -1,0 +1,190 @@
+"""``crdtgossip render``: keep a proxy's configuration file rendered from an agent.
+
+The main command line (:mod:`crdtgossip.cli`) calls :func:`add_render_command` to
+register the subcommand; :func:`run` raises :class:`~crdtgossip.errors.CRDTGossipError`
+subclasses for every failure, which the main command prints as one line on stderr
+before exiting non-zero. Progress and non-fatal errors of the running loop (a refused
+check, an agent retry) are logged to stderr, one line each.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from pathlib import Path
+
+from crdtgossip.apps.lb._client import DAEMON_RETRY, ONCE_RETRY, AgentClient
+from crdtgossip.apps.lb._install import LiveFile
+from crdtgossip.apps.lb._loop import RenderLoop
+from crdtgossip.apps.lb._plugins import load_renderer
+from crdtgossip.apps.lb._protocol import Renderer, RenderOptions
+from crdtgossip.apps.lb._quiescence import DEFAULT_WAIT, Wait
+from crdtgossip.errors import ConfigError
+
+__all__ = ["MAX_TEMPLATE_BYTES", "add_render_command", "run"]
+
+#: Largest ``--template`` file read, in bytes. Templates of real configurations are a
+#: few KiB; a bigger file is a wrong path (a log, a binary), refused before jinja2
+#: spends memory compiling it.
+MAX_TEMPLATE_BYTES = 1024 * 1024
+
+_DESCRIPTION = """\
+Render the healthy instances (not in maintenance) of every service registered with an
+agent into a proxy configuration file, and keep it current. Each new text is written
+to a temporary file beside --out, validated (the format's own check, such as nginx -t
+or haproxy -c, or --check), and only then renamed over --out; then --reload runs. An
+unchanged text writes nothing and reloads nothing. A service with no healthy instance
+still renders to a valid config (nginx: a placeholder server marked down; haproxy: a
+backend with no server).
+"""
+
+_EPILOG = """\
+examples:
+  crdtgossip render --agent http://127.0.0.1:8500 --format nginx \\
+      --out /etc/nginx/conf.d/upstreams.inc --reload 'nginx -s reload'
+  crdtgossip render --agent http://127.0.0.1:8500 --format haproxy \\
+      --out /etc/haproxy/backends.cfg \\
+      --check 'haproxy -c -f /etc/haproxy/haproxy.cfg -f {path}' \\
+      --reload 'systemctl reload haproxy'
+"""
+
+
+def add_render_command(
+    subparsers: argparse._SubParsersAction[argparse.ArgumentParser],
+) -> argparse.ArgumentParser:
+    """Register ``render`` on the main parser's subcommands.
+
+    Args:
+        subparsers: what ``ArgumentParser.add_subparsers`` returned.
+
+    Returns:
+        The ``render`` parser; its ``run`` default is :func:`run`.
+    """
+    parser = subparsers.add_parser(
+        "render",
+        help="render nginx/haproxy/template config from an agent and keep it current",
+        description=_DESCRIPTION,
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--agent", required=True, metavar="URL", help="the agent's HTTP address (http://HOST:PORT)"
+    )
+    parser.add_argument(
+        "--format",
+        required=True,
+        metavar="FORMAT",
+        help="nginx, haproxy, template, or the name of an installed renderer plugin",
+    )
+    parser.add_argument(
+        "--template", metavar="FILE", type=Path, help="the jinja2 template (--format template)"
+    )
+    parser.add_argument(
+        "--out", required=True, metavar="FILE", type=Path, help="the live file to keep rendered"
+    )
+    parser.add_argument(
+        "--check",
+        metavar="CMD",
+        help="shell command validating the candidate, {path} replaced by its path; "
+        "replaces the format's own check (nginx -t, haproxy -c)",
+    )
+    parser.add_argument(
+        "--reload", metavar="CMD", help="shell command run after each change of --out"
+    )
+    parser.add_argument(
+        "--wait",
+        metavar="MIN:MAX",
+        default=DEFAULT_WAIT,
+        help="render once nothing changed for MIN, at most MAX after the first change "
+        f"(durations: 500ms, 2s, 1m; default {DEFAULT_WAIT})",
+    )
+    parser.add_argument(
+        "--once", action="store_true", help="render once, install if changed, and exit"
+    )
+    parser.set_defaults(run=run)
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``crdtgossip render`` with parsed arguments.
+
+    With ``--once``: read, render, install if changed, exit 0; a refused check or a
+    failed reload is an error. Without: run until SIGTERM (exit 0) or SIGINT.
+
+    Returns:
+        0.
+
+    Raises:
+        ~crdtgossip.errors.ConfigError: a bad option, an unknown format, an unreadable template, a
+            refused check or failed reload with ``--once``, a missing proxy binary.
+        ~crdtgossip.errors.TransportError: the agent stayed unreachable.
+        ~crdtgossip.errors.DecodeError: the agent's replies are not the contract's JSON.
+        ~crdtgossip.errors.StorageError: --out could not be written.
+    """
+    # --once is for scripts: silent on success, and one line on failure (the error the
+    # main command prints), not a line per retry before it.
+    _log_to_stderr(logging.ERROR if args.once else logging.INFO)
+    wait = Wait.parse(args.wait)
+    if args.template is not None:
+        options = RenderOptions(
+            template=_read_template(args.template), template_name=str(args.template)
+        )
+    else:
+        options = RenderOptions()
+    renderer = load_renderer(args.format, options)
+    live = LiveFile(args.out, renderer, check=args.check, reload=args.reload)
+    return asyncio.run(_render(args.agent, renderer, live, wait, once=args.once))
+
+
+async def _render(agent: str, renderer: Renderer, live: LiveFile, wait: Wait, *, once: bool) -> int:
+    async with AgentClient(agent, retry=ONCE_RETRY if once else DAEMON_RETRY) as client:
+        render_loop = RenderLoop(client, renderer, live, wait=wait)
+        if once:
+            result = await render_loop.render_once()
+            if result.error is not None:
+                raise ConfigError(result.error)
+            return 0
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        try:
+            loop.add_signal_handler(signal.SIGTERM, stop.set)
+        except (ValueError, RuntimeError, NotImplementedError):
+            # Not the main thread (an embedding program): it stops us its own way.
+            handled = False
+        else:
+            handled = True
+        try:
+            await render_loop.run(stop)
+        finally:
+            if handled:
+                loop.remove_signal_handler(signal.SIGTERM)
+    return 0
+
+
+def _read_template(path: Path) -> str:
+    try:
+        with path.open("rb") as handle:
+            data = handle.read(MAX_TEMPLATE_BYTES + 1)
+    except OSError as exc:
+        raise ConfigError(f"--template {path}: {exc.strerror or exc}") from exc
+    if len(data) > MAX_TEMPLATE_BYTES:
+        raise ConfigError(f"--template {path} is larger than {MAX_TEMPLATE_BYTES} bytes")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"--template {path} is not UTF-8 text") from exc
+
+
+def _log_to_stderr(level: int) -> None:
+    """Send the loop's lines of ``level`` and above to stderr, unless logging is set up
+    already (by an embedding program, or pytest)."""
+    logger = logging.getLogger("crdtgossip.apps.lb")
+    if logger.handlers or logging.getLogger().handlers:
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("crdtgossip render: %(message)s"))
+    logger.addHandler(handler)
+    logger.setLevel(level)
