@@ -109,17 +109,19 @@ def order_key(value: object) -> tuple[Any, ...]:
 
     Used where two states must agree on a winner without any other information: two
     LWW writes with the same timestamp and replica, and the order of concurrent values
-    of an MV-Register. Equal values get equal keys.
+    of an MV-Register. Values that are equal and of the same types get equal keys.
     """
     if value is None:
         return (_RANK_NONE,)
     if isinstance(value, bool):
         return (_RANK_BOOL, value)
     if isinstance(value, int | float):
-        # NaN never equals itself; give it a fixed place above every number.
+        # NaN never equals itself; give it a fixed place above every number. An int and
+        # a float of equal value (1 and 1.0) encode differently, so the type breaks
+        # their tie: every replica then keeps the same one.
         if math.isnan(value):
-            return (_RANK_NUMBER, 1, 0.0)
-        return (_RANK_NUMBER, 0, value)
+            return (_RANK_NUMBER, 1, 0.0, 0)
+        return (_RANK_NUMBER, 0, value, 0 if isinstance(value, int) else 1)
     if isinstance(value, str):
         return (_RANK_STR, value)
     if isinstance(value, bytes):

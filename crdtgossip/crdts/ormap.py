@@ -122,7 +122,13 @@ class ORMap(CausalCRDT, Generic[K]):
         return self._new_nested(CausalContext())
 
     def _blank(self) -> Self:
-        return type(self)(self._prototype)
+        # Skips __init__'s validation: the prototype was checked when self was made.
+        fresh = type(self).__new__(type(self))
+        CausalCRDT.__init__(fresh)
+        fresh._prototype = self._prototype
+        fresh._causal = self._causal
+        fresh._entries = {}
+        return fresh
 
     def _same_kind(self, other: object) -> bool:
         return type(other) is type(self) and signature(other) == signature(self)

@@ -1,0 +1,72 @@
+"""Test helpers for users of crdtgossip and for its own suite.
+
+* :func:`check_laws`: a hypothesis-driven checker that a convergent type obeys the laws
+  of a delta-state CRDT (see :mod:`crdtgossip.testing.laws`), with the lower-level
+  checks it is built from;
+* :mod:`~crdtgossip.testing.strategies`: hypothesis strategies for elements, values,
+  replica ids, timestamps, and operations on each of crdtgossip's types;
+* :class:`Simulation` (from :mod:`crdtgossip.testing.simulation`): the deterministic
+  cluster simulator, imported on first use.
+
+Example::
+
+    from crdtgossip import ORSet
+    from crdtgossip.testing import check_laws, strategies
+
+    def test_orset_is_a_crdt() -> None:
+        check_laws(ORSet, strategies.orset_ops())
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from crdtgossip.testing import strategies
+from crdtgossip.testing.laws import (
+    Law,
+    Operation,
+    assert_canonical_encoding,
+    assert_codec_round_trip,
+    assert_converged,
+    assert_copy_independent,
+    assert_delta_law,
+    assert_merge_identity,
+    assert_merge_laws,
+    check_laws,
+    join,
+    strictly_equal,
+)
+
+if TYPE_CHECKING:
+    from crdtgossip.testing.simulation import RunResult, Simulation
+
+__all__ = [
+    "Law",
+    "Operation",
+    "RunResult",
+    "Simulation",
+    "assert_canonical_encoding",
+    "assert_codec_round_trip",
+    "assert_converged",
+    "assert_copy_independent",
+    "assert_delta_law",
+    "assert_merge_identity",
+    "assert_merge_laws",
+    "check_laws",
+    "join",
+    "strategies",
+    "strictly_equal",
+]
+
+
+# Imported on first use: the law checker and the strategies do not need the simulator,
+# so checking laws neither loads it nor breaks when it cannot be imported.
+_LAZY = {"RunResult", "Simulation"}
+
+
+def __getattr__(name: str) -> object:
+    if name in _LAZY:
+        from crdtgossip.testing import simulation
+
+        return getattr(simulation, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
