@@ -4,6 +4,11 @@ A write always applies locally at once; the level says how many members (this no
 included) must have merged it before ``update`` returns. A read asks that many members
 for their state and returns the join of the replies with the local state.
 
+The member count ``N`` a level is computed from is the coordinating node's view when
+the request starts: the members it sees alive or suspect, itself included
+(:meth:`crdtgossip.protocol.Engine.quorum_members`). The page
+``docs/concepts/consistency.rst`` says what membership changes do to it.
+
 ``Majority`` write followed by ``Majority`` read gives read-your-writes: any two
 majorities of the same membership share at least one member, and that member's reply
 carries the write into the join.
@@ -57,7 +62,8 @@ class AtLeast:
 
 @dataclass(frozen=True, slots=True)
 class Majority:
-    """More than half of the alive members (this node included), within ``timeout``."""
+    """More than half of the members alive or suspect (this node included), within
+    ``timeout`` seconds."""
 
     timeout: float = DEFAULT_TIMEOUT
 
@@ -71,7 +77,7 @@ class Majority:
 
 @dataclass(frozen=True, slots=True)
 class All:
-    """Every alive member, within ``timeout`` seconds."""
+    """Every member alive or suspect (this node included), within ``timeout`` seconds."""
 
     timeout: float = DEFAULT_TIMEOUT
 

@@ -10,7 +10,13 @@ only moves bytes and time in and out of it:
   TCP otherwise;
 * one timer task ticks the engine at the time it asks for (``next_wakeup``), on the
   event loop's monotonic clock;
-* local updates go through the engine; key changes wake the watchers.
+* local updates go through the engine; key changes wake the watchers;
+* state goes to the storage: every local update is persisted before ``update``
+  returns and before its delta leaves the node; states merged from the network are
+  persisted in batches by a background task (and at stop), and with a durable storage
+  a member acknowledges a quorum write only once its merge is persisted;
+* quorum writes and reads are coordinated by the engine; ``update`` and ``get`` await
+  futures resolved from the engine's quorum results.
 
 UDP and TCP listen on the same port number, as memberlist does, so a member has one
 address.
@@ -24,14 +30,25 @@ import logging
 import random
 import secrets
 from collections.abc import AsyncIterator, Callable, Sequence
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
+from crdtgossip.codec import decode, encode
 from crdtgossip.config import GossipConfig
 from crdtgossip.consistency import Consistency, Local
 from crdtgossip.crdts._base import CRDT
-from crdtgossip.errors import ConfigError, CRDTGossipError, DecodeError, MergeError, TransportError
+from crdtgossip.errors import (
+    ConfigError,
+    CRDTGossipError,
+    DecodeError,
+    MergeError,
+    QuorumError,
+    StorageError,
+    TransportError,
+)
 from crdtgossip.protocol import Engine, Event, KeyChanged, Member
+from crdtgossip.protocol.quorum import QuorumResult
 from crdtgossip.security import Keyring
+from crdtgossip.storage import MAX_INCARNATION, MemoryStorage, Storage
 from crdtgossip.transport import TcpTransport, UdpTransport, format_address, parse_address
 
 __all__ = ["Node"]
@@ -39,6 +56,7 @@ __all__ = ["Node"]
 _log = logging.getLogger(__name__)
 
 T = TypeVar("T", bound=CRDT)
+_R = TypeVar("_R")
 
 #: How many times to look for a port free for both UDP and TCP when binding port 0.
 BIND_ATTEMPTS = 20
@@ -46,6 +64,17 @@ BIND_ATTEMPTS = 20
 #: After ``leave()``, how many gossip intervals to keep running so the goodbye spreads
 #: (the goodbye is also sent directly to every live member at once).
 LEAVE_GOSSIP_ROUNDS = 5
+
+FLUSH_INTERVAL: Final = 0.05
+"""Seconds the background flusher gathers states merged from the network before it
+writes them in one transaction: one fsync per batch instead of one per merge (an
+anti-entropy exchange merges many keys at once). A crash in this window loses only
+merges, which peers hold and anti-entropy brings back; local updates are never in it.
+Write acks held for persistence skip the wait."""
+
+FLUSH_RETRY: Final = 1.0
+"""Seconds before the flusher retries after a failed storage write (a full disk, a
+lock held by another process); the keys stay dirty meanwhile."""
 
 
 def _new_replica_id(node_id: str) -> str:
@@ -77,7 +106,9 @@ class Node:
         seeds: addresses of members to join through; empty for the first node.
         keyring: seal every frame with AES-GCM; frames under no installed key are
             dropped and counted.
-        storage: durable state (see :mod:`crdtgossip.storage`); memory-only when None.
+        storage: durable state (see :mod:`crdtgossip.storage`), opened at start and
+            closed at stop. None: nothing is kept, and each start takes a fresh
+            replica id (as with a new :class:`~crdtgossip.storage.MemoryStorage`).
         config: protocol timers and limits; :meth:`GossipConfig.lan` by default.
         seed: seed of the engine's random choices (tests and reproducible runs);
             random by default.
@@ -94,7 +125,7 @@ class Node:
         bind: str = "127.0.0.1:0",
         seeds: Sequence[str] = (),
         keyring: Keyring | None = None,
-        storage: Any = None,
+        storage: Storage | None = None,
         config: GossipConfig | None = None,
         *,
         seed: int | None = None,
@@ -122,6 +153,17 @@ class Node:
         self._running = False
         self._auth_drops = 0
         self._receive_errors = 0
+        # Persistence: the number of KeyChanged seen per key, and the number the
+        # storage already reflects; a key is dirty while the first is ahead.
+        self._changes: dict[str, int] = {}
+        self._saved: dict[str, int] = {}
+        self._dirty: set[str] = set()
+        self._store_lock = asyncio.Lock()  # one writer: each put reflects a newer state
+        self._flush_wanted = asyncio.Event()
+        self._flush_urgent = asyncio.Event()
+        self._flusher: asyncio.Task[None] | None = None
+        self._storage_errors = 0
+        self._waiters: dict[int, asyncio.Future[QuorumResult]] = {}
 
     # ---- lifecycle -------------------------------------------------------------------
     async def __aenter__(self) -> Node:
@@ -132,16 +174,50 @@ class Node:
         await self.stop()
 
     async def start(self) -> None:
-        """Bind the transports, start the protocol and join the seeds.
+        """Open the storage, bind the transports, start the protocol and join the seeds.
+
+        With a storage holding a replica id, the node keeps it and starts at the
+        stored incarnation + 1; otherwise it takes a fresh replica id, saved before
+        any write. Every stored key is restored (not gossiped as news).
 
         Raises:
+            StorageError: the storage cannot be opened or read completely (corrupt,
+                unreadable, locked by another process); the node does not start.
             TransportError: the address cannot be bound.
             CRDTGossipError: the node is already running.
         """
         if self._running:
             raise CRDTGossipError(f"node {self.node_id!r} is already running")
-        self._replica_id = _new_replica_id(self.node_id)
-        await self._bind_transports()
+        incarnation = 0
+        restored: dict[str, CRDT] = {}
+        storage = self._storage
+        if storage is None:
+            self._replica_id = _new_replica_id(self.node_id)
+        else:
+            try:
+                stored = await self._call(storage.open)
+            except StorageError as exc:
+                raise StorageError(f"node {self.node_id!r} cannot start: {exc}") from exc
+            try:
+                restored = _decode_states(stored.states)
+                if stored.replica_id is not None:
+                    self._replica_id = stored.replica_id
+                    incarnation = min(stored.incarnation + 1, MAX_INCARNATION)
+                else:
+                    self._replica_id = _new_replica_id(self.node_id)
+                # Before any write: a crash after a write must not lose the id it used.
+                await self._call(storage.save_identity, self._replica_id, incarnation)
+            except StorageError as exc:
+                await self._close_storage()
+                raise StorageError(f"node {self.node_id!r} cannot start: {exc}") from exc
+            except BaseException:
+                await self._close_storage()
+                raise
+        try:
+            await self._bind_transports()
+        except BaseException:
+            await self._close_storage()
+            raise
         loop = asyncio.get_running_loop()
         assert self._udp is not None
         self._engine = Engine(
@@ -150,11 +226,38 @@ class Node:
             self._config,
             self._rng,
             self._replica_id,
+            incarnation=incarnation,
+            hold_write_acks=storage is not None and storage.durable,
         )
+        for key, state in restored.items():
+            self._engine.restore(key, state)
+        self._changes.clear()
+        self._saved.clear()
+        self._dirty.clear()
+        self._flush_wanted.clear()
+        self._flush_urgent.clear()
         self._running = True
         self._engine.join(self._seeds, loop.time())
         self._pump()
         self._timer = asyncio.create_task(self._run_timers(), name=f"crdtgossip:{self.node_id}")
+        if storage is not None:
+            self._flusher = asyncio.create_task(
+                self._run_flusher(), name=f"crdtgossip-flush:{self.node_id}"
+            )
+
+    async def _call(self, function: Callable[..., _R], *args: Any) -> _R:
+        """Call a storage method: inline for memory, else in a thread (it blocks)."""
+        if isinstance(self._storage, MemoryStorage):
+            return function(*args)
+        return await asyncio.to_thread(function, *args)
+
+    async def _close_storage(self) -> None:
+        if self._storage is None:
+            return
+        try:
+            await self._call(self._storage.close)
+        except StorageError:
+            _log.exception("crdtgossip: closing the storage of %s failed", self.node_id)
 
     async def _bind_transports(self) -> None:
         host, port = parse_address(self._bind)
@@ -184,18 +287,38 @@ class Node:
         )
 
     async def stop(self) -> None:
-        """Stop at once (others will see this node fail, then mark it dead)."""
+        """Stop at once (others will see this node fail, then mark it dead).
+
+        States merged from the network and not yet persisted are written first, then
+        the storage is closed. Pending quorum operations fail with
+        :class:`~crdtgossip.CRDTGossipError`.
+        """
         if not self._running:
             return
         self._running = False
-        if self._timer is not None:
-            self._timer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._timer
-            self._timer = None
+        for task in (self._timer, self._flusher):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._timer = self._flusher = None
         for transport in (self._udp, self._tcp):
             if transport is not None:
                 await transport.close()
+        if self._storage is not None and self._engine is not None:
+            try:
+                await self._flush_dirty(release=False)
+                await self._call(
+                    self._storage.save_identity, self.replica_id, self._engine.incarnation
+                )
+            except StorageError:
+                _log.exception("crdtgossip: final flush of %s failed", self.node_id)
+            await self._close_storage()
+        stopped = CRDTGossipError(f"node {self.node_id!r} stopped")
+        for waiter in self._waiters.values():
+            if not waiter.done():
+                waiter.set_exception(stopped)
+        self._waiters.clear()
         for events in self._watchers.values():
             for event in events:
                 event.set()
@@ -246,6 +369,9 @@ class Node:
     ) -> T:
         """Apply a mutation to ``key`` and spread it.
 
+        The new state is persisted (with a storage) before the delta leaves this
+        node; then the level's members are asked to merge it.
+
         Args:
             key: the data key (a non-empty str).
             value_type: the key's CRDT type, or an empty prototype (``ORMap(ORSet)``).
@@ -258,43 +384,92 @@ class Node:
 
         Raises:
             MergeError: the key holds a state of another type.
-            QuorumError: too few members merged the write in time (it still spreads).
+            StorageError: the write could not be persisted; it was not applied.
+            QuorumError: too few members merged the write in time (it still spreads,
+                and it holds here).
         """
-        engine = self._require_engine()
         level = consistency if consistency is not None else Local()
-        current = self._current(engine, key, value_type)
-        delta = fn(current)
-        if type(delta) is not type(current):
-            raise MergeError(
-                f"the update function must return the delta its mutator returned (a "
-                f"{type(current).__name__}), not {delta!r:.80}"
-            )
-        engine.update(key, delta, asyncio.get_running_loop().time())
-        self._pump()
-        self._check_level(level)
+        async with self._store_lock:
+            engine = self._require_engine()
+            current = self._current(engine, key, value_type)
+            delta = fn(current)
+            if type(delta) is not type(current):
+                raise MergeError(
+                    f"the update function must return the delta its mutator returned (a "
+                    f"{type(current).__name__}), not {delta!r:.80}"
+                )
+            if self._storage is not None:
+                # If stop() runs meanwhile the write is on disk all the same: apply it,
+                # so memory matches the storage; it spreads after the next start.
+                await self._persist_local(key, current)
+            engine.update(key, delta, asyncio.get_running_loop().time())
+            self._pump()
+        if not isinstance(level, Local):
+            needed = level.required(engine.quorum_members())
+            loop = asyncio.get_running_loop()
+            request = engine.start_write(key, delta, needed, level.timeout, loop.time())
+            await self._await_quorum(request, f"write of {key!r}")
         state = engine.get(key)
         assert state is not None
         return state  # type: ignore[return-value]
+
+    async def _persist_local(self, key: str, state: CRDT) -> None:
+        """Persist the state of a local update, before the engine applies it.
+
+        The storage will reflect exactly one more change of ``key`` than it has seen
+        (the KeyChanged the engine emits for this update); a merge from the network
+        that lands meanwhile makes the key dirty again, for the flusher.
+        """
+        assert self._storage is not None
+        data = encode(state)  # first: a state that cannot be encoded changes nothing
+        previous = self._saved.get(key, 0)
+        self._saved[key] = self._changes.get(key, 0) + 1
+        try:
+            await self._call(self._storage.put, key, data)
+        except BaseException:
+            self._saved[key] = previous
+            raise
 
     async def get(
         self, key: str, value_type: type[T] | T, consistency: Consistency | None = None
     ) -> T:
         """The state of ``key`` (an empty one when absent).
 
+        With a quorum level, the level's members are asked for their state; replies
+        are merged here and members whose reply was behind are repaired.
+
         Raises:
             MergeError: the key holds a state of another type.
-            QuorumError: too few members answered in time.
+            QuorumError: too few members answered in time (the replies that did
+                arrive are merged here all the same).
         """
         engine = self._require_engine()
         level = consistency if consistency is not None else Local()
-        self._check_level(level)
+        if not isinstance(level, Local):
+            self._current(engine, key, value_type)  # the type check, before asking
+            needed = level.required(engine.quorum_members())
+            loop = asyncio.get_running_loop()
+            request = engine.start_read(key, needed, level.timeout, loop.time())
+            await self._await_quorum(request, f"read of {key!r}")
         return self._current(engine, key, value_type)
 
-    def _check_level(self, level: Consistency) -> None:
-        if not isinstance(level, Local):
-            raise ConfigError(
-                f"{type(level).__name__} needs quorum coordination, not available in this "
-                "version yet; use Local()"
+    async def _await_quorum(self, request: int, what: str) -> None:
+        """Wait for the engine's result of a quorum request; raise if it failed."""
+        if not self._running:
+            raise CRDTGossipError(f"node {self.node_id!r} stopped before the {what} completed")
+        waiter: asyncio.Future[QuorumResult] = asyncio.get_running_loop().create_future()
+        self._waiters[request] = waiter
+        self._pump()  # sends the requests, and delivers a result already reached
+        self._wakeup.set()  # the engine has a new deadline: let the timer see it
+        try:
+            result = await waiter
+        finally:
+            self._waiters.pop(request, None)
+        if not result.ok:
+            raise QuorumError(
+                f"{what}: {result.answered} of the {result.needed} members needed answered in time",
+                answered=result.answered,
+                needed=result.needed,
             )
 
     @staticmethod
@@ -354,8 +529,10 @@ class Node:
 
     def stats(self) -> dict[str, int]:
         """Counters: the engine's (messages, bytes, drops by reason, decode and merge
-        errors), each transport's (prefixed ``udp_`` and ``tcp_``), and
-        ``drop_unauthenticated`` for frames no installed key opened."""
+        errors, quorum requests), each transport's (prefixed ``udp_`` and ``tcp_``),
+        ``drop_unauthenticated`` for frames no installed key opened,
+        ``storage_errors`` (failed background writes) and ``keys_dirty`` (merged
+        states not persisted yet)."""
         engine = self._require_engine()
         stats = dict(engine.stats())
         for prefix, transport in (("udp", self._udp), ("tcp", self._tcp)):
@@ -363,6 +540,8 @@ class Node:
                 stats.update({f"{prefix}_{name}": n for name, n in transport.stats().items()})
         stats["drop_unauthenticated"] = self._auth_drops
         stats["receive_errors"] = self._receive_errors
+        stats["storage_errors"] = self._storage_errors
+        stats["keys_dirty"] = len(self._dirty)
         return stats
 
     # ---- the engine's I/O --------------------------------------------------------------
@@ -385,19 +564,30 @@ class Node:
         self._wakeup.set()
 
     def _pump(self) -> None:
-        """Send what the engine produced and deliver its events."""
+        """Send what the engine produced and deliver its events and quorum results."""
         engine = self._engine
         udp, tcp = self._udp, self._tcp
-        if engine is None or udp is None or tcp is None:
+        if engine is None or udp is None or tcp is None or not self._running:
             return
+        if engine.held_acks:
+            self._flush_urgent.set()
+            self._flush_wanted.set()
         for frame in engine.take_outgoing():
             data = frame.data if self._keyring is None else self._keyring.seal(frame.data)
             if frame.reliable or len(data) > udp.max_datagram:
                 tcp.send(frame.address, data)
             else:
                 udp.send(frame.address, data)
+        for result in engine.take_quorum_results():
+            waiter = self._waiters.get(result.request_id)
+            if waiter is not None and not waiter.done():
+                waiter.set_result(result)
         for event in engine.take_events():
             if isinstance(event, KeyChanged):
+                if self._storage is not None:
+                    self._changes[event.key] = self._changes.get(event.key, 0) + 1
+                    self._dirty.add(event.key)
+                    self._flush_wanted.set()
                 for changed in self._watchers.get(event.key, ()):
                     changed.set()
             else:
@@ -418,6 +608,78 @@ class Node:
             if delay > 0:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wakeup.wait(), timeout=delay)
+
+    # ---- persistence of merged states ----------------------------------------------
+    async def _run_flusher(self) -> None:
+        """Persist keys merged from the network, in batches (see FLUSH_INTERVAL)."""
+        while self._running:
+            await self._flush_wanted.wait()
+            if not self._flush_urgent.is_set():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._flush_urgent.wait(), timeout=FLUSH_INTERVAL)
+            self._flush_wanted.clear()
+            self._flush_urgent.clear()
+            try:
+                await self._flush_dirty(release=True)
+            except StorageError:
+                self._storage_errors += 1
+                _log.exception("crdtgossip: persisting merged states of %s failed", self.node_id)
+                await asyncio.sleep(FLUSH_RETRY)
+                self._flush_wanted.set()
+
+    async def _flush_dirty(self, *, release: bool) -> None:
+        """Write every dirty key's state in one transaction, then release held acks.
+
+        Raises:
+            StorageError: the write failed; the keys stay dirty.
+        """
+        storage, engine = self._storage, self._engine
+        if storage is None or engine is None:
+            return
+        async with self._store_lock:
+            mark = engine.ack_mark()  # acks held so far acknowledge merges in this batch
+            items: list[tuple[str, bytes]] = []
+            previous: dict[str, int] = {}
+            for key in self._dirty:
+                changes = self._changes.get(key, 0)
+                if changes <= self._saved.get(key, 0):
+                    continue  # a local update already wrote this state
+                state = engine.get(key)
+                if state is None:
+                    continue
+                items.append((key, encode(state)))
+                previous[key] = self._saved.get(key, 0)
+                self._saved[key] = changes
+            self._dirty.clear()
+            if items:
+                try:
+                    await self._call(storage.put_many, items)
+                except BaseException:
+                    for key, count in previous.items():
+                        self._saved[key] = count
+                        self._dirty.add(key)
+                    raise
+            if release and self._running:
+                engine.release_acks(mark, asyncio.get_running_loop().time())
+                self._pump()
+
+
+def _decode_states(states: dict[str, bytes]) -> dict[str, CRDT]:
+    """Decode every stored state, or refuse them all.
+
+    Raises:
+        StorageError: a stored state cannot be decoded (never a silently smaller node).
+    """
+    restored: dict[str, CRDT] = {}
+    for key, data in states.items():
+        try:
+            value = decode(data)
+        except DecodeError as exc:
+            raise StorageError(f"the stored state of key {key!r:.80} is unreadable: {exc}") from exc
+        if not isinstance(value, CRDT):
+            raise StorageError(f"the stored state of key {key!r:.80} is not a CRDT state")
+        restored[key] = value
+    return restored
 
 
 def _same_kind(state: object, empty: object) -> bool:

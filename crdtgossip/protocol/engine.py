@@ -5,13 +5,17 @@ socket, a clock, a thread or a global random generator. Its driver feeds it
 
 * frames received: :meth:`Engine.receive` with the sender's address and the time;
 * the passing of time: :meth:`Engine.tick`;
-* local changes: :meth:`Engine.update`, :meth:`Engine.join`, :meth:`Engine.leave`;
+* local changes: :meth:`Engine.update`, :meth:`Engine.join`, :meth:`Engine.leave`,
+  and state read back from storage: :meth:`Engine.restore`;
+* quorum requests: :meth:`Engine.start_write`, :meth:`Engine.start_read`, and
+  :meth:`Engine.release_acks` once merges it acknowledges are persisted;
 
 and collects
 
 * frames to send: :meth:`Engine.take_outgoing`;
 * when to tick next: :meth:`Engine.next_wakeup`;
-* what happened: :meth:`Engine.take_events`.
+* what happened: :meth:`Engine.take_events`;
+* how quorum requests ended: :meth:`Engine.take_quorum_results`.
 
 The asyncio :class:`crdtgossip.Node`, the virtual-time simulator and the tests are three
 drivers of this same code; with the same seed and the same inputs it produces the same
@@ -21,7 +25,8 @@ virtual seconds from 0).
 The engine is composed of small modules, one concern each: ``membership`` (the member
 table and its transition table in ``states``), ``suspicion``, ``awareness``, ``probe``
 (the failure detector), ``broadcast`` (the transmit-limited queue), ``antientropy``
-(the hash tree), ``messages`` (the wire format) and ``outbox`` (framing).
+(the hash tree), ``quorum`` (quorum requests), ``messages`` (the wire format) and
+``outbox`` (framing).
 """
 
 from __future__ import annotations
@@ -56,14 +61,19 @@ from crdtgossip.protocol.messages import (
     Nack,
     Ping,
     PingReq,
+    ReadReply,
+    ReadRequest,
     State,
     Suspect,
     Sync,
+    WriteAck,
+    WriteRequest,
     decode_frame,
     encode_message,
 )
 from crdtgossip.protocol.outbox import Outbox
 from crdtgossip.protocol.probe import Prober
+from crdtgossip.protocol.quorum import Pending, QuorumResult, QuorumTracker
 from crdtgossip.protocol.states import Status
 
 __all__ = ["DROP_REASONS", "MAX_SEEN_DELTAS", "Engine"]
@@ -108,6 +118,15 @@ _COUNTERS: Final = (
     "states_merged",
     "local_updates",
     "push_pulls",
+    "keys_restored",
+    "quorum_writes",
+    "quorum_reads",
+    "quorum_failures",
+    "quorum_late_answers",
+    "write_requests_served",
+    "read_requests_served",
+    "read_repairs",
+    "held_acks_dropped",
 )
 
 
@@ -144,6 +163,10 @@ class Engine:
             pass one above its previous life's; a node that passes 0 after a restart is
             still accepted back: peers tell it of its old incarnation and it outranks
             it (memberlist#311).
+        hold_write_acks: hold the ack of every merged
+            :class:`~crdtgossip.protocol.messages.WriteRequest` until the driver calls
+            :meth:`release_acks` (after persisting the merge), so a quorum write is
+            acknowledged only by members that made it durable. Off: ack at once.
 
     Raises:
         ConfigError: a name is empty or too long, or the incarnation is out of range.
@@ -166,6 +189,7 @@ class Engine:
         replica_id: str,
         *,
         incarnation: int = 0,
+        hold_write_acks: bool = False,
     ) -> None:
         self.node_id = _check_text(node_id, MAX_NODE_ID_BYTES, "node_id")
         self.address = _check_text(address, MAX_ADDRESS_BYTES, "address")
@@ -207,6 +231,8 @@ class Engine:
         self._next_push_pull = 0.0
         self._next_reconnect = 0.0
         self._next_join = 0.0
+        self._quorum = QuorumTracker(node_id, rng)
+        self._hold_write_acks = bool(hold_write_acks)
 
     # --- inputs --------------------------------------------------------------------
 
@@ -269,6 +295,7 @@ class Engine:
             self._next_join = now + self.config.join_retry_interval
             for seed in self._seeds:
                 self._push_pull(seed, join=True)
+        self._quorum_tick(now)
         self._flush()
 
     def update(self, key: str, delta: CRDT, now: float) -> None:
@@ -285,10 +312,7 @@ class Engine:
             MergeError: the key holds a state of another type.
             EncodeError: the delta holds something the codec cannot write.
         """
-        if not isinstance(key, str) or not key:
-            raise OperationError(f"a key must be a non-empty str, not {key!r}")
-        if len(key.encode("utf-8", "surrogatepass")) > MAX_KEY_BYTES:
-            raise OperationError(f"a key must be at most {MAX_KEY_BYTES} bytes of UTF-8")
+        self._check_key(key)
         now = self._begin(now)
         state = self._store.get(key)
         if state is not None and type(state) is not type(delta):
@@ -305,6 +329,142 @@ class Engine:
         self._remember(payload)
         self._queue_delta(key, delta.copy(), payload, frozenset())
         self._flush()
+
+    def restore(self, key: str, state: CRDT) -> None:
+        """Put a state read back from storage into the store, without spreading it.
+
+        Unlike :meth:`update` it queues no gossip and emits no event: the state is
+        not news, and anti-entropy reconciles it with the cluster's. Call it before
+        the first other input.
+
+        Args:
+            key: the data key.
+            state: the stored state (the engine keeps its own copy).
+
+        Raises:
+            OperationError: an invalid key.
+            MergeError: the key already holds a state of another type.
+        """
+        self._check_key(key)
+        current = self._store.get(key)
+        if current is None:
+            self._store[key] = state.copy()
+        elif type(current) is not type(state):
+            raise MergeError(
+                f"key {key!r} holds a {type(current).__name__}, not a {type(state).__name__}"
+            )
+        else:
+            current.merge(state)
+        self._counters["keys_restored"] += 1
+        self._tree.touch(key)
+
+    def quorum_members(self) -> int:
+        """The N of the quorum levels: members alive or suspect, this node included.
+
+        A suspect member still counts: it may refute, and dropping it from N at the
+        first missed probe would let a slow network shrink every majority.
+        """
+        return self._membership.live_count()
+
+    def start_write(self, key: str, delta: CRDT, needed: int, timeout: float, now: float) -> int:
+        """Ask the other members to merge a delta already applied by :meth:`update`.
+
+        Every live member is asked at once; those that have not acknowledged are asked
+        again every ``timeout`` x :data:`~crdtgossip.protocol.quorum.HEDGE_FRACTION`.
+        The outcome comes from :meth:`take_quorum_results` under the returned id: a
+        success once ``needed`` members (this one included) merged it, else a failure
+        at the deadline. The delta spreads by gossip either way.
+
+        Args:
+            key: the data key.
+            delta: the delta given to :meth:`update`.
+            needed: members that must have merged it, this one included.
+            timeout: seconds until the request fails.
+            now: the driver's time in seconds.
+
+        Returns:
+            The request id.
+
+        Raises:
+            OperationError: an invalid key.
+            EncodeError: the delta cannot be encoded.
+        """
+        self._check_key(key)
+        now = self._begin(now)
+        payload = encode(delta)
+        pending = self._quorum.new(
+            write=True, key=key, needed=needed, timeout=timeout, now=now, payload=payload
+        )
+        self._counters["quorum_writes"] += 1
+        self._ask(pending, everyone=True)
+        self._flush()
+        return pending.request_id
+
+    def start_read(self, key: str, needed: int, timeout: float, now: float) -> int:
+        """Ask members for their state of ``key``; merge each reply into the store.
+
+        ``needed - 1`` random live members are asked first; if they are slow, every
+        live member that has not answered is asked after ``timeout`` x
+        :data:`~crdtgossip.protocol.quorum.HEDGE_FRACTION`. Once ``needed`` members
+        (this one included) answered, the members whose reply differed from the
+        joined state are sent it (read repair), and a success comes from
+        :meth:`take_quorum_results`; else a failure at the deadline. Replies merged
+        before a failure stay merged.
+
+        Args:
+            key: the data key.
+            needed: members that must answer, this one included.
+            timeout: seconds until the request fails.
+            now: the driver's time in seconds.
+
+        Returns:
+            The request id.
+
+        Raises:
+            OperationError: an invalid key.
+        """
+        self._check_key(key)
+        now = self._begin(now)
+        pending = self._quorum.new(
+            write=False, key=key, needed=needed, timeout=timeout, now=now, payload=b""
+        )
+        self._counters["quorum_reads"] += 1
+        self._ask(pending, everyone=False)
+        self._flush()
+        return pending.request_id
+
+    def take_quorum_results(self) -> list[QuorumResult]:
+        """The quorum requests that ended since the last call, in order."""
+        return self._quorum.take_results()
+
+    @property
+    def held_acks(self) -> int:
+        """Write acks held until :meth:`release_acks` (with ``hold_write_acks``)."""
+        return self._quorum.held
+
+    def ack_mark(self) -> int:
+        """A mark to pass to :meth:`release_acks` once everything merged so far is
+        persisted: it releases the acks held up to now, not later ones."""
+        return self._quorum.mark
+
+    def release_acks(self, mark: int, now: float) -> None:
+        """Send the write acks held before ``mark`` (from :meth:`ack_mark`).
+
+        Args:
+            mark: what :meth:`ack_mark` returned before the driver persisted.
+            now: the driver's time in seconds.
+        """
+        now = self._begin(now)
+        for address, request_id in self._quorum.release(mark):
+            self._send_datagram(address, WriteAck(request_id), None)
+        self._flush()
+
+    @staticmethod
+    def _check_key(key: object) -> None:
+        if not isinstance(key, str) or not key:
+            raise OperationError(f"a key must be a non-empty str, not {key!r}")
+        if len(key.encode("utf-8", "surrogatepass")) > MAX_KEY_BYTES:
+            raise OperationError(f"a key must be at most {MAX_KEY_BYTES} bytes of UTF-8")
 
     def join(self, seeds: list[str], now: float) -> None:
         """Join the cluster through seed addresses: exchange full state with each.
@@ -380,7 +540,11 @@ class Engine:
             times += [self._next_push_pull, self._next_reconnect]
             if self._joining():
                 times.append(self._next_join)
-        for deadline in (self._prober.next_deadline(), self._membership.next_deadline()):
+        for deadline in (
+            self._prober.next_deadline(),
+            self._membership.next_deadline(),
+            self._quorum.next_deadline(),
+        ):
             if deadline is not None:
                 times.append(deadline)
         return min(times)
@@ -416,7 +580,10 @@ class Engine:
             ``datagrams_out``, ``reliable_frames_out``, ``decode_errors`` (malformed
             frames and undecodable payloads), ``merge_errors`` (payloads of the wrong
             type or that failed to merge), ``duplicate_deltas``, ``deltas_merged``,
-            ``states_merged``, ``local_updates``, ``push_pulls``, one
+            ``states_merged``, ``local_updates``, ``push_pulls``, ``keys_restored``,
+            the quorum counters (``quorum_writes``, ``quorum_reads``,
+            ``quorum_failures``, ``quorum_late_answers``, ``write_requests_served``,
+            ``read_requests_served``, ``read_repairs``, ``held_acks_dropped``), one
             ``drop_<reason>`` per reason in :data:`DROP_REASONS`, and the gauges
             ``members_alive``, ``queue_length``, ``keys`` and ``health_score``.
         """
@@ -424,6 +591,9 @@ class Engine:
         self._drops["queue_overflow"] = self._queue.overflow_drops
         self._drops["relay_limit"] = self._prober.relay_drops
         self._drops["stale_reply"] = self._prober.stale_replies
+        self._counters["quorum_failures"] = self._quorum.failures
+        self._counters["quorum_late_answers"] = self._quorum.late_answers
+        self._counters["held_acks_dropped"] = self._quorum.held_dropped
         stats = dict(self._counters)
         stats.update({f"drop_{reason}": n for reason, n in self._drops.items()})
         stats["members_alive"] = self._membership.count(Status.ALIVE)
@@ -474,6 +644,14 @@ class Engine:
                 self._on_members(message, origin)
             case Sync():
                 self._on_sync(message, origin)
+            case WriteRequest():
+                self._on_write_request(message, origin)
+            case WriteAck():
+                self._on_write_ack(message, origin)
+            case ReadRequest():
+                self._on_read_request(message, origin)
+            case ReadReply():
+                self._on_read_reply(message, origin)
 
     def _notice_if_dead(self, origin: _From) -> None:
         """Tell a member we hold dead (or gone) that it is, so it can refute.
@@ -585,6 +763,101 @@ class Engine:
             self._drops["oversize"] += 1
             return
         self._queue.put(name, packed, exclude=exclude, extra=delta)
+
+    # --- quorum --------------------------------------------------------------------
+
+    def _ask(self, pending: Pending, *, everyone: bool) -> None:
+        """Send a request to live members that have not answered it.
+
+        Args:
+            pending: the request.
+            everyone: ask every such member; else only as many as answers are
+                missing (the first round of a read).
+        """
+        if pending.done or not self._quorum.is_pending(pending.request_id):
+            return
+        missing = pending.needed - len(pending.answered)
+        candidates = self._membership.random_members(
+            self._membership.live_count(),
+            (Status.ALIVE, Status.SUSPECT),
+            exclude=pending.answered,
+        )
+        if not everyone:
+            candidates = candidates[:missing]
+        message: Message
+        if pending.write:
+            message = WriteRequest(pending.request_id, pending.key, pending.payload)
+        else:
+            message = ReadRequest(pending.request_id, pending.key)
+        packed = encode_message(message)
+        for member in candidates:
+            pending.asked[member.node_id] = member.address
+            self._outbox.send(member.address, packed)
+
+    def _quorum_tick(self, now: float) -> None:
+        for pending in self._quorum.expired(now):
+            self._quorum.finish(pending, ok=False)
+        for pending in self._quorum.retries_due(now):
+            self._ask(pending, everyone=True)
+
+    def _on_write_request(self, message: WriteRequest, origin: _From) -> None:
+        if self._remember(message.payload):
+            if self._merge_payload(message.key, message.payload) is None:
+                return  # not merged: no ack, the coordinator counts someone else
+            self._counters["deltas_merged"] += 1
+        self._counters["write_requests_served"] += 1
+        if self._hold_write_acks:
+            self._quorum.hold(origin.address, message.request_id)
+        else:
+            self._send_datagram(origin.address, WriteAck(message.request_id), None)
+
+    def _on_write_ack(self, message: WriteAck, origin: _From) -> None:
+        pending = self._quorum.get(message.request_id, origin.node_id)
+        if pending is None or not pending.write:
+            return
+        pending.answered.add(origin.node_id)
+        if pending.done:
+            self._quorum.finish(pending, ok=True)
+
+    def _on_read_request(self, message: ReadRequest, origin: _From) -> None:
+        self._counters["read_requests_served"] += 1
+        state = self._store.get(message.key)
+        payload = b"" if state is None else encode(state)
+        self._send_datagram(
+            origin.address, ReadReply(message.request_id, message.key, payload), None
+        )
+
+    def _on_read_reply(self, message: ReadReply, origin: _From) -> None:
+        pending = self._quorum.get(message.request_id, origin.node_id)
+        if pending is None or pending.write or message.key != pending.key:
+            return
+        if origin.node_id in pending.answered:
+            return
+        digest: bytes | None = None
+        if message.payload:
+            if self._merge_payload(message.key, message.payload) is None:
+                return  # a reply that cannot be merged does not count
+            self._counters["states_merged"] += 1
+            digest = state_digest(message.payload)
+        pending.answered.add(origin.node_id)
+        pending.digests[origin.node_id] = digest
+        if pending.done:
+            self._repair(pending)
+            self._quorum.finish(pending, ok=True)
+
+    def _repair(self, pending: Pending) -> None:
+        """Send the joined state to every replier whose reply was behind it."""
+        state = self._store.get(pending.key)
+        if state is None:
+            return
+        payload = encode(state)
+        digest = state_digest(payload)
+        for node_id, theirs in pending.digests.items():
+            if theirs != digest:
+                self._counters["read_repairs"] += 1
+                self._outbox.send(
+                    pending.asked[node_id], State(pending.key, payload), reliable=True
+                )
 
     # --- membership and anti-entropy -----------------------------------------------
 

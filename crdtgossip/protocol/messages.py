@@ -54,10 +54,14 @@ __all__ = [
     "Nack",
     "Ping",
     "PingReq",
+    "ReadReply",
+    "ReadRequest",
     "State",
     "Suspect",
     "Sync",
     "TreeNode",
+    "WriteAck",
+    "WriteRequest",
     "decode_frame",
     "encode_frame",
     "encode_message",
@@ -123,6 +127,10 @@ class Kind(enum.IntEnum):
     STATE = 10
     MEMBERS = 11
     SYNC = 12
+    WRITE_REQUEST = 13
+    WRITE_ACK = 14
+    READ_REQUEST = 15
+    READ_REPLY = 16
 
 
 @dataclass(frozen=True, slots=True)
@@ -297,8 +305,72 @@ class Sync:
     want_prefixes: tuple[tuple[int, int], ...]
 
 
+@dataclass(frozen=True, slots=True)
+class WriteRequest:
+    """Please merge this delta of ``key`` and answer with a :class:`WriteAck`.
+
+    Sent by the coordinator of a write with a quorum consistency level; the receiver
+    merges it (and, with durable storage, persists it) before acknowledging.
+
+    Attributes:
+        request_id: chosen by the coordinator, echoed in the ack.
+        key: the data key.
+        payload: ``crdtgossip.codec.encode`` of the delta.
+    """
+
+    request_id: int
+    key: str
+    payload: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class WriteAck:
+    """The delta of write ``request_id`` is merged here."""
+
+    request_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class ReadRequest:
+    """Please send me your state of ``key`` in a :class:`ReadReply`."""
+
+    request_id: int
+    key: str
+
+
+@dataclass(frozen=True, slots=True)
+class ReadReply:
+    """The answer to a :class:`ReadRequest`.
+
+    Attributes:
+        request_id: the request's id.
+        key: the data key.
+        payload: ``crdtgossip.codec.encode`` of the sender's state, or empty bytes when
+            the sender has no state for the key.
+    """
+
+    request_id: int
+    key: str
+    payload: bytes
+
+
 Message: TypeAlias = (
-    Ping | PingReq | Ack | Nack | Alive | Suspect | Dead | Left | Delta | State | Members | Sync
+    Ping
+    | PingReq
+    | Ack
+    | Nack
+    | Alive
+    | Suspect
+    | Dead
+    | Left
+    | Delta
+    | State
+    | Members
+    | Sync
+    | WriteRequest
+    | WriteAck
+    | ReadRequest
+    | ReadReply
 )
 
 
@@ -357,6 +429,14 @@ def _wire(message: Message) -> list[_WireItem]:
                 list(want_keys),
                 [[d, p] for d, p in want_prefixes],
             ]
+        case WriteRequest(request_id, key, payload):
+            return [Kind.WRITE_REQUEST, request_id, key, payload]
+        case WriteAck(request_id):
+            return [Kind.WRITE_ACK, request_id]
+        case ReadRequest(request_id, key):
+            return [Kind.READ_REQUEST, request_id, key]
+        case ReadReply(request_id, key, payload):
+            return [Kind.READ_REPLY, request_id, key, payload]
     raise TypeError(f"not a protocol message: {message!r}")  # pragma: no cover
 
 
@@ -546,6 +626,14 @@ _DECODERS: dict[Kind, _Decoder] = {
     Kind.STATE: lambda f: State(_key(f[0]), _blob(f[1], "payload")),
     Kind.MEMBERS: _decode_members,
     Kind.SYNC: _decode_sync,
+    Kind.WRITE_REQUEST: lambda f: WriteRequest(
+        _int(f[0], "request id"), _key(f[1]), _blob(f[2], "payload")
+    ),
+    Kind.WRITE_ACK: lambda f: WriteAck(_int(f[0], "request id")),
+    Kind.READ_REQUEST: lambda f: ReadRequest(_int(f[0], "request id"), _key(f[1])),
+    Kind.READ_REPLY: lambda f: ReadReply(
+        _int(f[0], "request id"), _key(f[1]), _blob(f[2], "payload")
+    ),
 }
 
 
@@ -563,6 +651,10 @@ _FIELD_COUNTS: dict[Kind, int] = {
     Kind.STATE: 2,
     Kind.MEMBERS: 3,
     Kind.SYNC: 3,
+    Kind.WRITE_REQUEST: 3,
+    Kind.WRITE_ACK: 1,
+    Kind.READ_REQUEST: 2,
+    Kind.READ_REPLY: 3,
 }
 
 
