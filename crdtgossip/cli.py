@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import dataclasses
 import importlib
 import sys
 import time
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from crdtgossip._version import __version__
 from crdtgossip.config import GossipConfig
@@ -19,6 +21,9 @@ from crdtgossip.crdts import GCounter, ORSet
 from crdtgossip.errors import CRDTGossipError
 from crdtgossip.node import Node
 from crdtgossip.security import Keyring, encode_key, generate_key
+
+if TYPE_CHECKING:
+    from crdtgossip.apps.demo import RegistryDemo
 
 __all__ = ["main"]
 
@@ -131,19 +136,28 @@ async def _demo() -> None:
         took = await _until(lambda: converged(10 * len(nodes), set(names)), "add-wins")
         screen.line(f"'cph' is still online everywhere ({took:.2f}s)")
 
-        victim = nodes[3]
-        screen.step(f"Crashing {victim.node_id} (no goodbye)")
-        await victim.stop()
-        survivors = [node for node in nodes if node is not victim]
+        async with contextlib.AsyncExitStack() as apps:
+            registry_demo = await _start_registry_demo(apps, nodes, screen)
+            if registry_demo is not None:
+                await registry_demo.run()
+            victim = nodes[3]
+            screen.step(f"Crashing {victim.node_id} (no goodbye)")
+            if registry_demo is not None:
+                await registry_demo.kill(victim.node_id)
+            else:
+                await victim.stop()
+            survivors = [node for node in nodes if node is not victim]
 
-        def victim_dead() -> bool:
-            return all(
-                any(m.node_id == victim.node_id and m.status == "dead" for m in node.members())
-                for node in survivors
-            )
+            def victim_dead() -> bool:
+                return all(
+                    any(m.node_id == victim.node_id and m.status == "dead" for m in node.members())
+                    for node in survivors
+                )
 
-        took = await _until(victim_dead, "failure detection")
-        screen.line(f"suspected, then declared dead by every survivor ({took:.2f}s)")
+            took = await _until(victim_dead, "failure detection")
+            screen.line(f"suspected, then declared dead by every survivor ({took:.2f}s)")
+            if registry_demo is not None:
+                await registry_demo.show_detection(victim.node_id)
 
         leaver = nodes[4]
         screen.step(f"{leaver.node_id} leaves gracefully")
@@ -166,6 +180,27 @@ async def _demo() -> None:
         for node in nodes:
             await node.stop()
     screen.step("Done.")
+
+
+async def _start_registry_demo(
+    stack: contextlib.AsyncExitStack, nodes: list[Node], screen: _Screen
+) -> RegistryDemo | None:
+    """The apps part of the demo, started on ``nodes``; None without the apps extra.
+
+    Its registries and HTTP servers stop when ``stack`` closes, before the nodes do.
+    """
+    try:
+        from crdtgossip.apps.demo import RegistryDemo
+    except ImportError as exc:
+        if (exc.name or "").startswith("crdtgossip"):
+            raise  # a broken installation, not a missing extra: say so
+        missing = exc.name or "the apps extra"
+        screen.step(
+            f"The registry, nginx rendering, drain and release steps need {missing}: "
+            'pip install "crdtgossip[apps]" shows the rest'
+        )
+        return None
+    return await stack.enter_async_context(RegistryDemo(nodes, screen))
 
 
 def _cmd_demo(_: argparse.Namespace) -> int:

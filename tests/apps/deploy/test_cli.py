@@ -156,7 +156,6 @@ def test_failures_print_one_line_and_exit_1(
     assert captured.out == ""
 
 
-@pytest.mark.xfail(reason="quorum not yet in Node", strict=False)
 def test_drain_against_a_single_agent_succeeds(
     threaded_agent: str, token_file: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -165,7 +165,6 @@ async def test_a_reply_that_is_not_json_is_an_agent_error(
     assert caught.value.status == 502
 
 
-@pytest.mark.xfail(reason="quorum not yet in Node", strict=False)
 async def test_drain_on_a_single_agent_succeeds(agent: str, registry: Registry) -> None:
     async with AgentClient(agent) as client:
         await client.register("web", "web-1", address="10.0.0.1", port=80)

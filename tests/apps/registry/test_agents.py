@@ -293,3 +293,67 @@ def test_killed_agent_is_marked_dead_and_a_leaving_one_left(
         eventually(lambda: statuses(a).get("doomed") == "dead", "a marks doomed dead")
     finally:
         stop_all(extra)
+
+
+def _binary_or_skip(name: str) -> None:
+    """The real proxy binary; missing is a skip locally and a failure in CI."""
+    import shutil
+
+    if shutil.which(name) is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{name} is not installed: .ci/run must install it")
+        pytest.skip(f"{name} is not installed; CI installs it")
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "crdtgossip.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=PATIENCE,
+        cwd=ROOT,
+        env=_environment(),
+        check=False,
+    )
+
+
+def test_drain_takes_an_instance_out_of_real_nginx_and_haproxy_configs(
+    cluster: list[Agent], tmp_path: Path
+) -> None:
+    """Register through one agent, drain through another, render from the third: the
+    drained instance leaves both configs, and the real binaries accept both."""
+    _binary_or_skip("nginx")
+    _binary_or_skip("haproxy")
+    a, b, c = cluster
+    for index in (1, 2, 3):
+        body = {"address": f"10.1.0.{index}", "port": 8000 + index, "env": "prod"}
+        status, reply = request("PUT", f"{a.url}/v1/services/shop/instances/shop-{index}", body)
+        assert status == 200, reply
+    eventually(lambda: len(instances(c, "shop")) == 3, "c sees the three shop instances")
+
+    def render(fmt: str) -> str:
+        out = tmp_path / f"shop.{fmt}.conf"
+        result = _cli("render", "--agent", c.url, "--format", fmt, "--out", str(out), "--once")
+        assert result.returncode == 0, f"render {fmt} (checked by the real binary): {result.stderr}"
+        return out.read_text()
+
+    for fmt in ("nginx", "haproxy"):
+        text = render(fmt)
+        assert all(f"10.1.0.{index}:800{index}" in text for index in (1, 2, 3)), text
+
+    drained = _cli("deploy", "drain", "--agent", b.url, "--service", "shop", "--instance", "shop-2")
+    assert drained.returncode == 0, drained.stderr
+    eventually(
+        lambda: [i["id"] for i in _passing(c, "shop")] == ["shop-1", "shop-3"],
+        "c no longer passes the drained instance",
+    )
+    for fmt in ("nginx", "haproxy"):
+        text = render(fmt)
+        assert "10.1.0.2:8002" not in text, f"the drained instance is still in {fmt}: {text}"
+        assert "10.1.0.1:8001" in text
+        assert "10.1.0.3:8003" in text
+
+
+def _passing(agent: Agent, service: str) -> list[dict[str, Any]]:
+    status, reply = request("GET", f"{agent.url}/v1/services/{service}?passing=true")
+    return list(reply["instances"]) if status == 200 else []

@@ -183,7 +183,6 @@ async def test_majority_failures_answer_5xx_json(node: Node, error: Exception, s
         await registry.stop()
 
 
-@pytest.mark.xfail(reason="quorum not yet in Node", strict=False)
 async def test_drain_waits_for_a_majority() -> None:
     first = Node("n0", "127.0.0.1:0", config=FAST, seed=0)
     await first.start()
