@@ -34,7 +34,7 @@ __all__ = ["run"]
 
 #: Cluster sizes (issue 5: 100, 1,000 and 10,000). 10,000 is left out: forming the
 #: cluster costs every engine one member-table insertion per member, O(N²) in all,
-#: about 42 s of CPU at 1,000 nodes here and so over an hour at 10,000.
+#: about a minute at 1,000 nodes here, and so hours at 10,000.
 SIZES = (100, 1_000)
 #: --quick: a smoke test of a few seconds.
 QUICK_SIZES = (30, 100)
@@ -84,7 +84,7 @@ def run(quick: bool) -> BenchResult:
         _measure_size(result, n, trials, config)
     result.notes.append(
         "N = 10,000 not run: forming the simulated cluster is O(N^2) member insertions "
-        "in the engines (about 42 s at N = 1,000 on the 2-core reference machine)."
+        "in the engines (about a minute at N = 1,000 on the 2-core reference machine)."
     )
     return result
 

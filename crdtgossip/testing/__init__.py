@@ -19,8 +19,6 @@ Example::
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from crdtgossip.testing import strategies
 from crdtgossip.testing.laws import (
     Law,
@@ -36,11 +34,10 @@ from crdtgossip.testing.laws import (
     join,
     strictly_equal,
 )
-
-if TYPE_CHECKING:
-    from crdtgossip.testing.simulation import RunResult, Simulation
+from crdtgossip.testing.simulation import ChaosOutcome, RunResult, Simulation, run_chaos
 
 __all__ = [
+    "ChaosOutcome",
     "Law",
     "Operation",
     "RunResult",
@@ -54,19 +51,7 @@ __all__ = [
     "assert_merge_laws",
     "check_laws",
     "join",
+    "run_chaos",
     "strategies",
     "strictly_equal",
 ]
-
-
-# Imported on first use: the law checker and the strategies do not need the simulator,
-# so checking laws neither loads it nor breaks when it cannot be imported.
-_LAZY = {"RunResult", "Simulation"}
-
-
-def __getattr__(name: str) -> object:
-    if name in _LAZY:
-        from crdtgossip.testing import simulation
-
-        return getattr(simulation, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
