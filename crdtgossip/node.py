@@ -451,7 +451,20 @@ class Node:
             loop = asyncio.get_running_loop()
             request = engine.start_read(key, needed, level.timeout, loop.time())
             await self._await_quorum(request, f"read of {key!r}")
-        return self._current(engine, key, value_type)
+        state = self._current(engine, key, value_type)
+        await self._durable_before_visible(key)
+        return state
+
+    async def _durable_before_visible(self, key: str) -> None:
+        """With storage, write ``key``'s merged state before a reader sees it.
+
+        States merged from the network are written in batches; a reader must not see
+        one that is not on disk yet, or a crash could show it a smaller value later
+        (a counter going back). The state is read before this is called, and a state
+        only grows, so what is written covers what the reader got.
+        """
+        if self._storage is not None and key in self._dirty:
+            await self._flush_dirty(release=False)
 
     async def _await_quorum(self, request: int, what: str) -> None:
         """Wait for the engine's result of a quorum request; raise if it failed."""
@@ -501,6 +514,7 @@ class Node:
         try:
             state = engine.get(key)
             if state is not None:
+                await self._durable_before_visible(key)
                 yield state.value
             while self._running:
                 await changed.wait()
@@ -509,6 +523,7 @@ class Node:
                     return
                 state = engine.get(key)
                 if state is not None:
+                    await self._durable_before_visible(key)
                     yield state.value
         finally:
             watchers = self._watchers.get(key)

@@ -321,14 +321,9 @@ def test_sigkilled_nodes_lose_no_acknowledged_write(tmp_path: Path) -> None:
     # A node keeps its replica id across every restart.
     for name in names:
         assert len({life.values("ready")[0] for life in lives[name]}) == 1
-    # The G-Counter never decreases within a life of any node. The writer's value is
-    # only its own writes, each on disk before it returned: it never decreases across
-    # its restarts either. Another node's value may restart below what it showed
-    # before its kill by the merges not yet flushed (FLUSH_INTERVAL), which peers hold
-    # and anti-entropy brings back.
+    # The G-Counter never decreases on any node at any observation, across its kills
+    # and restarts too: a local write is on disk before it returns, and a merged state
+    # is written before get() lets anyone see it.
     for name in names:
-        for life in lives[name]:
-            observed = [int(v) for v in life.values("obs")]
-            assert observed == sorted(observed), f"{name} saw its counter decrease"
-    writer_seen = [int(v) for life in lives["n0"] for v in life.values("obs")]
-    assert writer_seen == sorted(writer_seen), "the writer's counter went back after a kill"
+        seen = [int(v) for life in lives[name] for v in life.values("obs")]
+        assert seen == sorted(seen), f"{name}'s counter went back: {seen}"
