@@ -15,7 +15,7 @@ def test_order_of() -> None:
     assert order_of(3, 2) is Order.NEWER
 
 
-@pytest.mark.parametrize(("status", "rumor"), itertools.product(Status, Rumor))
+@pytest.mark.parametrize(("status", "rumor"), list(itertools.product(Status, Rumor)))
 def test_an_older_incarnation_never_changes_anything(status: Status, rumor: Rumor) -> None:
     assert next_status(status, rumor, Order.OLDER) is None
 
