@@ -69,3 +69,15 @@ def bench(session: nox.Session) -> None:
     # matplotlib is only for the benchmark plots, so only this session installs it.
     session.install(PACKAGE_WITH_TESTS, *BENCH_TOOLS)
     session.run("python", "-m", "benchmarks", *session.posargs)
+
+
+@nox.session
+def soak(session: nox.Session) -> None:
+    """Run the chaos soak: ``nox -s soak -- --soak 10000`` (10,000 seeded scenarios).
+
+    Not a default session: it takes minutes. A failure prints its seed and the one-line
+    command that replays it.
+    """
+    session.install(PACKAGE_WITH_TESTS)
+    args = session.posargs or ["--soak", "10000"]
+    session.run("python", "-m", "crdtgossip.testing.simulation", *args)
