@@ -19,6 +19,8 @@ Example::
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from crdtgossip.testing import strategies
 from crdtgossip.testing.laws import (
     Law,
@@ -34,7 +36,9 @@ from crdtgossip.testing.laws import (
     join,
     strictly_equal,
 )
-from crdtgossip.testing.simulation import ChaosOutcome, RunResult, Simulation, run_chaos
+
+if TYPE_CHECKING:
+    from crdtgossip.testing.simulation import ChaosOutcome, RunResult, Simulation, run_chaos
 
 __all__ = [
     "ChaosOutcome",
@@ -55,3 +59,16 @@ __all__ = [
     "strategies",
     "strictly_equal",
 ]
+
+
+# The simulator is imported on first use: checking laws does not load it, and
+# ``python -m crdtgossip.testing.simulation`` does not import it twice.
+_LAZY = frozenset({"ChaosOutcome", "RunResult", "Simulation", "run_chaos"})
+
+
+def __getattr__(name: str) -> object:
+    if name in _LAZY:
+        from crdtgossip.testing import simulation
+
+        return getattr(simulation, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
