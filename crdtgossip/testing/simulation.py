@@ -24,6 +24,7 @@ command line replays one or soaks many::
 
 Example:
     >>> from crdtgossip import GCounter
+    >>> from crdtgossip.testing import Simulation
     >>> sim = Simulation(nodes=5, seed=7)
     >>> _ = sim.update(0, "hits", GCounter, lambda c: c.increment(sim.replica_id(0)))
     >>> result = sim.run_until_converged(max_seconds=60.0)
