@@ -463,8 +463,15 @@ class Node:
         (a counter going back). The state is read before this is called, and a state
         only grows, so what is written covers what the reader got.
         """
-        if self._storage is not None and key in self._dirty:
+        if self._storage is None:
+            return
+        if key in self._dirty:
             await self._flush_dirty(release=False)
+        else:
+            # Not dirty, but a batch holding this state may still be on its way to
+            # disk: the write holds the lock until it has landed.
+            async with self._store_lock:
+                pass
 
     async def _await_quorum(self, request: int, what: str) -> None:
         """Wait for the engine's result of a quorum request; raise if it failed."""
