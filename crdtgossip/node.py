@@ -35,7 +35,7 @@ from typing import Any, Final, TypeVar
 from crdtgossip.codec import decode, encode
 from crdtgossip.config import GossipConfig
 from crdtgossip.consistency import Consistency, Local
-from crdtgossip.crdts._base import CRDT
+from crdtgossip.crdts._base import CRDT, state_of
 from crdtgossip.errors import (
     ConfigError,
     CRDTGossipError,
@@ -84,17 +84,6 @@ def _new_replica_id(node_id: str) -> str:
     slots and dots would collide with ones it already issued (riak_kv#679).
     """
     return f"{node_id}.{secrets.token_hex(8)}"
-
-
-def _empty_of(value_type: type[T] | T) -> T:
-    """A new empty state from a type or an empty prototype instance."""
-    if isinstance(value_type, type):
-        made: T = value_type()
-        return made
-    if isinstance(value_type, CRDT):
-        fresh: T = value_type.copy()
-        return fresh
-    raise ConfigError(f"expected a CRDT type or an empty instance, not {value_type!r}")
 
 
 class Node:
@@ -494,16 +483,7 @@ class Node:
 
     @staticmethod
     def _current(engine: Engine, key: str, value_type: type[T] | T) -> T:
-        empty = _empty_of(value_type)
-        state = engine.get(key)
-        if state is None:
-            return empty
-        if type(state) is not type(empty) or not _same_kind(state, empty):
-            raise MergeError(
-                f"key {key!r} holds a {type(state).__name__}, not a {type(empty).__name__}"
-            )
-        found: T = state
-        return found
+        return state_of(key, engine.get(key), value_type)
 
     def keys(self) -> list[str]:
         """Every key this node holds, sorted."""
@@ -702,9 +682,3 @@ def _decode_states(states: dict[str, bytes]) -> dict[str, CRDT]:
             raise StorageError(f"the stored state of key {key!r:.80} is not a CRDT state")
         restored[key] = value
     return restored
-
-
-def _same_kind(state: object, empty: object) -> bool:
-    """Whether a stored state and a requested empty one are of one kind (nested too)."""
-    same = getattr(state, "_same_kind", None)
-    return bool(same(empty)) if same is not None else True

@@ -29,9 +29,9 @@ import time
 from collections.abc import Hashable
 from typing import Any, Protocol, Self, TypeAlias, TypeVar, runtime_checkable
 
-from crdtgossip.errors import OperationError
+from crdtgossip.errors import ConfigError, MergeError, OperationError
 
-__all__ = ["CRDT", "Element", "Value", "now_ns", "order_key"]
+__all__ = ["CRDT", "Element", "Value", "now_ns", "order_key", "state_of"]
 
 #: What an element of a set, a map key or a register value may be: None, bool, int,
 #: float, str, bytes and tuples of these. Python's equality applies: ``1``, ``1.0`` and
@@ -134,3 +134,35 @@ def order_key(value: object) -> tuple[Any, ...]:
         items = sorted((order_key(k), order_key(v)) for k, v in value.items())
         return (_RANK_DICT, tuple(items))
     return (_RANK_OTHER, type(value).__qualname__, repr(value))
+
+
+C = TypeVar("C", bound=CRDT)
+
+
+def state_of(key: str, state: CRDT | None, value_type: type[C] | C) -> C:
+    """``state`` as the type a caller asked for, or a new empty one when it is None.
+
+    Args:
+        key: the key the state belongs to (for the error message).
+        state: the state held, or None.
+        value_type: a CRDT type, or an empty prototype instance (``ORMap(ORSet)``).
+
+    Raises:
+        ConfigError: ``value_type`` is neither a CRDT type nor an instance.
+        MergeError: the state is of another type, or an ORMap of other nested types.
+    """
+    if isinstance(value_type, type):
+        empty: C = value_type()
+    elif isinstance(value_type, CRDT):
+        empty = value_type.copy()
+    else:
+        raise ConfigError(f"expected a CRDT type or an empty instance, not {value_type!r}")
+    if state is None:
+        return empty
+    same_kind = getattr(state, "_same_kind", None)
+    if type(state) is not type(empty) or (same_kind is not None and not same_kind(empty)):
+        raise MergeError(
+            f"key {key!r} holds a {type(state).__name__}, not a {type(empty).__name__}"
+        )
+    found: C = state
+    return found

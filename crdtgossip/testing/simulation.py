@@ -49,8 +49,9 @@ from typing import Any, Final, TextIO, TypeVar
 from crdtgossip.codec import encode
 from crdtgossip.config import GossipConfig
 from crdtgossip.crdts import CRDT, GCounter, ORSet
+from crdtgossip.crdts._base import state_of
 from crdtgossip.errors import ConfigError, CRDTGossipError, MergeError
-from crdtgossip.node import LEAVE_GOSSIP_ROUNDS, _empty_of, _same_kind
+from crdtgossip.node import LEAVE_GOSSIP_ROUNDS
 from crdtgossip.protocol import Engine, KeyChanged, Member, Status
 from crdtgossip.protocol.broadcast import BroadcastQueue
 from crdtgossip.protocol.messages import MemberRecord, Members, encode_frame, encode_message
@@ -407,16 +408,7 @@ class Simulation:
         Raises:
             MergeError: the key holds a state of another type.
         """
-        empty = _empty_of(value_type)
-        state = self._slot(i).engine.get(key)
-        if state is None:
-            return empty
-        if type(state) is not type(empty) or not _same_kind(state, empty):
-            raise MergeError(
-                f"key {key!r} holds a {type(state).__name__}, not a {type(empty).__name__}"
-            )
-        found: T = state
-        return found
+        return state_of(key, self._slot(i).engine.get(key), value_type)
 
     # --- faults --------------------------------------------------------------------
 
