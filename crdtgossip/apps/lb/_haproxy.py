@@ -17,9 +17,8 @@ from pathlib import Path
 
 from crdtgossip.apps.lb._commands import find_binary
 from crdtgossip.apps.lb._model import Services
-from crdtgossip.apps.lb._protocol import RenderOptions
+from crdtgossip.apps.lb._protocol import RenderOptions, refuse_template
 from crdtgossip.apps.lb._select import select
-from crdtgossip.errors import ConfigError
 
 __all__ = ["HAProxyRenderer"]
 
@@ -58,8 +57,7 @@ class HAProxyRenderer:
             ~crdtgossip.errors.ConfigError: a template was given (only ``--format template`` takes
                 one).
         """
-        if options is not None and options.template is not None:
-            raise ConfigError("--template is only used with --format template")
+        refuse_template(options)
 
     def render(self, services: Services) -> str:
         """Render every service as a ``backend`` section; see the class docstring."""

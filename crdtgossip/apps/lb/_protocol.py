@@ -17,8 +17,9 @@ from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 from crdtgossip.apps.lb._model import Services
+from crdtgossip.errors import ConfigError
 
-__all__ = ["ENTRY_POINT_GROUP", "RenderOptions", "Renderer", "RendererFactory"]
+__all__ = ["ENTRY_POINT_GROUP", "RenderOptions", "Renderer", "RendererFactory", "refuse_template"]
 
 #: The entry-point group plugins are published under.
 ENTRY_POINT_GROUP = "crdtgossip.renderers"
@@ -114,3 +115,14 @@ class RendererFactory(Protocol):
             ~crdtgossip.errors.ConfigError: the options do not suit this renderer.
         """
         ...
+
+
+def refuse_template(options: RenderOptions | None) -> None:
+    """For renderers with a fixed output: refuse a ``--template`` instead of ignoring it.
+
+    Raises:
+        ~crdtgossip.errors.ConfigError: a template was given (only ``--format template``
+            takes one).
+    """
+    if options is not None and options.template is not None:
+        raise ConfigError("--template is only used with --format template")
