@@ -88,6 +88,10 @@ idempotent) and relayed once more."""
 _MAX_NOTICES: Final = 1024
 """Bound on the table of "you are dead" notices sent (one per member per interval)."""
 
+_LIVE_STATUSES: Final = (Status.ALIVE, Status.SUSPECT)
+"""The members worth sending to (gossip, quorum requests, a leave): alive ones, and
+suspect ones, which may yet refute and answer."""
+
 DROP_REASONS: Final = (
     "malformed",
     "from_self",
@@ -369,8 +373,14 @@ class Engine:
     def start_write(self, key: str, delta: CRDT, needed: int, timeout: float, now: float) -> int:
         """Ask the other members to merge a delta already applied by :meth:`update`.
 
-        Every live member is asked at once; those that have not acknowledged are asked
-        again every ``timeout`` x :data:`~crdtgossip.protocol.quorum.HEDGE_FRACTION`.
+        ``needed - 1`` random live members are asked first (alive ones before
+        suspects); if they are slow, every live member that has not acknowledged is
+        asked after ``timeout`` x :data:`~crdtgossip.protocol.quorum.HEDGE_FRACTION`,
+        and again after each further such fraction. Akka Distributed Data's write
+        aggregator does the same (its primary nodes, then the rest after a fifth of
+        the timeout): asking everyone at once would make every member wake, open,
+        merge and acknowledge on the write's critical path, when ``needed - 1``
+        acknowledgements are all it waits for; the others get the delta by gossip.
         The outcome comes from :meth:`take_quorum_results` under the returned id: a
         success once ``needed`` members (this one included) merged it, else a failure
         at the deadline. The delta spreads by gossip either way.
@@ -396,7 +406,7 @@ class Engine:
             write=True, key=key, needed=needed, timeout=timeout, now=now, payload=payload
         )
         self._counters["quorum_writes"] += 1
-        self._ask(pending, everyone=True)
+        self._ask(pending, everyone=False)
         self._flush()
         return pending.request_id
 
@@ -505,7 +515,7 @@ class Engine:
         self._prober.stop()
         self._broadcast_rumor(goodbye)
         everyone = self._membership.live_count()
-        for member in self._membership.random_members(everyone, (Status.ALIVE, Status.SUSPECT)):
+        for member in self._membership.random_members(everyone, _LIVE_STATUSES):
             self._send_datagram(member.address, goodbye, None)
         self._flush()
 
@@ -772,18 +782,25 @@ class Engine:
         Args:
             pending: the request.
             everyone: ask every such member; else only as many as answers are
-                missing (the first round of a read).
+                missing (the first round of a request), alive members before
+                suspect ones, which are less likely to answer in time.
         """
         if pending.done or not self._quorum.is_pending(pending.request_id):
             return
-        missing = pending.needed - len(pending.answered)
-        candidates = self._membership.random_members(
-            self._membership.live_count(),
-            (Status.ALIVE, Status.SUSPECT),
-            exclude=pending.answered,
-        )
-        if not everyone:
-            candidates = candidates[:missing]
+        membership = self._membership
+        if everyone:
+            candidates = membership.random_members(
+                membership.live_count(), _LIVE_STATUSES, exclude=pending.answered
+            )
+        else:
+            missing = pending.needed - len(pending.answered)
+            candidates = membership.random_members(
+                missing, (Status.ALIVE,), exclude=pending.answered
+            )
+            if len(candidates) < missing:
+                candidates += membership.random_members(
+                    missing - len(candidates), (Status.SUSPECT,), exclude=pending.answered
+                )
         message: Message
         if pending.write:
             message = WriteRequest(pending.request_id, pending.key, pending.payload)
@@ -910,9 +927,7 @@ class Engine:
         if not len(self._queue):
             return
         limit = self._retransmit_limit()
-        targets = self._membership.random_members(
-            self.config.fanout, (Status.ALIVE, Status.SUSPECT)
-        )
+        targets = self._membership.random_members(self.config.fanout, _LIVE_STATUSES)
         for target in targets:
             # Broadcasts too large for a datagram go by stream, counted like the rest.
             for packed in self._queue.take(

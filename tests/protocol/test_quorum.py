@@ -136,13 +136,19 @@ def test_read_joins_replies_and_repairs_members_behind() -> None:
     assert cluster.run_until(lambda: _value(cluster.engines[names[2]], "k") == 7, TIMEOUT)
 
 
-def _first_read_targets(cluster: VirtualCluster, source: str, since: float) -> set[str]:
+def _first_targets(
+    cluster: VirtualCluster,
+    source: str,
+    since: float,
+    kind: type[ReadRequest | WriteRequest] = ReadRequest,
+) -> set[str]:
+    """The members ``source`` sent a request of ``kind`` at the moment ``since``."""
     targets = set()
     for sent in cluster.sent:
         if sent.source != source or sent.time != since:
             continue
         messages = decode_frame(sent.data, 1 << 20).messages
-        if any(isinstance(message, ReadRequest) for message in messages):
+        if any(isinstance(message, kind) for message in messages):
             targets.add(sent.destination.partition(".")[0])
     return targets
 
@@ -156,7 +162,7 @@ def test_a_slow_target_makes_the_read_ask_other_members() -> None:
         start = cluster.now
         request = reader.start_read("k", 2, TIMEOUT, cluster.now)
         cluster._collect(names[0])
-        first = _first_read_targets(cluster, names[0], start)
+        first = _first_targets(cluster, names[0], start)
         assert len(first) == 1  # one answer is missing: one member is asked first
         stopped_first += first == {names[3]}
         result = _wait_result(cluster, names[0], TIMEOUT * 2)
@@ -165,6 +171,46 @@ def test_a_slow_target_makes_the_read_ask_other_members() -> None:
         assert result == QuorumResult(request, True, 2, 2), seed
         assert cluster.now < start + TIMEOUT * (HEDGE_FRACTION + 0.1)
     assert stopped_first >= 1  # the hedge was needed at least once
+
+
+def test_a_write_asks_as_many_as_it_needs_then_hedges_past_stopped_members() -> None:
+    stopped_first = 0
+    for seed in range(8):
+        cluster, names = _ready(30 + seed, count=5)
+        for name in names[3:]:
+            cluster.stop(name)  # both still alive to the others when the write starts
+        start = cluster.now
+        delta = _increment(cluster, names[0], "k")
+        request = cluster.engines[names[0]].start_write("k", delta, 3, TIMEOUT, cluster.now)
+        cluster._collect(names[0])
+        first = _first_targets(cluster, names[0], start, WriteRequest)
+        assert len(first) == 2, seed  # two acks are missing: two members are asked first
+        stopped_first += bool(first & set(names[3:]))
+        result = _wait_result(cluster, names[0], TIMEOUT * 2)
+        # A stopped member asked first is replaced by the hedge, within its fraction.
+        assert result == QuorumResult(request, True, 3, 3), seed
+        assert cluster.now < start + TIMEOUT * (HEDGE_FRACTION + 0.1)
+        assert _value(cluster.engines[names[1]], "k") == _value(cluster.engines[names[2]], "k") == 1
+    assert stopped_first >= 1  # the hedge was needed at least once
+
+
+def test_the_first_requests_go_to_alive_members_before_suspect_ones() -> None:
+    for seed in range(8):
+        cluster, names = _ready(50 + seed, count=4)
+        writer = cluster.engines[names[0]]
+        for name in names[2:]:
+            assert writer._membership.suspect(name, cluster.now)
+        assert {m.node_id for m in writer.members() if m.status is Status.SUSPECT} == set(names[2:])
+        start = cluster.now
+        delta = _increment(cluster, names[0], "k")
+        writer.start_write("k", delta, 2, TIMEOUT, cluster.now)
+        writer.start_read("k", 3, TIMEOUT, cluster.now)
+        cluster._collect(names[0])
+        assert _first_targets(cluster, names[0], start, WriteRequest) == {names[1]}, seed
+        # Two answers missing, one alive member: the other goes to a suspect.
+        read_targets = _first_targets(cluster, names[0], start, ReadRequest)
+        assert len(read_targets) == 2, seed
+        assert names[1] in read_targets, seed
 
 
 def test_held_acks_wait_for_release() -> None:
