@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import ipaddress
 import logging
 import socket
@@ -34,6 +35,23 @@ frames behind stale ones."""
 UDP_MAX_PENDING_LOOKUPS = 64
 """Sends to DNS names waiting for their lookup at once; more are dropped, so a flood of
 sends to an unresolvable name cannot pile up tasks without bound."""
+
+ADDRESS_CACHE_SIZE = 4096
+"""Addresses whose parse is remembered. Every datagram names its destination as text,
+and a node sends to the same few members over and over: parsing each time cost about
+3% of a Majority write. Bounded (least recently used go first), so a flood of distinct
+addresses cannot grow it."""
+
+
+@functools.lru_cache(maxsize=ADDRESS_CACHE_SIZE)
+def _destination(address: str) -> tuple[str, int, bool]:
+    """``(host, port, host is an IP literal)`` of a ``"host:port"`` address.
+
+    Raises:
+        ConfigError: the address is malformed (not remembered).
+    """
+    host, port = parse_address(address)
+    return host, port, is_ip_literal(host)
 
 
 class _Endpoint(asyncio.DatagramProtocol):
@@ -147,14 +165,14 @@ class UdpTransport:
             self._stats.oversize_drops += 1
             return
         try:
-            host, port = parse_address(address)
-        except ConfigError:
+            host, port, literal = _destination(address)
+        except (ConfigError, TypeError):  # TypeError: not hashable, so not a str
             self._stats.send_errors += 1
             return
         if port == 0:
             self._stats.send_errors += 1
             return
-        if is_ip_literal(host):
+        if literal:
             self._send_to(host, port, bytes(data))
             return
         if len(self._lookups) >= UDP_MAX_PENDING_LOOKUPS:
