@@ -8,8 +8,9 @@ only moves bytes and time in and out of it:
   decoded further;
 * frames the engine wants sent are sealed and go by UDP when they fit a datagram, by
   TCP otherwise;
-* one timer task ticks the engine at the time it asks for (``next_wakeup``), on the
-  event loop's monotonic clock;
+* one event-loop timer ticks the engine at the time it asks for (``next_wakeup``), on
+  the loop's monotonic clock; it is moved only when a call made the engine's next
+  wakeup earlier, so a frame costs no extra task switch;
 * local updates go through the engine; key changes wake the watchers;
 * state goes to the storage: every local update is persisted before ``update``
   returns and before its delta leaves the node; states merged from the network are
@@ -27,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import random
 import secrets
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -134,8 +136,9 @@ class Node:
         self._engine: Engine | None = None
         self._udp: UdpTransport | None = None
         self._tcp: TcpTransport | None = None
-        self._timer: asyncio.Task[None] | None = None
-        self._wakeup = asyncio.Event()
+        # The loop timer that ticks the engine, and the loop time it is set for.
+        self._tick_handle: asyncio.TimerHandle | None = None
+        self._tick_at = math.inf
         self._watchers: dict[str, set[asyncio.Event]] = {}
         self._member_listeners: list[Callable[[Event], None]] = []
         self._replica_id: str | None = None
@@ -228,7 +231,6 @@ class Node:
         self._running = True
         self._engine.join(self._seeds, loop.time())
         self._pump()
-        self._timer = asyncio.create_task(self._run_timers(), name=f"crdtgossip:{self.node_id}")
         if storage is not None:
             self._flusher = asyncio.create_task(
                 self._run_flusher(), name=f"crdtgossip-flush:{self.node_id}"
@@ -285,12 +287,12 @@ class Node:
         if not self._running:
             return
         self._running = False
-        for task in (self._timer, self._flusher):
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
-        self._timer = self._flusher = None
+        self._disarm_timer()
+        if self._flusher is not None:
+            self._flusher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._flusher
+        self._flusher = None
         for transport in (self._udp, self._tcp):
             if transport is not None:
                 await transport.close()
@@ -468,8 +470,7 @@ class Node:
             raise CRDTGossipError(f"node {self.node_id!r} stopped before the {what} completed")
         waiter: asyncio.Future[QuorumResult] = asyncio.get_running_loop().create_future()
         self._waiters[request] = waiter
-        self._pump()  # sends the requests, and delivers a result already reached
-        self._wakeup.set()  # the engine has a new deadline: let the timer see it
+        self._pump()  # sends the requests, delivers a result already reached, sets the timer
         try:
             result = await waiter
         finally:
@@ -563,10 +564,10 @@ class Node:
             _log.exception("crdtgossip: error handling a frame from %s", sender)
             return
         self._pump()
-        self._wakeup.set()
 
     def _pump(self) -> None:
-        """Send what the engine produced and deliver its events and quorum results."""
+        """Send what the engine produced, deliver its events and quorum results, and set
+        the timer for its next wakeup."""
         engine = self._engine
         udp, tcp = self._udp, self._tcp
         if engine is None or udp is None or tcp is None or not self._running:
@@ -598,18 +599,38 @@ class Node:
                         listener(event)
                     except Exception:
                         _log.exception("crdtgossip: member listener failed")
+        self._arm_timer(engine.next_wakeup())
 
-    async def _run_timers(self) -> None:
-        loop = asyncio.get_running_loop()
-        engine = self._require_engine()
-        while self._running:
-            engine.tick(loop.time())
-            self._pump()
-            delay = engine.next_wakeup() - loop.time()
-            self._wakeup.clear()
-            if delay > 0:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wakeup.wait(), timeout=delay)
+    def _arm_timer(self, wakeup: float) -> None:
+        """Have the loop tick the engine at ``wakeup`` (loop time), unless it already will
+        by then: a timer set for earlier just ticks early, which the engine allows."""
+        if self._tick_handle is not None:
+            if self._tick_at <= wakeup:
+                return
+            self._tick_handle.cancel()
+        self._tick_at = wakeup
+        self._tick_handle = asyncio.get_running_loop().call_at(wakeup, self._on_tick)
+
+    def _disarm_timer(self) -> None:
+        if self._tick_handle is not None:
+            self._tick_handle.cancel()
+        self._tick_handle = None
+        self._tick_at = math.inf
+
+    def _on_tick(self) -> None:
+        self._tick_handle = None
+        self._tick_at = math.inf
+        engine = self._engine
+        if not self._running or engine is None:
+            return
+        now = asyncio.get_running_loop().time()
+        try:
+            engine.tick(now)
+        except Exception:  # a bug guard: keep the node ticking, not spinning
+            _log.exception("crdtgossip: error in the protocol timers of %s", self.node_id)
+            self._arm_timer(now + self._config.gossip_interval)
+            return
+        self._pump()
 
     # ---- persistence of merged states ----------------------------------------------
     async def _run_flusher(self) -> None:
