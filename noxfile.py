@@ -22,7 +22,7 @@ PACKAGE_WITH_DOCS = ".[apps,test,docs]"
 # on a change to our code, not on a tool upgrade. Raise the pins on purpose.
 LINT_TOOLS = ("ruff==0.17.6",)
 TYPECHECK_TOOLS = ("mypy==2.4.1",)
-BENCH_TOOLS = ("matplotlib",)
+BENCH_TOOLS = ("matplotlib", "crdts==0.0.4", "python3-crdt==1.0.3")
 
 DOCS_SOURCE = "docs"
 DOCS_BUILD = "docs/_build"
@@ -66,7 +66,8 @@ def docs(session: nox.Session) -> None:
 @nox.session
 def bench(session: nox.Session) -> None:
     """Run the benchmarks: ``nox -s bench -- ARGS`` passes ARGS to ``python -m benchmarks``."""
-    # matplotlib is only for the benchmark plots, so only this session installs it.
+    # matplotlib (the plots) and the peer libraries compared against are only for the
+    # benchmarks, so only this session installs them: users and tests never need them.
     session.install(PACKAGE_WITH_TESTS, *BENCH_TOOLS)
     session.run("python", "-m", "benchmarks", *session.posargs)
 
