@@ -5,11 +5,11 @@ shows the core (membership, convergence, add-wins). With the ``apps`` extra it t
 hands the running nodes to :class:`RegistryDemo`, which puts a
 :class:`~crdtgossip.apps.registry.Registry` and its REST API on each node and drives
 them over real HTTP, through the apps' public interfaces only: the deploy hooks'
-:class:`~crdtgossip.apps.deploy.AgentClient` writes, the load balancer's
-:class:`~crdtgossip.apps.lb.RenderLoop` renders, and plain ``GET`` requests (blocking
-queries) show what each agent sees. Each node has its part, so every step also shows
-replication: writes go through ``ams``, reads through ``ber``, renders through ``cph``,
-health events through ``dub`` and the release through ``edi``.
+:class:`~crdtgossip.apps.deploy.AgentClient` writes, and its ``GET`` requests (blocking
+queries) show what each agent sees; the load balancer's
+:class:`~crdtgossip.apps.lb.RenderLoop` renders. Each node has its part, so every step
+also shows replication: writes go through ``ams``, reads through ``ber``, renders
+through ``cph``, health events through ``dub`` and the release through ``edi``.
 
 Every step that waits for the cluster is bounded (:data:`DEMO_STEP_LIMIT`); a step that
 does not happen in time raises :class:`~crdtgossip.errors.CRDTGossipError`.
@@ -508,19 +508,11 @@ class RegistryDemo:
         With ``index`` the request blocks until the agent's index passes it (or
         :data:`DEMO_BLOCKING_WAIT` ends).
         """
-        params = {"index": str(index), "wait": f"{DEMO_BLOCKING_WAIT:g}s"} if index else {}
-        limit = aiohttp.ClientTimeout(total=DEMO_BLOCKING_WAIT + HTTP_MARGIN)
-        where = f"GET {agent.url}{path}"
-        try:
-            async with self._http().get(agent.url + path, params=params, timeout=limit) as response:
-                body = await response.json(content_type=None)
-                status = response.status
-                index_header = response.headers.get("X-Index", "0")
-        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
-            raise CRDTGossipError(f"demo: {where}: {str(exc) or type(exc).__name__}") from exc
-        if status >= 400 or not isinstance(body, dict):
-            raise CRDTGossipError(f"demo: {where}: HTTP {status}: {body}")
-        return int(index_header) if index_header.isdigit() else 0, body
+        params = {"index": str(index), "wait": f"{DEMO_BLOCKING_WAIT:g}s"} if index else None
+        reply = await self._deploy(agent).call(
+            "GET", path, params=params, timeout=DEMO_BLOCKING_WAIT + HTTP_MARGIN
+        )
+        return reply.index or 0, reply.body
 
     async def _await(
         self, agent: _Agent, path: str, predicate: Callable[[_Body], bool], what: str

@@ -2,21 +2,16 @@
 
 from __future__ import annotations
 
-import argparse
 import sys
 from collections.abc import Sequence
 
+from crdtgossip.apps._cli import run_alone
 from crdtgossip.apps.deploy.cli import add_deploy_command
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse ``argv`` as ``crdtgossip deploy ...`` would (``deploy`` included) and run it."""
-    parser = argparse.ArgumentParser(prog="crdtgossip")
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    add_deploy_command(commands)
-    args = parser.parse_args(argv)
-    status: int = args.run(args)
-    return status
+    return run_alone(add_deploy_command, argv)
 
 
 if __name__ == "__main__":

@@ -26,13 +26,14 @@ from __future__ import annotations
 import math
 from asyncio import sleep
 from collections.abc import Mapping, Sequence
-from types import TracebackType
 from typing import Any
-from urllib.parse import quote
 
-import aiohttp
-
-from crdtgossip.errors import CRDTGossipError
+from crdtgossip.apps._client import (
+    DEFAULT_HTTP_TIMEOUT,
+    AgentError,
+    BaseAgentClient,
+    agent_path,
+)
 
 __all__ = [
     "DEFAULT_DRAIN_TIMEOUT",
@@ -44,9 +45,6 @@ __all__ = [
     "normalize_url",
 ]
 
-#: Seconds any one request may take, unless it waits for a majority.
-DEFAULT_HTTP_TIMEOUT = 30.0
-
 #: Seconds a drain waits for the majority by default: a few gossip rounds on a WAN.
 DEFAULT_DRAIN_TIMEOUT = 10.0
 
@@ -57,18 +55,6 @@ HTTP_MARGIN = 5.0
 #: Longest grace period after a drain: an hour. Connection draining in HAProxy and
 #: load balancers of cloud providers is usually seconds to minutes (AWS ELB: up to 3600 s).
 MAX_GRACE = 3600.0
-
-
-class AgentError(CRDTGossipError):
-    """A hook failed: the agent refused the request or could not be reached.
-
-    Attributes:
-        status: the HTTP status the agent answered, or None when it was not reached.
-    """
-
-    def __init__(self, message: str, status: int | None = None) -> None:
-        super().__init__(message)
-        self.status = status
 
 
 def normalize_url(url: str) -> str:
@@ -87,13 +73,14 @@ def normalize_url(url: str) -> str:
     return text.rstrip("/")
 
 
-def _segment(name: str) -> str:
-    # The agent checks names; quoting keeps a bad one from changing the path.
-    return quote(name, safe="")
-
-
-class AgentClient:
+class AgentClient(BaseAgentClient):
     """A client of one registry agent.
+
+    The session, the token and the failures are handled as in the load balancer's
+    client (both build on one base): an agent that cannot be reached raises
+    ``AgentUnreachable``, an :class:`AgentError` that is also a
+    :class:`~crdtgossip.errors.TransportError`; a success status without a JSON object
+    ``AgentReplyError``, also a :class:`~crdtgossip.errors.DecodeError`.
 
     Args:
         url: the agent's base URL (``http://127.0.0.1:7700``; ``http://`` is assumed).
@@ -101,38 +88,14 @@ class AgentClient:
         timeout: seconds each request may take (drains add their majority timeout).
         session: an aiohttp session to use; by default the client opens its own, closed
             by :meth:`close` (or leaving ``async with``).
+
+    Raises:
+        AgentError: the URL is empty or not http(s).
     """
 
-    def __init__(
-        self,
-        url: str,
-        *,
-        token: str | None = None,
-        timeout: float = DEFAULT_HTTP_TIMEOUT,
-        session: aiohttp.ClientSession | None = None,
-    ) -> None:
-        self.url = normalize_url(url)
-        self._token = token
-        self._timeout = timeout
-        self._session = session
-        self._owns_session = session is None
-
-    async def __aenter__(self) -> AgentClient:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        await self.close()
-
-    async def close(self) -> None:
-        """Close the session, if the client opened it."""
-        if self._owns_session and self._session is not None:
-            await self._session.close()
-            self._session = None
+    @staticmethod
+    def _base_url(url: str) -> str:
+        return normalize_url(url)
 
     async def request(
         self,
@@ -148,30 +111,8 @@ class AgentClient:
             AgentError: the agent answered with an error (its message is kept), or
                 could not be reached, or did not answer JSON.
         """
-        if self._session is None:
-            self._session = aiohttp.ClientSession()
-        headers = {"Authorization": f"Bearer {self._token}"} if self._token else {}
-        where = f"{method} {self.url}{path}"
-        limit = aiohttp.ClientTimeout(total=timeout if timeout is not None else self._timeout)
-        try:
-            async with self._session.request(
-                method, self.url + path, json=body, headers=headers, timeout=limit
-            ) as response:
-                try:
-                    reply = await response.json(content_type=None)
-                except ValueError:
-                    reply = None
-                status = response.status
-        except TimeoutError:
-            raise AgentError(f"{where}: no answer within {limit.total:g} s") from None
-        except aiohttp.ClientError as exc:
-            raise AgentError(f"{where}: cannot reach the agent: {exc}") from None
-        if not isinstance(reply, dict):
-            raise AgentError(f"{where}: answered {status} without a JSON object", status)
-        if status >= 400:
-            message = reply.get("error", "no error message")
-            raise AgentError(f"{where}: {status}: {message}", status)
-        return reply
+        reply = await self.call(method, path, body, timeout=timeout)
+        return reply.body
 
     # ---- the hooks -------------------------------------------------------------------
     async def register(
@@ -254,9 +195,9 @@ class AgentClient:
             body["build"] = build
         if commit is not None:
             body["commit"] = commit
-        reply = await self.request("PUT", f"/v1/releases/{_segment(env)}/{_segment(service)}", body)
+        reply = await self.request("PUT", agent_path("v1", "releases", env, service), body)
         return dict(reply["release"])
 
     @staticmethod
     def _instance_path(service: str, instance: str) -> str:
-        return f"/v1/services/{_segment(service)}/instances/{_segment(instance)}"
+        return agent_path("v1", "services", service, "instances", instance)

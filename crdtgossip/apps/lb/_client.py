@@ -13,20 +13,25 @@ wakes the loop for any of them.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import random
 from collections.abc import Mapping
 from dataclasses import dataclass
-from types import TracebackType
-from typing import TYPE_CHECKING, Self
+from typing import TYPE_CHECKING, Any
 
+from crdtgossip.apps._client import (
+    MAX_REPLY_BYTES,
+    AgentError,
+    AgentReplyError,
+    AgentUnreachable,
+    BaseAgentClient,
+    agent_path,
+)
 from crdtgossip.apps.lb._model import Instance, parse_instances, safe_name
 from crdtgossip.errors import ConfigError, DecodeError, TransportError
 
 if TYPE_CHECKING:
     import aiohttp
-    from yarl import URL
 
 __all__ = [
     "BLOCKING_WAIT",
@@ -51,16 +56,9 @@ BLOCKING_WAIT = 60.0
 #: read's wait: the agent adds up to wait/16 of jitter (as Consul does), 3.75 s at 60 s.
 REQUEST_TIMEOUT = 10.0
 
-#: Largest reply read, in bytes. A registry of 10,000 instances answers a few MiB; past
-#: this the URL is not pointing at an agent, and reading on would only eat memory.
-MAX_REPLY_BYTES = 64 * 1024 * 1024
-
 #: Per-service reads in flight at once: enough to read hundreds of services in a few
 #: round trips without opening a connection per service.
 MAX_PARALLEL_REQUESTS = 8
-
-#: Bytes read per chunk while enforcing :data:`MAX_REPLY_BYTES`.
-_CHUNK = 64 * 1024
 
 #: Lowest HTTP status counted as the agent's own failure, retried like a network error.
 _SERVER_ERROR = 500
@@ -121,8 +119,12 @@ class _Retryable(Exception):
     """A failure worth another try (network, timeout, 5xx)."""
 
 
-class AgentClient:
+class AgentClient(BaseAgentClient):
     """A reader of one agent's REST API; use as ``async with AgentClient(url) as c``.
+
+    The session and the reading of replies are shared with the deploy hooks' client
+    (both build on one base); this one adds the renderer's policy: 5xx and an
+    unreachable agent are retried, 404 means "gone", any other refusal is a wrong URL.
 
     Args:
         url: the agent's HTTP address, ``http://127.0.0.1:8500``.
@@ -142,44 +144,22 @@ class AgentClient:
         retry: RetryPolicy = DAEMON_RETRY,
         session: aiohttp.ClientSession | None = None,
     ) -> None:
-        try:
-            from yarl import URL
-        except ImportError as exc:  # pragma: no cover - aiohttp (and yarl) are the extra
-            raise ConfigError(
-                "crdtgossip render needs aiohttp: pip install 'crdtgossip[apps]'"
-            ) from exc
+        super().__init__(url, timeout=REQUEST_TIMEOUT, session=session)
+        self.retry = retry
+
+    @staticmethod
+    def _base_url(url: str) -> str:
+        # Called once the base has checked that aiohttp (and so yarl, its URL parser)
+        # is installed.
+        from yarl import URL
+
         try:
             base = URL(url)
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"--agent {url!r} is not a URL: {exc}") from exc
         if base.scheme not in ("http", "https") or not base.host:
             raise ConfigError(f"--agent {url!r} must be an http:// or https:// URL with a host")
-        self.url = str(base)
-        self.retry = retry
-        self._base: URL = base
-        self._session = session
-        self._owns_session = session is None
-
-    async def __aenter__(self) -> Self:
-        if self._session is None:
-            import aiohttp
-
-            self._session = aiohttp.ClientSession()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        await self.close()
-
-    async def close(self) -> None:
-        """Close the session if this client opened it."""
-        if self._owns_session and self._session is not None:
-            await self._session.close()
-            self._session = None
+        return str(base)
 
     async def snapshot(self, *, index: int = 0, wait: float = BLOCKING_WAIT) -> Snapshot:
         """Read every service's healthy instances, blocking first if ``index`` is given.
@@ -224,11 +204,12 @@ class AgentClient:
     async def _snapshot_once(self, index: int, wait: float) -> Snapshot:
         params = {"index": str(index), "wait": f"{wait:g}s"} if index > 0 else {}
         timeout = REQUEST_TIMEOUT + (wait if index > 0 else 0.0)
-        status, reply_index, body = await self._get(("v1", "services"), params, timeout)
-        if status == _NOT_FOUND:
+        reply = await self._get(agent_path("v1", "services"), params, timeout)
+        if reply is None:
             raise ConfigError(
                 f"{self.url} has no /v1/services (404): is --agent the agent's HTTP address?"
             )
+        reply_index, body = reply
         listing = body.get("services")
         if not isinstance(listing, dict) or not all(isinstance(name, str) for name in listing):
             raise DecodeError(f'agent {self.url}: /v1/services is not {{"services": {{...}}}}')
@@ -251,75 +232,33 @@ class AgentClient:
         return Snapshot(reply_index, services)
 
     async def _passing(self, service: str) -> list[Instance] | None:
-        status, _, body = await self._get(
-            ("v1", "services", service), {"passing": "true"}, REQUEST_TIMEOUT
-        )
-        if status == _NOT_FOUND:
+        path = agent_path("v1", "services", service)
+        reply = await self._get(path, {"passing": "true"}, REQUEST_TIMEOUT)
+        if reply is None:
             return None
+        _, body = reply
         return parse_instances(body)
 
     async def _get(
-        self, path: tuple[str, ...], params: Mapping[str, str], timeout: float
-    ) -> tuple[int, int, dict[str, object]]:
-        """GET a JSON object; returns (status, X-Index, body). 404 is returned, not raised."""
-        import aiohttp
-
-        if self._session is None:
-            raise ConfigError("AgentClient used outside 'async with'")
-        url = self._base.joinpath(*path)
+        self, path: str, params: Mapping[str, str], timeout: float
+    ) -> tuple[int, dict[str, Any]] | None:
+        """GET a JSON object: (X-Index, body); None for 404 ("gone", or a wrong URL)."""
         try:
-            async with self._session.get(
-                url, params=params, timeout=aiohttp.ClientTimeout(total=timeout)
-            ) as response:
-                raw = await _read_bounded(response)
-                status = response.status
-                index_header = response.headers.get("X-Index")
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            raise _Retryable(f"GET {url.path}: {_describe(exc)}") from exc
-        if status >= _SERVER_ERROR:
-            raise _Retryable(f"GET {url.path}: HTTP {status} {_error_text(raw)}")
-        if status == _NOT_FOUND:
-            return status, 0, {}
-        if status >= 300:
-            raise ConfigError(
-                f"agent {self.url} refused GET {url.path}: HTTP {status} {_error_text(raw)}"
-            )
-        try:
-            body = json.loads(raw)
-        except ValueError as exc:
-            raise DecodeError(f"agent {self.url}: GET {url.path} did not return JSON") from exc
-        if not isinstance(body, dict):
-            raise DecodeError(f"agent {self.url}: GET {url.path} did not return an object")
-        if index_header is None or not index_header.isdigit():
+            reply = await self.call("GET", path, params=params, timeout=timeout)
+        except AgentUnreachable as exc:
+            raise _Retryable(f"GET {path}: {exc.detail}") from exc
+        except AgentReplyError:
+            raise  # a DecodeError: not an agent, trying again will not help
+        except AgentError as exc:
+            answer = f"HTTP {exc.status} {exc.detail}"
+            if exc.status is not None and exc.status >= _SERVER_ERROR:
+                raise _Retryable(f"GET {path}: {answer}") from exc
+            if exc.status == _NOT_FOUND:
+                return None
+            raise ConfigError(f"agent {self.url} refused GET {path}: {answer}") from exc
+        if reply.index is None:
             raise DecodeError(
-                f"agent {self.url}: GET {url.path} has no X-Index header: "
+                f"agent {self.url}: GET {path} has no X-Index header: "
                 f"is --agent a crdtgossip agent?"
             )
-        return status, int(index_header), body
-
-
-async def _read_bounded(response: aiohttp.ClientResponse) -> bytes:
-    body = bytearray()
-    async for chunk in response.content.iter_chunked(_CHUNK):
-        body += chunk
-        if len(body) > MAX_REPLY_BYTES:
-            raise DecodeError(f"agent reply larger than {MAX_REPLY_BYTES} bytes")
-    return bytes(body)
-
-
-def _describe(exc: BaseException) -> str:
-    text = str(exc)
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-
-
-def _error_text(raw: bytes) -> str:
-    """The ``error`` of a JSON error reply, else the start of the body, for messages."""
-    try:
-        body = json.loads(raw)
-    except ValueError:
-        body = None
-    if isinstance(body, dict) and isinstance(body.get("error"), str):
-        text: str = body["error"]
-    else:
-        text = raw[:200].decode("utf-8", "replace")
-    return " ".join(text.split())[:200]
+        return reply.index, reply.body

@@ -18,7 +18,7 @@ from pathlib import Path
 from crdtgossip.apps.lb._commands import find_binary
 from crdtgossip.apps.lb._model import Services
 from crdtgossip.apps.lb._protocol import RenderOptions, refuse_template
-from crdtgossip.apps.lb._select import select
+from crdtgossip.apps.lb._select import Selected, render_sections
 
 __all__ = ["HAProxyRenderer"]
 
@@ -61,23 +61,7 @@ class HAProxyRenderer:
 
     def render(self, services: Services) -> str:
         """Render every service as a ``backend`` section; see the class docstring."""
-        selection = select(services)
-        parts = [_HEADER]
-        if selection.unsafe_services:
-            parts.append(
-                f"# {selection.unsafe_services} service(s) left out for names that are "
-                f"not valid backend names\n"
-            )
-        for service in selection.services:
-            lines = [f"backend {service.name}"]
-            lines.extend(
-                f"    server {inst.id} {address} check" for inst, address in service.servers
-            )
-            if not service.servers:
-                lines.append("    # no healthy instance: no server (haproxy answers 503)")
-            lines.extend(f"    # {note}" for note in service.notes)
-            parts.append("\n" + "\n".join(lines) + "\n")
-        return "".join(parts)
+        return render_sections(services, header=_HEADER, kind="backend", section=_backend)
 
     def check_command(self, candidate: Path, scratch: Path) -> str:
         """``haproxy -c`` on a minimal main configuration followed by the candidate.
@@ -101,3 +85,11 @@ class HAProxyRenderer:
         return " ".join(
             shlex.quote(part) for part in (binary, "-c", "-f", str(wrapper), "-f", str(candidate))
         )
+
+
+def _backend(service: Selected) -> list[str]:
+    lines = [f"backend {service.name}"]
+    lines.extend(f"    server {inst.id} {address} check" for inst, address in service.servers)
+    if not service.servers:
+        lines.append("    # no healthy instance: no server (haproxy answers 503)")
+    return lines

@@ -15,7 +15,7 @@ from pathlib import Path
 from crdtgossip.apps.lb._commands import find_binary
 from crdtgossip.apps.lb._model import Services
 from crdtgossip.apps.lb._protocol import RenderOptions, refuse_template
-from crdtgossip.apps.lb._select import select
+from crdtgossip.apps.lb._select import Selected, render_sections
 from crdtgossip.errors import ConfigError
 
 __all__ = ["EMPTY_UPSTREAM_SERVER", "NginxRenderer"]
@@ -75,26 +75,9 @@ class NginxRenderer:
 
     def render(self, services: Services) -> str:
         """Render every service as an ``upstream`` block; see the class docstring."""
-        selection = select(services)
-        parts = [_HEADER]
-        if selection.unsafe_services:
-            parts.append(
-                f"# {selection.unsafe_services} service(s) left out for names that are "
-                f"not valid upstream names\n"
-            )
-        for service in selection.services:
-            lines = [f"upstream {service.name} {{"]
-            lines.extend(f"    server {address};  # {inst.id}" for inst, address in service.servers)
-            if not service.servers:
-                lines.append(
-                    "    # no healthy instance: a placeholder keeps the upstream valid "
-                    "(nginx answers 502)"
-                )
-                lines.append(f"    server {EMPTY_UPSTREAM_SERVER} down;")
-            lines.extend(f"    # {note}" for note in service.notes)
-            lines.append("}")
-            parts.append("\n" + "\n".join(lines) + "\n")
-        return "".join(parts)
+        return render_sections(
+            services, header=_HEADER, kind="upstream", section=_upstream, closing="}"
+        )
 
     def check_command(self, candidate: Path, scratch: Path) -> str:
         """``nginx -t`` on a minimal main configuration that includes the candidate.
@@ -131,6 +114,17 @@ class NginxRenderer:
             shlex.quote(part)
             for part in (binary, "-q", "-t", "-e", "stderr", "-p", str(scratch), "-c", str(wrapper))
         )
+
+
+def _upstream(service: Selected) -> list[str]:
+    lines = [f"upstream {service.name} {{"]
+    lines.extend(f"    server {address};  # {inst.id}" for inst, address in service.servers)
+    if not service.servers:
+        lines.append(
+            "    # no healthy instance: a placeholder keeps the upstream valid (nginx answers 502)"
+        )
+        lines.append(f"    server {EMPTY_UPSTREAM_SERVER} down;")
+    return lines
 
 
 def _quote(path: Path) -> str:

@@ -10,11 +10,12 @@ unchanged state never looks like a change.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from crdtgossip.apps.lb._model import Instance, Services, endpoint, safe_name
 
-__all__ = ["Selected", "Selection", "select"]
+__all__ = ["Selected", "Selection", "render_sections", "select"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,3 +83,42 @@ def select(services: Services) -> Selection:
             notes.append(f"{unsafe_ids} instance(s) left out for ids that are not valid names")
         chosen.append(Selected(name, tuple(servers), tuple(notes)))
     return Selection(tuple(chosen), sum(1 for name in services if not safe_name(name)))
+
+
+def render_sections(
+    services: Services,
+    *,
+    header: str,
+    kind: str,
+    section: Callable[[Selected], list[str]],
+    closing: str | None = None,
+) -> str:
+    """The text of a fixed-output renderer: one section per service, in :func:`select`'s
+    order, with what was left out written as comments.
+
+    Args:
+        services: service name to instances, as :meth:`Renderer.render
+            <crdtgossip.apps.lb.Renderer.render>` gets them.
+        header: the file's first line, newline included.
+        kind: what the proxy calls a section (``upstream``, ``backend``), for the
+            comment that counts the services left out for their names.
+        section: a service's opening line and its (indented) server lines.
+        closing: the line that ends a section, after its notes, if the syntax has one.
+
+    Returns:
+        The header, then each section after a blank line.
+    """
+    selection = select(services)
+    parts = [header]
+    if selection.unsafe_services:
+        parts.append(
+            f"# {selection.unsafe_services} service(s) left out for names that are "
+            f"not valid {kind} names\n"
+        )
+    for service in selection.services:
+        lines = section(service)
+        lines.extend(f"    # {note}" for note in service.notes)
+        if closing is not None:
+            lines.append(closing)
+        parts.append("\n" + "\n".join(lines) + "\n")
+    return "".join(parts)

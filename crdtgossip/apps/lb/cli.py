@@ -16,6 +16,7 @@ import signal
 import sys
 from pathlib import Path
 
+from crdtgossip.apps._cli import read_small_file
 from crdtgossip.apps.lb._client import DAEMON_RETRY, ONCE_RETRY, AgentClient
 from crdtgossip.apps.lb._install import LiveFile
 from crdtgossip.apps.lb._loop import RenderLoop
@@ -165,13 +166,7 @@ async def _render(agent: str, renderer: Renderer, live: LiveFile, wait: Wait, *,
 
 
 def _read_template(path: Path) -> str:
-    try:
-        with path.open("rb") as handle:
-            data = handle.read(MAX_TEMPLATE_BYTES + 1)
-    except OSError as exc:
-        raise ConfigError(f"--template {path}: {exc.strerror or exc}") from exc
-    if len(data) > MAX_TEMPLATE_BYTES:
-        raise ConfigError(f"--template {path} is larger than {MAX_TEMPLATE_BYTES} bytes")
+    data = read_small_file(path, MAX_TEMPLATE_BYTES, "--template")
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
+from crdtgossip.apps._cli import read_small_file
 from crdtgossip.apps.registry.api import make_app
 from crdtgossip.apps.registry.state import Registry
 from crdtgossip.config import GossipConfig
@@ -91,19 +92,13 @@ def read_token(path: Path) -> str:
     Raises:
         ConfigError: the file cannot be read, is too large, is not text, or is empty.
     """
-    try:
-        with path.open("rb") as handle:
-            raw = handle.read(MAX_TOKEN_FILE_SIZE + 1)
-    except OSError as exc:
-        raise ConfigError(f"cannot read token file {str(path)!r}: {exc.strerror}") from None
-    if len(raw) > MAX_TOKEN_FILE_SIZE:
-        raise ConfigError(f"token file {str(path)!r} is larger than {MAX_TOKEN_FILE_SIZE} bytes")
+    raw = read_small_file(path, MAX_TOKEN_FILE_SIZE, "token file")
     try:
         token = raw.decode("ascii").strip()
     except UnicodeDecodeError:
-        raise ConfigError(f"token file {str(path)!r} is not ASCII text") from None
+        raise ConfigError(f"token file {path} is not ASCII text") from None
     if not token or not token.isprintable() or any(c.isspace() for c in token):
-        raise ConfigError(f"token file {str(path)!r} must hold one token with no spaces")
+        raise ConfigError(f"token file {path} must hold one token with no spaces")
     return token
 
 

@@ -5,21 +5,8 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-import pytest
-
-from crdtgossip.apps.lb import HAProxyRenderer, Instance, RenderOptions, Services, run_command
-from crdtgossip.errors import ConfigError
-
-SERVICES: Services = {
-    "web": [
-        Instance("web-2", "10.0.0.2", 8080),
-        Instance("web-1", "10.0.0.1", 8080),
-        Instance("web-6", "2001:db8::6", 8080),
-    ],
-    # "localhost" is a host name every machine resolves, as haproxy -c must.
-    "api": [Instance("api-1", "localhost", 9000)],
-    "idle": [],
-}
+from crdtgossip.apps.lb import HAProxyRenderer, Instance, run_command
+from tests.apps.lb.samples import SERVICES
 
 GOLDEN = """\
 # Rendered by crdtgossip (haproxy); do not edit: every render replaces this file.
@@ -56,11 +43,6 @@ def test_golden_output() -> None:
     assert HAProxyRenderer().render(SERVICES) == GOLDEN
 
 
-def test_output_does_not_depend_on_input_order() -> None:
-    shuffled = {name: list(reversed(SERVICES[name])) for name in reversed(list(SERVICES))}
-    assert HAProxyRenderer().render(shuffled) == GOLDEN
-
-
 def test_nothing_from_the_registry_can_inject_a_line() -> None:
     text = HAProxyRenderer().render(
         {
@@ -77,11 +59,6 @@ def test_nothing_from_the_registry_can_inject_a_line() -> None:
     assert [line for line in text.splitlines() if "server " in line] == [
         "    server web-1 10.0.0.1:80 check"
     ]
-
-
-def test_a_template_is_refused() -> None:
-    with pytest.raises(ConfigError, match="only used with --format template"):
-        HAProxyRenderer(RenderOptions(template="x"))
 
 
 def haproxy_c(haproxy: str, *files: Path) -> subprocess.CompletedProcess[str]:

@@ -5,28 +5,14 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-import pytest
-
 from crdtgossip.apps.lb import (
     EMPTY_UPSTREAM_SERVER,
     Instance,
     NginxRenderer,
-    RenderOptions,
     Services,
     run_command,
 )
-from crdtgossip.errors import ConfigError
-
-SERVICES: Services = {
-    "web": [
-        Instance("web-2", "10.0.0.2", 8080),
-        Instance("web-1", "10.0.0.1", 8080),
-        Instance("web-6", "2001:db8::6", 8080),
-    ],
-    # "localhost" is a host name every machine resolves, as nginx -t must.
-    "api": [Instance("api-1", "localhost", 9000)],
-    "idle": [],
-}
+from tests.apps.lb.samples import SERVICES
 
 GOLDEN = """\
 # Rendered by crdtgossip (nginx); do not edit: every render replaces this file.
@@ -52,11 +38,6 @@ def test_golden_output() -> None:
     assert NginxRenderer().render(SERVICES) == GOLDEN
 
 
-def test_output_does_not_depend_on_input_order() -> None:
-    shuffled = {name: list(reversed(SERVICES[name])) for name in reversed(list(SERVICES))}
-    assert NginxRenderer().render(shuffled) == GOLDEN
-
-
 def test_nothing_from_the_registry_can_inject_a_directive() -> None:
     text = NginxRenderer().render(
         {
@@ -78,11 +59,6 @@ def test_nothing_from_the_registry_can_inject_a_directive() -> None:
 
 def test_no_service_at_all_renders_only_the_header() -> None:
     assert NginxRenderer().render({}).splitlines() == [GOLDEN.splitlines()[0]]
-
-
-def test_a_template_is_refused() -> None:
-    with pytest.raises(ConfigError, match="only used with --format template"):
-        NginxRenderer(RenderOptions(template="{{ services }}"))
 
 
 def full_config(directory: Path, include: Path, upstreams: list[str]) -> Path:

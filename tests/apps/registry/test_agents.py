@@ -26,9 +26,10 @@ import pytest
 #: The repository root, for the child processes' import path.
 ROOT = Path(__file__).resolve().parents[3]
 
-#: How the tests start an agent. ``python -m crdtgossip.apps.registry agent`` parses the
-#: same flags as ``crdtgossip agent``.
-AGENT_COMMAND = (sys.executable, "-m", "crdtgossip.cli", "agent")
+#: How the tests run ``crdtgossip``, start an agent, and run the deploy hooks (through
+#: ``python -m crdtgossip.apps.deploy``, which parses the flags of ``crdtgossip deploy``).
+CLI_COMMAND = (sys.executable, "-m", "crdtgossip.cli")
+AGENT_COMMAND = (*CLI_COMMAND, "agent")
 DEPLOY_COMMAND = (sys.executable, "-m", "crdtgossip.apps.deploy", "deploy")
 
 #: Failure guards, not timing expectations: an agent starts in about a second and the
@@ -56,6 +57,19 @@ def _environment() -> dict[str, str]:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
     return env
+
+
+def _run(*argv: str) -> subprocess.CompletedProcess[str]:
+    """Run a command of this package to its end, in the repository, its output kept."""
+    return subprocess.run(
+        argv,
+        capture_output=True,
+        text=True,
+        timeout=PATIENCE,
+        cwd=ROOT,
+        env=_environment(),
+        check=False,
+    )
 
 
 @dataclass
@@ -197,15 +211,7 @@ def test_register_through_one_read_through_another(cluster: list[Agent]) -> None
     )
     # The deploy command, as a provisioning tool would run it, then read elsewhere.
     flags = ["--service", "web", "--instance", "web-2", "--address", "10.0.0.2", "--port", "8080"]
-    result = subprocess.run(
-        [*DEPLOY_COMMAND, "register", "--agent", b.url, *flags, "--env", "prod"],
-        capture_output=True,
-        text=True,
-        timeout=PATIENCE,
-        cwd=ROOT,
-        env=_environment(),
-        check=False,
-    )
+    result = _run(*DEPLOY_COMMAND, "register", "--agent", b.url, *flags, "--env", "prod")
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("registered web/web-2")
     eventually(lambda: len(instances(a, "web")) == 2, "a sees web-2")
@@ -306,15 +312,7 @@ def _binary_or_skip(name: str) -> None:
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "crdtgossip.cli", *args],
-        capture_output=True,
-        text=True,
-        timeout=PATIENCE,
-        cwd=ROOT,
-        env=_environment(),
-        check=False,
-    )
+    return _run(*CLI_COMMAND, *args)
 
 
 def test_drain_takes_an_instance_out_of_real_nginx_and_haproxy_configs(
