@@ -59,12 +59,18 @@ class GCounter:
         Raises:
             OperationError: ``replica`` is not a non-empty str or ``n`` is negative.
         """
-        check_replica(replica)
-        check_amount(n)
-        total = self._counts.get(replica, 0) + n
+        # The common case costs two type tests; anything else goes to the full checks.
+        if type(replica) is not str or not replica:
+            check_replica(replica)
+        if type(n) is not int or n < 0:
+            check_amount(n)
+        counts = self._counts
+        total = counts.get(replica, 0) + n
+        delta = type(self)()
         if total:
-            self._counts[replica] = total
-        return type(self)._from_counts({replica: total})
+            counts[replica] = total
+            delta._counts[replica] = total
+        return delta
 
     def merge(self, other: Self) -> None:
         """Join ``other`` in place: the per-replica maximum."""
