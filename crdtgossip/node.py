@@ -104,10 +104,16 @@ class Node:
         seed: seed of the engine's random choices (tests and reproducible runs);
             random by default.
 
-    Example::
-
-        async with Node("a", bind="127.0.0.1:0") as node:
-            await node.update("hits", GCounter, lambda c: c.increment(node.replica_id))
+    Example:
+        >>> import asyncio
+        >>> from crdtgossip import GCounter, Node
+        >>> async def main() -> int:
+        ...     async with Node("a", bind="127.0.0.1:0") as node:
+        ...         replica = node.replica_id
+        ...         hits = await node.update("hits", GCounter, lambda c: c.increment(replica))
+        ...         return hits.value
+        >>> asyncio.run(main())
+        1
     """
 
     def __init__(

@@ -6,8 +6,10 @@ write with the highest ``(timestamp, replica)``, so every replica picks the same
 the value's total order breaks that tie, so merge stays commutative.)
 
 A write without a timestamp uses ``max(now_ns, highest seen + 1)``: it always wins over
-everything this replica has seen, even when the local clock is behind. Nodes pass their
-hybrid logical clock instead (Kulkarni et al., 2014), which bounds the effect of skew.
+everything this replica has seen, even when the local clock is behind (the rule of a
+hybrid logical clock, Kulkarni et al., 2014). Against writes it has not seen yet, clock
+skew still decides: a replica whose clock is behind by ``d`` loses to a concurrent
+write made elsewhere up to ``d`` earlier. Pass explicit timestamps where that matters.
 
 Cost: one value, one timestamp, one replica id; the delta is the register itself.
 """

@@ -8,13 +8,12 @@
 * :class:`Simulation` (from :mod:`crdtgossip.testing.simulation`): the deterministic
   cluster simulator, imported on first use.
 
-Example::
-
-    from crdtgossip import ORSet
-    from crdtgossip.testing import check_laws, strategies
-
-    def test_orset_is_a_crdt() -> None:
-        check_laws(ORSet, strategies.orset_ops())
+Example (in a test module; ``check_laws`` runs hypothesis itself):
+    >>> from crdtgossip import ORSet
+    >>> from crdtgossip.testing import check_laws, strategies
+    >>> def test_orset_is_a_crdt() -> None:
+    ...     check_laws(ORSet, strategies.orset_ops(), max_examples=10)
+    >>> test_orset_is_a_crdt()
 """
 
 from __future__ import annotations

@@ -100,11 +100,17 @@ def parse_blocking(query: Mapping[str, str]) -> BlockingQuery | None:
 class ChangeIndex:
     """A counter that goes up on every change, and lets readers wait for the next one.
 
-    Example::
-
-        index = ChangeIndex()
-        seen = index.value
-        await index.wait_past(seen, timeout=10.0)  # returns early on index.bump()
+    Example:
+        >>> import asyncio
+        >>> from crdtgossip.apps.registry.index import ChangeIndex
+        >>> async def main() -> int:
+        ...     index = ChangeIndex()
+        ...     seen = index.value
+        ...     asyncio.get_running_loop().call_later(0.01, index.bump)
+        ...     await index.wait_past(seen, timeout=10.0)  # returns early on the bump
+        ...     return index.value - seen
+        >>> asyncio.run(main())
+        1
     """
 
     def __init__(self) -> None:
