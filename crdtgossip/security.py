@@ -153,7 +153,9 @@ def decode_key(text: str) -> bytes:
     try:
         key = base64.b64decode(text.strip(), validate=True)
     except (binascii.Error, ValueError) as exc:
-        raise KeyringError(f"a key must be standard base64 text: {exc}") from None
+        raise KeyringError(
+            f"a key must be standard base64 text: {exc}; make one with `crdtgossip keygen`"
+        ) from None
     return _check_key(key)
 
 

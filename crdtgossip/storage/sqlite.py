@@ -59,6 +59,7 @@ import zlib
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Final
 
 from crdtgossip.codec import decode
 from crdtgossip.errors import ConfigError, DecodeError, StorageError
@@ -583,8 +584,16 @@ def _open_error(path: Path, exc: sqlite3.Error) -> StorageError:
             "nodes must never share a state file, they would share a replica id"
         )
     if isinstance(exc, sqlite3.DatabaseError) and "not a database" in str(exc):
-        return StorageError(f"{path} is not a SQLite database: {exc}")
-    return StorageError(f"{path} is damaged or unreadable: {exc}")
+        return StorageError(f"{path} is not a SQLite database: {exc}; {_SET_ASIDE}")
+    return StorageError(f"{path} is damaged or unreadable: {exc}; {_SET_ASIDE}")
+
+
+_SET_ASIDE: Final = (
+    "restore it from a backup, or move it aside to start this node empty (it then takes "
+    "a fresh replica id and gets the cluster's state back by gossip)"
+)
+"""What to do about a state file that cannot be read: said with the error, since the
+node refuses to start rather than silently start empty."""
 
 
 def _check_header(connection: sqlite3.Connection, path: Path) -> None:

@@ -188,7 +188,8 @@ class AgentClient(BaseAgentClient):
                 failures += 1
                 if failures >= self.retry.attempts:
                     raise TransportError(
-                        f"agent {self.url} unreachable after {failures} tries: {exc}"
+                        f"agent {self.url} unreachable after {failures} tries: {exc} (is "
+                        "`crdtgossip agent` running, and is --agent its --http address?)"
                     ) from exc
                 pause = self.retry.delay(failures)
                 _log.warning(
