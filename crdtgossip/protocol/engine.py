@@ -46,7 +46,7 @@ from crdtgossip.protocol.antientropy import HashTree, push_pull_interval, state_
 from crdtgossip.protocol.awareness import Awareness
 from crdtgossip.protocol.broadcast import BroadcastQueue, retransmit_limit
 from crdtgossip.protocol.events import Event, KeyChanged, Member, Outgoing
-from crdtgossip.protocol.membership import Membership, MembershipRumor
+from crdtgossip.protocol.membership import FormedTable, Membership, MembershipRumor
 from crdtgossip.protocol.messages import (
     MAX_ADDRESS_BYTES,
     MAX_KEY_BYTES,
@@ -495,6 +495,37 @@ class Engine:
             self._push_pull(seed, join=True)
         self._next_join = now + self.config.join_retry_interval
         self._flush()
+
+    def adopt_formed(self, table: FormedTable, now: float) -> None:
+        """Start as a member of a cluster formed long ago: know all of ``table`` alive.
+
+        A simulator and testing facility (:class:`crdtgossip.testing.Simulation` uses
+        it for ``formed=True``). The table is shared with every engine that adopts it,
+        and each engine copies only the rows it later changes, so N engines of an
+        N-node cluster take O(N) work and memory in all, not O(N²). Unlike members
+        learned by push-pull, it raises no events and queues no broadcasts: every
+        member already knows all of them. And as in a cluster that has run for a
+        while, the first anti-entropy exchange comes at a random point of the
+        interval scaled for the cluster's size, not of the unscaled first one, which
+        would put the first exchanges of all N nodes within one unscaled interval.
+        Call it first, instead of any other input.
+
+        Args:
+            table: the cluster's members, this node among them at its address and
+                incarnation.
+            now: the driver's time in seconds.
+
+        Raises:
+            ConfigError: the engine has already run or knows other members, or the
+                table does not hold this node as it is.
+        """
+        if self._started:
+            raise ConfigError("adopt_formed() must come before any other input")
+        self._membership.adopt(table)
+        now = self._begin(now)
+        members = self._membership.live_count()
+        interval = push_pull_interval(self.config.push_pull_interval, members)
+        self._next_push_pull = now + self._rng.uniform(0, interval)
 
     def leave(self, now: float) -> None:
         """Leave gracefully: tell every live member, then keep gossiping the goodbye.

@@ -8,6 +8,11 @@ so every member is probed within a bounded time) and whom to ask for indirect pr
 
 It does no I/O: news worth spreading goes to the ``broadcast`` callback and what
 happened to members goes to the ``events`` list, both owned by the engine.
+
+For simulators, a :class:`FormedTable` holds the table of a whole formed cluster once;
+any number of :class:`Membership` objects adopt it by reference and copy a row only
+when they change it, so N simulated members of an N-member cluster cost O(N) work and
+memory in all instead of O(N²).
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from crdtgossip.config import GossipConfig
+from crdtgossip.errors import ConfigError
 from crdtgossip.protocol.awareness import Awareness
 from crdtgossip.protocol.events import (
     Event,
@@ -36,7 +42,7 @@ from crdtgossip.protocol.suspicion import (
     suspicion_min_timeout,
 )
 
-__all__ = ["MemberState", "Membership", "MembershipRumor"]
+__all__ = ["FormedTable", "MemberState", "Membership", "MembershipRumor"]
 
 MembershipRumor = Alive | Suspect | Dead | Left
 
@@ -73,8 +79,65 @@ class MemberState:
         return Member(self.node_id, self.address, self.status, self.incarnation)
 
 
+class FormedTable:
+    """The member table of a formed cluster, shared read-only by many member tables.
+
+    A simulator and testing facility: a simulation of N nodes that all know each other
+    builds this once (O(N)) and has every engine adopt it
+    (:meth:`crdtgossip.protocol.Engine.adopt_formed`). Each :class:`Membership` that
+    adopts it reads the shared rows and copies a row into its own table only when it
+    changes that member (copy-on-write), so nodes that agree share their rows.
+
+    Args:
+        records: every member of the cluster, each alive.
+        now: the driver's time the cluster is formed at (when each row's status
+            began).
+
+    Raises:
+        ConfigError: a member is not alive, or appears twice.
+    """
+
+    __slots__ = ("_counts", "_records", "_rows", "_sorted_ids")
+
+    def __init__(self, records: Iterable[MemberRecord], now: float = 0.0) -> None:
+        rows: dict[str, MemberState] = {}
+        for record in records:
+            if record.status is not Status.ALIVE:
+                raise ConfigError(f"a formed cluster has only alive members, not {record}")
+            if record.node_id in rows:
+                raise ConfigError(f"member {record.node_id!r} appears twice")
+            rows[record.node_id] = MemberState(
+                record.node_id, record.address, record.incarnation, Status.ALIVE, now
+            )
+        # Never modified once built: every adopter reads these very objects.
+        self._rows = rows
+        self._sorted_ids = sorted(rows)
+        self._counts = dict.fromkeys(Status, 0)
+        self._counts[Status.ALIVE] = len(rows)
+        self._records: tuple[MemberRecord, ...] | None = None
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def records(self) -> tuple[MemberRecord, ...]:
+        """The table as push-pull records, sorted by node id (built once, shared)."""
+        if self._records is None:
+            rows = self._rows
+            self._records = tuple(
+                MemberRecord(m.node_id, m.address, m.incarnation, m.status)
+                for m in (rows[node_id] for node_id in self._sorted_ids)
+            )
+        return self._records
+
+
 class Membership:
     """The member table with its rules.
+
+    Rows live in two layers: the rows of a :class:`FormedTable` adopted with
+    :meth:`adopt` (shared with other tables, never written) and this table's own rows
+    (every row of a table that adopted nothing). A row is copied into the own layer
+    before its first change, so the shared layer is never written; a shared row that
+    is forgotten (:meth:`reap`) is hidden instead.
 
     Args:
         local_id: this node's id.
@@ -107,19 +170,64 @@ class Membership:
         self._awareness = awareness
         self._broadcast = broadcast
         self._events = events
+        # This table's own rows, the local one always among them: only these are
+        # ever written.
         self._members: dict[str, MemberState] = {
             local_id: MemberState(local_id, address, incarnation, Status.ALIVE, 0.0)
         }
+        # The adopted FormedTable, if any, and its rows: read, never written.
+        self._table: FormedTable | None = None
+        self._shared: dict[str, MemberState] = {}
+        # Shared rows forgotten by reap (an own row of the same id may come back).
+        self._forgotten: set[str] = set()
         # Kept up to date so that the hot paths (every frame needs N for the
         # retransmit limit; every gossip round picks random members) cost O(1) or
-        # O(k) instead of a scan of a table of thousands.
+        # O(k) instead of a scan of a table of thousands. The list may be shared (with
+        # a FormedTable or a probe round): it is then copied before a change.
         self._sorted_ids: list[str] = [local_id]
+        self._ids_shared = False
         self._counts: dict[Status, int] = dict.fromkeys(Status, 0)
         self._counts[Status.ALIVE] = 1
         self._suspicions: dict[str, Suspicion] = {}
-        self._probe_order: list[str] = []
+        # The probe round: an incremental Fisher-Yates shuffle of the ids known when it
+        # began (positions below _probe_left not yet drawn; _probe_moved holds the
+        # positions whose id was swapped), plus members that joined during it.
+        self._probe_ids: list[str] = []
+        self._probe_left = 0
+        self._probe_moved: dict[int, int] = {}
+        self._probe_joined: list[str] = []
         #: True once :meth:`leave` was called: rumors about us are no longer refuted.
         self.leaving = False
+
+    def adopt(self, table: FormedTable) -> None:
+        """Start from a formed cluster's table: know each of its members as alive.
+
+        The table is shared, not copied (see :class:`FormedTable`). No event is
+        raised and nothing is broadcast: in a formed cluster every member already
+        knows all this. A simulator and testing facility.
+
+        Args:
+            table: the cluster's table; it must hold this node at its address and
+                incarnation.
+
+        Raises:
+            ConfigError: this table already knows other members, adopted a table,
+                or is leaving; or ``table`` does not hold this node as it is.
+        """
+        local = self.local
+        if len(self._members) != 1 or self._table is not None or self.leaving:
+            raise ConfigError("only a member table that knows nothing else can adopt one")
+        row = table._rows.get(self.local_id)
+        if row is None or (row.address, row.incarnation) != (local.address, local.incarnation):
+            raise ConfigError(
+                f"the formed table must hold {self.local_id!r} at {local.address!r}, "
+                f"incarnation {local.incarnation}"
+            )
+        self._table = table
+        self._shared = table._rows
+        self._sorted_ids = table._sorted_ids
+        self._ids_shared = True
+        self._counts = dict(table._counts)
 
     # --- queries -------------------------------------------------------------------
 
@@ -129,12 +237,31 @@ class Membership:
         return self._members[self.local_id]
 
     def get(self, node_id: str) -> MemberState | None:
-        """The row of ``node_id``, if known."""
-        return self._members.get(node_id)
+        """The row of ``node_id``, if known (read it; never change it)."""
+        member = self._members.get(node_id)
+        if member is None:
+            member = self._shared.get(node_id)
+            if member is not None and node_id in self._forgotten:
+                return None
+        return member
+
+    def _row(self, node_id: str) -> MemberState:
+        """The row of a member known to be in the table (an id of ``_sorted_ids``)."""
+        return self._members.get(node_id) or self._shared[node_id]
+
+    def _own(self, member: MemberState) -> MemberState:
+        """The row of ``member`` that this table may write: a copy if it is shared."""
+        if self._members.get(member.node_id) is member:
+            return member
+        row = MemberState(
+            member.node_id, member.address, member.incarnation, member.status, member.since
+        )
+        self._members[member.node_id] = row
+        return row
 
     def members(self) -> list[Member]:
         """Every known member, this node included, sorted by node id."""
-        return [self._members[node_id].snapshot() for node_id in self._sorted_ids]
+        return [self._row(node_id).snapshot() for node_id in self._sorted_ids]
 
     def count(self, status: Status) -> int:
         """How many members (this node included) are in ``status``."""
@@ -149,6 +276,7 @@ class Membership:
         return self._counts[Status.ALIVE] - (1 if self.local.status is Status.ALIVE else 0)
 
     def _set_status(self, member: MemberState, status: Status, now: float) -> None:
+        """Change the status of an own row (see :meth:`_own`)."""
         self._counts[member.status] -= 1
         self._counts[status] += 1
         member.status = status
@@ -156,9 +284,22 @@ class Membership:
 
     def records(self) -> tuple[MemberRecord, ...]:
         """The whole table as push-pull records, sorted by node id."""
+        if self._table is not None and self._unchanged(self._table):
+            return self._table.records()
         return tuple(
             MemberRecord(m.node_id, m.address, m.incarnation, m.status)
-            for m in (self._members[node_id] for node_id in self._sorted_ids)
+            for m in map(self._row, self._sorted_ids)
+        )
+
+    def _unchanged(self, table: FormedTable) -> bool:
+        """Whether this table still says what the adopted ``table`` says."""
+        if len(self._members) != 1 or self._forgotten or self._sorted_ids is not table._sorted_ids:
+            return False
+        local, shared = self.local, table._rows[self.local_id]
+        return (local.address, local.incarnation, local.status) == (
+            shared.address,
+            shared.incarnation,
+            shared.status,
         )
 
     def local_alive(self) -> Alive:
@@ -177,25 +318,28 @@ class Membership:
             exclude: node ids to leave out (this node is always left out).
 
         Returns:
-            The chosen rows, in random order.
+            The chosen rows, in random order (read them; never change them).
         """
         wanted = set(statuses)
         skip = {self.local_id, *exclude}
         available = sum(self._counts[status] for status in wanted)
+        if not available:
+            return []  # what the scan below would find, without scanning
         ids = self._sorted_ids
+        row = self._row
         if count * 4 < available:
             # Most members qualify: draw at random and skip the misses, O(count).
             chosen: dict[str, MemberState] = {}
             for _attempt in range(count * 8):
-                member = self._members[ids[self._rng.randrange(len(ids))]]
+                member = row(ids[self._rng.randrange(len(ids))])
                 if member.node_id not in skip and member.status in wanted:
                     chosen[member.node_id] = member
                     if len(chosen) == count:
                         return list(chosen.values())
         candidates = [
-            self._members[node_id]
-            for node_id in ids
-            if node_id not in skip and self._members[node_id].status in wanted
+            member
+            for member in map(row, ids)
+            if member.node_id not in skip and member.status in wanted
         ]
         return self._rng.sample(candidates, min(count, len(candidates)))
 
@@ -203,24 +347,50 @@ class Membership:
         """The next member to probe: shuffled round-robin over live members.
 
         Every live member is probed once per round; the order is reshuffled each round
-        (SWIM), so a failed member is found within two rounds at worst.
+        (SWIM), so a failed member is found within two rounds at worst. A member that
+        joins during a round takes a random place among those not yet probed. Each
+        call costs O(1) amortized, however large the table: a round draws from the ids
+        known when it began, one at a time, instead of shuffling a copy of them.
 
         Returns:
             The member, or ``None`` when there is nobody else alive or suspect.
         """
         for _attempt in range(2):
-            while self._probe_order:
-                node_id = self._probe_order.pop()
-                member = self._members.get(node_id)
+            while self._probe_left or self._probe_joined:
+                node_id = self._draw_probe()
+                if node_id == self.local_id:
+                    continue
+                member = self.get(node_id)
                 if member is not None and member.status in _LIVE:
                     return member
-            self._probe_order = [
-                node_id
-                for node_id in self._sorted_ids
-                if node_id != self.local_id and self._members[node_id].status in _LIVE
-            ]
-            self._rng.shuffle(self._probe_order)
+            # A new round, over the ids known now; the list is shared from here on.
+            self._probe_ids = self._sorted_ids
+            self._ids_shared = True
+            self._probe_left = len(self._probe_ids)
+            self._probe_moved = {}
         return None
+
+    def _draw_probe(self) -> str:
+        """Draw the next id of the probe round, uniformly among those not yet drawn."""
+        joined = self._probe_joined
+        left = self._probe_left
+        pick = self._rng.randrange(left + len(joined))
+        if pick >= left:
+            index = pick - left
+            node_id = joined[index]
+            joined[index] = joined[-1]
+            joined.pop()
+            return node_id
+        # Fisher-Yates on a virtual copy: take position ``pick`` and move the last
+        # undrawn position's id into it.
+        moved = self._probe_moved
+        last = left - 1
+        position = moved.get(pick, pick)
+        tail = moved.pop(last, last)
+        if pick != last:
+            moved[pick] = tail
+        self._probe_left = last
+        return self._probe_ids[position]
 
     def next_deadline(self) -> float | None:
         """The earliest suspicion deadline, if any member is suspect."""
@@ -244,7 +414,7 @@ class Membership:
         """
         if rumor.node_id == self.local_id:
             return self._about_self(rumor)
-        member = self._members.get(rumor.node_id)
+        member = self.get(rumor.node_id)
         if member is None:
             if isinstance(rumor, Alive):
                 self._add(rumor, now, origin)
@@ -270,16 +440,20 @@ class Membership:
     def _add(self, rumor: Alive, now: float, origin: str | None) -> None:
         member = MemberState(rumor.node_id, rumor.address, rumor.incarnation, Status.ALIVE, now)
         self._members[rumor.node_id] = member
+        if self._ids_shared:
+            self._sorted_ids = list(self._sorted_ids)
+            self._ids_shared = False
         insort(self._sorted_ids, rumor.node_id)
         self._counts[Status.ALIVE] += 1
         # A newcomer joins the current probe round at a random place (memberlist does
         # the same), so it is probed within this round without reordering the rest.
-        self._probe_order.insert(self._rng.randint(0, len(self._probe_order)), member.node_id)
+        self._probe_joined.append(member.node_id)
         self._events.append(MemberJoined(member.snapshot()))
         self._spread(rumor, origin)
 
     def _confirm(self, member: MemberState, rumor: Suspect, origin: str | None) -> bool:
-        member.incarnation = max(member.incarnation, rumor.incarnation)
+        if rumor.incarnation > member.incarnation:
+            self._own(member).incarnation = rumor.incarnation
         suspicion = self._suspicions.get(member.node_id)
         if suspicion is not None and suspicion.confirm(rumor.accuser):
             self._spread(rumor, origin)
@@ -294,6 +468,7 @@ class Membership:
         now: float,
         origin: str | None,
     ) -> None:
+        member = self._own(member)
         old_status = member.status
         member.incarnation = rumor.incarnation
         if isinstance(rumor, Alive):
@@ -359,7 +534,7 @@ class Membership:
         Returns:
             Whether the suspicion changed anything.
         """
-        member = self._members.get(node_id)
+        member = self.get(node_id)
         if member is None or member.status not in _LIVE:
             return False
         return self.apply(Suspect(node_id, member.incarnation, self.local_id), now)
@@ -372,7 +547,7 @@ class Membership:
         """
         expired = sorted(node_id for node_id, s in self._suspicions.items() if s.deadline <= now)
         for node_id in expired:
-            member = self._members[node_id]
+            member = self._row(node_id)
             self.apply(Dead(node_id, member.incarnation, self.local_id), now)
 
     def leave(self) -> Left:
@@ -398,7 +573,24 @@ class Membership:
             sender: the sender's node id (the accuser of its suspicions).
             now: the driver's time.
         """
+        own, shared, forgotten, local_id = (
+            self._members,
+            self._shared,
+            self._forgotten,
+            self.local_id,
+        )
         for record in records:
+            node_id = record.node_id
+            if record.status is Status.ALIVE and node_id != local_id:
+                # The common case, by far: news no newer than ours, which apply()
+                # would ignore (alive wins only with a higher incarnation); skipped
+                # here without building the rumor, as a 10,000-member table is merged
+                # several times a second somewhere in a large cluster.
+                known = own.get(node_id)
+                if known is None and node_id not in forgotten:
+                    known = shared.get(node_id)
+                if known is not None and record.incarnation <= known.incarnation:
+                    continue
             rumor: MembershipRumor
             match record.status:
                 case Status.ALIVE:
@@ -415,18 +607,26 @@ class Membership:
         Args:
             now: the driver's time.
         """
+        if not (self._counts[Status.DEAD] or self._counts[Status.LEFT]):
+            return
         retention = self._config.dead_retention
-        gone = [
+        # Shared rows are all alive (and a changed row is an own row), so the own
+        # rows hold every candidate.
+        gone = {
             node_id
             for node_id, m in self._members.items()
             if node_id != self.local_id
             and m.status in (Status.DEAD, Status.LEFT)
             and now - m.since > retention
-        ]
+        }
         for node_id in gone:
             self._counts[self._members.pop(node_id).status] -= 1
+            if node_id in self._shared:
+                self._forgotten.add(node_id)
         if gone:
-            self._sorted_ids = sorted(self._members)
+            # A new list: the old one may be shared with a probe round.
+            self._sorted_ids = [node_id for node_id in self._sorted_ids if node_id not in gone]
+            self._ids_shared = False
 
 
 #: (old status, new status) -> event class; a pair absent here raises no event.

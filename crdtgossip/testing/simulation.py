@@ -48,13 +48,15 @@ from typing import Any, Final, TextIO, TypeVar
 
 from crdtgossip.codec import encode
 from crdtgossip.config import GossipConfig
+from crdtgossip.consistency import DEFAULT_TIMEOUT, Consistency, Local, Majority
 from crdtgossip.crdts import CRDT, GCounter, ORSet
 from crdtgossip.crdts._base import state_of
 from crdtgossip.errors import ConfigError, CRDTGossipError, MergeError
 from crdtgossip.node import LEAVE_GOSSIP_ROUNDS
 from crdtgossip.protocol import Engine, KeyChanged, Member, Status
-from crdtgossip.protocol.broadcast import BroadcastQueue
-from crdtgossip.protocol.messages import MemberRecord, Members, encode_frame, encode_message
+from crdtgossip.protocol.membership import FormedTable
+from crdtgossip.protocol.messages import MemberRecord
+from crdtgossip.protocol.quorum import QuorumResult
 from crdtgossip.transport.memory import REORDER_HOLDBACK
 
 __all__ = [
@@ -119,6 +121,16 @@ refutation of the deaths each side declared, then the data exchange."""
 _COUNTER_KEY: Final = "chaos-counter"
 _SET_KEY: Final = "chaos-set"
 
+_CHAOS_ACTIONS: Final = (
+    *("increment", "increment", "add", "majority"),
+    *("partition", "heal", "crash", "restart", "leave"),
+)
+"""What a chaos step may do, drawn uniformly (counter increments twice as often)."""
+
+_CHAOS_MAJORITY: Final = Majority(timeout=2.0)
+"""The level of the chaos scenarios' quorum writes: ten gossip intervals of the chaos
+configuration, so a write fails under a partition and succeeds on a lossy network."""
+
 
 class _Life(enum.Enum):
     """Where a simulated node is in its life."""
@@ -174,26 +186,19 @@ def _check_delay(delay: tuple[float, float]) -> tuple[float, float]:
     return float(low), float(high)
 
 
-def _forget_broadcasts(engine: Engine) -> None:
-    """Empty an engine's broadcast queue (for a formed start only).
-
-    Learning N members queues N "alive" rumors at every node, news that in a formed
-    cluster every node already has: left in, they would cost O(N²) frames before the
-    run could start, and push the very traffic a run measures out of the frames.
-    The engine has no public way to drop them, so this reaches into it: it is the
-    one place the simulator does, and it changes no decision the engine makes later.
-    """
-    engine._queue = BroadcastQueue()
-
-
 class Simulation:
     """N gossip engines on a simulated network, on virtual time, seeded.
 
     Nodes are numbered ``0 .. nodes-1``; node ``i`` is called ``n<i>`` and listens at
     ``"n<i>:7946"``. At construction every node joins through node 0 (node 0 through
     node 1), as a real cluster would; pass ``formed=True`` to start instead with every
-    node already knowing every other as alive (one member table handed to each), which
-    large simulations need because joining N nodes costs O(N²) work.
+    node already knowing every other as alive and nothing queued, which large
+    simulations need because joining N nodes costs O(N²) work. A formed start shares
+    one member table among the engines, each copying only the rows it changes
+    (:meth:`Engine.adopt_formed`): 10,000 formed nodes build in about a second and
+    take about 100 MB (``benchmarks/bench_simulation.py``). Each engine's first
+    anti-entropy exchange then falls anywhere in its size-scaled interval, as in a
+    cluster that has run for a while.
 
     Args:
         nodes: how many nodes (at least 1).
@@ -251,6 +256,7 @@ class Simulation:
         self._stream_clock: dict[tuple[int, int], float] = {}
         self._groups: list[int] | None = None
         self._holders: dict[str, set[int]] = {}
+        self._quorum_results: dict[tuple[int, int], QuorumResult] = {}
         # The serial of the one valid "stop" timer of each leaving node.
         self._stops: dict[int, int] = {}
         self.frames_sent = 0
@@ -352,18 +358,22 @@ class Simulation:
         )
 
     def _form(self) -> None:
-        """Hand every node the complete member table, as a finished join would."""
-        records = tuple(
-            MemberRecord(f"n{i}", address, 0, Status.ALIVE)
-            for i, address in enumerate(self._addresses)
+        """Give every node the complete member table, as a join finished long ago.
+
+        One :class:`~crdtgossip.protocol.membership.FormedTable` is built and every
+        engine adopts it (:meth:`Engine.adopt_formed`): the engines share its rows
+        until each changes one, so forming N nodes costs O(N), not O(N²). Nothing is
+        queued: in a formed cluster every node already has the news of every member.
+        """
+        table = FormedTable(
+            (
+                MemberRecord(f"n{i}", address, 0, Status.ALIVE)
+                for i, address in enumerate(self._addresses)
+            ),
+            self._now,
         )
-        packed = encode_message(Members(records, reply=False, join=False))
-        frames = {sender: encode_frame(f"n{sender}", [packed]) for sender in (0, 1)}
         for i, slot in enumerate(self._slots):
-            sender = 1 if i == 0 else 0
-            if len(self._slots) > 1:
-                slot.engine.receive(frames[sender], self._addresses[sender], self._now)
-            _forget_broadcasts(slot.engine)
+            slot.engine.adopt_formed(table, self._now)
             self._collect(i)
 
     # --- data ----------------------------------------------------------------------
@@ -384,6 +394,58 @@ class Simulation:
             CRDTGossipError: node ``i`` is not running.
             MergeError: the key holds another type, or ``fn`` returned something else.
         """
+        engine = self._apply(i, key, value_type, fn)[0]
+        state = engine.get(key)
+        assert state is not None  # the engine just merged the delta
+        return state  # type: ignore[return-value]
+
+    def write(
+        self,
+        i: int,
+        key: str,
+        value_type: type[T] | T,
+        fn: Callable[[T], Any],
+        consistency: Consistency,
+    ) -> int:
+        """Apply a mutation on node ``i`` and ask members to merge it, as
+        :meth:`Node.update` does with a quorum level.
+
+        The write applies and spreads at once, as with :meth:`update`; the quorum
+        request then runs on virtual time. Its outcome, once the engine has one, is
+        :meth:`quorum_result` ``(i, id)``: success when the level's members merged the
+        write in time. A node that crashes meanwhile never reports one.
+
+        Args:
+            i: the node.
+            key: the data key.
+            value_type: the key's CRDT type, or an empty prototype instance.
+            fn: ``fn(state) -> delta``: call one mutator and return what it returned.
+            consistency: the level; :class:`~crdtgossip.Local` succeeds at once.
+
+        Returns:
+            The request id.
+
+        Raises:
+            CRDTGossipError: node ``i`` is not running.
+            MergeError: as :meth:`update`.
+        """
+        engine, delta = self._apply(i, key, value_type, fn)
+        needed = consistency.required(engine.quorum_members())
+        timeout = DEFAULT_TIMEOUT if isinstance(consistency, Local) else consistency.timeout
+        request = engine.start_write(key, delta, needed, timeout, self._now)
+        self._collect(i)
+        return request
+
+    def quorum_result(self, i: int, request: int) -> QuorumResult | None:
+        """The outcome of quorum request ``request`` of node ``i``; ``None`` while it runs
+        (or when the node went down before it ended)."""
+        self._slot(i)
+        return self._quorum_results.get((i, request))
+
+    def _apply(
+        self, i: int, key: str, value_type: type[T] | T, fn: Callable[[T], Any]
+    ) -> tuple[Engine, T]:
+        """Apply ``fn``'s delta on running node ``i``; return its engine and the delta."""
         slot = self._slot(i)
         if slot.life is not _Life.RUNNING:
             raise CRDTGossipError(f"node {i} is {slot.life.name.lower()}: it cannot write")
@@ -396,9 +458,7 @@ class Simulation:
             )
         slot.engine.update(key, delta, self._now)
         self._collect(i)
-        state = slot.engine.get(key)
-        assert state is not None  # the engine just merged the delta
-        return state  # type: ignore[return-value]
+        return slot.engine, delta
 
     def get(self, i: int, key: str, value_type: type[T] | T) -> T:
         """A copy of ``key`` on node ``i`` (an empty state when absent).
@@ -698,6 +758,8 @@ class Simulation:
         for event in engine.take_events():
             if isinstance(event, KeyChanged):
                 self._holders.setdefault(event.key, set()).add(i)
+        for result in engine.take_quorum_results():
+            self._quorum_results[(i, result.request_id)] = result
         outgoing = engine.take_outgoing()
         if not outgoing:
             return
@@ -786,6 +848,19 @@ class _Lineage:
     increments: int = 0
     elements: set[str] = field(default_factory=set)
     last_seen: int = 0
+    wiped: int = 0
+    """Restarts of this node without its state so far, across lineages."""
+
+
+@dataclass(frozen=True, slots=True)
+class _QuorumWrite:
+    """A Majority write of one set element, and what every node had lost before it."""
+
+    node: int
+    request: int
+    element: str
+    needed: int
+    wiped_before: tuple[int, ...]
 
 
 def _settle_bound(config: GossipConfig, nodes: int) -> float:
@@ -802,9 +877,10 @@ def run_chaos(seed: int, *, nodes: int | None = None) -> ChaosOutcome:
 
     The cluster (3 to 20 nodes, small ones far more often: the size is 3 + 17u³
     rounded, u uniform) forms; then, under datagram loss, delay, duplication and
-    reordering, a few steps each do one thing: write a counter or set on a
-    random node, cut a random partition, heal it, crash a node, restart one with or
-    without its state, or have one leave, and let a few virtual seconds pass.
+    reordering, a few steps each do one thing: write a counter or set on a random
+    node (some set writes at :class:`~crdtgossip.Majority`), cut a random partition,
+    heal it, crash a node, restart one with or without its state, or have one leave,
+    and let a few virtual seconds pass.
     Finally the faults stop, the network heals and the cluster must converge within
     a bound of anti-entropy intervals (see ``_settle_bound``).
 
@@ -812,7 +888,9 @@ def run_chaos(seed: int, *, nodes: int | None = None) -> ChaosOutcome:
     (:meth:`Simulation.converged`); no node's counter ever decreases within one data
     lineage (a life, or several joined by restarts with state); every write of a
     lineage still running at the end is in the final state (none lost); the counter
-    never exceeds the increments made (none invented).
+    never exceeds the increments made (none invented); every acknowledged
+    :class:`~crdtgossip.Majority` write is in the final state, unless as many nodes as
+    it needed have since lost their state or are down (see ``_check_quorum_writes``).
 
     Args:
         seed: selects everything; the same seed replays the same scenario.
@@ -843,9 +921,10 @@ def run_chaos(seed: int, *, nodes: int | None = None) -> ChaosOutcome:
         return outcome
     sim.set_faults(loss=loss, duplicate=duplicate, reorder=reorder)
     lineages = [_Lineage() for _ in range(size)]
+    quorum_writes: list[_QuorumWrite] = []
     ever_incremented = 0
     for step in range(rng.randint(3, 8)):
-        action = _chaos_action(sim, rng, lineages, step)
+        action = _chaos_action(sim, rng, lineages, quorum_writes, step)
         outcome.actions.append(f"t={sim.now:.2f} {action}")
         if action.startswith("increment"):
             ever_incremented += int(action.rsplit(" ", 1)[1])
@@ -861,17 +940,22 @@ def run_chaos(seed: int, *, nodes: int | None = None) -> ChaosOutcome:
         outcome.failures.append(f"no convergence within {bound:.0f} virtual s after healing")
     _check_counters(sim, lineages, outcome)
     _check_final(sim, lineages, ever_incremented, outcome)
+    _check_quorum_writes(sim, lineages, quorum_writes, outcome)
     return outcome
 
 
-def _chaos_action(sim: Simulation, rng: random.Random, lineages: list[_Lineage], step: int) -> str:
+def _chaos_action(
+    sim: Simulation,
+    rng: random.Random,
+    lineages: list[_Lineage],
+    quorum_writes: list[_QuorumWrite],
+    step: int,
+) -> str:
     """Do one random thing to the cluster; return what, in a few words."""
     size = sim.size
     up = [i for i in range(size) if sim.running(i)]
     down = [i for i in range(size) if not sim.running(i) and not _leaving(sim, i)]
-    choice = rng.choice(
-        ("increment", "increment", "add", "partition", "heal", "crash", "restart", "leave")
-    )
+    choice = rng.choice(_CHAOS_ACTIONS)
     if choice == "crash" and len(up) > 1:
         i = rng.choice(up)
         sim.crash(i)
@@ -885,7 +969,7 @@ def _chaos_action(sim: Simulation, rng: random.Random, lineages: list[_Lineage],
         keep = rng.random() < 0.5
         sim.restart(i, keep_state=keep)
         if not keep:
-            lineages[i] = _Lineage()
+            lineages[i] = _Lineage(wiped=lineages[i].wiped + 1)
         return f"restart n{i} keep_state={keep}"
     if choice == "partition" and size > 1:
         order = list(range(size))
@@ -897,6 +981,15 @@ def _chaos_action(sim: Simulation, rng: random.Random, lineages: list[_Lineage],
         sim.heal()
         return "heal"
     i = rng.choice(up)
+    if choice == "majority":
+        element = f"m{step}-n{i}"
+        before = tuple(lineage.wiped for lineage in lineages)
+        request = sim.write(
+            i, _SET_KEY, ORSet, lambda s: s.add(element, sim.replica_id(i)), _CHAOS_MAJORITY
+        )
+        needed = _CHAOS_MAJORITY.required(sim.engine(i).quorum_members())
+        quorum_writes.append(_QuorumWrite(i, request, element, needed, before))
+        return f"majority add {element} on n{i} (needs {needed})"
     if choice == "add":
         element = f"e{step}-n{i}"
         sim.update(i, _SET_KEY, ORSet, lambda s: s.add(element, sim.replica_id(i)))
@@ -944,6 +1037,45 @@ def _check_final(
         missing = lineages[i].elements - elements
         if missing:
             outcome.failures.append(f"n{i}'s set adds lost: {sorted(missing)}")
+
+
+def _check_quorum_writes(
+    sim: Simulation,
+    lineages: list[_Lineage],
+    quorum_writes: list[_QuorumWrite],
+    outcome: ChaosOutcome,
+) -> None:
+    """No acknowledged Majority write is lost.
+
+    An acknowledged write was merged by ``needed`` members, each of which keeps it for
+    good unless it later restarts without its state, or is down at the end. So while
+    fewer than ``needed`` nodes did either, at least one member that merged the write
+    is running with it, and the converged cluster must hold it. (When as many members
+    lost their state as a majority counts, a write can be lost, as it can with any
+    quorum system whose disks are wiped; that is not checked.)
+    """
+    live = [i for i in range(sim.size) if sim.running(i)]
+    if not live:
+        return
+    elements = sim.get(live[0], _SET_KEY, ORSet).value
+    for write in quorum_writes:
+        result = sim.quorum_result(write.node, write.request)
+        if result is None or not result.ok:
+            outcome.actions.append(f"majority add {write.element}: not acknowledged")
+            continue
+        lost = sum(
+            1
+            for j, lineage in enumerate(lineages)
+            if lineage.wiped > write.wiped_before[j] or not sim.running(j)
+        )
+        verdict = "acknowledged"
+        if lost < write.needed and write.element not in elements:
+            outcome.failures.append(
+                f"acknowledged majority add {write.element} lost ({lost} of the nodes "
+                f"lost their state or are down, fewer than the {write.needed} that merged it)"
+            )
+            verdict = "acknowledged, LOST"
+        outcome.actions.append(f"majority add {write.element}: {verdict}")
 
 
 def soak(count: int, *, first_seed: int = 0, out: TextIO | None = None) -> list[ChaosOutcome]:

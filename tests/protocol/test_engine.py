@@ -23,9 +23,13 @@ from crdtgossip.protocol import (
     MemberSuspect,
     Status,
 )
+from crdtgossip.protocol.antientropy import push_pull_interval
+from crdtgossip.protocol.membership import FormedTable
 from crdtgossip.protocol.messages import (
     SEAL_OVERHEAD,
     Delta,
+    MemberRecord,
+    Members,
     State,
     Suspect,
     decode_frame,
@@ -401,6 +405,60 @@ def test_next_wakeup_before_any_input_asks_for_an_immediate_tick() -> None:
     assert 100.0 < engine.next_wakeup() <= 100.0 + CONFIG.probe_interval
     assert engine.members()[0].status is Status.ALIVE
     assert engine.take_outgoing() == []  # alone: nobody to talk to
+
+
+def _formed_table(size: int) -> FormedTable:
+    return FormedTable(MemberRecord(f"n{i}", f"n{i}:1", 0, Status.ALIVE) for i in range(size))
+
+
+def test_an_engine_adopting_a_formed_table_knows_everyone_and_says_nothing() -> None:
+    table = _formed_table(50)
+    engine = Engine("n3", "n3:1", GossipConfig.lan(), random.Random(1), "n3-1")
+    engine.adopt_formed(table, 10.0)
+    members = engine.members()
+    assert [m.node_id for m in members] == sorted(f"n{i}" for i in range(50))
+    assert {m.status for m in members} == {Status.ALIVE}
+    assert engine.take_events() == []
+    assert engine.take_outgoing() == []
+    assert engine.stats()["queue_length"] == 0
+    assert engine.stats()["members_alive"] == 50
+    assert engine.next_wakeup() > 10.0  # started: its timers run from 10.0
+    with pytest.raises(ConfigError):
+        engine.adopt_formed(table, 10.0)
+    started = Engine("n4", "n4:1", GossipConfig.lan(), random.Random(1), "n4-1")
+    started.tick(0.0)
+    with pytest.raises(ConfigError):
+        started.adopt_formed(table, 0.0)
+
+
+def _first_push_pull(engine: Engine, limit: float) -> float:
+    """The time ``engine``, ticked at each wakeup, first sends its member table."""
+    now = 0.0
+    for _ in range(100_000):
+        now = engine.next_wakeup()
+        if now > limit:
+            break
+        engine.tick(now)
+        for frame in engine.take_outgoing():
+            messages = decode_frame(frame.data, 1 << 24).messages
+            if frame.reliable and any(isinstance(m, Members) for m in messages):
+                return now
+    return now
+
+
+def test_a_formed_engine_first_exchanges_state_within_the_interval_scaled_for_n() -> None:
+    # As in a cluster that has run for a while: not all within the unscaled 30 s.
+    config = GossipConfig.lan()
+    table = _formed_table(100)
+    scaled = push_pull_interval(config.push_pull_interval, 100)
+    assert scaled > config.push_pull_interval
+    firsts = []
+    for seed in range(12):
+        engine = Engine("n0", "n0:1", config, random.Random(seed), "n0-1")
+        engine.adopt_formed(table, 0.0)
+        firsts.append(_first_push_pull(engine, scaled))
+    assert max(firsts) <= scaled
+    assert max(firsts) > config.push_pull_interval
 
 
 _REPLAY_SCRIPT = """

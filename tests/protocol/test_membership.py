@@ -9,6 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from crdtgossip.config import GossipConfig
+from crdtgossip.errors import ConfigError
 from crdtgossip.protocol.awareness import Awareness
 from crdtgossip.protocol.events import (
     Event,
@@ -18,7 +19,7 @@ from crdtgossip.protocol.events import (
     MemberLeft,
     MemberSuspect,
 )
-from crdtgossip.protocol.membership import Membership, MembershipRumor
+from crdtgossip.protocol.membership import FormedTable, Membership, MembershipRumor
 from crdtgossip.protocol.messages import Alive, Dead, Left, MemberRecord, Suspect
 from crdtgossip.protocol.states import Status
 from crdtgossip.protocol.suspicion import suspicion_min_timeout
@@ -45,6 +46,10 @@ class Table:
     def add(self, *names: str) -> None:
         for name in names:
             self.table.apply(Alive(name, f"{name}:1", 0), 0.0)
+
+    def adopt(self, formed: FormedTable) -> Table:
+        self.table.adopt(formed)
+        return self
 
     def status(self, name: str) -> Status | None:
         member = self.table.get(name)
@@ -211,3 +216,237 @@ def test_cached_counts_always_match_the_table(
     )
     picked = t.table.random_members(2, (Status.ALIVE,))
     assert len({m.node_id for m in picked}) == len(picked) == min(2, t.table.others_alive())
+
+
+# --- probe order -------------------------------------------------------------------
+
+
+def _probe_round(t: Table, picks: int) -> list[str]:
+    targets = [t.table.next_probe_target() for _ in range(picks)]
+    return [m.node_id for m in targets if m is not None]
+
+
+def test_probe_order_is_reshuffled_each_round() -> None:
+    t = Table()
+    names = [f"m{i:02}" for i in range(20)]
+    t.add(*names)
+    rounds = [_probe_round(t, 20) for _ in range(4)]
+    assert all(sorted(r) == names for r in rounds)
+    assert len({tuple(r) for r in rounds}) == 4
+
+
+def test_members_joining_during_a_probe_round_are_probed_in_it() -> None:
+    t = Table()
+    names = [f"m{i:02}" for i in range(20)]
+    t.add(*names)
+    _probe_round(t, 20)  # the members added before the first round, then a full round
+    first = _probe_round(t, 5)
+    # Ids sorting before every other: inserted in place into a list the round was
+    # drawing from, they would shift it and make the round skip and repeat members.
+    t.add("a0", "a1", "a2")
+    rest = _probe_round(t, 18)
+    assert sorted(first + rest) == sorted([*names, "a0", "a1", "a2"])
+    assert sorted(_probe_round(t, 23)) == sorted([*names, "a0", "a1", "a2"])
+
+
+def test_probe_order_skips_members_that_died_during_the_round() -> None:
+    t = Table()
+    t.add("a", "b", "c", "d", "e")
+    _probe_round(t, 5)
+    first = _probe_round(t, 1)
+    dead = next(name for name in "abcde" if name not in first)
+    t.table.apply(Dead(dead, 0, "me"), 1.0)
+    rest = _probe_round(t, 3)
+    assert sorted(first + rest) == sorted(set("abcde") - {dead})
+
+
+def test_probe_order_covers_every_live_member_of_an_adopted_table_once_per_round() -> None:
+    names = [f"n{i}" for i in range(40)]
+    formed = FormedTable(_records(*names))
+    t = Table("n0").adopt(formed)
+    t.table.apply(Dead("n7", 0, "n0"), 0.0)
+    t.table.apply(Left("n9", 0), 0.0)
+    live = sorted(set(names) - {"n0", "n7", "n9"})
+    for _ in range(3):
+        assert sorted(_probe_round(t, len(live))) == live
+    assert Table("n1").adopt(formed).status("n7") is Status.ALIVE
+
+
+def test_no_probe_target_when_every_other_member_is_down() -> None:
+    t = Table()
+    t.add("a", "b")
+    t.table.apply(Dead("a", 0, "me"), 0.0)
+    t.table.apply(Left("b", 0), 0.0)
+    assert [t.table.next_probe_target() for _ in range(3)] == [None] * 3
+
+
+# --- formed tables, shared copy-on-write ------------------------------------------
+
+
+NAMES = ("a", "b", "c", "d", "e")
+
+
+def _records(*names: str) -> list[MemberRecord]:
+    return [MemberRecord(name, f"{name}:1", 0, Status.ALIVE) for name in names]
+
+
+def _view(t: Table) -> list[tuple[str, str, Status, int]]:
+    return [(m.node_id, m.address, m.status, m.incarnation) for m in t.table.members()]
+
+
+def _assert_counts_match(t: Table) -> None:
+    members = t.table.members()
+    for status in Status:
+        assert t.table.count(status) == sum(m.status is status for m in members)
+
+
+def test_an_adopted_table_knows_every_member_alive_and_says_nothing() -> None:
+    formed = FormedTable(_records(*NAMES))
+    t = Table("c").adopt(formed)
+    assert len(formed) == 5
+    assert _view(t) == [(name, f"{name}:1", Status.ALIVE, 0) for name in NAMES]
+    assert t.table.live_count() == 5
+    assert t.table.others_alive() == 4
+    assert t.events == []
+    assert t.spread == []
+    assert t.table.records() == tuple(_records(*NAMES))
+    assert {m.node_id for m in t.table.random_members(4, (Status.ALIVE,))} == {"a", "b", "d", "e"}
+
+
+def test_a_change_on_one_adopter_shows_on_no_other() -> None:
+    formed = FormedTable(_records(*NAMES))
+    one, other = Table("a").adopt(formed), Table("b").adopt(formed)
+    before = _view(other)
+    one.table.apply(Suspect("c", 0, "a"), 1.0)  # a shared row changes
+    one.table.apply(Dead("d", 0, "a"), 1.0)
+    one.table.apply(Alive("e", "e:2", 3), 1.0)  # a new address and incarnation
+    one.table.apply(Alive("f", "f:1", 0), 1.0)  # a member the table never had
+    one.table.apply(Suspect("a", 0, "c"), 1.0)  # about itself: refuted
+    one.table.apply(Left("b", 0), 1.0)
+    one.table.apply(Suspect("c", 2, "e"), 1.0)  # a confirmation that raises the incarnation
+    assert _view(one) == [
+        ("a", "a:1", Status.ALIVE, 1),
+        ("b", "b:1", Status.LEFT, 0),
+        ("c", "c:1", Status.SUSPECT, 2),
+        ("d", "d:1", Status.DEAD, 0),
+        ("e", "e:2", Status.ALIVE, 3),
+        ("f", "f:1", Status.ALIVE, 0),
+    ]
+    _assert_counts_match(one)
+    assert one.table.records() != tuple(_records(*NAMES))
+    one.table.reap(1.0 + CONFIG.dead_retention + 1)  # forgets b and d
+    assert [m.node_id for m in one.table.members()] == ["a", "c", "e", "f"]
+    assert one.table.get("b") is None
+    assert one.table.get("d") is None
+    _assert_counts_match(one)
+    assert one.table.apply(Alive("d", "d:3", 1), 2.0)  # a forgotten member comes back
+    assert one.status("d") is Status.ALIVE
+    one.table.leave()
+    assert one.status("a") is Status.LEFT
+    _assert_counts_match(one)
+    assert _view(other) == before
+    assert other.table.count(Status.ALIVE) == 5
+    assert other.table.records() == tuple(_records(*NAMES))
+    assert _view(Table("e").adopt(formed)) == before  # the shared rows never changed
+
+
+def test_the_local_row_of_an_adopter_is_its_own() -> None:
+    formed = FormedTable(_records(*NAMES))
+    one, other = Table("a").adopt(formed), Table("b").adopt(formed)
+    one.table.local.since = 5.0  # the engine stamps its start time there
+    one.table.refute(0)
+    assert one.table.local.incarnation == 1
+    member = other.table.get("a")
+    assert member is not None
+    assert (member.incarnation, member.since) == (0, 0.0)
+
+
+def test_adopting_needs_a_fresh_table_that_the_formed_one_holds_as_it_is() -> None:
+    formed = FormedTable(_records(*NAMES))
+    with pytest.raises(ConfigError):
+        Table("z").adopt(formed)  # not in it
+    with pytest.raises(ConfigError):
+        Table("a", incarnation=1).adopt(formed)  # at another incarnation
+    with pytest.raises(ConfigError):
+        Table("a").adopt(FormedTable([MemberRecord("a", "elsewhere:1", 0, Status.ALIVE)]))
+    t = Table("a")
+    t.add("b")
+    with pytest.raises(ConfigError):
+        t.adopt(formed)  # it already knows someone
+    with pytest.raises(ConfigError):
+        Table("a").adopt(formed).adopt(formed)  # twice
+
+
+def test_a_formed_table_holds_each_member_once_and_alive() -> None:
+    with pytest.raises(ConfigError):
+        FormedTable([MemberRecord("a", "a:1", 0, Status.SUSPECT)])
+    with pytest.raises(ConfigError):
+        FormedTable(_records("a", "b", "a"))
+
+
+@given(st.lists(st.tuples(rumor_strategy, st.floats(0, 100)), max_size=40), st.booleans())
+def test_an_adopter_behaves_as_a_table_that_learned_the_members_itself(
+    rumors: list[tuple[MembershipRumor, float]], leave: bool
+) -> None:
+    formed = FormedTable(_records(*NAMES))
+    adopter, learner, bystander = Table("a").adopt(formed), Table("a"), Table("b").adopt(formed)
+    learner.add(*NAMES[1:])
+    learner.events.clear()
+    learner.spread.clear()
+    for t in (adopter, learner):
+        for rumor, now in rumors:
+            t.table.apply(rumor, now)
+            t.table.expire(now)
+        if leave:
+            t.table.leave()
+        t.table.reap(1e9)
+    assert _view(adopter) == _view(learner)
+    assert adopter.events == learner.events
+    assert adopter.spread == learner.spread
+    assert adopter.table.records() == learner.table.records()
+    assert adopter.table.next_deadline() == learner.table.next_deadline()
+    for status in Status:
+        assert adopter.table.count(status) == learner.table.count(status)
+    assert _view(bystander) == [(name, f"{name}:1", Status.ALIVE, 0) for name in NAMES]
+
+
+record_strategy = st.builds(
+    MemberRecord,
+    st.sampled_from("abcdef"),
+    st.sampled_from(["a:1", "x:1"]),
+    st.integers(0, 3),
+    st.sampled_from(list(Status)),
+)
+
+
+@given(
+    st.lists(st.tuples(rumor_strategy, st.floats(0, 100)), max_size=20),
+    st.lists(record_strategy, max_size=12),
+    st.booleans(),
+)
+def test_merging_records_applies_each_as_its_rumor(
+    rumors: list[tuple[MembershipRumor, float]], records: list[MemberRecord], adopt: bool
+) -> None:
+    def prepared() -> Table:
+        t = Table(local="a").adopt(FormedTable(_records(*NAMES))) if adopt else Table(local="a")
+        for rumor, now in rumors:
+            t.table.apply(rumor, now)
+        t.events.clear()
+        t.spread.clear()
+        return t
+
+    merged, applied = prepared(), prepared()
+    merged.table.merge_records(records, "e", 200.0)
+    for record in records:
+        rumor: MembershipRumor
+        match record.status:
+            case Status.ALIVE:
+                rumor = Alive(record.node_id, record.address, record.incarnation)
+            case Status.SUSPECT | Status.DEAD:
+                rumor = Suspect(record.node_id, record.incarnation, "e")
+            case Status.LEFT:
+                rumor = Left(record.node_id, record.incarnation)
+        applied.table.apply(rumor, 200.0, "e")
+    assert _view(merged) == _view(applied)
+    assert merged.events == applied.events
+    assert merged.spread == applied.spread

@@ -155,7 +155,9 @@ def _first_targets(
 
 def test_a_slow_target_makes_the_read_ask_other_members() -> None:
     stopped_first = 0
-    for seed in range(8):
+    # The stopped member is asked first one time in three: 16 seeds all miss it with
+    # probability (2/3)^16, under 0.2%, whatever the engines' random streams.
+    for seed in range(16):
         cluster, names = _ready(10 + seed, count=4)
         cluster.stop(names[3])  # still alive to the others when the read starts
         reader = cluster.engines[names[0]]
