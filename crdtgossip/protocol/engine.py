@@ -73,7 +73,7 @@ from crdtgossip.protocol.messages import (
 )
 from crdtgossip.protocol.outbox import Outbox
 from crdtgossip.protocol.probe import Prober
-from crdtgossip.protocol.quorum import Pending, QuorumResult, QuorumTracker
+from crdtgossip.protocol.quorum import FIRST_ROUND_SPARE, Pending, QuorumResult, QuorumTracker
 from crdtgossip.protocol.states import Status
 
 __all__ = ["DROP_REASONS", "MAX_SEEN_DELTAS", "Engine"]
@@ -374,13 +374,14 @@ class Engine:
         """Ask the other members to merge a delta already applied by :meth:`update`.
 
         ``needed - 1`` random live members are asked first (alive ones before
-        suspects); if they are slow, every live member that has not acknowledged is
-        asked after ``timeout`` x :data:`~crdtgossip.protocol.quorum.HEDGE_FRACTION`,
-        and again after each further such fraction. Akka Distributed Data's write
-        aggregator does the same (its primary nodes, then the rest after a fifth of
-        the timeout): asking everyone at once would make every member wake, open,
-        merge and acknowledge on the write's critical path, when ``needed - 1``
-        acknowledgements are all it waits for; the others get the delta by gossip.
+        suspects), plus :data:`~crdtgossip.protocol.quorum.FIRST_ROUND_SPARE`; if they
+        are slow, every live member that has not acknowledged is asked after
+        ``timeout`` x :data:`~crdtgossip.protocol.quorum.HEDGE_FRACTION`, and again
+        after each further such fraction. Akka Distributed Data's write aggregator
+        works the same way (its primary nodes, then the rest after a fifth of the
+        timeout): asking everyone at once would make every member wake, open, merge
+        and acknowledge, when ``needed - 1`` acknowledgements are all the write waits
+        for; the others get the delta by gossip.
         The outcome comes from :meth:`take_quorum_results` under the returned id: a
         success once ``needed`` members (this one included) merged it, else a failure
         at the deadline. The delta spreads by gossip either way.
@@ -413,8 +414,9 @@ class Engine:
     def start_read(self, key: str, needed: int, timeout: float, now: float) -> int:
         """Ask members for their state of ``key``; merge each reply into the store.
 
-        ``needed - 1`` random live members are asked first; if they are slow, every
-        live member that has not answered is asked after ``timeout`` x
+        ``needed - 1`` random live members are asked first (alive ones before
+        suspects), plus :data:`~crdtgossip.protocol.quorum.FIRST_ROUND_SPARE`; if they
+        are slow, every live member that has not answered is asked after ``timeout`` x
         :data:`~crdtgossip.protocol.quorum.HEDGE_FRACTION`. Once ``needed`` members
         (this one included) answered, the members whose reply differed from the
         joined state are sent it (read repair), and a success comes from
@@ -812,8 +814,8 @@ class Engine:
 
         Args:
             pending: the request.
-            everyone: ask every such member; else only as many as answers are
-                missing (the first round of a request), alive members before
+            everyone: ask every such member; else as many as answers are missing,
+                plus a spare (the first round of a request), alive members before
                 suspect ones, which are less likely to answer in time.
         """
         if pending.done or not self._quorum.is_pending(pending.request_id):
@@ -824,7 +826,7 @@ class Engine:
                 membership.live_count(), _LIVE_STATUSES, exclude=pending.answered
             )
         else:
-            missing = pending.needed - len(pending.answered)
+            missing = pending.needed - len(pending.answered) + FIRST_ROUND_SPARE
             candidates = membership.random_members(
                 missing, (Status.ALIVE,), exclude=pending.answered
             )

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Final
 
 __all__ = [
+    "FIRST_ROUND_SPARE",
     "HEDGE_FRACTION",
     "MAX_HELD_ACKS",
     "MAX_PENDING",
@@ -39,6 +40,15 @@ member that has not answered (again, for those already asked: a datagram may hav
 lost), and again after each further such fraction. A third leaves two more chances
 within the timeout; Cassandra's speculative retry similarly re-asks another replica
 once the first is slower than usual."""
+
+FIRST_ROUND_SPARE: Final = 1
+"""Members asked at once beyond the answers a request still needs. One spare lets a
+request finish at network speed though one member it asked is slow or dead unnoticed,
+instead of waiting for the hedge, and wakes fewer members than asking all of them
+(Cassandra's rapid read protection asks one more replica for the same reason). On 5
+loopback nodes with 4 peer processes on 2 CPUs, Majority write latency was 1.13 ms
+asking 2 members, 0.73-0.91 ms asking 3 and 0.84 ms asking all 4 (6.6 datagrams per
+write against 8.8 for all)."""
 
 MAX_PENDING: Final = 4096
 """Most quorum requests one node coordinates at once. Each holds a few hundred bytes
