@@ -578,19 +578,20 @@ class Engine:
         """
         if not self._started:
             return 0.0
-        times = [self._next_gossip]
+        # A driver calls this after every input, so it avoids building lists.
+        wakeup = self._next_gossip
         if not self._membership.leaving:
-            times += [self._next_push_pull, self._next_reconnect]
-            if self._joining():
-                times.append(self._next_join)
+            wakeup = min(wakeup, self._next_push_pull, self._next_reconnect)
+            if self._next_join < wakeup and self._joining():
+                wakeup = self._next_join
         for deadline in (
             self._prober.next_deadline(),
             self._membership.next_deadline(),
             self._quorum.next_deadline(),
         ):
-            if deadline is not None:
-                times.append(deadline)
-        return min(times)
+            if deadline is not None and deadline < wakeup:
+                wakeup = deadline
+        return wakeup
 
     def members(self) -> list[Member]:
         """Every member known, this node included, sorted by node id."""

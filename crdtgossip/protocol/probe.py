@@ -125,11 +125,18 @@ class Prober:
 
     def next_deadline(self) -> float | None:
         """The earliest time :meth:`tick` has something to do."""
-        times = [t for t in (self._next_probe_at,) if t is not None]
-        if self.current is not None:
-            times.append(self.current.end_at if self.current.indirect else self.current.timeout_at)
-        times.extend(relay.deadline for relay in self._relays.values())
-        return min(times) if times else None
+        # Called after every input the driver gives the engine: no list unless relays.
+        earliest = self._next_probe_at
+        current = self.current
+        if current is not None:
+            due = current.end_at if current.indirect else current.timeout_at
+            if earliest is None or due < earliest:
+                earliest = due
+        if self._relays:
+            relays = min(relay.deadline for relay in self._relays.values())
+            if earliest is None or relays < earliest:
+                earliest = relays
+        return earliest
 
     def tick(self, now: float) -> None:
         """Advance the probe and the relays to ``now``.
