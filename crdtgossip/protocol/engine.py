@@ -178,6 +178,7 @@ class Engine:
     Example:
         >>> import random
         >>> from crdtgossip.config import GossipConfig
+        >>> from crdtgossip.protocol import Engine
         >>> engine = Engine("a", "127.0.0.1:7001", GossipConfig.local(), random.Random(1), "a-1")
         >>> engine.join(["127.0.0.1:7002"], now=0.0)
         >>> [frame.address for frame in engine.take_outgoing()]
