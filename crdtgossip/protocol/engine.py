@@ -978,6 +978,8 @@ class Engine:
         return retransmit_limit(self.config.retransmit_mult, self._membership.live_count())
 
     def _flush(self) -> None:
+        if self._outbox.empty:  # most inputs send nothing (a local update waits for gossip)
+            return
         frames = self._outbox.flush(self._queue, self._retransmit_limit())
         self._counters["messages_out"] += self._outbox.take_message_count()
         for frame in frames:

@@ -134,6 +134,11 @@ class Outbox:
                 frames.append(Outgoing(address, self._frame(messages), True))
         return frames
 
+    @property
+    def empty(self) -> bool:
+        """Whether nothing is waiting for :meth:`flush`."""
+        return not self._batches
+
     def take_message_count(self) -> int:
         """Messages framed since the last call (for the engine's counters)."""
         count, self._messages_framed = self._messages_framed, 0
