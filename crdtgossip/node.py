@@ -37,12 +37,11 @@ from typing import Any, Final, TypeVar
 from crdtgossip.codec import decode, encode
 from crdtgossip.config import GossipConfig
 from crdtgossip.consistency import Consistency, Local
-from crdtgossip.crdts._base import CRDT, state_of
+from crdtgossip.crdts._base import CRDT, delta_of, state_of
 from crdtgossip.errors import (
     ConfigError,
     CRDTGossipError,
     DecodeError,
-    MergeError,
     QuorumError,
     StorageError,
     TransportError,
@@ -389,12 +388,7 @@ class Node:
         async with self._store_lock:
             engine = self._require_engine()
             current = self._current(engine, key, value_type)
-            delta = fn(current)
-            if type(delta) is not type(current):
-                raise MergeError(
-                    f"the update function must return the delta its mutator returned (a "
-                    f"{type(current).__name__}), not {delta!r:.80}"
-                )
+            delta = delta_of(current, fn)
             if self._storage is not None:
                 # If stop() runs meanwhile the write is on disk all the same: apply it,
                 # so memory matches the storage; it spreads after the next start.

@@ -26,12 +26,12 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from typing import Any, Protocol, Self, TypeAlias, TypeVar, runtime_checkable
 
 from crdtgossip.errors import ConfigError, MergeError, OperationError
 
-__all__ = ["CRDT", "Element", "Value", "now_ns", "order_key", "state_of"]
+__all__ = ["CRDT", "Element", "Value", "delta_of", "now_ns", "order_key", "state_of"]
 
 #: What an element of a set, a map key or a register value may be: None, bool, int,
 #: float, str, bytes and tuples of these. Python's equality applies: ``1``, ``1.0`` and
@@ -165,4 +165,24 @@ def state_of(key: str, state: CRDT | None, value_type: type[C] | C) -> C:
             f"key {key!r} holds a {type(state).__name__}, not a {type(empty).__name__}"
         )
     found: C = state
+    return found
+
+
+def delta_of(state: C, fn: Callable[[C], object]) -> C:
+    """Run an update function on ``state`` and check it returned the delta of a mutator.
+
+    ``fn(state)`` must call one mutator of ``state`` (which changes it) and return what
+    the mutator returned: a delta of the same type.
+
+    Raises:
+        MergeError: ``fn`` returned something else (the mutator's return value was
+            dropped, or a value of another type returned).
+    """
+    delta = fn(state)
+    if type(delta) is not type(state):
+        raise MergeError(
+            f"the update function must return the delta its mutator returned (a "
+            f"{type(state).__name__}), not {delta!r:.80}"
+        )
+    found: C = delta  # the same type as state: checked above
     return found

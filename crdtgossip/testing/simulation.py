@@ -50,8 +50,8 @@ from crdtgossip.codec import encode
 from crdtgossip.config import GossipConfig
 from crdtgossip.consistency import DEFAULT_TIMEOUT, Consistency, Local, Majority
 from crdtgossip.crdts import CRDT, GCounter, ORSet
-from crdtgossip.crdts._base import state_of
-from crdtgossip.errors import ConfigError, CRDTGossipError, MergeError
+from crdtgossip.crdts._base import delta_of, state_of
+from crdtgossip.errors import ConfigError, CRDTGossipError
 from crdtgossip.node import LEAVE_GOSSIP_ROUNDS
 from crdtgossip.protocol import Engine, KeyChanged, Member, Status
 from crdtgossip.protocol.membership import FormedTable
@@ -449,13 +449,7 @@ class Simulation:
         slot = self._slot(i)
         if slot.life is not _Life.RUNNING:
             raise CRDTGossipError(f"node {i} is {slot.life.name.lower()}: it cannot write")
-        current = self.get(i, key, value_type)
-        delta = fn(current)
-        if type(delta) is not type(current):
-            raise MergeError(
-                f"the update function must return the delta its mutator returned (a "
-                f"{type(current).__name__}), not {delta!r:.80}"
-            )
+        delta = delta_of(self.get(i, key, value_type), fn)
         slot.engine.update(key, delta, self._now)
         self._collect(i)
         return slot.engine, delta
