@@ -16,6 +16,8 @@ if TYPE_CHECKING:
 # Document the working tree, not whatever copy of crdtgossip happens to be installed.
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
+# Our own Sphinx extensions (the benchmark tables).
+sys.path.insert(0, str(REPO_ROOT / "docs" / "_ext"))
 
 from crdtgossip._version import __version__  # noqa: E402
 
@@ -31,6 +33,7 @@ extensions = [
     "sphinx.ext.doctest",
     "sphinx.ext.napoleon",
     "sphinx.ext.viewcode",
+    "benchtables",
 ]
 
 exclude_patterns = ["_build"]
