@@ -123,6 +123,7 @@ _COUNTERS: Final = (
     "local_updates",
     "push_pulls",
     "keys_restored",
+    "stale_accusations_corrected",
     "quorum_writes",
     "quorum_reads",
     "quorum_failures",
@@ -227,6 +228,8 @@ class Engine:
         self._tree = HashTree(self._digest_of)
         self._seen: OrderedDict[bytes, None] = OrderedDict()
         self._notices: dict[str, float] = {}
+        # (accuser, accused) -> when we last sent the accuser the refutation it missed.
+        self._corrections: dict[tuple[str, str], float] = {}
         self._counters = dict.fromkeys(_COUNTERS, 0)
         self._drops = dict.fromkeys(DROP_REASONS, 0)
         self._seeds: list[str] = []
@@ -679,8 +682,11 @@ class Engine:
                 self._prober.on_ack(message)
             case Nack():
                 self._prober.on_nack(message)
-            case Alive() | Suspect() | Dead() | Left():
+            case Alive() | Left():
                 self._membership.apply(message, origin.now, origin.node_id)
+            case Suspect() | Dead():
+                if not self._membership.apply(message, origin.now, origin.node_id):
+                    self._correct_stale_accusation(message, origin)
             case Delta():
                 self._on_delta(message, origin)
             case State():
@@ -718,6 +724,40 @@ class Engine:
         self._notices[origin.node_id] = origin.now
         notice = Dead(member.node_id, member.incarnation, self.node_id)
         self._send_datagram(origin.address, notice, None)
+
+    def _correct_stale_accusation(self, rumor: Suspect | Dead, origin: _From) -> None:
+        """Send the sender of an outdated accusation the refutation it missed.
+
+        A member that gossips ``Suspect`` or ``Dead`` about a member we know alive at a
+        higher incarnation has missed that member's refutation. The refutation spreads
+        by a bounded number of piggybacked transmissions (about a second's worth); a
+        node that drew too few of them, all lost, would otherwise learn it only from
+        anti-entropy, whose interval (90 s at 100 members) is longer than the
+        suspicion timeout, and would declare a live member dead. Measured before
+        this answer: 2 false deaths in one simulated hour of 100 members at 10%
+        loss, each an observer that received 2 of the 1,188 transmissions of the
+        refutation, both lost. Its own stale accusation is what gives such a node
+        away, and it keeps sending it, so each receiver that knows better answers it
+        directly: one answer per accuser per probe interval, as the dead notices.
+        """
+        member = self._membership.get(rumor.node_id)
+        if (
+            member is None
+            or member.incarnation <= rumor.incarnation
+            or member.status is not Status.ALIVE
+            or rumor.node_id == origin.node_id
+        ):
+            return
+        key = (origin.node_id, rumor.node_id)
+        last = self._corrections.get(key)
+        if last is not None and origin.now - last < self.config.probe_interval:
+            return
+        if len(self._corrections) >= _MAX_NOTICES:
+            self._corrections.clear()
+        self._corrections[key] = origin.now
+        self._counters["stale_accusations_corrected"] += 1
+        correction = Alive(member.node_id, member.address, member.incarnation)
+        self._send_datagram(origin.address, correction, None)
 
     # --- data ----------------------------------------------------------------------
 
