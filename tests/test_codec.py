@@ -226,6 +226,7 @@ FACTORIES: dict[str, Callable[[], Any]] = {
     "ORMap(GCounter)": lambda: ORMap(GCounter),
     "ORMap(EWFlag)": lambda: ORMap(EWFlag),
     "ORMap(MVRegister)": lambda: ORMap(MVRegister),
+    "ORMap(ORMap(PNCounter))": lambda: ORMap(ORMap(PNCounter)),
 }
 
 

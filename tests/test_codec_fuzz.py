@@ -47,6 +47,7 @@ from crdtgossip import (
     encode,
 )
 from crdtgossip.codec import FORMAT_VERSION, TUPLE_EXT_CODE, decode_value
+from tests.test_codec import FACTORIES
 
 #: The seed every corpus and case seed derives from; change it to explore new inputs.
 BASE_SEED = 20_240_601
@@ -85,27 +86,6 @@ MIN_VALIDATION_SHARE = 0.05
 MIN_DECODED_SHARE = 0.01
 
 REPLICAS = ("a", "b", "c")
-
-FACTORIES: dict[str, Callable[[], Any]] = {
-    "GCounter": GCounter,
-    "PNCounter": PNCounter,
-    "GSet": GSet,
-    "ORSet": ORSet,
-    "EWFlag": EWFlag,
-    "LWWRegister": LWWRegister,
-    "MVRegister": MVRegister,
-    "LWWMap": LWWMap,
-    "ORMap(ORSet)": lambda: ORMap(ORSet),
-    "ORMap(PNCounter)": lambda: ORMap(PNCounter),
-    "ORMap(LWWRegister)": lambda: ORMap(LWWRegister),
-    "ORMap(ORMap(ORSet))": lambda: ORMap(ORMap(ORSet)),
-    "ORMap(GSet)": lambda: ORMap(GSet),
-    "ORMap(LWWMap)": lambda: ORMap(LWWMap),
-    "ORMap(GCounter)": lambda: ORMap(GCounter),
-    "ORMap(EWFlag)": lambda: ORMap(EWFlag),
-    "ORMap(MVRegister)": lambda: ORMap(MVRegister),
-    "ORMap(ORMap(PNCounter))": lambda: ORMap(ORMap(PNCounter)),
-}
 
 NINE_TYPES = (GCounter, PNCounter, GSet, ORSet, EWFlag, LWWRegister, MVRegister, LWWMap, ORMap)
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 from collections.abc import AsyncIterator, Awaitable, Callable
 
@@ -22,27 +21,6 @@ FAST = dataclasses.replace(
     join_retry_interval=0.3,
     reconnect_interval=1.0,
 )
-
-#: The most a condition may take before a test fails. A guard against hanging, not a
-#: timing assertion: conditions normally hold within a second.
-PATIENCE = 30.0
-
-
-async def eventually(
-    condition: Callable[[], bool | Awaitable[bool]], what: str, patience: float = PATIENCE
-) -> None:
-    """Poll ``condition`` until it holds; fail the test with ``what`` if it never does."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + patience
-    while True:
-        result = condition()
-        if not isinstance(result, bool):
-            result = await result
-        if result:
-            return
-        if loop.time() > deadline:
-            pytest.fail(f"never happened: {what}")
-        await asyncio.sleep(0.05)
 
 
 def statuses(node: Node) -> dict[str, str]:

@@ -8,7 +8,8 @@ from collections.abc import Awaitable, Callable
 from crdtgossip import GCounter, ORSet
 from crdtgossip.node import Node
 from crdtgossip.security import Keyring
-from tests.node.conftest import FAST, eventually, statuses
+from tests.node.conftest import FAST, statuses
+from tests.polling import eventually
 
 Factory = Callable[..., Awaitable[list[Node]]]
 

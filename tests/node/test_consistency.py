@@ -12,7 +12,8 @@ from crdtgossip.consistency import All, AtLeast, Local, Majority
 from crdtgossip.errors import ConfigError, CRDTGossipError, MergeError, QuorumError
 from crdtgossip.node import Node
 from crdtgossip.storage import MemoryStorage
-from tests.node.conftest import FAST, eventually, statuses
+from tests.node.conftest import FAST, statuses
+from tests.polling import eventually
 
 Factory = Callable[..., Awaitable[list[Node]]]
 

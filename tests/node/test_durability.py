@@ -20,7 +20,8 @@ from crdtgossip import GCounter, ORSet, decode, encode
 from crdtgossip.errors import StorageError
 from crdtgossip.node import Node
 from crdtgossip.storage import MemoryStorage, SQLiteStorage
-from tests.node.conftest import FAST, eventually
+from tests.node.conftest import FAST
+from tests.polling import eventually
 
 Factory = Callable[..., Awaitable[list[Node]]]
 

@@ -10,7 +10,8 @@ from collections.abc import Awaitable, Callable
 from crdtgossip import GCounter
 from crdtgossip.node import Node
 from crdtgossip.transport import TcpTransport, parse_address
-from tests.node.conftest import eventually, statuses
+from tests.node.conftest import statuses
+from tests.polling import eventually
 
 Factory = Callable[..., Awaitable[list[Node]]]
 

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 
 import pytest
 from aiohttp import web
@@ -27,10 +26,6 @@ FAST = dataclasses.replace(
     join_retry_interval=0.3,
 )
 
-#: The most a condition may take before a test fails: a guard against hanging, not a
-#: timing assertion; conditions normally hold within a second.
-PATIENCE = 30.0
-
 #: Start of the injected clock: 2024-01-01T00:00:00Z, any fixed Unix time would do.
 START_TIME = 1_704_067_200.0
 
@@ -50,23 +45,6 @@ class FakeClock:
 
     def advance(self, seconds: float) -> None:
         self.now += seconds
-
-
-async def eventually(
-    condition: Callable[[], bool | Awaitable[bool]], what: str, patience: float = PATIENCE
-) -> None:
-    """Poll ``condition`` until it holds; fail the test with ``what`` if it never does."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + patience
-    while True:
-        result = condition()
-        if not isinstance(result, bool):
-            result = await result
-        if result:
-            return
-        if loop.time() > deadline:
-            pytest.fail(f"never happened: {what}")
-        await asyncio.sleep(0.02)
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ from crdtgossip.apps.registry.agent import STATE_FILE, AgentOptions, read_token,
 from crdtgossip.apps.registry.cli import add_agent_command, run
 from crdtgossip.errors import ConfigError
 from crdtgossip.security import Keyring
-from tests.apps.registry.conftest import PATIENCE, eventually
+from tests.polling import PATIENCE, eventually
 
 
 def parser() -> argparse.ArgumentParser:

@@ -14,7 +14,8 @@ from crdtgossip.apps.registry import MAX_BODY_BYTES, Registry, make_app
 from crdtgossip.apps.registry.model import MaintenanceRequest
 from crdtgossip.errors import ConfigError, QuorumError
 from crdtgossip.node import Node
-from tests.apps.registry.conftest import FAST, PATIENCE, Client, FakeClock, eventually
+from tests.apps.registry.conftest import FAST, Client, FakeClock
+from tests.polling import PATIENCE, eventually
 
 WEB_1 = "/v1/services/web/instances/web-1"
 

@@ -18,7 +18,8 @@ from crdtgossip.apps.registry.state import (
 from crdtgossip.apps.registry.view import Snapshot, services_view
 from crdtgossip.crdts import ORMap
 from crdtgossip.node import Node
-from tests.apps.registry.conftest import FAST, eventually
+from tests.apps.registry.conftest import FAST
+from tests.polling import eventually
 
 RECORD = InstanceRecord(address="10.0.0.1", port=80, env="prod", tags=("a",), meta={"k": "v"})
 
