@@ -22,7 +22,7 @@ from crdtgossip import Keyring
 from crdtgossip.config import GossipConfig
 from crdtgossip.node import Node
 
-__all__ = ["LABEL", "main"]
+__all__ = ["LABEL", "Echo", "main"]
 
 #: Cluster label of the benchmark's keyrings; the same as bench_consistency's.
 LABEL = b"crdtgossip-bench"
@@ -30,7 +30,7 @@ LABEL = b"crdtgossip-bench"
 STATS = "stats"
 
 
-class _Echo(asyncio.DatagramProtocol):
+class Echo(asyncio.DatagramProtocol):
     """Sends every datagram back where it came from."""
 
     def __init__(self) -> None:
@@ -75,7 +75,7 @@ async def _node(name: str, seed: int, key: bytes, join: str) -> None:
 
 async def _echo() -> None:
     loop = asyncio.get_running_loop()
-    transport, _ = await loop.create_datagram_endpoint(_Echo, local_addr=("127.0.0.1", 0))
+    transport, _ = await loop.create_datagram_endpoint(Echo, local_addr=("127.0.0.1", 0))
     try:
         host, port = transport.get_extra_info("sockname")[:2]
         print(f"{host}:{port}", flush=True)

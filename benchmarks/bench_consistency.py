@@ -51,7 +51,7 @@ from typing import cast
 
 import crdtgossip
 from benchmarks._measure import NS_PER_S
-from benchmarks._peer import LABEL
+from benchmarks._peer import LABEL, Echo
 from benchmarks._result import BenchResult, Figure
 from crdtgossip import GCounter, Keyring, Local, Majority, SQLiteStorage
 from crdtgossip.config import GossipConfig
@@ -243,21 +243,6 @@ async def _wait_for_membership(nodes: list[Node]) -> None:
 
 
 # ---- Majority write latency -----------------------------------------------------------
-class _Echo(asyncio.DatagramProtocol):
-    """Sends every datagram back where it came from."""
-
-    def __init__(self) -> None:
-        self.transport: asyncio.DatagramTransport | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        # The selector's datagram transport does not subclass DatagramTransport.
-        self.transport = cast(asyncio.DatagramTransport, transport)
-
-    def datagram_received(self, data: bytes, addr: tuple[str | object, int]) -> None:
-        assert self.transport is not None
-        self.transport.sendto(data, addr)
-
-
 class _Client(asyncio.DatagramProtocol):
     """Resolves the pending future with the next datagram received."""
 
@@ -398,7 +383,7 @@ async def _majority_processes(result: BenchResult, key: bytes, sizes: _Sizes) ->
 async def _majority_one_loop(result: BenchResult, nodes: list[Node], sizes: _Sizes) -> None:
     """Majority writes with all five nodes, and the echo endpoint, in this event loop."""
     loop = asyncio.get_running_loop()
-    echo_transport, _ = await loop.create_datagram_endpoint(_Echo, local_addr=("127.0.0.1", 0))
+    echo_transport, _ = await loop.create_datagram_endpoint(Echo, local_addr=("127.0.0.1", 0))
     try:
         received = _datagrams_received(nodes)
         series = await _majority_series(nodes[0], echo_transport.get_extra_info("sockname"), sizes)
