@@ -127,21 +127,17 @@ def _measure_size(result: BenchResult, n: int, rounds: int, config: GossipConfig
         Figure(f"formation_seconds_{n}", formed, "s", note="real time to build the formed cluster")
     )
     result.figure(
-        Figure(
+        _seconds(
             f"round_seconds_{n}",
-            round_timing.median_ns_per_op / NS_PER_S,
-            "s",
-            best=round_timing.best_ns_per_op / NS_PER_S,
-            note=f"CPU per gossip round of virtual time, {rounds} consecutive rounds",
+            round_timing,
+            f"CPU per gossip round of virtual time, {rounds} consecutive rounds",
         )
     )
     result.figure(
-        Figure(
+        _seconds(
             f"round_seconds_gc_{n}",
-            collected.median_ns_per_op / NS_PER_S,
-            "s",
-            best=collected.best_ns_per_op / NS_PER_S,
-            note=f"the same with the garbage collector on, {rounds} further rounds",
+            collected,
+            f"the same with the garbage collector on, {rounds} further rounds",
         )
     )
     result.figure(
@@ -257,3 +253,14 @@ def _peak_rss_bytes() -> int | None:
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     # Linux counts kibibytes; macOS counts bytes.
     return peak if sys.platform == "darwin" else peak * 1024
+
+
+def _seconds(name: str, timing: Timing, note: str) -> Figure:
+    """A timing as seconds per operation: the median sample, and the least as ``best``."""
+    return Figure(
+        name,
+        timing.median_ns_per_op / NS_PER_S,
+        "s",
+        best=timing.best_ns_per_op / NS_PER_S,
+        note=note,
+    )
