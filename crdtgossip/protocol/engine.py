@@ -44,7 +44,7 @@ from crdtgossip.errors import ConfigError, DecodeError, MergeError, OperationErr
 from crdtgossip.protocol import antientropy
 from crdtgossip.protocol.antientropy import HashTree, push_pull_interval, state_digest
 from crdtgossip.protocol.awareness import Awareness
-from crdtgossip.protocol.broadcast import BroadcastQueue, retransmit_limit
+from crdtgossip.protocol.broadcast import MAX_QUEUE_ITEMS, BroadcastQueue, retransmit_limit
 from crdtgossip.protocol.events import Event, KeyChanged, Member, Outgoing
 from crdtgossip.protocol.membership import FormedTable, Membership, MembershipRumor
 from crdtgossip.protocol.messages import (
@@ -76,7 +76,13 @@ from crdtgossip.protocol.probe import Prober
 from crdtgossip.protocol.quorum import FIRST_ROUND_SPARE, Pending, QuorumResult, QuorumTracker
 from crdtgossip.protocol.states import Status
 
-__all__ = ["DROP_REASONS", "MAX_SEEN_DELTAS", "Engine"]
+__all__ = ["DROP_REASONS", "MAX_JOINED_DELTAS", "MAX_SEEN_DELTAS", "Engine"]
+
+MAX_JOINED_DELTAS: Final = 64
+"""Most deltas of one key joined into one gossip queue item before the next delta gets
+an item of its own. Joining saves queue slots and bytes for a burst of writes to one
+key, but each join re-encodes the joined delta, so an unbounded join would cost
+O(burst) per write; 64 small deltas encode in tens of microseconds."""
 
 MAX_SEEN_DELTAS: Final = 16_384
 """Digests of recently received deltas remembered, so a delta that comes back by
@@ -225,6 +231,15 @@ class Engine:
         self._outbox = Outbox(node_id, config.max_datagram, config.max_reliable_frame)
         self._prober = Prober(self._membership, self._awareness, config, rng, self._send_datagram)
         self._store: dict[str, CRDT] = {}
+        # Keys with a local write being persisted (see begin_local), and the read
+        # requests for them waiting until it is.
+        self._held_keys: dict[str, int] = {}
+        self._deferred_reads: dict[str, list[tuple[str, int]]] = {}
+        # The gossip queue item of each key that a newer delta may still be joined
+        # into, with the number of deltas joined in it (see _queue_delta).
+        self._open_deltas: dict[str, tuple[str, str]] = {}
+        self._joined: dict[str, int] = {}
+        self._delta_serial = 0
         self._tree = HashTree(self._digest_of)
         self._seen: OrderedDict[bytes, None] = OrderedDict()
         self._notices: dict[str, float] = {}
@@ -333,12 +348,110 @@ class Engine:
         else:
             state.merge(delta)
         self._counters["local_updates"] += 1
-        self._changed(key)
+        self._changed(key, delta, payload, local=True)
         self._remember(payload)
         self._queue_delta(key, delta.copy(), payload, frozenset())
         self._flush()
 
-    def restore(self, key: str, state: CRDT) -> None:
+    def begin_local(self, key: str) -> None:
+        """Hold back ``key``'s state while a local write to it is being persisted.
+
+        A driver that persists a local write before it spreads (a durable storage)
+        mutates the live state (:meth:`get`), then persists the delta, then calls
+        :meth:`commit_local`. In between, the engine must not send the key's state to
+        anyone (anti-entropy, read replies, read repair): it holds a write that is not
+        on disk yet. Read requests for the key are answered once it is committed or
+        rolled back; anti-entropy skips it until then.
+
+        Raises:
+            OperationError: an invalid key.
+        """
+        self._check_key(key)
+        self._held_keys[key] = self._held_keys.get(key, 0) + 1
+
+    def commit_local(
+        self, key: str, state: CRDT, delta: CRDT, now: float, *, payload: bytes | None = None
+    ) -> None:
+        """Record a local mutation already applied to ``state``, and spread its delta.
+
+        This is the write path that costs the size of the change: the driver runs the
+        mutator on the live state (``get(key)``, or a new empty state when the key is
+        absent) and hands over the state and the mutator's delta; nothing is copied or
+        merged again. The engine keeps ``delta`` (for the gossip queue): the driver must
+        not change it afterwards.
+
+        Args:
+            key: the data key.
+            state: the object :meth:`get` returned, mutated in place, or the new state
+                of a key that was absent (the engine keeps it).
+            delta: the delta the mutator returned.
+            now: the driver's time in seconds.
+            payload: ``encode(delta)`` when the driver already has it.
+
+        Raises:
+            OperationError: an invalid key.
+            MergeError: the key holds a state of another type.
+            EncodeError: the delta cannot be encoded (mutators validate their arguments
+                first, so this means a bug in a type; the state keeps the change).
+        """
+        self._check_key(key)
+        now = self._begin(now)
+        self._release_key(key)
+        current = self._store.get(key)
+        if current is not None and current is not state and type(current) is not type(delta):
+            raise MergeError(
+                f"key {key!r} holds a {type(current).__name__}, not a {type(delta).__name__}"
+            )
+        if payload is None:
+            payload = encode(delta)
+        if current is None:
+            self._store[key] = state
+        elif current is not state:
+            # The key appeared (merged from the network) while the write was persisted,
+            # or was rolled back and written again: join the write into what is here.
+            current.merge(delta)
+        self._counters["local_updates"] += 1
+        self._changed(key, delta, payload, local=True)
+        self._remember(payload)
+        self._queue_delta(key, delta, payload, frozenset())
+        self._flush()
+
+    def abort_local(self, key: str, state: CRDT | None, now: float) -> None:
+        """Undo a held local write that could not be persisted (see :meth:`begin_local`).
+
+        Args:
+            key: the data key.
+            state: the key's state as the storage has it (None: the key is not stored):
+                it replaces the live state, which holds the write that failed. States
+                merged from the network meanwhile come back by anti-entropy.
+            now: the driver's time in seconds.
+        """
+        now = self._begin(now)
+        if state is None:
+            self._store.pop(key, None)
+        else:
+            self._store[key] = state
+        self._tree.touch(key)
+        self._events.append(KeyChanged(key, local=True))
+        self._release_key(key)  # last: the reads waiting get the state put back
+        self._flush()
+
+    def _release_key(self, key: str) -> None:
+        held = self._held_keys.get(key)
+        if held is None:
+            return
+        if held > 1:
+            self._held_keys[key] = held - 1
+            return
+        del self._held_keys[key]
+        for address, request_id in self._deferred_reads.pop(key, ()):
+            self._answer_read(address, request_id, key)
+
+    def is_held(self, key: str) -> bool:
+        """Whether a local write to ``key`` is being persisted (see :meth:`begin_local`)."""
+        return key in self._held_keys
+
+    def restore(self, key: str, state: CRDT, *, copy: bool = True) -> None:
         """Put a state read back from storage into the store, without spreading it.
 
         Unlike :meth:`update` it queues no gossip and emits no event: the state is
@@ -347,7 +460,9 @@ class Engine:
 
         Args:
             key: the data key.
-            state: the stored state (the engine keeps its own copy).
+            state: the stored state.
+            copy: keep a copy of ``state`` (the default); False: keep ``state`` itself,
+                which the caller must then leave alone (a copy costs its size).
 
         Raises:
             OperationError: an invalid key.
@@ -356,7 +471,7 @@ class Engine:
         self._check_key(key)
         current = self._store.get(key)
         if current is None:
-            self._store[key] = state.copy()
+            self._store[key] = state.copy() if copy else state
         elif type(current) is not type(state):
             raise MergeError(
                 f"key {key!r} holds a {type(current).__name__}, not a {type(state).__name__}"
@@ -374,7 +489,16 @@ class Engine:
         """
         return self._membership.live_count()
 
-    def start_write(self, key: str, delta: CRDT, needed: int, timeout: float, now: float) -> int:
+    def start_write(
+        self,
+        key: str,
+        delta: CRDT,
+        needed: int,
+        timeout: float,
+        now: float,
+        *,
+        payload: bytes | None = None,
+    ) -> int:
         """Ask the other members to merge a delta already applied by :meth:`update`.
 
         ``needed - 1`` random live members are asked first (alive ones before
@@ -396,6 +520,7 @@ class Engine:
             needed: members that must have merged it, this one included.
             timeout: seconds until the request fails.
             now: the driver's time in seconds.
+            payload: ``encode(delta)``, when the driver has it already.
 
         Returns:
             The request id.
@@ -406,7 +531,8 @@ class Engine:
         """
         self._check_key(key)
         now = self._begin(now)
-        payload = encode(delta)
+        if payload is None:
+            payload = encode(delta)
         pending = self._quorum.new(
             write=True, key=key, needed=needed, timeout=timeout, now=now, payload=payload
         )
@@ -612,9 +738,13 @@ class Engine:
         return self._awareness.score
 
     def get(self, key: str) -> CRDT | None:
-        """A copy of the state of ``key``, or ``None`` if this node has none."""
-        state = self._store.get(key)
-        return None if state is None else state.copy()
+        """The live state of ``key``, or ``None`` if this node has none.
+
+        The engine's own object, not a copy (a copy costs the size of the state): read
+        it, or mutate it only as :meth:`commit_local` describes. It changes as the
+        engine merges; ``copy()`` it to keep a snapshot.
+        """
+        return self._store.get(key)
 
     def keys(self) -> list[str]:
         """Every key with a state here, sorted."""
@@ -764,9 +894,9 @@ class Engine:
     def _digest_of(self, key: str) -> bytes:
         return state_digest(encode(self._store[key]))
 
-    def _changed(self, key: str) -> None:
+    def _changed(self, key: str, change: CRDT, payload: bytes, *, local: bool = False) -> None:
         self._tree.touch(key)
-        self._events.append(KeyChanged(key))
+        self._events.append(KeyChanged(key, change, payload, local))
 
     def _remember(self, payload: bytes) -> bool:
         """Record a delta payload as seen; ``False`` if it already was."""
@@ -779,8 +909,13 @@ class Engine:
             self._seen.popitem(last=False)
         return True
 
-    def _merge_payload(self, key: str, payload: bytes) -> CRDT | None:
-        """Decode a payload and merge it into the store; ``None`` if it was dropped."""
+    def _merge_payload(self, key: str, payload: bytes, *, keep: bool = True) -> CRDT | None:
+        """Decode a payload and merge it into the store; ``None`` if it was dropped.
+
+        With ``keep`` the decoded value returned stays apart from the store (it is
+        relayed as a delta), so a key new here stores a copy of it; without, the store
+        may take the decoded object itself (a whole state: a copy would cost its size).
+        """
         try:
             decoded: object = decode(payload)
         except DecodeError:
@@ -798,7 +933,7 @@ class Engine:
         value = cast(CRDT, decoded)
         state = self._store.get(key)
         if state is None:
-            self._store[key] = value.copy()
+            self._store[key] = value.copy() if keep else value
         elif type(state) is not type(value):
             self._counters["merge_errors"] += 1
             self._drops["type_mismatch"] += 1
@@ -810,7 +945,7 @@ class Engine:
                 self._counters["merge_errors"] += 1
                 self._drops["merge_failed"] += 1
                 return None
-        self._changed(key)
+        self._changed(key, value, payload)
         return value
 
     def _on_delta(self, message: Delta, origin: _From) -> None:
@@ -825,29 +960,62 @@ class Engine:
         self._queue_delta(message.key, delta, message.payload, frozenset((origin.node_id,)))
 
     def _on_state(self, message: State) -> None:
-        if self._merge_payload(message.key, message.payload) is not None:
+        if self._merge_payload(message.key, message.payload, keep=False) is not None:
             self._counters["states_merged"] += 1
 
     def _queue_delta(self, key: str, delta: CRDT, payload: bytes, exclude: frozenset[str]) -> None:
-        """Queue a delta; a delta of the same key already queued is joined into it."""
-        name = ("key", key)
-        older = self._queue.get(name)
-        if older is not None and older.extra is not None and type(older.extra) is type(delta):
-            joined = older.extra.copy()
+        """Queue a delta for gossip; the queue keeps ``delta`` (its own object).
+
+        A delta of the same key queued and not sent yet is joined into, in place, up to
+        :data:`MAX_JOINED_DELTAS` of them: a burst of writes to one key costs one
+        queue item per that many writes, and each join re-encodes a bounded delta. A
+        queued delta already sent is never changed (its copies are on their way); the
+        newer delta gets an item of its own, so nothing queued is ever lost.
+        """
+        open_name = self._open_deltas.get(key)
+        older = None if open_name is None else self._queue.get(open_name)
+        if (
+            open_name is not None
+            and older is not None
+            and older.transmits == 0
+            and older.extra is not None
+            and type(older.extra) is type(delta)
+            and self._joined.get(key, 0) < MAX_JOINED_DELTAS
+        ):
+            joined = older.extra
             try:
                 joined.merge(delta)
             except (MergeError, TypeError, ValueError):
-                joined = delta  # nested types disagree: the newer delta alone goes out
+                pass  # nested types disagree: the newer delta gets an item of its own
             else:
-                payload = encode(joined)
-                exclude &= older.exclude
-                self._remember(payload)
-            delta = joined
+                joined_payload = encode(joined)
+                packed = encode_message(Delta(key, joined_payload))
+                if len(packed) <= self._outbox.reliable_room:
+                    self._remember(joined_payload)
+                    self._joined[key] = self._joined.get(key, 0) + 1
+                    self._queue.put(
+                        open_name, packed, exclude=exclude & older.exclude, extra=joined
+                    )
+                    return
+                # Too large joined: the older delta goes as it was, this one apart.
+                self._queue.put(open_name, older.packed, exclude=older.exclude, extra=None)
         packed = encode_message(Delta(key, payload))
         if len(packed) > self._outbox.reliable_room:
             self._drops["oversize"] += 1
             return
+        self._delta_serial += 1
+        name = ("key", f"{self._delta_serial}:{key}")
+        self._open_deltas[key] = name
+        self._joined[key] = 1
         self._queue.put(name, packed, exclude=exclude, extra=delta)
+        if len(self._open_deltas) > 2 * MAX_QUEUE_ITEMS:
+            self._forget_sent_deltas()
+
+    def _forget_sent_deltas(self) -> None:
+        """Drop the bookkeeping of keys whose open queue item is gone."""
+        for key in [k for k, name in self._open_deltas.items() if self._queue.get(name) is None]:
+            del self._open_deltas[key]
+            self._joined.pop(key, None)
 
     # --- quorum --------------------------------------------------------------------
 
@@ -912,12 +1080,19 @@ class Engine:
             self._quorum.finish(pending, ok=True)
 
     def _on_read_request(self, message: ReadRequest, origin: _From) -> None:
+        if message.key in self._held_keys:
+            # A local write to the key is being persisted: answer once it is.
+            deferred = self._deferred_reads.setdefault(message.key, [])
+            if len(deferred) < _MAX_NOTICES:
+                deferred.append((origin.address, message.request_id))
+            return
+        self._answer_read(origin.address, message.request_id, message.key)
+
+    def _answer_read(self, address: str, request_id: int, key: str) -> None:
         self._counters["read_requests_served"] += 1
-        state = self._store.get(message.key)
+        state = self._store.get(key)
         payload = b"" if state is None else encode(state)
-        self._send_datagram(
-            origin.address, ReadReply(message.request_id, message.key, payload), None
-        )
+        self._send_datagram(address, ReadReply(request_id, key, payload), None)
 
     def _on_read_reply(self, message: ReadReply, origin: _From) -> None:
         pending = self._quorum.get(message.request_id, origin.node_id)
@@ -940,8 +1115,8 @@ class Engine:
     def _repair(self, pending: Pending) -> None:
         """Send the joined state to every replier whose reply was behind it."""
         state = self._store.get(pending.key)
-        if state is None:
-            return
+        if state is None or pending.key in self._held_keys:
+            return  # (a held key's repair waits for anti-entropy)
         payload = encode(state)
         digest = state_digest(payload)
         for node_id, theirs in pending.digests.items():
@@ -988,7 +1163,7 @@ class Engine:
     def _send_states(self, address: str, keys: list[str]) -> None:
         for key in keys:
             state = self._store.get(key)
-            if state is not None:
+            if state is not None and key not in self._held_keys:
                 message = State(key, encode(state))
                 self._outbox.send(address, message, reliable=True)
 
