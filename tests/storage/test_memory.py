@@ -26,4 +26,4 @@ def test_close_keeps_the_data_for_the_next_open_of_the_same_object() -> None:
     storage.save_identity("r", 3)
     storage.put("k", counter_state("r", 1))
     storage.close()
-    assert storage.open() == StoredState("r", 3, {"k": counter_state("r", 1)})
+    assert storage.open() == StoredState("r", 3, {"k": counter_state("r", 1)}, commit_seq=2)

@@ -26,7 +26,7 @@ import pytest
 import crdtgossip
 from crdtgossip import ConfigError, StorageError, decode, encode
 from crdtgossip.storage import APPLICATION_ID, SCHEMA_VERSION, SQLiteStorage, StoredState
-from crdtgossip.storage.sqlite import _row_checksum
+from crdtgossip.storage._sqlite_log import row_checksum
 
 from .conftest import counter_state, sample_states
 
@@ -204,7 +204,7 @@ ROW_DAMAGE: dict[str, tuple[Callable[[sqlite3.Connection], object], str]] = {
     "garbage data with a matching checksum": (
         lambda db: db.execute(
             "UPDATE states SET data = x'c1c1c1', checksum = ? WHERE key = 'orset'",
-            (_row_checksum("orset", b"\xc1\xc1\xc1"),),
+            (row_checksum("orset", b"\xc1\xc1\xc1"),),
         ),
         "'orset' does not decode",
     ),
