@@ -46,7 +46,13 @@ from crdtgossip._codec.types import (
     _read_store_into,
     _signature,
 )
-from crdtgossip._codec.values import _pack, decode_value, encode_value
+from crdtgossip._codec.values import (
+    _PACKING_ERRORS,
+    _encode_error,
+    _pack,
+    decode_value,
+    encode_value,
+)
 from crdtgossip.crdts._base import CRDT
 from crdtgossip.crdts._causal import CausalCRDT
 from crdtgossip.crdts.ormap import ORMap
@@ -87,10 +93,18 @@ def encode(obj: CRDT) -> bytes:
 
     Raises:
         EncodeError: ``obj`` is not one of the nine data types, or holds an element or
-            value of an unsupported kind (see :data:`crdtgossip.crdts.Value`).
+            value of an unsupported kind (see :data:`crdtgossip.crdts.Value`), a str that
+            is not valid UTF-8 (a lone surrogate), an integer outside msgpack's 64 bits
+            (a counter, timestamp or dot), or ORMaps nested deeper than
+            :attr:`Limits.max_depth`. Nothing else.
     """
-    tag, body = _body(obj)
-    return _pack([FORMAT_VERSION, tag, body])
+    try:
+        tag, body = _body(obj)
+        return _pack([FORMAT_VERSION, tag, body])
+    except EncodeError:  # a TypeError, itself: not one of msgpack's
+        raise
+    except _PACKING_ERRORS as exc:
+        raise _encode_error(exc) from exc
 
 
 def _read_top(wire: Wire, limits: Limits) -> Any:

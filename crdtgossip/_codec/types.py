@@ -29,6 +29,7 @@ from crdtgossip._codec.bodies import (
     _read_pncounter,
 )
 from crdtgossip._codec.limits import (
+    DEFAULT_LIMITS,
     TAG_EWFLAG,
     TAG_GCOUNTER,
     TAG_GSET,
@@ -84,10 +85,13 @@ _CAUSAL_READERS: dict[int, tuple[type[Any], Callable[[Any, Wire, CausalContext, 
 }
 
 
-def _signature(prototype: object) -> Wire:
+def _signature(prototype: object, depth: int = 1) -> Wire:
     """The nested type of an ORMap: ``[TAG]``, or ``[TAG_ORMAP, inner signature]``."""
+    if depth > DEFAULT_LIMITS.max_depth:
+        # decode refuses deeper nesting: never write what cannot be read back.
+        raise EncodeError(f"ORMaps nested deeper than {DEFAULT_LIMITS.max_depth}")
     if isinstance(prototype, ORMap):
-        return [TAG_ORMAP, _signature(prototype._prototype)]
+        return [TAG_ORMAP, _signature(prototype._prototype, depth + 1)]
     for table in (_CAUSAL_STORES, _PLAIN_BODIES):
         entry = table.get(type(prototype))
         if entry is not None:

@@ -63,13 +63,43 @@ def _sorted_by_encoding(items: Iterable[Wire]) -> list[Wire]:
     return [item for _, item in sorted((_pack(item), item) for item in items)]
 
 
+#: What msgpack raises for what it cannot pack: a str with a lone surrogate (not UTF-8,
+#: a UnicodeEncodeError), an integer outside its 64 bits (a counter or a timestamp:
+#: OverflowError), an object too large or of an unknown type. Each becomes EncodeError.
+_PACKING_ERRORS = (ValueError, TypeError, OverflowError)
+
+
+def _encode_error(exc: Exception) -> EncodeError:
+    """The EncodeError saying why msgpack refused to pack a state or a value."""
+    if isinstance(exc, UnicodeEncodeError):
+        text = exc.object[max(0, exc.start - 20) : exc.end + 20]
+        return EncodeError(
+            f"str {text!r} holds a lone surrogate at index {exc.start}: it is not valid "
+            "UTF-8 text, so it cannot travel; encode it with errors='surrogatepass' and "
+            "store the bytes, or clean it first"
+        )
+    if isinstance(exc, OverflowError):
+        return EncodeError(
+            "an integer (a counter, a timestamp or a dot) does not fit in msgpack's "
+            f"range {INT_MIN} to {INT_MAX}"
+        )
+    return EncodeError(f"cannot encode: {type(exc).__name__}: {exc!s:.200}")
+
+
 def encode_value(value: object) -> bytes:
     """Encode a single element or value canonically.
 
     Raises:
-        EncodeError: the value is not of a supported kind (see :data:`crdtgossip.crdts.Value`).
+        EncodeError: the value is not of a supported kind (see :data:`crdtgossip.crdts.Value`),
+            holds a str that is not valid UTF-8 (a lone surrogate) or an integer outside
+            msgpack's 64 bits.
     """
-    return _pack(_canonical(value))
+    try:
+        return _pack(_canonical(value))
+    except EncodeError:  # a TypeError, itself: not one of msgpack's
+        raise
+    except _PACKING_ERRORS as exc:
+        raise _encode_error(exc) from exc
 
 
 def _check_value(value: Wire, limits: Limits, *, hashable: bool, depth: int = 0) -> Wire:
