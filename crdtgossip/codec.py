@@ -32,15 +32,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from crdtgossip._codec import limits as _limits
 from crdtgossip._codec.bodies import _context_body, _read_context
-from crdtgossip._codec.limits import (
-    DEFAULT_LIMITS,
-    FORMAT_VERSION,
-    TAG_ORMAP,
-    TUPLE_EXT_CODE,
-    Limits,
-    Wire,
-)
+from crdtgossip._codec.limits import TAG_ORMAP, Limits, Wire
 from crdtgossip._codec.reader import _guarded
 from crdtgossip._codec.shapes import _array
 from crdtgossip._codec.types import (
@@ -65,6 +59,18 @@ from crdtgossip.crdts._base import CRDT
 from crdtgossip.crdts._causal import CausalCRDT
 from crdtgossip.crdts.ormap import ORMap
 from crdtgossip.errors import DecodeError, EncodeError
+
+# The constants live with the limits in crdtgossip._codec.limits; they are named again
+# here, where the API reference documents them.
+
+#: Bumped on any incompatible change of the layout; decode refuses other versions.
+FORMAT_VERSION = _limits.FORMAT_VERSION
+
+#: msgpack extension type code carrying a tuple (its items as a packed msgpack array).
+TUPLE_EXT_CODE = _limits.TUPLE_EXT_CODE
+
+#: The limits used when none are given.
+DEFAULT_LIMITS = _limits.DEFAULT_LIMITS
 
 __all__ = [
     "DEFAULT_LIMITS",
