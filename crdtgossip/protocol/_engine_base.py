@@ -48,6 +48,7 @@ DROP_REASONS: Final = (
     "queue_overflow",
     "relay_limit",
     "stale_reply",
+    "out_of_range",
 )
 """Why the engine drops input or output; each has a ``drop_<reason>`` counter."""
 

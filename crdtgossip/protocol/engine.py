@@ -326,6 +326,7 @@ class Engine(DataEngine, QuorumEngine, MembersEngine):
         self._drops["queue_overflow"] = self._queue.overflow_drops
         self._drops["relay_limit"] = self._prober.relay_drops
         self._drops["stale_reply"] = self._prober.stale_replies
+        self._drops["out_of_range"] = self._membership.refused_rumors
         self._counters["quorum_failures"] = self._quorum.failures
         self._counters["quorum_late_answers"] = self._quorum.late_answers
         self._counters["held_acks_dropped"] = self._quorum.held_dropped
