@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -18,9 +19,10 @@ from crdtgossip import (
     ORMap,
     ORSet,
     PNCounter,
+    decode,
     encode,
 )
-from crdtgossip.storage import MemoryStorage, SQLiteStorage, Storage, SyncMode
+from crdtgossip.storage import MemoryStorage, SQLiteStorage, Storage, StoredState, SyncMode
 
 
 def sample_states() -> dict[str, CRDT]:
@@ -99,3 +101,34 @@ def make_storage(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Cal
     yield make
     for storage in made:
         storage.close()
+
+
+def joined(state: bytes | None, deltas: list[bytes]) -> CRDT | None:
+    """A key's value as a node restores it: its state (or first delta) merged with each
+    delta in order; None for a key with neither."""
+    value: CRDT | None = None
+    for data in ([] if state is None else [state]) + deltas:
+        decoded = decode(data)
+        if value is None:
+            value = decoded
+        else:
+            value.merge(decoded)
+    return value
+
+
+def stored_value(stored: StoredState, key: str) -> CRDT | None:
+    """The value of ``key`` in what a storage's open() returned."""
+    return joined(stored.states.get(key), stored.deltas.get(key, []))
+
+
+# A guard against a hung background thread, never a measurement.
+PATIENCE = 30.0
+
+
+def wait_until(condition: Callable[[], bool], what: str) -> None:
+    """Poll ``condition`` until it holds; fail the test with ``what`` if it never does."""
+    deadline = time.monotonic() + PATIENCE
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"never happened: {what}")
+        time.sleep(0.005)
