@@ -23,6 +23,7 @@ from crdtgossip import (
     encode,
 )
 from crdtgossip.storage import MemoryStorage, SQLiteStorage, Storage, StoredState, SyncMode
+from crdtgossip.storage._fold import FOLD_MIN_BYTES
 
 
 def sample_states() -> dict[str, CRDT]:
@@ -80,27 +81,43 @@ def counter_state(replica: str, value: int) -> bytes:
 BACKENDS = ["memory", "sqlite-durable", "sqlite-batched"]
 
 
-@pytest.fixture(params=BACKENDS)
-def make_storage(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable[[], Storage]]:
+def _factories(backend: str, path: Path, fold_min_bytes: int) -> Iterator[Callable[[], Storage]]:
     """A factory of storage objects over one backing store: each call is a "restart",
     a new object (the same one for memory, which plays its own disk) that sees what
     earlier ones wrote. Every object made is closed at the end of the test."""
     made: list[Storage] = []
-    memory = MemoryStorage()
+    memory = MemoryStorage(fold_min_bytes=fold_min_bytes)
 
     def make() -> Storage:
         storage: Storage
-        if request.param == "memory":
+        if backend == "memory":
             storage = memory
         else:
-            mode: SyncMode = "durable" if request.param == "sqlite-durable" else "batched"
-            storage = SQLiteStorage(tmp_path / "state.db", sync_mode=mode)
+            mode: SyncMode = "durable" if backend == "sqlite-durable" else "batched"
+            storage = SQLiteStorage(path, sync_mode=mode, fold_min_bytes=fold_min_bytes)
         made.append(storage)
         return storage
 
     yield make
     for storage in made:
         storage.close()
+
+
+@pytest.fixture(params=BACKENDS)
+def make_storage(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable[[], Storage]]:
+    """Storages of every backend over one store (see :func:`_factories`)."""
+    yield from _factories(request.param, tmp_path / "state.db", FOLD_MIN_BYTES)
+
+
+@pytest.fixture(params=[(b, f) for b in BACKENDS for f in ("no-fold", "fold-always")])
+def make_log_storage(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> Iterator[Callable[[], Storage]]:
+    """Like make_storage, twice: with the default threshold (small logs are kept as they
+    are) and folding after every append, so each test of the log runs both ways."""
+    backend, folding = request.param
+    minimum = 0 if folding == "fold-always" else FOLD_MIN_BYTES
+    yield from _factories(backend, tmp_path / "state.db", minimum)
 
 
 def joined(state: bytes | None, deltas: list[bytes]) -> CRDT | None:

@@ -16,14 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from crdtgossip import GCounter, StorageError, decode, encode
-from crdtgossip.storage import (
-    MAX_INCARNATION,
-    MAX_STATE_BYTES,
-    MemoryStorage,
-    SQLiteStorage,
-    Storage,
-    StoredState,
-)
+from crdtgossip.storage import MAX_INCARNATION, MAX_STATE_BYTES, Storage, StoredState
 
 from .conftest import counter_state, joined, sample_states, stored_value
 
@@ -317,31 +310,6 @@ def test_any_sequence_of_writes_and_restarts_matches_a_dict(
 # =========================================================================================
 # the delta log: append, load, and what open() gives back
 # =========================================================================================
-
-
-@pytest.fixture(params=["no-fold", "fold-always"])
-def make_log_storage(
-    request: pytest.FixtureRequest, make_storage: Factory, tmp_path: Any
-) -> Factory:
-    """Like make_storage, and also with folding after every append (a minimum of 0), so
-    each test of the log runs with its records kept and with them folded away."""
-    if request.param == "no-fold":
-        return make_storage
-    # Reach under the factory: build the same kind of storage with fold_min_bytes=0.
-    sample = make_storage()
-    if isinstance(sample, MemoryStorage):
-        memory = MemoryStorage(fold_min_bytes=0)
-        return lambda: memory
-    assert isinstance(sample, SQLiteStorage)
-    made: list[Storage] = []
-
-    def make() -> Storage:
-        storage = SQLiteStorage(sample.path, sync_mode=sample.sync_mode, fold_min_bytes=0)
-        made.append(storage)
-        return storage
-
-    request.addfinalizer(lambda: [storage.close() for storage in made])
-    return make
 
 
 def increments(replica: str, count: int) -> tuple[GCounter, list[bytes]]:

@@ -15,8 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from crdtgossip import GCounter, ORSet, StorageError, encode
-from crdtgossip.storage import SQLiteStorage, StoredState
-from crdtgossip.storage import _fold
+from crdtgossip.storage import SQLiteStorage, StoredState, _fold
 
 from .conftest import counter_state, joined, stored_value, wait_until
 
