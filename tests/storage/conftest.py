@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import sqlite3
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
+import crdtgossip
 from crdtgossip import (
     CRDT,
     EWFlag,
@@ -149,3 +154,36 @@ def wait_until(condition: Callable[[], bool], what: str) -> None:
         if time.monotonic() > deadline:
             pytest.fail(f"never happened: {what}")
         time.sleep(0.005)
+
+
+# A guard against a hung child, never a measurement.
+CHILD_TIMEOUT = 60.0
+
+REPO_ROOT = Path(crdtgossip.__file__).resolve().parents[1]
+
+posix_only = pytest.mark.skipif(sys.platform == "win32", reason="needs SIGKILL")
+
+
+def child_env() -> dict[str, str]:
+    """The environment of a child process that imports this checkout of crdtgossip."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
+    return env
+
+
+@contextlib.contextmanager
+def raw(path: Path) -> Iterator[sqlite3.Connection]:
+    """A plain sqlite3 connection to build or tamper with a file, committed and closed
+    after (the file must not be open in a SQLiteStorage, which locks it)."""
+    with contextlib.closing(sqlite3.connect(path)) as connection:
+        yield connection
+        connection.commit()
+
+
+def reopen(path: Path, **options: object) -> StoredState:
+    """Open the SQLite file at ``path``, return what it holds, and close it."""
+    storage = SQLiteStorage(path, **options)  # type: ignore[arg-type]
+    try:
+        return storage.open()
+    finally:
+        storage.close()

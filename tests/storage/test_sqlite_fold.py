@@ -15,17 +15,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from crdtgossip import GCounter, ORSet, StorageError, encode
-from crdtgossip.storage import SQLiteStorage, StoredState, _fold
+from crdtgossip.storage import SQLiteStorage, _fold
 
-from .conftest import counter_state, joined, stored_value, wait_until
-
-
-def reopen(path: Path, **options: Any) -> StoredState:
-    storage = SQLiteStorage(path, **options)
-    try:
-        return storage.open()
-    finally:
-        storage.close()
+from .conftest import counter_state, joined, reopen, stored_value, wait_until
 
 
 def added(count: int, replica: str = "a") -> tuple[ORSet[int], list[bytes]]:

@@ -3,33 +3,17 @@ their checks, batches of changes, and appends as one transaction."""
 
 from __future__ import annotations
 
-import contextlib
 import sqlite3
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from crdtgossip import ORSet, StorageError, encode
-from crdtgossip.storage import SQLiteStorage, StoredState
+from crdtgossip.storage import SQLiteStorage
 from crdtgossip.storage._sqlite_log import Batch, KeyChange, record_checksum
 
-from .conftest import counter_state
-
-
-@contextlib.contextmanager
-def raw(path: Path) -> Iterator[sqlite3.Connection]:
-    with contextlib.closing(sqlite3.connect(path)) as connection:
-        yield connection
-        connection.commit()
-
-
-def reopen(path: Path, **options: object) -> StoredState:
-    storage = SQLiteStorage(path, **options)  # type: ignore[arg-type]
-    try:
-        return storage.open()
-    finally:
-        storage.close()
+from .conftest import counter_state, raw, reopen
 
 
 def write_log(path: Path) -> None:
@@ -46,6 +30,13 @@ def write_log(path: Path) -> None:
 def seq_of(db: sqlite3.Connection, key: str, position: int = 0) -> int:
     rows = db.execute("SELECT seq FROM log WHERE key = ? ORDER BY seq", (key,)).fetchall()
     return int(rows[position][0])
+
+
+def swap_records(db: sqlite3.Connection, first: int, second: int) -> None:
+    """Exchange the places of two log records (each keeping its checksum)."""
+    db.execute("UPDATE log SET seq = -1 WHERE seq = ?", (first,))
+    db.execute("UPDATE log SET seq = ? WHERE seq = ?", (first, second))
+    db.execute("UPDATE log SET seq = ? WHERE seq = -1", (second,))
 
 
 LOG_DAMAGE: dict[str, tuple[Callable[[sqlite3.Connection], object], str]] = {
@@ -68,11 +59,7 @@ LOG_DAMAGE: dict[str, tuple[Callable[[sqlite3.Connection], object], str]] = {
         r"log record \d+ of key 'counter' does not match its checksum",
     ),
     "two records swapped": (
-        lambda db: db.executescript(
-            f"UPDATE log SET seq = -1 WHERE seq = {seq_of(db, 'counter', 0)};"
-            f"UPDATE log SET seq = {seq_of(db, 'counter', 0)} WHERE seq = {seq_of(db, 'counter', 1)};"
-            f"UPDATE log SET seq = {seq_of(db, 'counter', 1)} WHERE seq = -1;"
-        ),
+        lambda db: swap_records(db, seq_of(db, "counter", 0), seq_of(db, "counter", 1)),
         r"log record \d+ of key 'counter' does not match its checksum",
     ),
     "text instead of a blob": (

@@ -3,10 +3,7 @@ the commit counter, and the migration of a real version-1 file."""
 
 from __future__ import annotations
 
-import contextlib
-import sqlite3
 import zlib
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,24 +12,7 @@ from crdtgossip import StorageError, encode
 from crdtgossip.storage import APPLICATION_ID, SCHEMA_VERSION, SQLiteStorage, StoredState
 from crdtgossip.storage._sqlite_log import row_checksum
 
-from .conftest import counter_state, sample_states
-
-
-@contextlib.contextmanager
-def raw(path: Path) -> Iterator[sqlite3.Connection]:
-    """A plain sqlite3 connection to build or tamper with a file, committed after."""
-    with contextlib.closing(sqlite3.connect(path)) as connection:
-        yield connection
-        connection.commit()
-
-
-def reopen(path: Path) -> StoredState:
-    storage = SQLiteStorage(path)
-    try:
-        return storage.open()
-    finally:
-        storage.close()
-
+from .conftest import counter_state, raw, reopen, sample_states
 
 # The schema of crdtgossip 0.1.0 (SCHEMA_VERSION 1), as it created files: kept here
 # verbatim, so the migration is tested on what old files really hold.
