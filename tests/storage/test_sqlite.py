@@ -83,6 +83,8 @@ def test_durable_settings_are_in_force_on_the_connection(tmp_path: Path) -> None
         {"batch_interval": "1"},
         {"batch_size": 0},
         {"batch_size": 1.5},
+        {"fold_min_bytes": -1},
+        {"fold_min_bytes": 1.0},
     ],
 )
 def test_bad_options_raise_config_error(tmp_path: Path, options: dict[str, object]) -> None:
