@@ -93,6 +93,10 @@ class StoredState:
             :class:`~crdtgossip.storage.MemoryStorage` the number of writes). Every
             commit raises it by one, in the same transaction, so a store that lost
             commits shows a smaller counter than the one last written.
+        rolled_back: the store is found to have lost commits it once held (a damaged
+            or deleted write-ahead log, a file replaced by an older copy): what it
+            returns is older than what it acknowledged. ``replica_id`` is then None, so
+            the node takes a fresh id, and keeps the states it got.
     """
 
     replica_id: str | None = None
@@ -100,6 +104,7 @@ class StoredState:
     states: dict[str, bytes] = field(default_factory=dict)
     deltas: dict[str, list[bytes]] = field(default_factory=dict)
     commit_seq: int = 0
+    rolled_back: bool = False
 
 
 class Storage(Protocol):

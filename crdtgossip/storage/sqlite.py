@@ -41,8 +41,11 @@ by ``PRAGMA quick_check``, a state row or log record whose checksum does not mat
 flipped bit, which SQLite itself, having no page checksums, would not see), that does
 not decode, or whose type differs from its key's state (the message names the key), a
 WAL file left without its database, and a file in use by another process (two nodes
-sharing one file would share a replica id and reuse its dots). Not detectable: a WAL
-file replaced by garbage, which SQLite, like a torn write, ignores.
+sharing one file would share a replica id and reuse its dots). Found but not refused:
+a file that lost commits (a WAL damaged, cut or deleted, which SQLite ignores like a torn
+write; a file replaced by an older copy), by the high-water mark ``<path>.hwm`` written
+after each commit (``_sqlite_hwm``): ``open`` keeps the states, retires the replica id
+and sets :attr:`StoredState.rolled_back`.
 
 The file is held with an exclusive lock while open (``locking_mode=EXCLUSIVE``), so no
 other process can read or write it meanwhile, and no ``-shm`` file is used. A new store
@@ -74,6 +77,7 @@ from crdtgossip.storage._base import (
 )
 from crdtgossip.storage._fold import FOLD_MIN_BYTES
 from crdtgossip.storage._sqlite_fold import Folder
+from crdtgossip.storage._sqlite_hwm import Sidecar
 from crdtgossip.storage._sqlite_log import (
     Batch,
     KeyChange,
@@ -167,6 +171,7 @@ class SQLiteStorage:
         # One per session (open to close): a fold thread of an earlier session, still
         # merging when it closed, is stopped and never writes to a later one.
         self._folder: Folder | None = None
+        self._sidecar = Sidecar(self._path, "")  # the high-water mark, made at open
 
     def __repr__(self) -> str:
         return f"SQLiteStorage({str(self._path)!r}, sync_mode={self._sync_mode!r})"
@@ -231,6 +236,8 @@ class SQLiteStorage:
                 raise StorageError(f"{self._path} is already open")
             connection, stored, meta, index = open_database(self._path, self._sync_mode)
             self._connection, self._meta, self._index = connection, meta, index
+            self._sidecar = Sidecar(self._path, meta.store_id)
+            self._sidecar.write(meta.commit_seq)
             self._current = Batch()
             self._failure = None
             self._accepting = True
@@ -278,6 +285,7 @@ class SQLiteStorage:
             finally:
                 if self._folder is not None:
                     self._folder.stop()  # its counts stay readable until the next open
+                self._sidecar.close()
                 connection, self._connection = self._connection, None
                 if connection is not None:
                     try:
@@ -463,6 +471,7 @@ class SQLiteStorage:
             result = work(connection)
             write_meta(connection, updated)
         self._meta = updated
+        self._sidecar.write(updated.commit_seq)  # after the commit: never ahead of it
         return result
 
     def _flush_periodically(self, stop: threading.Event) -> None:

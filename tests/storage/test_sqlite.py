@@ -50,7 +50,7 @@ def test_a_new_file_is_created_complete_and_marked_as_ours(tmp_path: Path) -> No
     storage = SQLiteStorage(path)
     assert storage.open() == StoredState(None, 0, {})
     storage.close()
-    assert sorted(os.listdir(tmp_path)) == ["state.db"]  # no temporary, no WAL left
+    assert sorted(os.listdir(tmp_path)) == ["state.db", "state.db.hwm"]  # no temporary, no WAL
     with raw(path) as db:
         assert db.execute("PRAGMA application_id").fetchone() == (APPLICATION_ID,)
         assert db.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
