@@ -8,7 +8,7 @@ A key's state is stored in two parts: a *state* (written whole by :meth:`Storage
 and a *log* of encoded deltas (each joined into it by :meth:`Storage.append`, which
 costs the size of the delta, not of the state). The key's value is the state merged
 with every log record, oldest first. The storage folds a log into its state now and
-then (see :mod:`crdtgossip.storage._fold`), which changes how the key is stored, never
+then (past :data:`~crdtgossip.storage.FOLD_MIN_BYTES`), which changes how the key is stored, never
 what it holds.
 
 Every method is *blocking* and *thread-safe*: it may be called from any thread,
@@ -37,12 +37,13 @@ Sync modes (:data:`SyncMode`) say what a returned write (:meth:`Storage.put`,
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Literal, Protocol, TypeAlias
 
 from crdtgossip.codec import DEFAULT_LIMITS
-from crdtgossip.errors import StorageError
+from crdtgossip.errors import ConfigError, StorageError
 
 __all__ = [
     "MAX_INCARNATION",
@@ -92,6 +93,10 @@ class StoredState:
             :class:`~crdtgossip.storage.MemoryStorage` the number of writes). Every
             commit raises it by one, in the same transaction, so a store that lost
             commits shows a smaller counter than the one last written.
+        rolled_back: the store is found to have lost commits it once held (a damaged
+            or deleted write-ahead log, a file replaced by an older copy): what it
+            returns is older than what it acknowledged. ``replica_id`` is then None, so
+            the node takes a fresh id, and keeps the states it got.
     """
 
     replica_id: str | None = None
@@ -99,6 +104,7 @@ class StoredState:
     states: dict[str, bytes] = field(default_factory=dict)
     deltas: dict[str, list[bytes]] = field(default_factory=dict)
     commit_seq: int = 0
+    rolled_back: bool = False
 
 
 class Storage(Protocol):
@@ -241,6 +247,27 @@ class Storage(Protocol):
 # =========================================================================================
 # argument checks shared by the implementations
 # =========================================================================================
+
+
+def check_options(
+    sync_mode: object, batch_interval: object, batch_size: object, fold_min_bytes: object
+) -> None:
+    """Raise ConfigError unless the options of a storage are in range."""
+    if sync_mode not in SYNC_MODES:
+        raise ConfigError(f"sync_mode must be one of {SYNC_MODES}, not {sync_mode!r}")
+    if not (isinstance(batch_interval, int | float) and math.isfinite(batch_interval)):
+        raise ConfigError(f"batch_interval must be a finite number, not {batch_interval!r}")
+    if batch_interval <= 0:
+        raise ConfigError(f"batch_interval must be positive, not {batch_interval!r}")
+    if type(batch_size) is not int or batch_size < 1:
+        raise ConfigError(f"batch_size must be an int >= 1, not {batch_size!r}")
+    check_fold_min_bytes(fold_min_bytes)
+
+
+def check_fold_min_bytes(fold_min_bytes: object) -> None:
+    """Raise ConfigError unless ``fold_min_bytes`` is an int >= 0."""
+    if type(fold_min_bytes) is not int or fold_min_bytes < 0:
+        raise ConfigError(f"fold_min_bytes must be an int >= 0, not {fold_min_bytes!r}")
 
 
 def check_key(key: object) -> str:

@@ -2,7 +2,7 @@
 
 A :class:`Folder` lives as long as one session of :class:`SQLiteStorage` (open to
 close). Commits tell it which keys were appended to (:meth:`Folder.consider`); a key
-whose log is due (:func:`~crdtgossip.storage._fold.fold_due`) is queued, and the thread
+whose log is due (as heavy as its state) is queued, and the thread
 folds queued keys one at a time: it reads the key's state and records under the
 storage's lock, decodes and merges them *without* the lock (writers go on meanwhile),
 then, under the lock again, replaces the row and deletes exactly the records it read

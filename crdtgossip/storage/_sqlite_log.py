@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import sqlite3
 import zlib
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -100,6 +101,16 @@ class Batch:
             change = self.changes[key] = KeyChange(replace=False)
         change.deltas.append(data)
         self.writes += 1
+
+    def replace_all(self, items: Iterable[tuple[str, bytes | None]]) -> None:
+        """:meth:`replace` each ``(key, state)`` in turn."""
+        for key, state in items:
+            self.replace(key, state)
+
+    def append_all(self, items: Iterable[tuple[str, bytes]]) -> None:
+        """:meth:`append` each ``(key, data)`` in turn."""
+        for key, data in items:
+            self.append(key, data)
 
     def take_back(self, older: Batch) -> None:
         """Put the changes of a failed ``older`` batch before this one's, so a retry

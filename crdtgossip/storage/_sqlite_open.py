@@ -13,6 +13,7 @@ from pathlib import Path
 
 from crdtgossip.errors import StorageError
 from crdtgossip.storage._base import StoredState, SyncMode
+from crdtgossip.storage._sqlite_hwm import Mark, check_mark
 from crdtgossip.storage._sqlite_log import KeyIndex, load_all
 from crdtgossip.storage._sqlite_schema import (
     SCHEMA_VERSION,
@@ -82,6 +83,19 @@ def _load(
         meta = read_meta(connection, path)
         states, deltas, index = load_all(connection, path)
         replica_id = meta.replica_id
+        mark, marked = check_mark(path, meta.store_id, meta.commit_seq)
+        rolled_back = mark in (Mark.BEHIND, Mark.DAMAGED)
+        if rolled_back:
+            _log.warning(
+                "%s: %s (commit %d, the mark beside it says %s); the states it holds are "
+                "kept, and replica id %r is retired",
+                path,
+                mark.value,
+                meta.commit_seq,
+                "nothing readable" if marked is None else marked,
+                replica_id,
+            )
+            replica_id = None
         if meta.writes_at_risk and replica_id is not None:
             _log.warning(
                 "%s: the last batched session under replica id %r did not close cleanly; "
@@ -99,5 +113,5 @@ def _load(
         raise open_error(path, exc) from exc
     except OSError as exc:
         raise StorageError(f"cannot read {path}: {exc}") from exc
-    stored = StoredState(replica_id, meta.incarnation, states, deltas, meta.commit_seq)
+    stored = StoredState(replica_id, meta.incarnation, states, deltas, meta.commit_seq, rolled_back)
     return stored, updated, index

@@ -2,7 +2,7 @@
 
 Layout (:data:`SCHEMA_VERSION` 2): table ``meta`` holds one row (``schema_version``,
 ``replica_id``, ``incarnation``, ``created`` in Unix milliseconds, ``writes_at_risk``,
-``commit_seq``, ``checksum``); table ``states`` one row per key (``key`` TEXT primary
+``commit_seq``, ``store_id``, ``checksum``); table ``states`` one row per key (``key`` TEXT primary
 key, ``data`` the encoded state, ``checksum`` a CRC-32 of key and data, ``updated`` the
 Unix time in milliseconds of the last write); table ``log`` one row per appended delta
 (``seq`` a global, strictly increasing record number, ``key``, ``data``, ``checksum`` a
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import sqlite3
 import tempfile
 import time
@@ -36,6 +37,7 @@ __all__ = [
     "check_integrity",
     "configure",
     "connect",
+    "fsync_directory",
     "migrate",
     "now_ms",
     "open_error",
@@ -72,7 +74,8 @@ CREATE TABLE meta (
     created INTEGER NOT NULL,
     writes_at_risk INTEGER NOT NULL,
     checksum INTEGER NOT NULL,
-    commit_seq INTEGER NOT NULL DEFAULT 0
+    commit_seq INTEGER NOT NULL DEFAULT 0,
+    store_id TEXT NOT NULL DEFAULT ''
 );
 CREATE TABLE states (
     key TEXT PRIMARY KEY NOT NULL,
@@ -95,6 +98,11 @@ CREATE INDEX log_by_key ON log (key, seq);
 """
 
 
+def new_store_id() -> str:
+    """A random store id: 128 bits, so two stores never share one."""
+    return secrets.token_hex(16)
+
+
 def now_ms() -> int:
     """Unix time in milliseconds, as stored in ``created`` and ``updated``."""
     return time.time_ns() // 1_000_000
@@ -104,16 +112,20 @@ def now_ms() -> int:
 class Meta:
     """The meta row. ``writes_at_risk``: a batched session is open (or died), so writes
     acknowledged under ``replica_id`` may not be on disk. ``commit_seq``: transactions
-    committed to the file since it was created, each one raising it in its own body."""
+    committed to the file since it was created, each one raising it in its own body.
+    ``store_id``: random, made with the file; copies of it (backups) share it, another
+    store does not. It keys the high-water mark kept beside the file."""
 
     replica_id: str | None
     incarnation: int
     created: int
     writes_at_risk: bool
     commit_seq: int = 0
+    store_id: str = ""
 
     def checksum(self, version: int = SCHEMA_VERSION) -> int:
-        """CRC-32 of the row as written by schema ``version`` (1 had no commit_seq)."""
+        """CRC-32 of the row as written by schema ``version`` (1 had no commit_seq and
+        no store_id)."""
         replica = "" if self.replica_id is None else "=" + self.replica_id
         fields: tuple[object, ...] = (
             version,
@@ -123,7 +135,7 @@ class Meta:
             self.writes_at_risk,
         )
         if version >= 2:
-            fields += (self.commit_seq,)
+            fields += (self.commit_seq, self.store_id)
         return zlib.crc32("\0".join(map(str, fields)).encode("utf-8"))
 
 
@@ -225,14 +237,14 @@ def check_integrity(connection: sqlite3.Connection, path: Path) -> None:
 
 def read_meta(connection: sqlite3.Connection, path: Path, version: int = SCHEMA_VERSION) -> Meta:
     """Read and check the meta row of a file of schema ``version``."""
-    commit_column = "commit_seq" if version >= 2 else "0"
+    added = "commit_seq, store_id" if version >= 2 else "0, ''"
     rows = connection.execute(
         "SELECT schema_version, replica_id, incarnation, created, writes_at_risk, checksum, "
-        f"{commit_column} FROM meta"
+        f"{added} FROM meta"
     ).fetchall()
     if len(rows) != 1:
         raise StorageError(f"{path} is damaged: {len(rows)} meta rows instead of 1")
-    stored_version, replica_id, incarnation, created, at_risk, checksum, commit_seq = rows[0]
+    stored_version, replica_id, incarnation, created, at_risk, checksum, commit_seq, store = rows[0]
     if (
         stored_version != version
         or not (replica_id is None or (type(replica_id) is str and replica_id))
@@ -242,9 +254,11 @@ def read_meta(connection: sqlite3.Connection, path: Path, version: int = SCHEMA_
         or at_risk not in (0, 1)
         or type(commit_seq) is not int
         or commit_seq < 0
+        or type(store) is not str
+        or (version >= 2 and not store)
     ):
         raise StorageError(f"{path} is damaged: its meta row (replica id) fails its checks")
-    meta = Meta(replica_id, incarnation, created, bool(at_risk), commit_seq)
+    meta = Meta(replica_id, incarnation, created, bool(at_risk), commit_seq, store)
     if checksum != meta.checksum(version):
         raise StorageError(f"{path} is damaged: its meta row (replica id) fails its checksum")
     return meta
@@ -283,9 +297,13 @@ def migrate(connection: sqlite3.Connection, path: Path, version: int) -> Meta:
     with transaction(connection):
         old = read_meta(connection, path, version)
         connection.execute("ALTER TABLE meta ADD COLUMN commit_seq INTEGER NOT NULL DEFAULT 0")
+        connection.execute("ALTER TABLE meta ADD COLUMN store_id TEXT NOT NULL DEFAULT ''")
         _execute_script(connection, _CREATE_LOG)
         connection.execute("UPDATE meta SET schema_version = ?", (SCHEMA_VERSION,))
-        meta = Meta(old.replica_id, old.incarnation, old.created, old.writes_at_risk, 1)
+        meta = Meta(
+            old.replica_id, old.incarnation, old.created, old.writes_at_risk, 1, new_store_id()
+        )
+        connection.execute("UPDATE meta SET store_id = ?", (meta.store_id,))
         write_meta(connection, meta)
         connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
     return meta
@@ -328,7 +346,7 @@ def _create(path: Path) -> None:
             pass  # created concurrently; open that one (its lock arbitrates)
         except OSError:
             os.replace(temporary, path)  # a file system without hard links
-        _fsync_directory(directory)
+        fsync_directory(directory)
     except sqlite3.Error as exc:
         raise StorageError(f"cannot create {path}: {exc}") from exc
     except OSError as exc:
@@ -346,13 +364,14 @@ def _initialize(temporary: str) -> None:
         connection.execute("PRAGMA journal_mode = WAL")  # persistent, in the header
         connection.execute(f"PRAGMA application_id = {APPLICATION_ID}")
         connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-        meta = Meta(replica_id=None, incarnation=0, created=now_ms(), writes_at_risk=False)
+        meta = Meta(None, 0, now_ms(), writes_at_risk=False, store_id=new_store_id())
         with transaction(connection):
             _execute_script(connection, _CREATE_SCHEMA + _CREATE_LOG)
             connection.execute(
                 "INSERT INTO meta (id, schema_version, replica_id, incarnation, created, "
-                "writes_at_risk, commit_seq, checksum) VALUES (1, ?, NULL, 0, ?, 0, 0, ?)",
-                (SCHEMA_VERSION, meta.created, meta.checksum()),
+                "writes_at_risk, commit_seq, store_id, checksum) "
+                "VALUES (1, ?, NULL, 0, ?, 0, 0, ?, ?)",
+                (SCHEMA_VERSION, meta.created, meta.store_id, meta.checksum()),
             )
     finally:
         # The last close checkpoints the WAL into the file (fsynced) and deletes it,
@@ -360,7 +379,7 @@ def _initialize(temporary: str) -> None:
         connection.close()
 
 
-def _fsync_directory(directory: Path) -> None:
+def fsync_directory(directory: Path) -> None:
     """Make a new directory entry durable (POSIX); Windows cannot open a directory and
     NTFS journals the entry itself."""
     try:

@@ -6,9 +6,9 @@ what was stored and a later :meth:`open` returns it, so tests can restart a node
 its state" by handing the same object to the new node.
 
 Appended deltas are kept as a log per key, like :class:`SQLiteStorage` keeps them, and
-folded into the key's state inline, by the same geometric rule
-(:func:`~crdtgossip.storage._fold.fold_due`): the write that makes a log as heavy as its
-state pays for the fold, so appends cost O(delta) amortised.
+folded into the key's state inline, by the same geometric rule (once the log weighs as
+much as the state and :data:`~crdtgossip.storage.FOLD_MIN_BYTES`): the write that makes
+the log that heavy pays for the fold, so appends cost O(delta) amortised.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from crdtgossip.storage._base import (
     StoredState,
     check_appends,
     check_data,
+    check_fold_min_bytes,
     check_identity,
     check_items,
     check_key,
@@ -40,10 +41,14 @@ class MemoryStorage:
 
     Args:
         fold_min_bytes: the least log weight folded into a state
-            (:data:`~crdtgossip.storage._fold.FOLD_MIN_BYTES`; tests lower it).
+            (:data:`~crdtgossip.storage.FOLD_MIN_BYTES`; tests lower it).
+
+    Raises:
+        ConfigError: ``fold_min_bytes`` is not an int >= 0.
     """
 
     def __init__(self, *, fold_min_bytes: int = FOLD_MIN_BYTES) -> None:
+        check_fold_min_bytes(fold_min_bytes)
         self._lock = threading.Lock()
         self._is_open = False
         self._replica_id: str | None = None

@@ -1,16 +1,12 @@
 """SQLiteStorage: the node's state in one SQLite file (stdlib sqlite3, WAL mode).
 
-Layout (see :mod:`crdtgossip.storage._sqlite_schema`): a ``meta`` row (replica id,
-incarnation, a commit counter), a ``states`` row per key, and a ``log`` of appended
-deltas, each record numbered, the numbers growing over the life of the file. A key's
-value is its state row merged with its log records in order. :meth:`SQLiteStorage.put`
-writes a whole state (and drops the key's log); :meth:`SQLiteStorage.append` writes a
-delta, so its cost is the delta's size. A background thread folds a key's log into its
-state once the log weighs as much as the state (:func:`~crdtgossip.storage._fold.fold_due`),
-off the writers' path, in one transaction that replaces the row and drops exactly the
-records it joined. Every row and record carries a CRC-32; the file header carries
-:data:`APPLICATION_ID` and :data:`SCHEMA_VERSION`, so a foreign SQLite file is
-recognised and refused. A version-1 file is migrated when opened.
+A key is a state row plus a log of appended deltas (the layout is in
+``_sqlite_schema``): :meth:`SQLiteStorage.put` writes a whole state and drops the log,
+:meth:`SQLiteStorage.append` writes deltas, at the cost of their size. A thread of the
+storage's own folds a log into its state once it weighs as much as the state (and
+:data:`~crdtgossip.storage.FOLD_MIN_BYTES`), off the writers' path (see
+``_sqlite_fold``). Every row and record carries a CRC-32; the header carries
+:data:`APPLICATION_ID` and :data:`SCHEMA_VERSION`. A version-1 file is migrated.
 
 What survives what:
 
@@ -45,8 +41,11 @@ by ``PRAGMA quick_check``, a state row or log record whose checksum does not mat
 flipped bit, which SQLite itself, having no page checksums, would not see), that does
 not decode, or whose type differs from its key's state (the message names the key), a
 WAL file left without its database, and a file in use by another process (two nodes
-sharing one file would share a replica id and reuse its dots). Not detectable: a WAL
-file replaced by garbage, which SQLite, like a torn write, ignores.
+sharing one file would share a replica id and reuse its dots). Found but not refused:
+a file that lost commits (a WAL damaged, cut or deleted, which SQLite ignores like a torn
+write; a file replaced by an older copy), by the high-water mark ``<path>.hwm`` written
+after each commit (``_sqlite_hwm``): ``open`` keeps the states, retires the replica id
+and sets :attr:`StoredState.rolled_back`.
 
 The file is held with an exclusive lock while open (``locking_mode=EXCLUSIVE``), so no
 other process can read or write it meanwhile, and no ``-shm`` file is used. A new store
@@ -57,7 +56,6 @@ creation never leaves a half-made file at ``path``.
 from __future__ import annotations
 
 import logging
-import math
 import os
 import sqlite3
 import threading
@@ -66,9 +64,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeVar
 
-from crdtgossip.errors import ConfigError, StorageError
+from crdtgossip.errors import StorageError
 from crdtgossip.storage._base import (
-    SYNC_MODES,
     StoredState,
     SyncMode,
     check_appends,
@@ -76,9 +73,11 @@ from crdtgossip.storage._base import (
     check_identity,
     check_items,
     check_key,
+    check_options,
 )
 from crdtgossip.storage._fold import FOLD_MIN_BYTES
 from crdtgossip.storage._sqlite_fold import Folder
+from crdtgossip.storage._sqlite_hwm import Sidecar
 from crdtgossip.storage._sqlite_log import (
     Batch,
     KeyChange,
@@ -134,7 +133,7 @@ class SQLiteStorage:
         batch_interval: ``"batched"`` mode: seconds between commits (> 0).
         batch_size: ``"batched"`` mode: pending writes that force a commit (>= 1).
         fold_min_bytes: the least log weight folded into its state
-            (:data:`~crdtgossip.storage._fold.FOLD_MIN_BYTES`; tests lower it).
+            (:data:`~crdtgossip.storage.FOLD_MIN_BYTES`; tests lower it).
 
     Raises:
         ConfigError: an unknown sync mode, or a batch interval or size out of range.
@@ -149,16 +148,7 @@ class SQLiteStorage:
         batch_size: int = DEFAULT_BATCH_SIZE,
         fold_min_bytes: int = FOLD_MIN_BYTES,
     ) -> None:
-        if sync_mode not in SYNC_MODES:
-            raise ConfigError(f"sync_mode must be one of {SYNC_MODES}, not {sync_mode!r}")
-        if not (isinstance(batch_interval, int | float) and math.isfinite(batch_interval)):
-            raise ConfigError(f"batch_interval must be a finite number, not {batch_interval!r}")
-        if batch_interval <= 0:
-            raise ConfigError(f"batch_interval must be positive, not {batch_interval!r}")
-        if type(batch_size) is not int or batch_size < 1:
-            raise ConfigError(f"batch_size must be an int >= 1, not {batch_size!r}")
-        if type(fold_min_bytes) is not int or fold_min_bytes < 0:
-            raise ConfigError(f"fold_min_bytes must be an int >= 0, not {fold_min_bytes!r}")
+        check_options(sync_mode, batch_interval, batch_size, fold_min_bytes)
         self._path = Path(path)
         self._sync_mode: SyncMode = sync_mode
         self._batch_interval = float(batch_interval)
@@ -181,8 +171,7 @@ class SQLiteStorage:
         # One per session (open to close): a fold thread of an earlier session, still
         # merging when it closed, is stopped and never writes to a later one.
         self._folder: Folder | None = None
-        self._folds = 0  # of sessions closed
-        self._fold_errors = 0
+        self._sidecar = Sidecar(self._path, "")  # the high-water mark, made at open
 
     def __repr__(self) -> str:
         return f"SQLiteStorage({str(self._path)!r}, sync_mode={self._sync_mode!r})"
@@ -217,16 +206,16 @@ class SQLiteStorage:
 
     @property
     def folds(self) -> int:
-        """Logs folded into their state since this object was made."""
+        """Logs folded into their state since the last :meth:`open`."""
         with self._db_lock:
-            return self._folds + (0 if self._folder is None else self._folder.folds)
+            return 0 if self._folder is None else self._folder.folds
 
     @property
     def fold_errors(self) -> int:
         """Folds that failed on what is stored (a record that does not decode or
-        merge) since this object was made; each is logged, the key's records kept."""
+        merge) since the last :meth:`open`; each is logged, the key's records kept."""
         with self._db_lock:
-            return self._fold_errors + (0 if self._folder is None else self._folder.errors)
+            return 0 if self._folder is None else self._folder.errors
 
     # -------------------------------------------------------------------------------------
     # lifecycle
@@ -247,6 +236,8 @@ class SQLiteStorage:
                 raise StorageError(f"{self._path} is already open")
             connection, stored, meta, index = open_database(self._path, self._sync_mode)
             self._connection, self._meta, self._index = connection, meta, index
+            self._sidecar = Sidecar(self._path, meta.store_id)
+            self._sidecar.write(meta.commit_seq)
             self._current = Batch()
             self._failure = None
             self._accepting = True
@@ -293,10 +284,8 @@ class SQLiteStorage:
                     self._mark_writes_safe()
             finally:
                 if self._folder is not None:
-                    self._folder.stop()
-                    self._folds += self._folder.folds
-                    self._fold_errors += self._folder.errors
-                    self._folder = None
+                    self._folder.stop()  # its counts stay readable until the next open
+                self._sidecar.close()
                 connection, self._connection = self._connection, None
                 if connection is not None:
                     try:
@@ -343,12 +332,7 @@ class SQLiteStorage:
                 failed (none of the items is stored).
         """
         checked = check_items(items)
-
-        def fill(batch: Batch) -> None:
-            for key, data in checked.items():
-                batch.replace(key, data)
-
-        self._write(fill, len(checked))
+        self._write(lambda batch: batch.replace_all(checked.items()), len(checked))
 
     def append(self, items: Iterable[tuple[str, bytes]]) -> None:
         """Add deltas to their keys' logs in one transaction (in both modes): all or
@@ -360,12 +344,7 @@ class SQLiteStorage:
                 failed (none of the items is stored).
         """
         checked = check_appends(items)
-
-        def fill(batch: Batch) -> None:
-            for key, data in checked:
-                batch.append(key, data)
-
-        self._write(fill, len(checked))
+        self._write(lambda batch: batch.append_all(checked), len(checked))
 
     def delete(self, key: str) -> None:
         """Remove ``key``, its state and its log; in ``"durable"`` mode, on disk when
@@ -492,6 +471,7 @@ class SQLiteStorage:
             result = work(connection)
             write_meta(connection, updated)
         self._meta = updated
+        self._sidecar.write(updated.commit_seq)  # after the commit: never ahead of it
         return result
 
     def _flush_periodically(self, stop: threading.Event) -> None:
