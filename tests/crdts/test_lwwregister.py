@@ -151,7 +151,7 @@ def test_merge_of_another_type_is_refused() -> None:
 
 # Writes with distinct (timestamp, replica): the winner is then named by those alone.
 writes = st.lists(
-    st.tuples(st.integers(0, 5), st.sampled_from("abcd"), st.integers()),
+    st.tuples(st.integers(0, 5), st.sampled_from("abcd"), st.integers(-(2**63), 2**64 - 1)),
     min_size=1,
     max_size=8,
     unique_by=lambda write: (write[0], write[1]),
