@@ -224,3 +224,66 @@ def test_every_merge_order_gives_each_key_its_last_writer(
         for delta in data.draw(st.permutations(deltas)):
             target.merge(delta)
         assert target.value == expected
+
+
+# ---- integer edges, len and validation -------------------------------------------------
+
+MAX = 2**64 - 1
+
+
+def test_one_exhausted_key_does_not_block_the_others(clock: list[int]) -> None:
+    peer: LWWMap[str, object] = LWWMap()
+    hostile = peer.set("stuck", "x", "z", timestamp=MAX)
+    mine: LWWMap[str, object] = LWWMap()
+    mine.merge(hostile)
+    before = mine.copy()
+    clock[0] = 10
+    with pytest.raises(OperationError, match="largest timestamp"):
+        mine.set("stuck", "y", "a")
+    with pytest.raises(OperationError):
+        mine.remove("stuck", "a")
+    assert mine == before
+    assert mine.set("other", 1, "a").entries()["other"].timestamp == 10
+    assert mine.remove("third", "a").entries()["third"].timestamp == 10
+    assert mine.value == {"stuck": "x", "other": 1}
+
+
+def test_len_counts_present_keys_through_sets_removes_and_merges() -> None:
+    a: LWWMap[str, object] = LWWMap()
+    b: LWWMap[str, object] = LWWMap()
+    a.set("x", 1, "a", timestamp=1)
+    a.set("y", 1, "a", timestamp=1)
+    b.remove("x", "b", timestamp=2)
+    b.set("z", 1, "b", timestamp=1)
+    assert (len(a), len(b)) == (2, 1)
+    a.merge(b)
+    assert len(a) == len(a.value) == 2  # x removed, z added
+    a.merge(b)
+    assert len(a) == 2
+    assert len(a.copy()) == 2
+
+
+@given(writes, st.data())
+def test_len_is_the_number_of_present_keys_for_any_history(
+    drawn: list[tuple[str, bool, int, str, int]], data: st.DataObject
+) -> None:
+    replicas: dict[str, LWWMap[str, object]] = {r: LWWMap() for r in "abc"}
+    for key, present, timestamp, replica, value in drawn:
+        target = replicas[replica]
+        if present:
+            target.set(key, value, replica, timestamp=timestamp)
+        else:
+            target.remove(key, replica, timestamp=timestamp)
+        other = replicas[data.draw(st.sampled_from("abc"))]
+        other.merge(target)
+        for state in (target, other):
+            assert len(state) == len(state.value) == len(list(state))
+
+
+def test_keys_and_values_the_codec_cannot_encode_are_refused() -> None:
+    m: LWWMap[object, object] = LWWMap()
+    with pytest.raises(OperationError, match="an LWWMap key cannot be"):
+        m.set(["list", "key"], 1, "a", timestamp=1)
+    with pytest.raises(OperationError, match="a value cannot be"):
+        m.set("k", float("nan"), "a", timestamp=1)
+    assert m == LWWMap()
