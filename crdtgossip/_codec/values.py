@@ -17,23 +17,20 @@ from crdtgossip._codec.limits import (
     Wire,
 )
 from crdtgossip._codec.reader import _guarded
+from crdtgossip.crdts._values import scalar_problem
 from crdtgossip.errors import DecodeError, EncodeError
 
 
 def _canonical(value: object, depth: int = 0) -> Wire:
     """The msgpack-ready form of a value: tuples as extensions, dict keys sorted."""
     kind = type(value)
-    if kind is str or kind is bytes or kind is bool or value is None:
+    if kind is bool or value is None:
         return value
-    if kind is int:
-        if not INT_MIN <= value <= INT_MAX:  # type: ignore[operator]
-            raise EncodeError(f"integer {value!r} does not fit in 64 bits")
-        return value
-    if kind is float:
-        if math.isnan(value):  # type: ignore[arg-type]
-            # NaN never equals itself: a state holding it could never compare equal to
-            # its own copy, so replicas could not tell they had converged.
-            raise EncodeError("NaN cannot be an element or value")
+    if kind is str or kind is bytes or kind is int or kind is float:
+        # The mutators' rules (crdts/_values.py): 64-bit ints, no NaN, UTF-8 strings.
+        problem = scalar_problem(value)
+        if problem is not None:
+            raise EncodeError(problem)
         return value
     if depth >= DEFAULT_LIMITS.max_depth:
         raise EncodeError(f"value nested deeper than {DEFAULT_LIMITS.max_depth} levels")

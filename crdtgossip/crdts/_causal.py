@@ -23,7 +23,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from typing import Self
 
-from crdtgossip.errors import MergeError
+from crdtgossip.crdts._values import INT_MAX
+from crdtgossip.errors import MergeError, OperationError
 
 __all__ = ["CausalCRDT", "CausalContext", "Dot", "join_dot_sets"]
 
@@ -92,9 +93,29 @@ class CausalContext:
         yield from range(1, self.vector.get(replica, 0) + 1)
         yield from self.cloud.get(replica, ())
 
+    def dots(self) -> Iterator[Dot]:
+        """Every dot seen, in no particular order (O(number of dots))."""
+        for replica in self.vector.keys() | self.cloud.keys():
+            for counter in self.dots_of(replica):
+                yield (replica, counter)
+
+    def has_room(self, replica: str, count: int) -> bool:
+        """Whether ``count`` more dots of ``replica`` fit in 64-bit counters."""
+        return self.max_counter(replica) + count <= INT_MAX
+
     def next_dot(self, replica: str) -> Dot:
-        """Make, record and return a new dot for ``replica``: one past all seen."""
+        """Make, record and return a new dot for ``replica``: one past all seen.
+
+        Raises:
+            OperationError: the replica's counter is at 2**64 - 1 (only a hostile or
+                broken peer gets it there): the context is unchanged.
+        """
         counter = self.max_counter(replica) + 1
+        if counter > INT_MAX:
+            raise OperationError(
+                f"replica {replica!r:.60} has used every dot counter up to 2**64 - 1; "
+                "nothing changed (a node then needs a fresh replica id)"
+            )
         if counter == self.vector.get(replica, 0) + 1:
             self.vector[replica] = counter
         else:
@@ -226,6 +247,10 @@ class CausalCRDT:
 
     def _store_is_empty(self) -> bool:
         """Whether the store holds no dot."""
+        raise NotImplementedError
+
+    def _store_has(self, dot: Dot) -> bool:
+        """Whether ``dot`` is live in the store (O(1))."""
         raise NotImplementedError
 
     def _store_equal(self, other: Self) -> bool:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Hashable, Iterator
 from typing import Generic, Self, TypeVar
 
+from crdtgossip.crdts._values import check_element
 from crdtgossip.errors import MergeError
 
 __all__ = ["GSet"]
@@ -31,10 +32,12 @@ class GSet(Generic[E]):
         ['x', 'y']
     """
 
-    __slots__ = ("_elements",)
+    __slots__ = ("_elements", "_value")
 
     def __init__(self) -> None:
         self._elements: set[E] = set()
+        # The elements as a frozenset, cached between changes (None: rebuild).
+        self._value: frozenset[E] | None = None
 
     @classmethod
     def _from_elements(cls, elements: set[E]) -> Self:
@@ -44,12 +47,24 @@ class GSet(Generic[E]):
 
     @property
     def value(self) -> frozenset[E]:
-        """The elements."""
-        return frozenset(self._elements)
+        """The elements: built once after each change (O(n)), then cached."""
+        value = self._value
+        if value is None:
+            value = self._value = frozenset(self._elements)
+        return value
 
     def add(self, element: E) -> Self:
-        """Add ``element``. Returns the delta: a set of that one element."""
-        self._elements.add(element)
+        """Add ``element``. Returns the delta: a set of that one element.
+
+        Raises:
+            OperationError: ``element`` is not something the codec can encode (see
+                :mod:`crdtgossip.crdts._values`); the set is unchanged.
+        """
+        check_element(element)
+        elements = self._elements
+        if element not in elements:
+            elements.add(element)
+            self._value = None
         return type(self)._from_elements({element})
 
     def __contains__(self, element: object) -> bool:
@@ -65,7 +80,11 @@ class GSet(Generic[E]):
         """Join ``other`` in place: the union."""
         if type(other) is not type(self):
             raise MergeError(f"cannot merge {type(other).__name__} into {type(self).__name__}")
-        self._elements |= other._elements
+        elements = self._elements
+        size = len(elements)
+        elements |= other._elements
+        if len(elements) != size:
+            self._value = None
 
     def copy(self) -> Self:
         """An independent copy."""
