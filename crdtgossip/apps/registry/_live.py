@@ -3,9 +3,10 @@
 ``ORMap[key]`` and ``ORMap.value`` copy what they return, which costs the size of the
 whole nested value (for ``registry/instances``, a service with all its instances). The
 registry only needs to *look* at one instance, so these helpers read the live objects
-the map holds. This is the only module of the registry that knows how
-:class:`~crdtgossip.crdts.ORMap` keeps its entries; when the map gains a public
-read-only accessor (``ORMap.view(key)``), :func:`nested` becomes a call of it.
+the map holds (:meth:`ORMap.get_view <crdtgossip.crdts.ORMap.get_view>` where it
+suffices). This is the only module of the registry that knows how
+:class:`~crdtgossip.crdts.ORMap` keeps its entries: the keys without a list of them,
+and the dots that tag a key, which the view's dot index needs.
 
 Everything returned here is the map's own object: callers must not mutate it, and must
 not keep it past the next change of the map.
@@ -26,8 +27,7 @@ def nested(ormap: ORMap[Any], key: Hashable) -> Any | None:
 
     Read-only: the object is the map's own.
     """
-    entry = ormap._entries.get(key)
-    return None if entry is None else entry.nested
+    return ormap.get_view(key)
 
 
 def nested_keys(ormap: ORMap[Any]) -> Iterable[Any]:

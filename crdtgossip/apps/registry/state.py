@@ -184,14 +184,7 @@ class Registry:
         """Load the registry keys into the view, then follow their changes."""
         if self._tasks or self._unsubscribe is not None:
             return
-        # Transition: a node without on_key_changed is followed through watch(), with a
-        # full re-read of a key per change (correct, and as slow as a copy of the key).
-        subscribe = getattr(self._node, "on_key_changed", None)
-        if callable(subscribe):
-            self._unsubscribe = subscribe(self._on_key_changed)
-        else:
-            for key in REGISTRY_KEYS:
-                self._tasks.append(asyncio.create_task(self._follow(key), name=f"registry:{key}"))
+        self._unsubscribe = self._node.on_key_changed(self._on_key_changed)
         for key in REGISTRY_KEYS:
             self._view.note_everything(key)
         await self.settle()
@@ -238,11 +231,6 @@ class Registry:
             await self.settle()
         except CRDTGossipError:  # the node stopped under us; readers will see it
             return
-
-    async def _follow(self, key: str) -> None:
-        async for _ in self._node.watch(key):
-            self._view.note_everything(key)
-            self._schedule_settle()
 
     async def settle(self) -> None:
         """Apply every noted change to the view; the index moves if the view did.
