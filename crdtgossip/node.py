@@ -161,6 +161,15 @@ class Node:
                 raise StorageError(f"node {self.node_id!r} cannot start: {exc}") from exc
             try:
                 restored = decode_all(stored)
+                if stored.rolled_back:
+                    _log.warning(
+                        "crdtgossip: the storage of %s lost commits it had acknowledged "
+                        "(a damaged write-ahead log, or an older copy); it keeps the %d "
+                        "keys found and takes a fresh replica id, and peers bring back "
+                        "the rest",
+                        self.node_id,
+                        len(restored),
+                    )
                 if stored.replica_id is not None:
                     self._replica_id = stored.replica_id
                     incarnation = min(stored.incarnation + 1, MAX_INCARNATION)
