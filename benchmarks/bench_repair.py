@@ -15,13 +15,17 @@ against the key's encoding, ``len(encode(state))`` of the second engine's set.
 Issue 12's goal: one missing element inside a 10^6-element ORSet repaired in at most
 1 KiB plus the hash-tree exchange, at most 0.1% of the key's encoding. Nothing is
 timed: bytes are exact for a given seed, so the ratios hold no noise. A point not
-repaired within the bound is noted, with the bytes it had cost by then.
+repaired within the bound is noted, with the bytes it had cost by then. Full runs
+write ``repair_bytes.png`` (bytes against n, per k, beside the key's encoding) into
+``docs/_static/benchmarks/``.
 """
 
 from __future__ import annotations
 
 import random
+from typing import Any
 
+from benchmarks._plot import line, write_plots
 from benchmarks._result import BenchResult, Figure
 from benchmarks.bench_antientropy import Pair, form
 from benchmarks.bench_growth import _exponent
@@ -70,17 +74,29 @@ def run(quick: bool) -> BenchResult:
             "push_pull_interval": config.push_pull_interval,
         },
     )
+    curves: dict[str, dict[int, float]] = {}
     for n in sizes:
         base: ORSet[int] = ORSet()
         for element in range(n):
             base.add(element, WRITER)
         for k in differences:
-            _point(result, config, base, n, k)
+            _point(result, curves, config, base, n, k)
         del base  # hundreds of megabytes at 10^6
+    if quick:
+        result.notes.append("quick run: plots not written")
+    else:
+        write_plots(result, [("repair_bytes.png", lambda axes: _draw(axes, curves))])
     return result
 
 
-def _point(result: BenchResult, config: GossipConfig, base: ORSet[int], n: int, k: int) -> None:
+def _point(
+    result: BenchResult,
+    curves: dict[str, dict[int, float]],
+    config: GossipConfig,
+    base: ORSet[int],
+    n: int,
+    k: int,
+) -> None:
     a = Engine("a", "a:7946", config, random.Random(f"{SEED}-{n}-{k}-a"), "a.0")
     b = Engine("b", "b:7946", config, random.Random(f"{SEED}-{n}-{k}-b"), "b.0")
     more = base.copy()
@@ -115,6 +131,8 @@ def _point(result: BenchResult, config: GossipConfig, base: ORSet[int], n: int, 
         )
     )
     result.figure(Figure(f"key encoding {tag}", key_bytes, "bytes", note=f"{n + k:,} elements"))
+    curves.setdefault(f"repair of k={k}", {})[n] = sent
+    curves.setdefault("key encoding", {})[n] = key_bytes
     aimed = n == TARGET_SIZE and k == TARGET_DIFFERENCE
     result.ratio(
         f"repair bytes / key encoding, {tag}",
@@ -129,3 +147,13 @@ def _agree(a: Engine, b: Engine) -> bool:
     """Whether both engines hold the key with the same canonical encoding."""
     left, right = a.get(KEY), b.get(KEY)
     return left is not None and right is not None and encode(left) == encode(right)
+
+
+def _draw(axes: Any, curves: dict[str, dict[int, float]]) -> None:
+    for name, points in curves.items():
+        line(axes, points, name, ":" if name == "key encoding" else "o-")
+    axes.set_xscale("log")
+    axes.set_yscale("log")
+    axes.set_xlabel("elements in the key (n)")
+    axes.set_ylabel("bytes sent, both ways")
+    axes.set_title("Anti-entropy repair of a k-element difference")
