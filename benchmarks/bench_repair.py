@@ -152,6 +152,8 @@ def _agree(a: Engine, b: Engine) -> bool:
 def _draw(axes: Any, curves: dict[str, dict[int, float]]) -> None:
     for name, points in curves.items():
         line(axes, points, name, ":" if name == "key encoding" else "o-")
+    goal = {n: size * TARGET_SHARE for n, size in curves.get("key encoding", {}).items()}
+    line(axes, goal, f"goal: {TARGET_SHARE:.1%} of the key", "--")
     axes.set_xscale("log")
     axes.set_yscale("log")
     axes.set_xlabel("elements in the key (n)")

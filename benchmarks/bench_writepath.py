@@ -251,7 +251,7 @@ def _build(kind: str, n: int) -> CRDT:
         for element in range(n):
             elements.add(element, BUILDER)
         return elements
-    nested: ORMap[int, ORSet[int]] = ORMap(ORSet)
+    nested: ORMap[int] = ORMap(ORSet)
     for key in range(n):
         nested.update(key, BUILDER, lambda s: s.add(0, BUILDER))
     return nested
