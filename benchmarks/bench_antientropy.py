@@ -35,7 +35,7 @@ from crdtgossip.protocol.messages import (
     encode_message,
 )
 
-__all__ = ["run"]
+__all__ = ["Pair", "form", "run"]
 
 #: Keys per replica.
 KEYS = 100_000
@@ -52,7 +52,7 @@ SEED = 2026
 MAX_WAIT_SECONDS = 600.0
 
 
-class _Pair:
+class Pair:
     """Two engines wired to each other, with a byte count of every frame."""
 
     def __init__(self, engines: tuple[Engine, Engine]) -> None:
@@ -79,8 +79,37 @@ class _Pair:
     def push_pulls(self) -> int:
         return sum(engine.stats()["push_pulls"] for engine in self.engines)
 
+    def bytes_out(self) -> int:
+        """Bytes both engines have sent, by their own ``stats()``."""
+        return sum(engine.stats()["bytes_out"] for engine in self.engines)
 
-def _form(a: Engine, b: Engine) -> None:
+    def until_push_pull(self, limit: float) -> int:
+        """Tick on virtual time until a tick starts a push-pull, and pump its frames.
+
+        ``frames`` and ``bytes`` count from the tick that started it.
+
+        Returns:
+            :meth:`bytes_out` just before that tick.
+
+        Raises:
+            RuntimeError: none started by virtual time ``limit``.
+        """
+        a, b = self.engines
+        while self.now < limit:
+            self.now = min(a.next_wakeup(), b.next_wakeup())
+            before, sent = self.push_pulls(), self.bytes_out()
+            self.frames = self.bytes = 0
+            for engine in self.engines:
+                if engine.next_wakeup() <= self.now:
+                    engine.tick(self.now)
+            self.pump()
+            if self.push_pulls() > before:
+                return sent
+        raise RuntimeError("no anti-entropy exchange started")
+
+
+def form(a: Engine, b: Engine) -> None:
+    """Hand each engine both member records, as a formed cluster has them (no join)."""
     records = tuple(
         MemberRecord(engine.node_id, engine.address, 0, Status.ALIVE) for engine in (a, b)
     )
@@ -147,23 +176,11 @@ def run(quick: bool) -> BenchResult:
             counter.increment("other", 1)
         b.restore(name, counter)
     full = _full_state_bytes(a, config.max_reliable_frame)
-    _form(a, b)
-    pair = _Pair((a, b))
+    form(a, b)
+    pair = Pair((a, b))
     pair.pump()
-    # Tick on virtual time until a tick starts an exchange; count from that tick on.
-    while pair.now < MAX_WAIT_SECONDS:
-        pair.now = min(a.next_wakeup(), b.next_wakeup())
-        before = pair.push_pulls()
-        pair.frames = pair.bytes = 0
-        for engine in (a, b):
-            if engine.next_wakeup() <= pair.now:
-                engine.tick(pair.now)
-        if pair.push_pulls() > before:
-            pair.pump()
-            break
-        pair.pump()
-    else:
-        raise RuntimeError("no anti-entropy exchange started")
+    # Count from the tick that starts the first exchange on.
+    pair.until_push_pull(MAX_WAIT_SECONDS)
     exchanges = pair.push_pulls()
     if not _stores_equal(a, b):
         raise RuntimeError("the stores differ after one anti-entropy exchange")

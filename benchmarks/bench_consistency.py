@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import gc
 import json
 import os
@@ -44,7 +45,7 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import cast
@@ -58,7 +59,15 @@ from crdtgossip.config import GossipConfig
 from crdtgossip.node import Node
 from crdtgossip.security import generate_key
 
-__all__ = ["run"]
+__all__ = [
+    "FLOOR",
+    "Throughput",
+    "floor_sender",
+    "local_increment",
+    "per_update",
+    "run",
+    "sample_throughput",
+]
 
 #: Cluster size of the Majority writes (issue 4: "5 loopback nodes"); a majority is 3.
 CLUSTER_SIZE = 5
@@ -526,16 +535,23 @@ class _Sink(asyncio.DatagramProtocol):
 
 
 @dataclass(frozen=True)
-class _Throughput:
+class Throughput:
     """One case: an awaited update (or its floor) and how many to time per sample."""
 
     action: Callable[[], Awaitable[None]]
     ops: int
 
 
-async def _local_updates(
-    result: BenchResult, member: Node, alone: list[Node], sizes: _Sizes
-) -> None:
+@contextlib.asynccontextmanager
+async def floor_sender(replica_id: str) -> AsyncIterator[Callable[[], Awaitable[None]]]:
+    """The floor of a Local update: ship a one-increment delta as cheaply as possible.
+
+    Yields an action doing ``crdtgossip.encode(delta)``, ``Keyring.seal`` and one
+    ``sendto`` on an asyncio datagram transport to a sink endpoint on loopback: what
+    shipping the delta of one increment by ``replica_id`` at the least costs. The
+    endpoints close on exit. bench_writepath measures its empty-key update against
+    the same floor.
+    """
     loop = asyncio.get_running_loop()
     sink_transport, _ = await loop.create_datagram_endpoint(_Sink, local_addr=("127.0.0.1", 0))
     sink_address = sink_transport.get_extra_info("sockname")
@@ -543,52 +559,78 @@ async def _local_updates(
         asyncio.DatagramProtocol, local_addr=("127.0.0.1", 0)
     )
     keyring = Keyring([generate_key()], label=LABEL)
-    # The delta one increment returns, as the member's update would make it.
-    delta = GCounter().increment(member.replica_id)
+    # The delta one increment returns, as the node's update would make it.
+    delta = GCounter().increment(replica_id)
 
     async def floor() -> None:
         sender.sendto(keyring.seal(crdtgossip.encode(delta)), sink_address)
 
-    def updater(node: Node) -> Callable[[], Awaitable[None]]:
-        async def update() -> None:
-            await node.update(
-                COUNTER_KEY, GCounter, lambda c: c.increment(node.replica_id), consistency=Local()
-            )
-
-        return update
-
-    plain, durable, batched = alone
-    cases = {
-        FLOOR: _Throughput(floor, sizes.updates),
-        MEMBER: _Throughput(updater(member), sizes.updates),
-        "Local update (alone, no storage)": _Throughput(updater(plain), sizes.updates),
-        "Local update (alone, SQLite batched)": _Throughput(
-            updater(batched), sizes.batched_updates
-        ),
-        "Local update (alone, SQLite durable)": _Throughput(
-            updater(durable), sizes.durable_updates
-        ),
-    }
-    samples: dict[str, list[int]] = {name: [] for name in cases}
-    cpu_samples: dict[str, list[int]] = {name: [] for name in cases}
     try:
-        for case in cases.values():  # warm-up: first calls build tables, open files
-            await _timed(case.action, case.ops // 10 + 1)
-        for _ in range(sizes.repeats):
-            for name, case in cases.items():
-                gc.collect()
-                wall, cpu = await _timed(case.action, case.ops)
-                samples[name].append(wall)
-                cpu_samples[name].append(cpu)
-                await asyncio.sleep(sizes.between)
+        yield floor
     finally:
         sender.close()
         sink_transport.close()
+
+
+def local_increment(node: Node, key: str = COUNTER_KEY) -> Callable[[], Awaitable[None]]:
+    """An action making one Local ``GCounter`` increment of ``key`` on ``node``."""
+
+    async def update() -> None:
+        await node.update(
+            key, GCounter, lambda c: c.increment(node.replica_id), consistency=Local()
+        )
+
+    return update
+
+
+async def sample_throughput(
+    cases: Mapping[str, Throughput], repeats: int, between: float
+) -> tuple[dict[str, list[int]], dict[str, list[int]]]:
+    """Warm every case up, then time ``repeats`` samples of each, interleaved.
+
+    Each sample times ``case.ops`` awaited calls (see :func:`_timed`); the event loop
+    runs ``between`` seconds after each, off the clock, so the gossip rounds carrying
+    the deltas run between samples.
+
+    Returns:
+        ``(wall, cpu)``: each case's samples in nanoseconds, by name.
+    """
+    samples: dict[str, list[int]] = {name: [] for name in cases}
+    cpu_samples: dict[str, list[int]] = {name: [] for name in cases}
+    for case in cases.values():  # warm-up: first calls build tables, open files
+        await _timed(case.action, case.ops // 10 + 1)
+    for _ in range(repeats):
+        for name, case in cases.items():
+            gc.collect()
+            wall, cpu = await _timed(case.action, case.ops)
+            samples[name].append(wall)
+            cpu_samples[name].append(cpu)
+            await asyncio.sleep(between)
+    return samples, cpu_samples
+
+
+async def _local_updates(
+    result: BenchResult, member: Node, alone: list[Node], sizes: _Sizes
+) -> None:
+    plain, durable, batched = alone
+    async with floor_sender(member.replica_id) as floor:
+        cases = {
+            FLOOR: Throughput(floor, sizes.updates),
+            MEMBER: Throughput(local_increment(member), sizes.updates),
+            "Local update (alone, no storage)": Throughput(local_increment(plain), sizes.updates),
+            "Local update (alone, SQLite batched)": Throughput(
+                local_increment(batched), sizes.batched_updates
+            ),
+            "Local update (alone, SQLite durable)": Throughput(
+                local_increment(durable), sizes.durable_updates
+            ),
+        }
+        samples, cpu_samples = await sample_throughput(cases, sizes.repeats, sizes.between)
     for name, case in cases.items():
-        result.figure(_per_update(name, samples[name], case.ops))
+        result.figure(per_update(name, samples[name], case.ops))
     for name in (FLOOR, MEMBER):
         result.figure(
-            _per_update(f"{name} (CPU)", cpu_samples[name], cases[name].ops, clock="CPU time")
+            per_update(f"{name} (CPU)", cpu_samples[name], cases[name].ops, clock="CPU time")
         )
     for name, case in cases.items():
         median = statistics.median(samples[name]) / case.ops
@@ -644,7 +686,7 @@ async def _local_updates(
     )
 
 
-def _per_update(name: str, samples: list[int], ops: int, clock: str = "wall") -> Figure:
+def per_update(name: str, samples: list[int], ops: int, clock: str = "wall") -> Figure:
     """Time per update in microseconds: the median sample's, and the least as ``best``."""
     return Figure(
         name,

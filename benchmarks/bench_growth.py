@@ -43,10 +43,10 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, TypeVar
 
 from benchmarks._measure import CPU_CLOCK, Case, Timing, time_cases
+from benchmarks._plot import PLOT_DIR, line, write_plots
 from benchmarks._result import BenchResult, Figure
 from benchmarks.bench_orset import (
     _copy_of,
@@ -66,11 +66,6 @@ from crdtgossip.security import Keyring
 from crdtgossip.testing.simulation import Simulation
 
 __all__ = ["PLOT_DIR", "run"]
-
-#: Where full runs write growth_merge.png, growth_bytes.png and growth_cpu.png (the
-#: documentation's benchmarks page shows them). Quick runs write nothing, so a smoke
-#: test never overwrites the committed images.
-PLOT_DIR = Path(__file__).resolve().parent.parent / "docs" / "_static" / "benchmarks"
 
 #: Elements per replica of the merge curve (the issue: "10^3 to 10^6").
 MERGE_SIZES = (1_000, 10_000, 100_000, 1_000_000)
@@ -438,39 +433,21 @@ def _per_node_second(
 
 # ---- plots -----------------------------------------------------------------------------
 def _plot_all(result: BenchResult, curves: _Curves) -> None:
-    """Write the three PNGs into PLOT_DIR, or note why not (matplotlib is optional)."""
-    try:
-        import matplotlib as mpl
-
-        mpl.use("Agg")  # no display: render to files only
-        import matplotlib.pyplot as plt
-    except ImportError:
-        result.notes.append("matplotlib is not installed: plots not written")
-        return
-    PLOT_DIR.mkdir(parents=True, exist_ok=True)
-    for file_name, draw in (
-        ("growth_merge.png", _draw_merge),
-        ("growth_bytes.png", _draw_bytes),
-        ("growth_cpu.png", _draw_cpu),
-    ):
-        figure, axes = plt.subplots(figsize=(7.0, 4.5), layout="constrained")
-        draw(axes, curves)
-        axes.grid(True, which="major", alpha=0.4)
-        axes.legend()
-        figure.savefig(PLOT_DIR / file_name, dpi=110)
-        plt.close(figure)
-    result.notes.append(f"plots written to {PLOT_DIR}")
-
-
-def _line(axes: Any, points: Mapping[int, float], label: str, style: str) -> None:
-    xs = sorted(points)
-    axes.plot(xs, [points[x] for x in xs], style, label=label)
+    """Write the three PNGs into PLOT_DIR (with matplotlib; see benchmarks._plot)."""
+    write_plots(
+        result,
+        [
+            ("growth_merge.png", lambda axes: _draw_merge(axes, curves)),
+            ("growth_bytes.png", lambda axes: _draw_bytes(axes, curves)),
+            ("growth_cpu.png", lambda axes: _draw_cpu(axes, curves)),
+        ],
+    )
 
 
 def _draw_merge(axes: Any, curves: _Curves) -> None:
-    _line(axes, curves.merge["merge+read"], "ORSet merge, then one read", "o-")
-    _line(axes, curves.merge["merge"], "ORSet merge alone", "s--")
-    _line(axes, curves.merge["loop"], "floor: insert-absent dict loop", "^:")
+    line(axes, curves.merge["merge+read"], "ORSet merge, then one read", "o-")
+    line(axes, curves.merge["merge"], "ORSet merge alone", "s--")
+    line(axes, curves.merge["loop"], "floor: insert-absent dict loop", "^:")
     axes.set_xscale("log")
     axes.set_ylim(bottom=0)  # linear: a flat line is a merge linear in n
     axes.set_xlabel("elements per replica (n)")
@@ -479,11 +456,11 @@ def _draw_merge(axes: Any, curves: _Curves) -> None:
 
 
 def _draw_bytes(axes: Any, curves: _Curves) -> None:
-    _line(axes, curves.orset_bytes["state"], "ORSet, full state", "o-")
-    _line(axes, curves.orset_bytes["frame"], "ORSet, sealed frame of a one-add delta", "s-")
-    _line(axes, curves.orset_bytes["delta"], "ORSet, one-add delta", "^-")
-    _line(axes, curves.counter_bytes["state"], "GCounter, full state", "o--")
-    _line(axes, curves.counter_bytes["delta"], "GCounter, one-increment delta", "^--")
+    line(axes, curves.orset_bytes["state"], "ORSet, full state", "o-")
+    line(axes, curves.orset_bytes["frame"], "ORSet, sealed frame of a one-add delta", "s-")
+    line(axes, curves.orset_bytes["delta"], "ORSet, one-add delta", "^-")
+    line(axes, curves.counter_bytes["state"], "GCounter, full state", "o--")
+    line(axes, curves.counter_bytes["delta"], "GCounter, one-increment delta", "^--")
     axes.set_xscale("log")
     axes.set_yscale("log")
     axes.set_xlabel("state size (ORSet elements; GCounter replicas)")
@@ -492,7 +469,7 @@ def _draw_bytes(axes: Any, curves: _Curves) -> None:
 
 
 def _draw_cpu(axes: Any, curves: _Curves) -> None:
-    _line(axes, curves.cpu, "measured (idle, LAN preset)", "o-")
+    line(axes, curves.cpu, "measured (idle, LAN preset)", "o-")
     base = curves.cpu[min(curves.cpu)]
     axes.axhline(base, linestyle=":", color="grey", label=f"flat at N={min(curves.cpu)}")
     axes.set_xscale("log")
