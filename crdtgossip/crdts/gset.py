@@ -8,9 +8,10 @@ Cost: the elements; a delta is the one element added.
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Iterator
+from collections.abc import Hashable, Iterable, Iterator
 from typing import Generic, Self, TypeVar
 
+from crdtgossip.crdts._digest import digest_of, element_hash
 from crdtgossip.errors import MergeError
 
 __all__ = ["GSet"]
@@ -31,10 +32,12 @@ class GSet(Generic[E]):
         ['x', 'y']
     """
 
-    __slots__ = ("_elements",)
+    __slots__ = ("_elements", "_hashes")
 
     def __init__(self) -> None:
         self._elements: set[E] = set()
+        # The sum of the elements' hashes, kept up to date once anti-entropy first asks.
+        self._hashes: int | None = None
 
     @classmethod
     def _from_elements(cls, elements: set[E]) -> Self:
@@ -49,6 +52,8 @@ class GSet(Generic[E]):
 
     def add(self, element: E) -> Self:
         """Add ``element``. Returns the delta: a set of that one element."""
+        if self._hashes is not None and element not in self._elements:
+            self._hashes += element_hash(element)
         self._elements.add(element)
         return type(self)._from_elements({element})
 
@@ -65,11 +70,15 @@ class GSet(Generic[E]):
         """Join ``other`` in place: the union."""
         if type(other) is not type(self):
             raise MergeError(f"cannot merge {type(other).__name__} into {type(self).__name__}")
+        if self._hashes is not None:
+            self._hashes += sum(map(element_hash, other._elements - self._elements))
         self._elements |= other._elements
 
     def copy(self) -> Self:
         """An independent copy."""
-        return type(self)._from_elements(set(self._elements))
+        fresh = type(self)._from_elements(set(self._elements))
+        fresh._hashes = self._hashes
+        return fresh
 
     def __eq__(self, other: object) -> bool:
         if type(other) is not type(self):
@@ -81,3 +90,22 @@ class GSet(Generic[E]):
 
     def __repr__(self) -> str:
         return f"GSet({self._elements!r})"
+
+    # ---- digests and repair by difference (used by anti-entropy) ----------------------
+    def _live_sum(self) -> int:
+        if self._hashes is None:
+            self._hashes = sum(map(element_hash, self._elements))
+        return self._hashes
+
+    def _digest(self) -> bytes:
+        """A canonical digest of the state, kept up to date as elements arrive."""
+        return digest_of(b"GSet", self._live_sum())
+
+    def _positions(self) -> list[tuple[int, int, E]]:
+        """Each element as (64-bit position, 128-bit hash, element)."""
+        hashes = [(element_hash(element), element) for element in self._elements]
+        return [(value >> 64, value, element) for value, element in hashes]
+
+    def _subset_items(self, elements: Iterable[E]) -> Self:
+        """A G-Set of those of ``elements`` held here."""
+        return type(self)._from_elements({e for e in elements if e in self._elements})

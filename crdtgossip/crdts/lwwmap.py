@@ -13,10 +13,11 @@ a delta is one key's write.
 from __future__ import annotations
 
 import copy as _copy
-from collections.abc import Hashable, Iterator
+from collections.abc import Hashable, Iterable, Iterator
 from typing import Any, Generic, NamedTuple, Self, TypeVar
 
 from crdtgossip.crdts._base import check_replica, check_timestamp, now_ns, order_key
+from crdtgossip.crdts._digest import digest_of, element_hash, entry_hash
 from crdtgossip.errors import MergeError
 
 __all__ = ["LWWMap"]
@@ -53,12 +54,14 @@ class LWWMap(Generic[K, V]):
         ({'size': 3}, True)
     """
 
-    __slots__ = ("_entries", "_seen")
+    __slots__ = ("_entries", "_hashes", "_seen")
 
     def __init__(self) -> None:
         self._entries: dict[K, LWWEntry] = {}
         # The highest timestamp in the state: derived, kept to make default stamps O(1).
         self._seen = 0
+        # The sum of the entries' hashes, kept up to date once anti-entropy first asks.
+        self._hashes: int | None = None
 
     @classmethod
     def _from_entries(cls, entries: dict[K, LWWEntry]) -> Self:
@@ -138,11 +141,17 @@ class LWWMap(Generic[K, V]):
                 entries[key] = LWWEntry(
                     theirs.timestamp, theirs.replica, theirs.present, _copy.deepcopy(theirs.value)
                 )
+                if self._hashes is not None:
+                    self._hashes += _entry_hash(key, theirs) - (
+                        0 if mine is None else _entry_hash(key, mine)
+                    )
         self._seen = max(self._seen, other._seen)
 
     def copy(self) -> Self:
         """An independent copy."""
-        return type(self)._from_entries(_copy.deepcopy(self._entries))
+        fresh = type(self)._from_entries(_copy.deepcopy(self._entries))
+        fresh._hashes = self._hashes
+        return fresh
 
     def __eq__(self, other: object) -> bool:
         if type(other) is not type(self):
@@ -157,3 +166,31 @@ class LWWMap(Generic[K, V]):
 
     def __repr__(self) -> str:
         return f"LWWMap({self._entries!r})"
+
+    # ---- digests and repair by difference (used by anti-entropy) ----------------------
+    def _live_sum(self) -> int:
+        if self._hashes is None:
+            self._hashes = sum(_entry_hash(key, entry) for key, entry in self._entries.items())
+        return self._hashes
+
+    def _digest(self) -> bytes:
+        """A canonical digest of the state, kept up to date as writes arrive."""
+        return digest_of(b"LWWMap", self._live_sum())
+
+    def _positions(self) -> list[tuple[int, int, K]]:
+        """Each key as (64-bit position of the key, 128-bit hash of its entry, key)."""
+        return [
+            (element_hash(key) >> 64, _entry_hash(key, entry), key)
+            for key, entry in self._entries.items()
+        ]
+
+    def _subset_items(self, keys: Iterable[K]) -> Self:
+        """An LWW-Map of the entries of those of ``keys`` held here."""
+        entries = self._entries
+        return type(self)._from_entries(
+            {key: _copy.deepcopy(entries[key]) for key in keys if key in entries}
+        )
+
+
+def _entry_hash(key: object, entry: LWWEntry) -> int:
+    return entry_hash(key, (entry.timestamp, entry.replica, entry.present, entry.value))

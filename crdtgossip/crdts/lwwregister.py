@@ -20,6 +20,7 @@ import copy as _copy
 from typing import Any, Generic, Self, TypeVar
 
 from crdtgossip.crdts._base import check_replica, check_timestamp, now_ns, order_key
+from crdtgossip.crdts._digest import digest_of, value_hash
 from crdtgossip.errors import MergeError
 
 __all__ = ["LWWRegister"]
@@ -132,3 +133,8 @@ class LWWRegister(Generic[V]):
         return (
             f"LWWRegister({self._value!r}, timestamp={self._timestamp}, replica={self._replica!r})"
         )
+
+    # ---- digests (used by anti-entropy) -----------------------------------------------
+    def _digest(self) -> bytes:
+        """A canonical digest of the state (one write: computed each time)."""
+        return digest_of(b"LWWRegister", value_hash((self._timestamp, self._replica, self._value)))

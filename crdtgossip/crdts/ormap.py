@@ -40,11 +40,12 @@ nested state; removed keys cost nothing beyond the context.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable, Iterator
+from collections.abc import Callable, Collection, Hashable, Iterable, Iterator
 from typing import Any, Generic, Self, TypeVar
 
 from crdtgossip.crdts._base import CRDT, check_replica
 from crdtgossip.crdts._causal import CausalContext, CausalCRDT, Dot
+from crdtgossip.crdts._digest import DotHashes, digest_of, dot_hash
 from crdtgossip.errors import OperationError
 
 __all__ = ["ORMap"]
@@ -64,6 +65,25 @@ class _Entry:
     def __init__(self, tags: dict[Dot, Any], nested: CausalCRDT | None) -> None:
         self.tags = tags
         self.nested = nested
+
+
+class _MapHashes:
+    """What an ORMap keeps to maintain its digest: per key, its tag dots, the sum of
+    their hashes and its nested value's sum; their total; and, while nothing changes,
+    the index of live dots by replica (built for anti-entropy on demand)."""
+
+    __slots__ = ("index", "keys", "total")
+
+    def __init__(self) -> None:
+        self.total = 0
+        self.keys: dict[Any, tuple[frozenset[Dot], int, int]] = {}
+        self.index: tuple[dict[str, dict[int, Any]], DotHashes] | None = None
+
+    def copy(self) -> _MapHashes:
+        fresh = _MapHashes()
+        fresh.total = self.total
+        fresh.keys = dict(self.keys)
+        return fresh
 
 
 def signature(value: object) -> tuple[Any, ...]:
@@ -92,7 +112,7 @@ class ORMap(CausalCRDT, Generic[K]):
         True
     """
 
-    __slots__ = ("_causal", "_entries", "_prototype")
+    __slots__ = ("_causal", "_entries", "_hashes", "_prototype")
 
     def __init__(self, value_type: type[Any] | Any) -> None:
         super().__init__()
@@ -109,6 +129,7 @@ class ORMap(CausalCRDT, Generic[K]):
         self._prototype: Any = blank
         self._causal = isinstance(blank, CausalCRDT)
         self._entries: dict[K, _Entry] = {}
+        self._hashes: _MapHashes | None = None
 
     # ---- configuration ----------------------------------------------------------------
     @property
@@ -128,6 +149,7 @@ class ORMap(CausalCRDT, Generic[K]):
         fresh._prototype = self._prototype
         fresh._causal = self._causal
         fresh._entries = {}
+        fresh._hashes = None
         return fresh
 
     def _same_kind(self, other: object) -> bool:
@@ -218,6 +240,7 @@ class ORMap(CausalCRDT, Generic[K]):
             entry.tags[tag] = None
             delta = self._empty_bound(delta_context)
             delta._entries = {key: _Entry({tag: None}, nested_delta)}
+            self._rehash(key)
             return delta
 
         current = (
@@ -236,6 +259,7 @@ class ORMap(CausalCRDT, Generic[K]):
         entry.tags[tag] = contribution
         delta = self._empty_bound(CausalContext.from_dots([*own, tag]))
         delta._entries = {key: _Entry({tag: contribution.copy()}, None)}
+        self._rehash(key)
         return delta
 
     def _check_delta(self, nested_delta: object) -> None:
@@ -261,6 +285,7 @@ class ORMap(CausalCRDT, Generic[K]):
         entry = self._entries.pop(key, None)
         if entry is None:
             return self._empty_bound(CausalContext())
+        self._rehash(key)
         return self._empty_bound(CausalContext.from_dots(self._entry_dots(entry)))
 
     # ---- the dot-store join -----------------------------------------------------------
@@ -309,6 +334,7 @@ class ORMap(CausalCRDT, Generic[K]):
             self._entries[key] = entry
         else:
             self._entries.pop(key, None)
+        self._rehash(key)
 
     @staticmethod
     def _join_tags(
@@ -353,6 +379,7 @@ class ORMap(CausalCRDT, Generic[K]):
             )
             for key, entry in self._entries.items()
         }
+        target._hashes = None if self._hashes is None else self._hashes.copy()
 
     def _rebind(self, context: CausalContext) -> None:
         self._context = context
@@ -366,3 +393,86 @@ class ORMap(CausalCRDT, Generic[K]):
             for key, entry in self._entries.items()
         )
         return f"ORMap({self.value_type.__name__}, {{{items}}}, context={self._context!r})"
+
+    # ---- digests and repair by difference (used by anti-entropy) ----------------------
+    def _rehash(self, key: K) -> None:
+        """Bring the running digest up to date after ``key``'s entry may have changed."""
+        hashes = self._hashes
+        if hashes is None:
+            return
+        entry = self._entries.get(key)
+        old = hashes.keys.get(key)
+        if entry is None:
+            if old is not None:
+                del hashes.keys[key]
+                hashes.total -= old[1] + old[2]
+                hashes.index = None
+            return
+        nested_sum = 0 if entry.nested is None else entry.nested._live_sum()
+        if old is not None and entry.tags.keys() == old[0]:
+            if nested_sum == old[2]:
+                return  # unchanged: the common case of a join's pass over every key
+            tags, tag_sum = old[0], old[1]
+        else:
+            tags = frozenset(entry.tags)
+            tag_sum = sum(dot_hash(replica, counter) for replica, counter in tags)
+        hashes.keys[key] = (tags, tag_sum, nested_sum)
+        hashes.total += tag_sum + nested_sum - (0 if old is None else old[1] + old[2])
+        hashes.index = None
+
+    def _map_hashes(self) -> _MapHashes:
+        hashes = self._hashes
+        if hashes is None:
+            # First use: one pass, then every change keeps it current.
+            hashes = self._hashes = _MapHashes()
+            for key in self._entries:
+                self._rehash(key)
+        return hashes
+
+    def _live_sum(self) -> int:
+        return self._map_hashes().total
+
+    def _digest(self) -> bytes:
+        tag = b"ORMap" + repr(signature(self._prototype)).encode()
+        return digest_of(tag, self._live_sum(), self._context)
+
+    def _dot_index(self) -> tuple[dict[str, dict[int, Any]], DotHashes]:
+        """Live dots by replica (``replica -> counter -> key``) and their hashes; built
+        in one pass on demand and kept until the map next changes."""
+        hashes = self._map_hashes()
+        if hashes.index is None:
+            by_replica: dict[str, dict[int, Any]] = {}
+            for key, entry in self._entries.items():
+                for replica, counter in self._entry_dots(entry):
+                    by_replica.setdefault(replica, {})[counter] = key
+            table = DotHashes.of(
+                (replica, counter) for replica, block in by_replica.items() for counter in block
+            )
+            hashes.index = (by_replica, table)
+        return hashes.index
+
+    def _dot_hashes(self) -> DotHashes:
+        return self._dot_index()[1]
+
+    def _live_of(self, replica: str) -> Collection[int]:
+        return self._dot_index()[0].get(replica, {}).keys()
+
+    def _subset(self, dots: Iterable[Dot], context: CausalContext) -> Self:
+        by_replica = self._dot_index()[0]
+        by_key: dict[Any, list[Dot]] = {}
+        for replica, counter in dots:
+            block = by_replica.get(replica)
+            if block is not None and counter in block:
+                by_key.setdefault(block[counter], []).append((replica, counter))
+        fresh = self._empty_bound(context)
+        for key, found in by_key.items():
+            entry = self._entries[key]
+            tags = {
+                dot: (None if entry.tags[dot] is None else entry.tags[dot].copy())
+                for dot in found
+                if dot in entry.tags
+            }
+            nested = None if entry.nested is None else entry.nested._subset(found, context)
+            if tags or (nested is not None and not nested._store_is_empty()):
+                fresh._entries[key] = _Entry(tags, nested)
+        return fresh
