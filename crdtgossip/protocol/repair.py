@@ -1,0 +1,431 @@
+"""Repair of one key by its difference: what two replicas exchange once their digests differ.
+
+The key tree (:mod:`~crdtgossip.protocol.antientropy`) finds the keys two members
+disagree on; this module repairs each one with :class:`~crdtgossip.protocol.messages.Diff`
+messages whose size follows the difference, not the state. It is pure: :func:`opening`
+and :func:`respond` take a state and a message and return what to send; the engine
+owns the store and the sockets. Each message stands alone (no session is kept), so a
+lost or repeated one costs a later exchange, never correctness.
+
+Causal types (ORSet, EWFlag, MVRegister, ORMap, nested ones included) use a join
+decomposition (Enes et al., "Efficient Synchronization of State-based CRDTs", 2019):
+
+1. The opener sends its causal context. The other side answers with its own context,
+   a *patch* holding exactly its live dots the opener's context lacks (adds the
+   opener never saw), and, per replica both know, the root of a fingerprint tree over
+   that replica's dot counters.
+2. A receiver merges the patch; a patch marked complete holds every live dot its
+   sender had that the receiver lacked, so the receiver may then also learn the
+   sender's whole context (:meth:`~crdtgossip.crdts._causal.CausalCRDT._absorb`):
+   that is joining with the sender's state minus the removes not yet compared.
+3. Removes are what is left: a dot both have seen, live on one side only. Each
+   fingerprint is the sum of the hashes of the live dots under a counter range; the
+   sender counts all its live dots (its patch was complete), the receiver only the
+   ones the sender has seen. Equal sums mean no difference below; a differing range is
+   described one level deeper (16 child sums) until few dots are left, which are then
+   listed. Given a list, the receiver drops its own dots the sender has seen and does
+   not list (the sender removed them), and sends back, as a patch with no elements,
+   the listed dots it has seen and no longer holds (it removed them).
+
+Every step is a join with a part of the other state, so whatever is merged is correct
+even when messages cross changes; the exchange ends with both sides equal to their
+join. A one-element difference inside a 10^6-element ORSet costs about 1 KB.
+
+G-Sets and LWW-Maps use the same tree over the 64-bit positions of their elements or
+keys; listed items are 64-bit hashes, and what the other side lacks is sent. Counters
+and registers are small: the opener sends its state, the other side merges it and
+answers with only what it holds beyond it (a counter's slots that are ahead). A type
+of the user's with none of this is repaired the same way, whole state first.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left
+from collections.abc import Callable, Collection
+from dataclasses import dataclass, field
+from typing import Any, Final, cast
+
+from crdtgossip.codec import decode, encode
+from crdtgossip.crdts import CRDT
+from crdtgossip.crdts._causal import CausalContext, CausalCRDT, Dot
+from crdtgossip.crdts._digest import FANOUT_BITS, LEAF_SHIFT, DotHashes, dot_hash
+from crdtgossip.errors import MergeError
+from crdtgossip.protocol.messages import (
+    MAX_KEY_BYTES,
+    MAX_RANGE_SHIFT,
+    RANGE_CHILDREN,
+    SUM_SIZE,
+    Diff,
+    RangeNode,
+)
+
+__all__ = [
+    "LEAF_DOTS",
+    "LEAF_ITEMS",
+    "MAX_DIFF_NODES",
+    "Outcome",
+    "opening",
+    "respond",
+    "root_shift",
+]
+
+LEAF_DOTS: Final = 24
+"""A range holding at most this many live dots is listed (about 5 bytes a counter)
+rather than split into 16 child sums (128 bytes): below it, listing costs less."""
+
+LEAF_ITEMS: Final = 16
+"""The same for the items of a G-Set or LWW-Map (about 9 bytes a hash)."""
+
+MAX_DIFF_NODES: Final = 512
+"""Most range nodes handled from one message and described in one reply: bounds the
+work one message can ask for (each costs at most a pass over one replica's buckets);
+what is left over is found by the next exchange."""
+
+_SUM_MASK: Final = (1 << (8 * SUM_SIZE)) - 1
+_CHILD_MASK: Final = RANGE_CHILDREN - 1
+
+
+@dataclass(slots=True)
+class Outcome:
+    """What :func:`respond` did and what to send back.
+
+    Attributes:
+        reply: the message to answer with, or None.
+        changed: the state changed (merged, learned a context, or dropped dots).
+    """
+
+    reply: Diff | None = None
+    changed: bool = False
+
+
+def root_shift(max_counter: int) -> int:
+    """The shift of the smallest range node from 0 that covers ``max_counter``.
+
+    Args:
+        max_counter: the highest counter (or position) to cover.
+
+    Returns:
+        ``LEAF_SHIFT + 4k`` for the least k with ``max_counter >> shift == 0``.
+    """
+    shift = LEAF_SHIFT
+    while max_counter >> shift and shift < MAX_RANGE_SHIFT:
+        shift += FANOUT_BITS
+    return shift
+
+
+def _family(state: CRDT) -> str:
+    if isinstance(state, CausalCRDT) and type(state)._subset is not CausalCRDT._subset:
+        return "causal"
+    if callable(getattr(state, "_positions", None)) and callable(
+        getattr(state, "_subset_items", None)
+    ):
+        return "items"
+    return "small"
+
+
+def _decode_like(state: CRDT, payload: bytes) -> Any:
+    """Decode a payload that must be a state of the same type as ``state``.
+
+    Raises:
+        DecodeError: the payload is malformed.
+        MergeError: it is a state of another type.
+    """
+    value = decode(payload)
+    same_kind = getattr(state, "_same_kind", None)
+    if type(value) is not type(state) or (same_kind is not None and not same_kind(value)):
+        raise MergeError(f"a {type(value).__name__} cannot repair a {type(state).__name__}")
+    return value
+
+
+def opening(key: str, state: CRDT) -> Diff:
+    """The first message of the repair of ``key``.
+
+    Args:
+        key: the data key.
+        state: the local state.
+
+    Returns:
+        A Diff with the local context (causal types), the root of the item tree
+        (sets and maps of items) or the whole state (the small ones).
+    """
+    family = _family(state)
+    if family == "causal":
+        causal = cast(CausalCRDT, state)
+        context = encode(cast(CRDT, causal._empty_bound(causal._context)))
+        return Diff(key, True, context, b"", False, ())
+    if family == "items":
+        root = _Items(state).describe(MAX_RANGE_SHIFT, 0)
+        return Diff(key, True, b"", b"", False, (root,))
+    return Diff(key, True, b"", encode(state), False, ())
+
+
+def respond(key: str, state: CRDT, message: Diff) -> Outcome:
+    """Handle one Diff of ``key`` against the local state (which it may change).
+
+    Args:
+        key: the data key (``message.key``).
+        state: the local state; merged into in place.
+        message: what the other side sent.
+
+    Returns:
+        What changed and what to send back.
+
+    Raises:
+        DecodeError: a context or patch in the message is malformed.
+        MergeError: it holds a state of another type than the local one.
+    """
+    family = _family(state)
+    if family == "causal":
+        return _CausalStep(key, cast(CausalCRDT, state), message).run()
+    if family == "items":
+        return _respond_items(key, state, message)
+    return _respond_small(key, state, message)
+
+
+# --- small states: counters, registers, a user's own types -----------------------------
+
+
+def _respond_small(key: str, state: CRDT, message: Diff) -> Outcome:
+    if not message.patch:
+        return Outcome()
+    theirs = _decode_like(state, message.patch)
+    state.merge(theirs)
+    if not message.opening:
+        return Outcome(changed=True)
+    delta_over: Callable[[Any], CRDT | None] | None = getattr(state, "_delta_over", None)
+    ahead = delta_over(theirs) if delta_over is not None else (state if state != theirs else None)
+    reply = None if ahead is None else Diff(key, False, b"", encode(ahead), False, ())
+    return Outcome(reply, changed=True)
+
+
+# --- causal types ------------------------------------------------------------------------
+
+
+def _dots_unseen(state: CausalCRDT, theirs: CausalContext) -> dict[str, list[int]]:
+    """The live dots of ``state`` that ``theirs`` has not seen, by replica.
+
+    Costs O(gap) per replica: only the counters above the other's version vector are
+    looked at (or the live ones, when there are fewer of those).
+    """
+    mine = state._context
+    unseen: dict[str, list[int]] = {}
+    for replica in mine.vector.keys() | mine.cloud.keys():
+        base = theirs.vector.get(replica, 0)
+        top = mine.max_counter(replica)
+        if top <= base:
+            continue
+        live = state._live_of(replica)
+        if not live:
+            continue
+        cloud = theirs.cloud.get(replica, ())
+        if top - base <= len(live):
+            found = [c for c in range(base + 1, top + 1) if c in live and c not in cloud]
+        else:
+            found = sorted(c for c in live if c > base and c not in cloud)
+        if found:
+            unseen[replica] = found
+    return unseen
+
+
+def _live_counters(
+    table: DotHashes, live: Collection[int], replica: str, shift: int, index: int
+) -> list[int]:
+    """The live counters of ``replica`` under a range node, ascending."""
+    found: list[int] = []
+    for bucket in table.buckets_in(replica, shift, index):
+        first = bucket << LEAF_SHIFT
+        found.extend(c for c in range(first, first + (1 << LEAF_SHIFT)) if c in live)
+    return found
+
+
+@dataclass(slots=True)
+class _CausalStep:
+    """One :func:`respond` of a causal type (a class only to share its working data)."""
+
+    key: str
+    state: CausalCRDT
+    message: Diff
+    changed: bool = False
+    nodes: list[RangeNode] = field(default_factory=list)
+    removed_there: list[Dot] = field(default_factory=list)
+
+    def run(self) -> Outcome:
+        state, message = self.state, self.message
+        theirs = cast(CausalCRDT, _decode_like(cast(CRDT, state), message.context))._context
+        if message.patch:
+            state.merge(_decode_like(cast(CRDT, state), message.patch))
+            self.changed = True
+        if message.complete and not _covers(state._context, theirs):
+            state._absorb(theirs)
+            self.changed = True
+        unseen = _dots_unseen(state, theirs)
+        if message.opening:
+            for replica in sorted(state._context.vector.keys() | state._context.cloud.keys()):
+                if theirs.knows(replica) and _fits(replica):
+                    shift = root_shift(state._context.max_counter(replica))
+                    self._describe(replica, shift, 0)
+        seen: set[tuple[str, int, int]] = set()
+        for node in message.nodes[:MAX_DIFF_NODES]:
+            where = (node.space, node.shift, node.index)
+            if where in seen or not node.space:
+                continue
+            seen.add(where)
+            if node.sums is not None:
+                self._compare(node, node.sums, unseen.get(node.space, []))
+            elif node.items is not None:
+                self._resolve(node, node.items, theirs)
+        dots = [(replica, c) for replica, counters in unseen.items() for c in counters]
+        patch = b""
+        if dots or self.removed_there:
+            context = CausalContext.from_dots([*dots, *self.removed_there])
+            patch = encode(cast(CRDT, state._subset(dots, context)))
+        news = not _covers(theirs, state._context)
+        if not (message.opening or patch or self.nodes or news):
+            return Outcome(changed=self.changed)
+        context_bytes = encode(cast(CRDT, state._empty_bound(state._context)))
+        reply = Diff(self.key, False, context_bytes, patch, True, tuple(self.nodes))
+        return Outcome(reply, self.changed)
+
+    def _describe(self, replica: str, shift: int, index: int) -> None:
+        """Add the local description of a node: its live counters, or 16 child sums."""
+        if len(self.nodes) >= MAX_DIFF_NODES:
+            return
+        table = self.state._dot_hashes()
+        if shift == LEAF_SHIFT or table.count(replica, shift, index) <= LEAF_DOTS:
+            live = self.state._live_of(replica)
+            counters = tuple(_live_counters(table, live, replica, shift, index))
+            self.nodes.append(RangeNode(replica, shift, index, None, counters))
+            return
+        sums = b"".join(
+            (total & _SUM_MASK).to_bytes(SUM_SIZE, "big")
+            for _, total in table.children(replica, shift, index)
+        )
+        self.nodes.append(RangeNode(replica, shift, index, sums, None))
+
+    def _compare(self, node: RangeNode, remote: bytes, unseen: list[int]) -> None:
+        """Compare the sender's child sums with ours over the dots the sender has seen."""
+        replica, shift, index = node.space, node.shift, node.index
+        if index << shift > self.state._context.max_counter(replica):
+            children = [[0, 0] for _ in range(RANGE_CHILDREN)]  # nothing of ours there
+        else:
+            children = self.state._dot_hashes().children(replica, shift, index)
+        child_shift = shift - FANOUT_BITS
+        for counter in unseen:
+            if counter >> shift == index:
+                children[(counter >> child_shift) & _CHILD_MASK][1] -= dot_hash(replica, counter)
+        for digit, (_, total) in enumerate(children):
+            theirs = int.from_bytes(remote[digit * SUM_SIZE : (digit + 1) * SUM_SIZE], "big")
+            if theirs != total & _SUM_MASK:
+                self._describe(replica, child_shift, index * RANGE_CHILDREN + digit)
+
+    def _resolve(self, node: RangeNode, listed: tuple[int, ...], theirs: CausalContext) -> None:
+        """Settle a listed range: drop what the sender removed, report what we did."""
+        state, replica = self.state, node.space
+        table = state._dot_hashes()
+        live = state._live_of(replica)
+        mine = _live_counters(table, live, replica, node.shift, node.index)
+        listed_set = set(listed)
+        gone = [(replica, c) for c in mine if c not in listed_set and theirs.covers(replica, c)]
+        context = state._context
+        for counter in listed_set:
+            inside = counter >> node.shift == node.index
+            if inside and counter not in live and context.covers(replica, counter):
+                self.removed_there.append((replica, counter))
+        if gone:
+            state.merge(state._empty_bound(CausalContext.from_dots(gone)))
+            self.changed = True
+
+
+def _covers(outer: CausalContext, inner: CausalContext) -> bool:
+    """Whether ``outer`` has seen every dot ``inner`` has (O(replicas + cloud))."""
+    for replica, base in inner.vector.items():
+        if outer.vector.get(replica, 0) < base:
+            return False
+    return all(
+        outer.covers(replica, counter)
+        for replica, counters in inner.cloud.items()
+        for counter in counters
+    )
+
+
+def _fits(replica: str) -> bool:
+    """Whether a replica id can name a range node on the wire."""
+    return len(replica.encode("utf-8", "surrogatepass")) <= MAX_KEY_BYTES
+
+
+# --- sets and maps of items: G-Set, LWW-Map ---------------------------------------------
+
+
+class _Items:
+    """The items of a G-Set or LWW-Map sorted by position, with range sums."""
+
+    def __init__(self, state: CRDT) -> None:
+        positions: list[tuple[int, int, Any]] = getattr(state, "_positions")()  # noqa: B009
+        positions.sort(key=lambda item: (item[0], item[1]))
+        self.state = state
+        self.positions = [item[0] for item in positions]
+        self.hashes = [item[1] for item in positions]
+        self.handles = [item[2] for item in positions]
+
+    def span(self, shift: int, index: int) -> range:
+        low = bisect_left(self.positions, index << shift)
+        high = bisect_left(self.positions, (index + 1) << shift)
+        return range(low, high)
+
+    def ids(self, shift: int, index: int) -> dict[int, Any]:
+        """Item id (low 64 bits of its hash) -> handle, under a node."""
+        return {self.hashes[i] & _SUM_MASK: self.handles[i] for i in self.span(shift, index)}
+
+    def children(self, shift: int, index: int) -> list[int]:
+        sums = [0] * RANGE_CHILDREN
+        child_shift = shift - FANOUT_BITS
+        for i in self.span(shift, index):
+            sums[(self.positions[i] >> child_shift) & _CHILD_MASK] += self.hashes[i]
+        return [total & _SUM_MASK for total in sums]
+
+    def describe(self, shift: int, index: int, *, answer: bool = False) -> RangeNode:
+        span = self.span(shift, index)
+        if answer or shift == LEAF_SHIFT or len(span) <= LEAF_ITEMS:
+            items = tuple(sorted(self.hashes[i] & _SUM_MASK for i in span))
+            return RangeNode("", shift, index, None, items, answer)
+        sums = b"".join(s.to_bytes(SUM_SIZE, "big") for s in self.children(shift, index))
+        return RangeNode("", shift, index, sums, None)
+
+
+def _respond_items(key: str, state: CRDT, message: Diff) -> Outcome:
+    changed = False
+    if message.patch:
+        state.merge(_decode_like(state, message.patch))
+        changed = True
+    items = _Items(state)
+    nodes: list[RangeNode] = []
+    send: list[Any] = []
+    seen: set[tuple[int, int]] = set()
+    for node in message.nodes[:MAX_DIFF_NODES]:
+        where = (node.shift, node.index)
+        if node.space or where in seen:
+            continue
+        seen.add(where)
+        if node.sums is not None:
+            child_shift = node.shift - FANOUT_BITS
+            mine = items.children(node.shift, node.index)
+            for digit, total in enumerate(mine):
+                theirs = int.from_bytes(node.sums[digit * SUM_SIZE : (digit + 1) * SUM_SIZE], "big")
+                if theirs == total or len(nodes) >= MAX_DIFF_NODES:
+                    continue
+                child = (child_shift, node.index * RANGE_CHILDREN + digit)
+                if theirs == 0:
+                    send.extend(items.ids(*child).values())  # they hold nothing there
+                else:
+                    nodes.append(items.describe(*child, answer=total == 0))
+        elif node.items is not None:
+            mine_ids = items.ids(node.shift, node.index)
+            listed = set(node.items)
+            send.extend(handle for item, handle in mine_ids.items() if item not in listed)
+            if not node.answer and not listed <= mine_ids.keys() and len(nodes) < MAX_DIFF_NODES:
+                nodes.append(items.describe(node.shift, node.index, answer=True))
+    subset: Callable[[list[Any]], CRDT] = getattr(state, "_subset_items")  # noqa: B009
+    patch = encode(subset(send)) if send else b""
+    if not (patch or nodes):
+        return Outcome(changed=changed)
+    return Outcome(Diff(key, False, b"", patch, False, tuple(nodes)), changed)
