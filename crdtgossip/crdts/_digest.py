@@ -4,8 +4,9 @@ Anti-entropy compares replicas by digest, so a digest must be *canonical*: equal
 give equal digests in every process (never Python's randomized ``hash()`` of a str),
 and it must be cheap to keep current: a running sum, not a re-encoding.
 
-* A **dot** ``(replica, counter)`` hashes to 128 bits of BLAKE2b of the replica's UTF-8
-  name followed by the counter in 16 bytes (the fixed-length tail keeps the pair
+* A **dot** ``(replica, counter)`` hashes to 128 bits of BLAKE2s (the faster of the two
+  BLAKE2 on short inputs: about 0.35 us) of the replica's UTF-8 name followed by the
+  counter in 16 bytes (the fixed-length tail keeps the pair
   unambiguous). A causal state's digest combines a hash of its causal context with the
   sum, modulo 2**128, of the hashes of its live dots. A dot names one write, so it
   determines its payload (the element, the value, the map key): the payload needs no
@@ -27,7 +28,7 @@ O(1): add the hash of what arrives, subtract the hash of what leaves.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from hashlib import blake2b
+from hashlib import blake2b, blake2s
 from typing import TYPE_CHECKING, Final
 
 if TYPE_CHECKING:
@@ -73,10 +74,10 @@ def dot_hash(replica: str, counter: int) -> int:
         counter: the dot's counter (below 2**128).
 
     Returns:
-        BLAKE2b-128 of the replica's UTF-8 bytes and the counter in 16 bytes, as an int.
+        BLAKE2s-128 of the replica's UTF-8 bytes and the counter in 16 bytes, as an int.
     """
     data = replica.encode("utf-8", "surrogatepass") + counter.to_bytes(16, "big")
-    return int.from_bytes(blake2b(data, digest_size=DIGEST_BYTES).digest(), "big")
+    return int.from_bytes(blake2s(data, digest_size=DIGEST_BYTES).digest(), "big")
 
 
 def _element_bytes(element: object, parts: list[bytes]) -> None:
@@ -137,11 +138,11 @@ def element_hash(element: object) -> int:
         element: None, bool, int, float, str, bytes or a tuple of these.
 
     Returns:
-        BLAKE2b-128 of its canonical bytes, as an int.
+        BLAKE2s-128 of its canonical bytes, as an int.
     """
     parts: list[bytes] = []
     _element_bytes(element, parts)
-    return int.from_bytes(blake2b(b"".join(parts), digest_size=DIGEST_BYTES).digest(), "big")
+    return int.from_bytes(blake2s(b"".join(parts), digest_size=DIGEST_BYTES).digest(), "big")
 
 
 def value_hash(value: object) -> int:
@@ -151,11 +152,11 @@ def value_hash(value: object) -> int:
         value: an element, or lists and str-keyed dicts of values.
 
     Returns:
-        BLAKE2b-128 of its canonical bytes, as an int.
+        BLAKE2s-128 of its canonical bytes, as an int.
     """
     parts: list[bytes] = []
     _value_bytes(value, parts)
-    return int.from_bytes(blake2b(b"".join(parts), digest_size=DIGEST_BYTES).digest(), "big")
+    return int.from_bytes(blake2s(b"".join(parts), digest_size=DIGEST_BYTES).digest(), "big")
 
 
 def entry_hash(key: object, value: object) -> int:
@@ -166,12 +167,12 @@ def entry_hash(key: object, value: object) -> int:
         value: what the entry holds (hashed under ``order_key``).
 
     Returns:
-        BLAKE2b-128 of their canonical bytes, as an int.
+        BLAKE2s-128 of their canonical bytes, as an int.
     """
     parts: list[bytes] = []
     _element_bytes(key, parts)
     _value_bytes(value, parts)
-    return int.from_bytes(blake2b(b"".join(parts), digest_size=DIGEST_BYTES).digest(), "big")
+    return int.from_bytes(blake2s(b"".join(parts), digest_size=DIGEST_BYTES).digest(), "big")
 
 
 def _context_bytes(context: CausalContext) -> bytes:
@@ -230,7 +231,7 @@ class DotHashes:
     def add(self, replica: str, counter: int) -> None:
         """Count one dot in (it must not be in already)."""
         data = replica.encode("utf-8", "surrogatepass") + counter.to_bytes(16, "big")
-        value = int.from_bytes(blake2b(data, digest_size=DIGEST_BYTES).digest(), "big")
+        value = int.from_bytes(blake2s(data, digest_size=DIGEST_BYTES).digest(), "big")
         self.total += value
         table = self.buckets.get(replica)
         if table is None:
@@ -246,7 +247,7 @@ class DotHashes:
     def discard(self, replica: str, counter: int) -> None:
         """Count one dot out (it must be in)."""
         data = replica.encode("utf-8", "surrogatepass") + counter.to_bytes(16, "big")
-        value = int.from_bytes(blake2b(data, digest_size=DIGEST_BYTES).digest(), "big")
+        value = int.from_bytes(blake2s(data, digest_size=DIGEST_BYTES).digest(), "big")
         self.total -= value
         table = self.buckets[replica]
         bucket = counter >> LEAF_SHIFT

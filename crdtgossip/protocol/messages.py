@@ -58,6 +58,7 @@ from crdtgossip.protocol.member_messages import (
     Suspect,
 )
 from crdtgossip.protocol.sync_messages import (
+    MAX_BITS_SHIFT,
     MAX_RANGE_SHIFT,
     RANGE_CHILDREN,
     SUM_SIZE,
@@ -88,6 +89,7 @@ __all__ = [
     "FRAME_VERSION",
     "MAX_ADDRESS_BYTES",
     "MAX_ARRAY_LEN",
+    "MAX_BITS_SHIFT",
     "MAX_KEY_BYTES",
     "MAX_NODE_ID_BYTES",
     "MAX_RANGE_SHIFT",

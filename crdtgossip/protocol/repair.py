@@ -51,6 +51,7 @@ from crdtgossip.crdts._causal import CausalContext, CausalCRDT, Dot
 from crdtgossip.crdts._digest import FANOUT_BITS, LEAF_SHIFT, DotHashes, dot_hash
 from crdtgossip.errors import MergeError
 from crdtgossip.protocol.messages import (
+    MAX_BITS_SHIFT,
     MAX_KEY_BYTES,
     MAX_RANGE_SHIFT,
     RANGE_CHILDREN,
@@ -71,17 +72,19 @@ __all__ = [
 
 LEAF_DOTS: Final = 24
 """A range holding at most this many live dots is listed (about 5 bytes a counter)
-rather than split into 16 child sums (128 bytes): below it, listing costs less."""
+rather than split into 16 child sums (128 bytes): below it, listing costs less. A
+range of at most 1,024 counters holding more goes as a bitmap (128 bytes at most)."""
 
 LEAF_ITEMS: Final = 16
 """The same for the items of a G-Set or LWW-Map (about 9 bytes a hash)."""
 
-MAX_DIFF_NODES: Final = 512
+MAX_DIFF_NODES: Final = 1024
 """Most range nodes handled from one message and described in one reply: bounds the
 work one message can ask for (each costs at most a pass over one replica's buckets);
 what is left over is found by the next exchange."""
 
 _SUM_MASK: Final = (1 << (8 * SUM_SIZE)) - 1
+_COUNTER_BYTES: Final = 5  # a listed counter in msgpack: up to a uint32 and its tag
 _CHILD_MASK: Final = RANGE_CHILDREN - 1
 
 
@@ -272,8 +275,8 @@ class _CausalStep:
             seen.add(where)
             if node.sums is not None:
                 self._compare(node, node.sums, unseen.get(node.space, []))
-            elif node.items is not None:
-                self._resolve(node, node.items, theirs)
+            elif node.items is not None or node.bits is not None:
+                self._resolve(node, _listed(node), theirs)
         dots = [(replica, c) for replica, counters in unseen.items() for c in counters]
         patch = b""
         if dots or self.removed_there:
@@ -291,10 +294,19 @@ class _CausalStep:
         if len(self.nodes) >= MAX_DIFF_NODES:
             return
         table = self.state._dot_hashes()
-        if shift == LEAF_SHIFT or table.count(replica, shift, index) <= LEAF_DOTS:
+        count = table.count(replica, shift, index)
+        bitmap_bytes = (1 << shift) // 8
+        if count <= LEAF_DOTS or shift <= MAX_BITS_SHIFT:
             live = self.state._live_of(replica)
-            counters = tuple(_live_counters(table, live, replica, shift, index))
-            self.nodes.append(RangeNode(replica, shift, index, None, counters))
+            counters = _live_counters(table, live, replica, shift, index)
+            if shift > MAX_BITS_SHIFT or _COUNTER_BYTES * count <= bitmap_bytes:
+                self.nodes.append(RangeNode(replica, shift, index, None, tuple(counters)))
+            else:
+                first, bits = index << shift, 0
+                for counter in counters:
+                    bits |= 1 << ((1 << shift) - 1 - (counter - first))
+                packed = bits.to_bytes(bitmap_bytes, "big")
+                self.nodes.append(RangeNode(replica, shift, index, None, None, packed))
             return
         sums = b"".join(
             (total & _SUM_MASK).to_bytes(SUM_SIZE, "big")
@@ -334,6 +346,16 @@ class _CausalStep:
         if gone:
             state.merge(state._empty_bound(CausalContext.from_dots(gone)))
             self.changed = True
+
+
+def _listed(node: RangeNode) -> tuple[int, ...]:
+    """The counters a node lists, as items or as a bitmap."""
+    if node.items is not None:
+        return node.items
+    assert node.bits is not None
+    span, first = 8 * len(node.bits), node.index << node.shift
+    bits = int.from_bytes(node.bits, "big")
+    return tuple(first + i for i, bit in enumerate(f"{bits:0{span}b}") if bit == "1")
 
 
 def _covers(outer: CausalContext, inner: CausalContext) -> bool:
@@ -387,7 +409,7 @@ class _Items:
         span = self.span(shift, index)
         if answer or shift == LEAF_SHIFT or len(span) <= LEAF_ITEMS:
             items = tuple(sorted(self.hashes[i] & _SUM_MASK for i in span))
-            return RangeNode("", shift, index, None, items, answer)
+            return RangeNode("", shift, index, None, items, answer=answer)
         sums = b"".join(s.to_bytes(SUM_SIZE, "big") for s in self.children(shift, index))
         return RangeNode("", shift, index, sums, None)
 

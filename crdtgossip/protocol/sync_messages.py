@@ -33,6 +33,7 @@ from crdtgossip.protocol.wire import (
 
 __all__ = [
     "DECODERS",
+    "MAX_BITS_SHIFT",
     "MAX_RANGE_SHIFT",
     "RANGE_CHILDREN",
     "SUM_SIZE",
@@ -51,6 +52,10 @@ looks at a few hundred ranges at most."""
 
 RANGE_CHILDREN: Final = 1 << FANOUT_BITS
 """Children of a range node (16, as in the key tree)."""
+
+MAX_BITS_SHIFT: Final = LEAF_SHIFT + FANOUT_BITS
+"""Widest range node that may be sent as a bitmap of its counters: 2**10 counters in
+128 bytes, the size of 16 child sums, and final (nothing is left to compare below)."""
 
 MAX_RANGE_SHIFT: Final = LEAF_SHIFT + FANOUT_BITS * 15
 """Shift of the widest range node: one node covering every 64-bit counter or position
@@ -102,7 +107,8 @@ class RangeNode:
     For a causal type the tree ranges over the counters of one replica's dots; for a
     G-Set or an LWW-Map over the 64-bit positions of its elements or keys. The node of
     ``shift`` s and ``index`` i covers the counters (positions) c with ``c >> s == i``;
-    its 16 children have shift ``s - 4``. Exactly one of ``sums`` and ``items`` is set.
+    its 16 children have shift ``s - 4``. Exactly one of ``sums``, ``items`` and
+    ``bits`` is set.
 
     Attributes:
         space: the replica whose dots the node ranges over; ``""`` for positions.
@@ -111,6 +117,9 @@ class RangeNode:
         index: below ``2 ** (64 - shift)``.
         sums: the 16 children's fingerprints, :data:`SUM_SIZE` bytes each.
         items: everything live under the node: dot counters, or 64-bit item hashes.
+        bits: the live dot counters under the node as a bitmap, one bit per counter
+            from ``index << shift`` (most significant bit first), for a shift up to
+            :data:`MAX_BITS_SHIFT`.
         answer: ``items`` answer a listing: the receiver sends what it holds under the
             node that is not listed, and lists nothing back.
     """
@@ -120,6 +129,7 @@ class RangeNode:
     index: int
     sums: bytes | None
     items: tuple[int, ...] | None
+    bits: bytes | None = None
     answer: bool = False
 
 
@@ -178,6 +188,7 @@ def to_wire(message: SyncMessage) -> list[object]:
                     n.index,
                     n.sums,
                     None if n.items is None else list(n.items),
+                    n.bits,
                     n.answer,
                 ]
                 for n in nodes
@@ -216,21 +227,28 @@ def _decode_sync(fields: list[object]) -> Sync:
 
 
 def _range_node(value: object) -> RangeNode:
-    space, shift_value, index_value, sums_value, items_value, answer = array(value, 6, "range node")
+    space, shift_value, index_value, sums_value, items_value, bits_value, answer = array(
+        value, 7, "range node"
+    )
     shift = uint(shift_value, "range shift")
     if not LEAF_SHIFT <= shift <= MAX_RANGE_SHIFT or (shift - LEAF_SHIFT) % FANOUT_BITS:
         raise fail("range shift out of the tree")
     index = uint(index_value, "range index")
     if index >> max(64 - shift, 0):
         raise fail("range index out of range for its shift")
-    if (sums_value is None) == (items_value is None):
-        raise fail("a range node has either sums or items")
+    if [sums_value, items_value, bits_value].count(None) != 2:
+        raise fail("a range node has one of sums, items and bits")
     sums = None
     items = None
+    bits = None
     if sums_value is not None:
         sums = blob(sums_value, "range sums")
         if len(sums) != RANGE_CHILDREN * SUM_SIZE or shift == LEAF_SHIFT:
             raise fail("bad range sums")
+    elif bits_value is not None:
+        bits = blob(bits_value, "range bits")
+        if shift > MAX_BITS_SHIFT or len(bits) != (1 << shift) // 8:
+            raise fail("bad range bits")
     else:
         items = tuple(uint(item, "range item") for item in array(items_value, None, "items"))
     return RangeNode(
@@ -239,6 +257,7 @@ def _range_node(value: object) -> RangeNode:
         index,
         sums,
         items,
+        bits,
         boolean(answer, "answer"),
     )
 
