@@ -2,14 +2,25 @@
 
 from __future__ import annotations
 
+import random
 from dataclasses import replace
 from typing import Any
 
-from crdtgossip.codec import encode
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from crdtgossip.codec import decode, encode
 from crdtgossip.config import GossipConfig
-from crdtgossip.crdts import GCounter, ORSet
+from crdtgossip.crdts import EWFlag, GCounter, GSet, ORSet
 from crdtgossip.protocol import Engine
-from crdtgossip.protocol.messages import Diff, State, decode_frame, encode_frame, encode_message
+from crdtgossip.protocol.messages import (
+    Diff,
+    RangeNode,
+    State,
+    decode_frame,
+    encode_frame,
+    encode_message,
+)
 
 from .cluster import VirtualCluster
 
@@ -139,3 +150,60 @@ def test_a_malformed_repair_step_is_counted_and_dropped() -> None:
     assert after["drop_bad_payload"] == before["drop_bad_payload"] + 1
     assert after["drop_type_mismatch"] == before["drop_type_mismatch"] + 1
     assert a.get(KEY) == _orset(10)
+
+
+_payloads = st.sampled_from(
+    [
+        b"",
+        b"\xc1",
+        encode(GCounter().increment("x")),
+        encode(ORSet()),
+        encode(_orset(3)),
+        encode(GSet()),
+        encode(EWFlag().enable("r")),
+    ]
+)
+_spaces = st.sampled_from(["", "origin", "other", "x" * 300])
+_wide = st.sampled_from([(10, 0), (14, 3), (62, 3), (66, 0)])  # (shift, index)
+_sums = st.binary(min_size=128, max_size=128)
+_counters = st.lists(st.integers(0, 2**64 - 1), max_size=8).map(tuple)
+# Well-formed nodes (the frame decoder refuses the rest), with hostile contents.
+_ranges = st.one_of(
+    st.builds(lambda sp, w, x: RangeNode(sp, *w, x, None), _spaces, _wide, _sums),
+    st.builds(
+        lambda sp, w, x, a: RangeNode(sp, *w, None, x, answer=a),
+        _spaces,
+        _wide | st.just((6, 5)),
+        _counters,
+        st.booleans(),
+    ),
+    st.builds(lambda sp, x: RangeNode(sp, 10, 2, None, None, x), _spaces, _sums),
+)
+_diffs = st.builds(
+    Diff,
+    st.just(KEY),
+    st.booleans(),
+    _payloads,
+    _payloads,
+    st.booleans(),
+    st.lists(_ranges, max_size=6).map(tuple),
+)
+
+
+@settings(max_examples=200)
+@given(st.sampled_from(["orset", "gset", "counter"]), st.lists(_diffs, max_size=4))
+def test_well_formed_but_hostile_repair_steps_never_raise(kind: str, messages: list[Diff]) -> None:
+    engine = Engine("victim", "victim:1", QUIET, random.Random(0), "victim-1")
+    state: Any = {"orset": _orset(40), "gset": GSet(), "counter": GCounter()}[kind]
+    if kind == "gset":
+        for element in range(40):
+            state.add(element)
+    engine.restore(KEY, state)
+    for message in messages:
+        frame = encode_frame("peer", [encode_message(message)])
+        assert decode_frame(frame, 1 << 20).messages == (message,)
+        engine.receive(frame, "peer:1", 1.0)
+    after = engine.get(KEY)
+    assert type(after) is type(state)
+    assert decode(encode(after)) == after
+    engine.take_outgoing()
