@@ -18,9 +18,11 @@ Hypothesis adds a few thousand arbitrary byte strings and msgpack structures.
 
 from __future__ import annotations
 
+import functools
 import math
 import random
 import traceback
+import tracemalloc
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -46,7 +48,7 @@ from crdtgossip import (
     decode,
     encode,
 )
-from crdtgossip.codec import FORMAT_VERSION, TUPLE_EXT_CODE, decode_value
+from crdtgossip.codec import FORMAT_VERSION, TUPLE_EXT_CODE, Limits, decode_value
 from tests.test_codec import FACTORIES
 
 #: The seed every corpus and case seed derives from; change it to explore new inputs.
@@ -491,3 +493,90 @@ def test_arbitrary_msgpack_in_an_envelope_decodes_or_raises_decode_error(
 ) -> None:
     data = msgpack.packb([FORMAT_VERSION, tag, body], use_bin_type=True)
     _check_input(data, None, _Tally(), "hypothesis: arbitrary msgpack in an envelope")
+
+
+@settings(max_examples=STRUCTURE_EXAMPLES)
+@given(value=_msgpack_structures)
+def test_arbitrary_msgpack_as_a_value_decodes_or_raises_decode_error(value: object) -> None:
+    data = msgpack.packb(value, use_bin_type=True)
+    _check_value_input(data, "hypothesis: arbitrary msgpack as a value")
+
+
+_small_limits = st.builds(
+    Limits,
+    max_bytes=st.integers(0, 2 * MAX_RANDOM_LENGTH),
+    max_collection_len=st.integers(0, 8),
+    max_str_len=st.integers(0, 8),
+    max_depth=st.integers(0, 4),
+)
+
+
+@settings(max_examples=BYTES_EXAMPLES // 3)
+@given(case=st.sampled_from(sorted(FACTORIES)), seed=st.integers(0, 2**32), limits=_small_limits)
+def test_mutated_encodings_under_lowered_limits_decode_or_raise_decode_error(
+    case: str, seed: int, limits: Limits
+) -> None:
+    # Every limit, lowered, refuses with DecodeError, never with msgpack's own error.
+    rng = random.Random(seed)
+    data, _ = rng.choice(_cached_corpus(case))
+    if rng.random() < 0.5:
+        _, data = rng.choice(MUTATORS)(data, rng, data)
+    try:
+        decode(data, limits=limits)
+        decode_value(data, limits=limits)
+    except DecodeError:
+        pass
+
+
+# =========================================================================================
+# hostile headers spliced into valid encodings: DecodeError, in bounded memory
+# =========================================================================================
+
+#: Container headers announcing many items (arrays, maps, 16- and 32-bit lengths): each
+#: makes msgpack reserve room for up to 10,000 items if it were not refused first.
+HOSTILE_HEADERS = (b"\xdc\xff\xff", b"\xdd\x00\x40\x00\x00", b"\xde\xff\xff", b"\x9f")
+
+#: Inputs in the traced fuzz, and the most headers spliced into one.
+TRACED_INPUTS = 10_000
+MAX_SPLICED_HEADERS = 600
+
+#: The documented bound on decoding (issue 18): peak traced allocation at most this
+#: many times the input, plus a constant for the interpreter's bookkeeping.
+AMPLIFICATION = 16
+ALLOWANCE = 1024 * 1024
+
+
+@functools.cache
+def _cached_corpus(name: str) -> list[tuple[bytes, Any]]:
+    return _corpus(name, BASE_SEED + sorted(FACTORIES).index(name))
+
+
+def _splice_headers(data: bytes, rng: random.Random) -> bytes:
+    """``data`` with a run of nested hostile headers written in at a random place."""
+    header = rng.choice(HOSTILE_HEADERS)
+    run = header * rng.randint(1, MAX_SPLICED_HEADERS)
+    at = rng.randrange(len(data) + 1)
+    tail = data[at:] if rng.random() < 0.5 else b""
+    return data[:at] + run + tail
+
+
+def test_hostile_headers_spliced_into_encodings_cost_a_small_multiple_of_the_input() -> None:
+    seed = BASE_SEED + 7
+    rng = random.Random(seed)
+    names = sorted(FACTORIES)
+    tally = _Tally()
+    tracemalloc.start()
+    try:
+        for case in range(TRACED_INPUTS):
+            data, origin = rng.choice(_cached_corpus(rng.choice(names)))
+            data = _splice_headers(data, rng)
+            tracemalloc.reset_peak()
+            baseline, _ = tracemalloc.get_traced_memory()
+            _check_input(data, origin, tally, f"spliced headers: seed {seed}, case {case}")
+            peak = tracemalloc.get_traced_memory()[1] - baseline
+            bound = AMPLIFICATION * len(data) + ALLOWANCE
+            assert peak <= bound, f"case {case}: {len(data)} bytes peaked at {peak}"
+    finally:
+        tracemalloc.stop()
+    assert tally.total == TRACED_INPUTS
+    assert tally.malformed > TRACED_INPUTS // 2, tally  # most are refused by the framing

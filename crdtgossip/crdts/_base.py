@@ -29,9 +29,23 @@ import time
 from collections.abc import Callable, Hashable
 from typing import Any, Protocol, Self, TypeAlias, TypeVar, runtime_checkable
 
+from crdtgossip.crdts._values import INT_MAX, MAX_STR_BYTES, scalar_problem
 from crdtgossip.errors import ConfigError, MergeError, OperationError
 
-__all__ = ["CRDT", "Element", "Value", "delta_of", "now_ns", "order_key", "state_of"]
+__all__ = [
+    "CRDT",
+    "Element",
+    "Value",
+    "check_amount",
+    "check_counter",
+    "check_replica",
+    "check_timestamp",
+    "delta_of",
+    "next_timestamp",
+    "now_ns",
+    "order_key",
+    "state_of",
+]
 
 #: What an element of a set, a map key or a register value may be: None, bool, int,
 #: float, str, bytes and tuples of these. Python's equality applies: ``1``, ``1.0`` and
@@ -66,36 +80,82 @@ def now_ns() -> int:
 
 
 def check_replica(replica: object) -> str:
-    """Validate a replica id: a non-empty ``str``.
+    """Validate a replica id: a non-empty ``str`` the codec can encode.
 
     Raises:
-        OperationError: the id is not a non-empty string.
+        OperationError: the id is not a non-empty string, or cannot be encoded (a lone
+            surrogate, longer than the codec's string limit).
     """
+    if type(replica) is str and replica and len(replica) <= MAX_STR_BYTES and replica.isascii():
+        return replica
     if not isinstance(replica, str) or not replica:
-        raise OperationError(f"a replica id must be a non-empty str, not {replica!r}")
+        raise OperationError(f"a replica id must be a non-empty str, not {replica!r:.60}")
+    problem = scalar_problem(replica) if type(replica) is str else "a str subclass"
+    if problem is not None:
+        raise OperationError(f"the replica id {replica!r:.60} cannot be encoded: {problem}")
     return replica
 
 
 def check_amount(n: object) -> int:
-    """Validate a counter step: a non-negative ``int`` (bools are refused).
+    """Validate a counter step: a non-negative ``int`` up to 2**64 - 1 (bools refused).
 
     Raises:
-        OperationError: ``n`` is negative or not an integer.
+        OperationError: ``n`` is negative, too large or not an integer.
     """
-    if isinstance(n, bool) or not isinstance(n, int) or n < 0:
-        raise OperationError(f"a counter step must be a non-negative int, not {n!r}")
+    if isinstance(n, bool) or not isinstance(n, int) or not 0 <= n <= INT_MAX:
+        raise OperationError(f"a counter step must be an int in 0 .. 2**64 - 1, not {n!r:.60}")
     return n
 
 
 def check_timestamp(timestamp: object) -> int:
-    """Validate an LWW timestamp: a non-negative ``int`` (bools are refused).
+    """Validate an LWW timestamp: an ``int`` in 0 .. 2**64 - 1 (bools are refused).
 
     Raises:
-        OperationError: the timestamp is negative or not an integer.
+        OperationError: the timestamp is negative, too large or not an integer.
     """
-    if isinstance(timestamp, bool) or not isinstance(timestamp, int) or timestamp < 0:
-        raise OperationError(f"a timestamp must be a non-negative int, not {timestamp!r}")
+    if (
+        isinstance(timestamp, bool)
+        or not isinstance(timestamp, int)
+        or not 0 <= timestamp <= INT_MAX
+    ):
+        raise OperationError(f"a timestamp must be an int in 0 .. 2**64 - 1, not {timestamp!r:.60}")
     return timestamp
+
+
+def next_timestamp(seen: int, now: int) -> int:
+    """The default LWW timestamp after ``seen``: ``max(now, seen + 1)``.
+
+    Args:
+        seen: the highest timestamp the write must beat.
+        now: the clock's reading (:func:`now_ns`; the caller passes it so that tests
+            can replace the clock of one module).
+
+    Raises:
+        OperationError: ``seen`` is already the largest timestamp the codec carries
+            (2**64 - 1, which only a hostile or broken peer writes): no later write can
+            win, so the write is refused and nothing changes. Pass an explicit timestamp
+            to lose deliberately, or write another key.
+    """
+    stamp = max(now, seen + 1)
+    if stamp > INT_MAX:
+        raise OperationError(
+            f"no timestamp after {seen} fits in 64 bits: the key holds the largest "
+            "timestamp possible, so a new write to it cannot win"
+        )
+    return stamp
+
+
+def check_counter(counter: int, what: str) -> int:
+    """Return ``counter`` (a counter slot or dot counter) if it fits in 64 bits.
+
+    Raises:
+        OperationError: it passed 2**64 - 1, the largest integer the codec carries.
+    """
+    if counter > INT_MAX:
+        raise OperationError(
+            f"{what} would pass 2**64 - 1, the largest the codec carries; nothing changed"
+        )
+    return counter
 
 
 # Rank of each kind of value in the total order used to break exact ties; numbers

@@ -24,7 +24,8 @@ from collections.abc import Collection, Iterable, Iterator
 from typing import Self
 
 from crdtgossip.crdts._digest import DotHashes, digest_of
-from crdtgossip.errors import MergeError
+from crdtgossip.crdts._values import INT_MAX
+from crdtgossip.errors import MergeError, OperationError
 
 __all__ = ["CausalCRDT", "CausalContext", "Dot", "join_dot_sets"]
 
@@ -93,9 +94,29 @@ class CausalContext:
         yield from range(1, self.vector.get(replica, 0) + 1)
         yield from self.cloud.get(replica, ())
 
+    def dots(self) -> Iterator[Dot]:
+        """Every dot seen, in no particular order (O(number of dots))."""
+        for replica in self.vector.keys() | self.cloud.keys():
+            for counter in self.dots_of(replica):
+                yield (replica, counter)
+
+    def has_room(self, replica: str, count: int) -> bool:
+        """Whether ``count`` more dots of ``replica`` fit in 64-bit counters."""
+        return self.max_counter(replica) + count <= INT_MAX
+
     def next_dot(self, replica: str) -> Dot:
-        """Make, record and return a new dot for ``replica``: one past all seen."""
+        """Make, record and return a new dot for ``replica``: one past all seen.
+
+        Raises:
+            OperationError: the replica's counter is at 2**64 - 1 (only a hostile or
+                broken peer gets it there): the context is unchanged.
+        """
         counter = self.max_counter(replica) + 1
+        if counter > INT_MAX:
+            raise OperationError(
+                f"replica {replica!r:.60} has used every dot counter up to 2**64 - 1; "
+                "nothing changed (a node then needs a fresh replica id)"
+            )
         if counter == self.vector.get(replica, 0) + 1:
             self.vector[replica] = counter
         else:
@@ -229,6 +250,10 @@ class CausalCRDT:
         """Whether the store holds no dot."""
         raise NotImplementedError
 
+    def _store_has(self, dot: Dot) -> bool:
+        """Whether ``dot`` is live in the store (O(1))."""
+        raise NotImplementedError
+
     def _store_equal(self, other: Self) -> bool:
         """Whether both stores hold the same dots with the same payloads."""
         raise NotImplementedError
@@ -310,13 +335,3 @@ class CausalCRDT:
         """A new state bound to ``context`` holding those of ``dots`` that are live here,
         with their payloads (the part of a join decomposition they make up)."""
         raise NotImplementedError
-
-    def _absorb(self, context: CausalContext) -> None:
-        """Learn ``context`` without changing the store.
-
-        Only valid when ``context`` is another replica's whole context and this state
-        already holds every dot live there that it had not seen: the result is then
-        this state joined with that replica's state as it was before the removals this
-        state has not learned yet (a state below both joined).
-        """
-        self._context.merge(context)

@@ -49,7 +49,8 @@ class EWFlag(CausalCRDT):
         """Turn the flag on. Returns the delta (the new dot; covers the dots seen).
 
         Raises:
-            OperationError: ``replica`` is not a non-empty str.
+            OperationError: ``replica`` is not a valid replica id, or its dot counter is
+                exhausted (the flag is unchanged).
         """
         check_replica(replica)
         seen = list(self._dots)
@@ -75,6 +76,9 @@ class EWFlag(CausalCRDT):
 
     def _store_is_empty(self) -> bool:
         return not self._dots
+
+    def _store_has(self, dot: Dot) -> bool:
+        return dot in self._dots
 
     def _store_equal(self, other: Self) -> bool:
         return self._dots == other._dots

@@ -12,6 +12,7 @@ from collections.abc import Hashable, Iterable, Iterator
 from typing import Generic, Self, TypeVar
 
 from crdtgossip.crdts._digest import digest_of, element_hash
+from crdtgossip.crdts._values import check_element
 from crdtgossip.errors import MergeError
 
 __all__ = ["GSet"]
@@ -32,10 +33,12 @@ class GSet(Generic[E]):
         ['x', 'y']
     """
 
-    __slots__ = ("_elements", "_hashes")
+    __slots__ = ("_elements", "_hashes", "_value")
 
     def __init__(self) -> None:
         self._elements: set[E] = set()
+        # The elements as a frozenset, cached between changes (None: rebuild).
+        self._value: frozenset[E] | None = None
         # The sum of the elements' hashes, kept up to date once anti-entropy first asks.
         self._hashes: int | None = None
 
@@ -47,14 +50,26 @@ class GSet(Generic[E]):
 
     @property
     def value(self) -> frozenset[E]:
-        """The elements."""
-        return frozenset(self._elements)
+        """The elements: built once after each change (O(n)), then cached."""
+        value = self._value
+        if value is None:
+            value = self._value = frozenset(self._elements)
+        return value
 
     def add(self, element: E) -> Self:
-        """Add ``element``. Returns the delta: a set of that one element."""
-        if self._hashes is not None and element not in self._elements:
-            self._hashes += element_hash(element)
-        self._elements.add(element)
+        """Add ``element``. Returns the delta: a set of that one element.
+
+        Raises:
+            OperationError: ``element`` is not something the codec can encode (see
+                :mod:`crdtgossip.crdts._values`); the set is unchanged.
+        """
+        check_element(element)
+        elements = self._elements
+        if element not in elements:
+            if self._hashes is not None:
+                self._hashes += element_hash(element)
+            elements.add(element)
+            self._value = None
         return type(self)._from_elements({element})
 
     def __contains__(self, element: object) -> bool:
@@ -70,9 +85,13 @@ class GSet(Generic[E]):
         """Join ``other`` in place: the union."""
         if type(other) is not type(self):
             raise MergeError(f"cannot merge {type(other).__name__} into {type(self).__name__}")
+        elements = self._elements
         if self._hashes is not None:
-            self._hashes += sum(map(element_hash, other._elements - self._elements))
-        self._elements |= other._elements
+            self._hashes += sum(map(element_hash, other._elements - elements))
+        size = len(elements)
+        elements |= other._elements
+        if len(elements) != size:
+            self._value = None
 
     def copy(self) -> Self:
         """An independent copy."""

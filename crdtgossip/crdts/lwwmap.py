@@ -6,6 +6,11 @@ is a write of "absent", so it is kept as a small timestamped marker: without it 
 replica that missed the remove would bring the key back. (For a map whose removals
 leave nothing behind, use :class:`~crdtgossip.ORMap`, which is causal.)
 
+A write without a timestamp uses ``max(now_ns, that key's timestamp + 1)``: it wins over
+every write of that key this replica has seen. It looks at that key only, so one key
+holding the largest timestamp possible (2**64 - 1, from a broken or hostile peer) makes
+only that key refuse default-stamped writes, with an OperationError.
+
 Cost: per key ever written, one value (or removal marker), timestamp and replica id;
 a delta is one key's write.
 """
@@ -16,8 +21,15 @@ import copy as _copy
 from collections.abc import Hashable, Iterable, Iterator
 from typing import Any, Generic, NamedTuple, Self, TypeVar
 
-from crdtgossip.crdts._base import check_replica, check_timestamp, now_ns, order_key
+from crdtgossip.crdts._base import (
+    check_replica,
+    check_timestamp,
+    next_timestamp,
+    now_ns,
+    order_key,
+)
 from crdtgossip.crdts._digest import digest_of, element_hash, entry_hash
+from crdtgossip.crdts._values import check_element, check_value
 from crdtgossip.errors import MergeError
 
 __all__ = ["LWWMap"]
@@ -54,12 +66,12 @@ class LWWMap(Generic[K, V]):
         ({'size': 3}, True)
     """
 
-    __slots__ = ("_entries", "_hashes", "_seen")
+    __slots__ = ("_entries", "_hashes", "_present")
 
     def __init__(self) -> None:
         self._entries: dict[K, LWWEntry] = {}
-        # The highest timestamp in the state: derived, kept to make default stamps O(1).
-        self._seen = 0
+        # How many keys are present (not removed): derived, kept so len() is O(1).
+        self._present = 0
         # The sum of the entries' hashes, kept up to date once anti-entropy first asks.
         self._hashes: int | None = None
 
@@ -67,7 +79,7 @@ class LWWMap(Generic[K, V]):
     def _from_entries(cls, entries: dict[K, LWWEntry]) -> Self:
         lww_map = cls()
         lww_map._entries = entries
-        lww_map._seen = max((entry.timestamp for entry in entries.values()), default=0)
+        lww_map._present = sum(1 for entry in entries.values() if entry.present)
         return lww_map
 
     @property
@@ -95,14 +107,17 @@ class LWWMap(Generic[K, V]):
         return entry is not None and entry.present
 
     def __len__(self) -> int:
-        return sum(1 for entry in self._entries.values() if entry.present)
+        return self._present
 
     def __iter__(self) -> Iterator[K]:
         return iter([key for key, entry in self._entries.items() if entry.present])
 
-    def _stamp(self, timestamp: int | None) -> int:
+    def _stamp(self, key: K, timestamp: int | None) -> int:
         if timestamp is None:
-            return max(now_ns(), self._seen + 1)
+            # Past this key's own write, not the whole map's highest stamp: a stamp near
+            # 2**64 - 1 from a peer then exhausts that one key, never the others.
+            entry = self._entries.get(key)
+            return next_timestamp(0 if entry is None else entry.timestamp, now_ns())
         return check_timestamp(timestamp)
 
     def _write(self, key: K, entry: LWWEntry) -> Self:
@@ -114,27 +129,36 @@ class LWWMap(Generic[K, V]):
         """Write ``value`` at ``key``. Returns the delta (this one write).
 
         Raises:
-            OperationError: a bad replica id or timestamp.
+            OperationError: a bad replica id or timestamp, a key or value the codec
+                cannot encode (see :mod:`crdtgossip.crdts._values`), or no default
+                timestamp left for this key (it holds 2**64 - 1). Nothing has changed
+                then.
         """
+        check_element(key, "an LWWMap key")
+        check_value(value)
         check_replica(replica)
         return self._write(
-            key, LWWEntry(self._stamp(timestamp), replica, True, _copy.deepcopy(value))
+            key, LWWEntry(self._stamp(key, timestamp), replica, True, _copy.deepcopy(value))
         )
 
     def remove(self, key: K, replica: str, timestamp: int | None = None) -> Self:
         """Remove ``key`` (a timestamped write of "absent"). Returns the delta.
 
         Raises:
-            OperationError: a bad replica id or timestamp.
+            OperationError: a bad replica id or timestamp, a key the codec cannot
+                encode, or no default timestamp left for this key. Nothing has changed
+                then.
         """
+        check_element(key, "an LWWMap key")
         check_replica(replica)
-        return self._write(key, LWWEntry(self._stamp(timestamp), replica, False, None))
+        return self._write(key, LWWEntry(self._stamp(key, timestamp), replica, False, None))
 
     def merge(self, other: Self) -> None:
         """Join ``other`` in place: per key, the winning write."""
         if type(other) is not type(self):
             raise MergeError(f"cannot merge {type(other).__name__} into {type(self).__name__}")
         entries = self._entries
+        present = self._present
         for key, theirs in other._entries.items():
             mine = entries.get(key)
             if mine is None or (mine != theirs and theirs.order() > mine.order()):
@@ -145,7 +169,8 @@ class LWWMap(Generic[K, V]):
                     self._hashes += _entry_hash(key, theirs) - (
                         0 if mine is None else _entry_hash(key, mine)
                     )
-        self._seen = max(self._seen, other._seen)
+                present += theirs.present - (mine is not None and mine.present)
+        self._present = present
 
     def copy(self) -> Self:
         """An independent copy."""

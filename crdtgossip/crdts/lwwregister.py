@@ -19,8 +19,15 @@ from __future__ import annotations
 import copy as _copy
 from typing import Any, Generic, Self, TypeVar
 
-from crdtgossip.crdts._base import check_replica, check_timestamp, now_ns, order_key
+from crdtgossip.crdts._base import (
+    check_replica,
+    check_timestamp,
+    next_timestamp,
+    now_ns,
+    order_key,
+)
 from crdtgossip.crdts._digest import digest_of, value_hash
+from crdtgossip.crdts._values import check_value
 from crdtgossip.errors import MergeError
 
 __all__ = ["LWWRegister"]
@@ -89,11 +96,16 @@ class LWWRegister(Generic[V]):
             The delta: a register holding just this write.
 
         Raises:
-            OperationError: a bad replica id or timestamp.
+            OperationError: a bad replica id or timestamp, a value the codec cannot
+                encode (see :mod:`crdtgossip.crdts._values`), or no default timestamp
+                left (the register holds 2**64 - 1). Nothing has changed then.
         """
+        check_value(value)
         check_replica(replica)
         stamp = (
-            max(now_ns(), self._timestamp + 1) if timestamp is None else check_timestamp(timestamp)
+            next_timestamp(self._timestamp, now_ns())
+            if timestamp is None
+            else check_timestamp(timestamp)
         )
         delta = type(self)._from_parts(_copy.deepcopy(value), stamp, replica)
         self.merge(delta)

@@ -15,6 +15,7 @@ from typing import Generic, Self, TypeVar
 
 from crdtgossip.crdts._base import check_replica
 from crdtgossip.crdts._causal import CausalContext, CausalCRDT, Dot
+from crdtgossip.crdts._values import check_value
 
 __all__ = ["MVRegister"]
 
@@ -56,16 +57,20 @@ class MVRegister(CausalCRDT, Generic[V]):
             The delta: the new value under its new dot, covering the dots it replaced.
 
         Raises:
-            OperationError: ``replica`` is not a non-empty str.
+            OperationError: ``replica`` is not a valid replica id, ``value`` is not
+                something the codec can encode (see :mod:`crdtgossip.crdts._values`), or
+                the replica's dot counter is exhausted. Nothing has changed then.
         """
+        check_value(value)
         check_replica(replica)
         seen = list(self._values)
-        dot = self._context.next_dot(replica)
         # Keep a copy: the caller may change its object later, and replicas that got
         # the delta must not diverge from this one when it does.
-        self._values = {dot: _copy.deepcopy(value)}
+        kept, sent = _copy.deepcopy(value), _copy.deepcopy(value)
+        dot = self._context.next_dot(replica)  # the last step that can fail
+        self._values = {dot: kept}
         delta = self._empty_bound(CausalContext.from_dots([*seen, dot]))
-        delta._values = {dot: _copy.deepcopy(value)}
+        delta._values = {dot: sent}
         return delta
 
     def _join_store(
@@ -85,6 +90,9 @@ class MVRegister(CausalCRDT, Generic[V]):
 
     def _store_is_empty(self) -> bool:
         return not self._values
+
+    def _store_has(self, dot: Dot) -> bool:
+        return dot in self._values
 
     def _store_equal(self, other: Self) -> bool:
         return self._values == other._values

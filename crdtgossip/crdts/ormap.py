@@ -35,22 +35,38 @@ as the nested delta (one slot, one write); for G-Set and LWW-Map it is everythin
 wrote to that key, which is why ORSet and ORMap are the better nested collections.
 
 Cost: per key, one presence dot per replica that updated it concurrently plus the
-nested state; removed keys cost nothing beyond the context.
+nested state; removed keys cost nothing beyond the context. The map also keeps an
+index ``dot -> key`` of every live dot (presence tags and nested dots), so that a merge
+finds the keys a delta's context touches by walking that context's few dots, never every
+key: merging a delta costs O(size of the delta), whatever the size of the map. (A full
+state, whose context is large, is matched the other way round, by walking the index.)
+The index is built lazily from the entries; code that fills ``_entries`` directly (the
+decoder) leaves ``_index`` None.
+
+Reading: ``m[key]`` is a detached copy of the nested value (O(its size));
+``m.view(key)`` is the live nested object (O(1) for causal nested types), to read only.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Hashable, Iterable, Iterator
+from collections.abc import Callable, Hashable, Iterator
 from typing import Any, Generic, Self, TypeVar
 
 from crdtgossip.crdts._base import CRDT, check_replica
 from crdtgossip.crdts._causal import CausalContext, CausalCRDT, Dot
-from crdtgossip.crdts._digest import DotHashes, digest_of, dot_hash
+from crdtgossip.crdts._dotindex import DotIndex, covered_dots, index_add, index_discard
+from crdtgossip.crdts._mapdigest import MapDigest, MapHashes
+from crdtgossip.crdts._values import MAX_DEPTH, check_element
 from crdtgossip.errors import OperationError
 
 __all__ = ["ORMap"]
 
 K = TypeVar("K", bound=Hashable)
+
+#: The dots one update may make for its replica: a presence tag per level of nesting
+#: (at most the codec's depth limit) plus one for the innermost mutator. An update
+#: checks there is room for that many before calling ``fn``, so it never fails halfway.
+_DOTS_PER_UPDATE = MAX_DEPTH + 2
 
 
 class _Entry:
@@ -67,25 +83,6 @@ class _Entry:
         self.nested = nested
 
 
-class _MapHashes:
-    """What an ORMap keeps to maintain its digest: per key, its tag dots, the sum of
-    their hashes and its nested value's sum; their total; and, while nothing changes,
-    the index of live dots by replica (built for anti-entropy on demand)."""
-
-    __slots__ = ("index", "keys", "total")
-
-    def __init__(self) -> None:
-        self.total = 0
-        self.keys: dict[Any, tuple[frozenset[Dot], int, int]] = {}
-        self.index: tuple[dict[str, dict[int, Any]], DotHashes] | None = None
-
-    def copy(self) -> _MapHashes:
-        fresh = _MapHashes()
-        fresh.total = self.total
-        fresh.keys = dict(self.keys)
-        return fresh
-
-
 def signature(value: object) -> tuple[Any, ...]:
     """What must agree for two maps to merge: the nested types, all the way down."""
     if isinstance(value, ORMap):
@@ -93,7 +90,7 @@ def signature(value: object) -> tuple[Any, ...]:
     return (type(value).__module__, type(value).__qualname__)
 
 
-class ORMap(CausalCRDT, Generic[K]):
+class ORMap(MapDigest, CausalCRDT, Generic[K]):
     """An observed-remove map of nested CRDTs (see the module docstring).
 
     Example:
@@ -112,7 +109,7 @@ class ORMap(CausalCRDT, Generic[K]):
         True
     """
 
-    __slots__ = ("_causal", "_entries", "_hashes", "_prototype")
+    __slots__ = ("_causal", "_entries", "_hashes", "_index", "_prototype")
 
     def __init__(self, value_type: type[Any] | Any) -> None:
         super().__init__()
@@ -129,7 +126,9 @@ class ORMap(CausalCRDT, Generic[K]):
         self._prototype: Any = blank
         self._causal = isinstance(blank, CausalCRDT)
         self._entries: dict[K, _Entry] = {}
-        self._hashes: _MapHashes | None = None
+        # Every live dot -> its key; None until first needed (see the module docstring).
+        self._index: DotIndex | None = None
+        self._hashes: MapHashes | None = None  # the digest, once asked (see MapDigest)
 
     # ---- configuration ----------------------------------------------------------------
     @property
@@ -149,6 +148,7 @@ class ORMap(CausalCRDT, Generic[K]):
         fresh._prototype = self._prototype
         fresh._causal = self._causal
         fresh._entries = {}
+        fresh._index = None
         fresh._hashes = None
         return fresh
 
@@ -162,13 +162,42 @@ class ORMap(CausalCRDT, Generic[K]):
 
     # ---- reading ----------------------------------------------------------------------
     def _nested_value(self, entry: _Entry) -> Any:
-        """The nested object of ``entry`` (the live one for causal types)."""
+        """The nested object of ``entry``: the live one for causal types, else a new join
+        of the contributions (which the caller may change)."""
         if entry.nested is not None:
             return entry.nested
         joined = type(self._prototype)()
         for contribution in entry.tags.values():
             joined.merge(contribution)
         return joined
+
+    def _nested_view(self, entry: _Entry) -> Any:
+        """Like :meth:`_nested_value`, but a lone contribution is returned as it is."""
+        if entry.nested is None and len(entry.tags) == 1:
+            for contribution in entry.tags.values():
+                return contribution
+        return self._nested_value(entry)
+
+    def view(self, key: K) -> Any:
+        """The nested value at ``key``, without a copy: read it, never change it.
+
+        For causal nested types (ORSet, EWFlag, MVRegister, ORMap) this is the live
+        nested object, in O(1); it shares the map's causal context, so its ``context``
+        is the whole map's, and it compares equal only to a nested value of this same
+        map: compare ``view(key).value`` instead. For the other types it is the join of
+        the replicas' contributions to the key (the contribution itself when one replica
+        wrote the key, else a new object, O(writers)). Changing it, other than through
+        :meth:`update`, corrupts the map. Use ``m[key]`` for a copy of your own.
+
+        Raises:
+            KeyError: ``key`` is absent.
+        """
+        return self._nested_view(self._entries[key])
+
+    def get_view(self, key: K, default: Any = None) -> Any:
+        """``self.view(key)``, or ``default`` when absent (read-only, see :meth:`view`)."""
+        entry = self._entries.get(key)
+        return default if entry is None else self._nested_view(entry)
 
     def __getitem__(self, key: K) -> Any:
         """A detached copy of the nested value at ``key``; mutate through update().
@@ -201,8 +230,9 @@ class ORMap(CausalCRDT, Generic[K]):
 
     @property
     def value(self) -> dict[K, Any]:
-        """Each present key with its nested value's ``value``."""
-        return {key: self._nested_value(entry).value for key, entry in self._entries.items()}
+        """Each present key with its nested value's ``value`` (O(size of the map))."""
+        view = self._nested_view
+        return {key: view(entry).value for key, entry in self._entries.items()}
 
     # ---- mutators ---------------------------------------------------------------------
     def update(self, key: K, replica: str, fn: Callable[[Any], Any]) -> Self:
@@ -218,26 +248,49 @@ class ORMap(CausalCRDT, Generic[K]):
             The map delta: the key's new presence dot and ``fn``'s nested delta.
 
         Raises:
-            OperationError: a bad replica id, or ``fn`` did not return a delta of the
-                nested type.
+            OperationError: a bad replica id, a key the codec cannot encode (see
+                :mod:`crdtgossip.crdts._values`), the replica's dot counter is exhausted
+                (all three before ``fn`` runs, so nothing has changed), or ``fn`` did
+                not return a delta of the nested type.
         """
+        check_element(key, "an ORMap key")
         check_replica(replica)
+        if not self._context.has_room(replica, _DOTS_PER_UPDATE):
+            raise OperationError(
+                f"replica {replica!r:.60} has used every dot counter up to 2**64 - 1; "
+                "nothing changed (a node then needs a fresh replica id)"
+            )
         entry = self._entries.get(key)
         own = [dot for dot in entry.tags if dot[0] == replica] if entry is not None else []
+        index = self._index_of()
         if self._causal:
-            nested = entry.nested if entry is not None else self._new_nested(self._context)
+            nested: Any = entry.nested if entry is not None else self._new_nested(self._context)
             nested_delta = fn(nested)
             self._check_delta(nested_delta)
+            if nested_delta is nested or nested_delta._context is self._context:
+                raise OperationError(
+                    "the update function returned the nested state itself: return the "
+                    "delta its mutator returned"
+                )
             tag = self._context.next_dot(replica)
+            if entry is None:
+                entry = self._entries[key] = _Entry({}, nested)
+            # The nested delta's context covers exactly the dots the mutator made or
+            # removed: bring the index up to date for those alone.
+            for dot in nested_delta._context.dots():
+                if nested._store_has(dot):
+                    index_add(index, dot, key)
+                else:
+                    index_discard(index, dot, key)
             delta_context = nested_delta._context.copy()
             for dot in (*own, tag):
                 delta_context.add(*dot)
             nested_delta._rebind(delta_context)
-            if entry is None:
-                entry = self._entries[key] = _Entry({}, nested)
             for dot in own:
                 del entry.tags[dot]
+                index_discard(index, dot, key)
             entry.tags[tag] = None
+            index_add(index, tag, key)
             delta = self._empty_bound(delta_context)
             delta._entries = {key: _Entry({tag: None}, nested_delta)}
             self._rehash(key)
@@ -256,7 +309,9 @@ class ORMap(CausalCRDT, Generic[K]):
             entry = self._entries[key] = _Entry({}, None)
         for dot in own:
             del entry.tags[dot]
+            index_discard(index, dot, key)
         entry.tags[tag] = contribution
+        index_add(index, tag, key)
         delta = self._empty_bound(CausalContext.from_dots([*own, tag]))
         delta._entries = {key: _Entry({tag: contribution.copy()}, None)}
         self._rehash(key)
@@ -281,12 +336,20 @@ class ORMap(CausalCRDT, Generic[K]):
         Returns:
             The delta: no entries; its context covers the key's dots seen here. Removing
             an absent key changes nothing and returns an empty delta.
+
+        Raises:
+            OperationError: ``key`` is not something a map can hold.
         """
+        check_element(key, "an ORMap key")
         entry = self._entries.pop(key, None)
         if entry is None:
             return self._empty_bound(CausalContext())
+        dots = list(self._entry_dots(entry))
+        index = self._index_of()
+        for dot in dots:
+            index_discard(index, dot, key)
         self._rehash(key)
-        return self._empty_bound(CausalContext.from_dots(self._entry_dots(entry)))
+        return self._empty_bound(CausalContext.from_dots(dots))
 
     # ---- the dot-store join -----------------------------------------------------------
     @staticmethod
@@ -295,12 +358,29 @@ class ORMap(CausalCRDT, Generic[K]):
         if entry.nested is not None:
             yield from entry.nested._store_dots()
 
+    def _index_of(self) -> DotIndex:
+        """The dot index, built from the entries when first needed."""
+        index = self._index
+        if index is None:
+            index = {}
+            for key, entry in self._entries.items():
+                for dot in self._entry_dots(entry):
+                    index_add(index, dot, key)
+            self._index = index
+        return index
+
+    @staticmethod
+    def _entry_has(entry: _Entry, dot: Dot) -> bool:
+        return dot in entry.tags or (entry.nested is not None and entry.nested._store_has(dot))
+
     def _join_store(
         self, other: Self, my_context: CausalContext, their_context: CausalContext
     ) -> None:
         if other is self:
             return
         mine_all = self._entries
+        index = self._index_of()
+        covered = [] if their_context.is_empty() else covered_dots(index, their_context)
         for key, theirs in other._entries.items():
             mine = mine_all.get(key)
             if mine is None:
@@ -318,23 +398,38 @@ class ORMap(CausalCRDT, Generic[K]):
                 self._join_tags(mine.tags, my_context, theirs.tags, their_context)
                 if mine.nested is not None and theirs.nested is not None:
                     mine.nested._join_store(theirs.nested, my_context, their_context)
-            self._keep_or_drop(key, mine)
-        if their_context.is_empty():
+            if self._keep_or_drop(key, mine):
+                for dot in self._entry_dots(theirs):
+                    if self._entry_has(mine, dot):
+                        index_add(index, dot, key)
+        if not covered:
             return
-        empty = self._new_nested(their_context)
-        for key in [key for key in mine_all if key not in other._entries]:
-            mine = mine_all[key]
-            self._join_tags(mine.tags, my_context, {}, their_context)
-            if mine.nested is not None:
-                mine.nested._join_store(empty, my_context, their_context)
-            self._keep_or_drop(key, mine)
+        # Keys that the other side does not hold but whose dots it has seen: it removed
+        # them (or some of their nested content). No other key can change.
+        theirs_all = other._entries
+        touched = dict.fromkeys(key for _, _, key in covered if key not in theirs_all)
+        if touched:
+            empty = self._new_nested(their_context)
+            for key in touched:
+                mine = mine_all[key]
+                self._join_tags(mine.tags, my_context, {}, their_context)
+                if mine.nested is not None:
+                    mine.nested._join_store(empty, my_context, their_context)
+                self._keep_or_drop(key, mine)
+        for replica, counter, key in covered:
+            entry = mine_all.get(key)
+            if entry is None or not self._entry_has(entry, (replica, counter)):
+                index_discard(index, (replica, counter), key)
 
-    def _keep_or_drop(self, key: K, entry: _Entry) -> None:
+    def _keep_or_drop(self, key: K, entry: _Entry) -> bool:
+        """Store ``entry`` at ``key`` if it holds a dot, else drop the key; say which."""
         if entry.tags or (entry.nested is not None and not entry.nested._store_is_empty()):
             self._entries[key] = entry
-        else:
-            self._entries.pop(key, None)
+            self._rehash(key)
+            return True
+        self._entries.pop(key, None)
         self._rehash(key)
+        return False
 
     @staticmethod
     def _join_tags(
@@ -355,6 +450,10 @@ class ORMap(CausalCRDT, Generic[K]):
 
     def _store_is_empty(self) -> bool:
         return not self._entries
+
+    def _store_has(self, dot: Dot) -> bool:
+        block = self._index_of().get(dot[0])
+        return block is not None and dot[1] in block
 
     def _store_equal(self, other: Self) -> bool:
         if self._entries.keys() != other._entries.keys():
@@ -379,6 +478,8 @@ class ORMap(CausalCRDT, Generic[K]):
             )
             for key, entry in self._entries.items()
         }
+        index = self._index
+        target._index = None if index is None else {r: dict(b) for r, b in index.items()}
         target._hashes = None if self._hashes is None else self._hashes.copy()
 
     def _rebind(self, context: CausalContext) -> None:
@@ -393,86 +494,3 @@ class ORMap(CausalCRDT, Generic[K]):
             for key, entry in self._entries.items()
         )
         return f"ORMap({self.value_type.__name__}, {{{items}}}, context={self._context!r})"
-
-    # ---- digests and repair by difference (used by anti-entropy) ----------------------
-    def _rehash(self, key: K) -> None:
-        """Bring the running digest up to date after ``key``'s entry may have changed."""
-        hashes = self._hashes
-        if hashes is None:
-            return
-        entry = self._entries.get(key)
-        old = hashes.keys.get(key)
-        if entry is None:
-            if old is not None:
-                del hashes.keys[key]
-                hashes.total -= old[1] + old[2]
-                hashes.index = None
-            return
-        nested_sum = 0 if entry.nested is None else entry.nested._live_sum()
-        if old is not None and entry.tags.keys() == old[0]:
-            if nested_sum == old[2]:
-                return  # unchanged: the common case of a join's pass over every key
-            tags, tag_sum = old[0], old[1]
-        else:
-            tags = frozenset(entry.tags)
-            tag_sum = sum(dot_hash(replica, counter) for replica, counter in tags)
-        hashes.keys[key] = (tags, tag_sum, nested_sum)
-        hashes.total += tag_sum + nested_sum - (0 if old is None else old[1] + old[2])
-        hashes.index = None
-
-    def _map_hashes(self) -> _MapHashes:
-        hashes = self._hashes
-        if hashes is None:
-            # First use: one pass, then every change keeps it current.
-            hashes = self._hashes = _MapHashes()
-            for key in self._entries:
-                self._rehash(key)
-        return hashes
-
-    def _live_sum(self) -> int:
-        return self._map_hashes().total
-
-    def _digest(self) -> bytes:
-        tag = b"ORMap" + repr(signature(self._prototype)).encode()
-        return digest_of(tag, self._live_sum(), self._context)
-
-    def _dot_index(self) -> tuple[dict[str, dict[int, Any]], DotHashes]:
-        """Live dots by replica (``replica -> counter -> key``) and their hashes; built
-        in one pass on demand and kept until the map next changes."""
-        hashes = self._map_hashes()
-        if hashes.index is None:
-            by_replica: dict[str, dict[int, Any]] = {}
-            for key, entry in self._entries.items():
-                for replica, counter in self._entry_dots(entry):
-                    by_replica.setdefault(replica, {})[counter] = key
-            table = DotHashes.of(
-                (replica, counter) for replica, block in by_replica.items() for counter in block
-            )
-            hashes.index = (by_replica, table)
-        return hashes.index
-
-    def _dot_hashes(self) -> DotHashes:
-        return self._dot_index()[1]
-
-    def _live_of(self, replica: str) -> Collection[int]:
-        return self._dot_index()[0].get(replica, {}).keys()
-
-    def _subset(self, dots: Iterable[Dot], context: CausalContext) -> Self:
-        by_replica = self._dot_index()[0]
-        by_key: dict[Any, list[Dot]] = {}
-        for replica, counter in dots:
-            block = by_replica.get(replica)
-            if block is not None and counter in block:
-                by_key.setdefault(block[counter], []).append((replica, counter))
-        fresh = self._empty_bound(context)
-        for key, found in by_key.items():
-            entry = self._entries[key]
-            tags = {
-                dot: (None if entry.tags[dot] is None else entry.tags[dot].copy())
-                for dot in found
-                if dot in entry.tags
-            }
-            nested = None if entry.nested is None else entry.nested._subset(found, context)
-            if tags or (nested is not None and not nested._store_is_empty()):
-                fresh._entries[key] = _Entry(tags, nested)
-        return fresh

@@ -24,6 +24,7 @@ its dot, or (for a remove) just the dots it covers.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Collection, Hashable, Iterable, Iterator
 from itertools import chain
 from typing import Any, Generic, Self, TypeVar
@@ -31,6 +32,7 @@ from typing import Any, Generic, Self, TypeVar
 from crdtgossip.crdts._base import check_replica
 from crdtgossip.crdts._causal import CausalContext, CausalCRDT, Dot
 from crdtgossip.crdts._digest import DotHashes
+from crdtgossip.crdts._values import check_element
 
 __all__ = ["ORSet"]
 
@@ -57,7 +59,7 @@ class ORSet(CausalCRDT, Generic[E]):
         (frozenset({'x'}), frozenset({'x'}))
     """
 
-    __slots__ = ("_dots", "_hashes", "_reverse", "_value")
+    __slots__ = ("_count", "_dots", "_hashes", "_reverse", "_value")
 
     def __init__(self) -> None:
         super().__init__()
@@ -69,6 +71,9 @@ class ORSet(CausalCRDT, Generic[E]):
         self._reverse: dict[str, dict[E, Any]] = {}
         # The elements, cached between changes.
         self._value: frozenset[E] | None = frozenset()
+        # element -> number of live dots (so ``in`` and ``len()`` are O(1)); None until
+        # first needed, and after a merge that changed too much to patch it.
+        self._count: dict[E, int] | None = None
         # The hashes of the live dots, kept up to date once anti-entropy first asks.
         self._hashes: DotHashes | None = None
 
@@ -104,9 +109,18 @@ class ORSet(CausalCRDT, Generic[E]):
                 dots.append((replica, found))
         return dots
 
+    def _count_of(self) -> dict[E, int]:
+        count = self._count
+        if count is None:
+            # Counter counts an iterable in C: one pass, no per-element Python code.
+            count = self._count = Counter(
+                chain.from_iterable(block.values() for block in self._dots.values())
+            )
+        return count
+
     @property
     def value(self) -> frozenset[E]:
-        """The elements in the set."""
+        """The elements in the set: built once after each change (O(n)), then cached."""
         value = self._value
         if value is None:
             value = frozenset(chain.from_iterable(block.values() for block in self._dots.values()))
@@ -114,10 +128,10 @@ class ORSet(CausalCRDT, Generic[E]):
         return value
 
     def __contains__(self, element: object) -> bool:
-        return any(element in self._reverse_of(replica) for replica in self._dots)
+        return element in self._count_of()
 
     def __len__(self) -> int:
-        return len(self.value)
+        return len(self._count_of())
 
     def __iter__(self) -> Iterator[E]:
         return iter(self.value)
@@ -149,6 +163,16 @@ class ORSet(CausalCRDT, Generic[E]):
         else:
             reverse[element] = [known, counter]
 
+    def _uncount(self, element: E) -> None:
+        """Patch the element count (if built) for one live dot of ``element`` dropped."""
+        count = self._count
+        if count is not None:
+            left = count[element] - 1
+            if left:
+                count[element] = left
+            else:
+                del count[element]
+
     def _drop_dots(self, dots: list[Dot]) -> None:
         if self._hashes is not None:
             for replica, counter in dots:
@@ -157,6 +181,7 @@ class ORSet(CausalCRDT, Generic[E]):
             block = self._dots[replica]
             element = block.pop(counter)
             self._forget(replica, counter, element)
+            self._uncount(element)
             if not block:
                 del self._dots[replica]
                 self._reverse.pop(replica, None)
@@ -170,13 +195,16 @@ class ORSet(CausalCRDT, Generic[E]):
             the element's dots this replica had seen.
 
         Raises:
-            OperationError: ``replica`` is not a non-empty str.
+            OperationError: ``replica`` is not a valid replica id, ``element`` is not
+                something the codec can encode (see :mod:`crdtgossip.crdts._values`), or
+                the replica's dot counter is exhausted. Nothing has changed then.
         """
+        check_element(element)
         check_replica(replica)
         seen = self._dots_of(element)
+        dot = self._context.next_dot(replica)  # the last step that can fail
         if seen:
             self._drop_dots(seen)
-        dot = self._context.next_dot(replica)
         block = self._dots.get(replica)
         if block is None:
             self._dots[replica] = {dot[1]: element}
@@ -184,6 +212,9 @@ class ORSet(CausalCRDT, Generic[E]):
         else:
             block[dot[1]] = element
             self._learn(replica, dot[1], element)
+        count = self._count
+        if count is not None:
+            count[element] = count.get(element, 0) + 1
         if self._hashes is not None:
             self._hashes.add(replica, dot[1])
         self._value = None
@@ -198,7 +229,11 @@ class ORSet(CausalCRDT, Generic[E]):
         Returns:
             The delta: no elements; its context covers the element's dots seen here.
             Removing an absent element changes nothing and returns an empty delta.
+
+        Raises:
+            OperationError: ``element`` is not something a set can hold.
         """
+        check_element(element)
         seen = self._dots_of(element)
         if seen:
             self._drop_dots(seen)
@@ -210,6 +245,7 @@ class ORSet(CausalCRDT, Generic[E]):
         self._dots = {}
         self._reverse = {}
         self._value = frozenset()
+        self._count = {}
         if self._hashes is not None:
             self._hashes = DotHashes()
         return self._empty_bound(seen)
@@ -267,9 +303,16 @@ class ORSet(CausalCRDT, Generic[E]):
         if self._hashes is not None:
             self._hashes_apply(replica, gone, fresh)
         block = self._dots.get(replica)
-        patch = replica in self._reverse and len(gone) + len(fresh) <= _INDEX_PATCH_LIMIT
+        small = len(gone) + len(fresh) <= _INDEX_PATCH_LIMIT
+        patch = small and replica in self._reverse
         if not patch:
             self._reverse.pop(replica, None)
+        count = self._count
+        if not small:
+            count = self._count = None
+        elif count is not None:
+            for element in fresh.values():
+                count[element] = count.get(element, 0) + 1
         if block is None:
             self._dots[replica] = fresh
             return
@@ -277,6 +320,8 @@ class ORSet(CausalCRDT, Generic[E]):
             element = block.pop(counter)
             if patch:
                 self._forget(replica, counter, element)
+            if count is not None:
+                self._uncount(element)
         if fresh:
             block.update(fresh)
             if patch:
@@ -314,6 +359,10 @@ class ORSet(CausalCRDT, Generic[E]):
     def _store_is_empty(self) -> bool:
         return not self._dots
 
+    def _store_has(self, dot: Dot) -> bool:
+        block = self._dots.get(dot[0])
+        return block is not None and dot[1] in block
+
     def _store_equal(self, other: Self) -> bool:
         return self._dots == other._dots
 
@@ -321,6 +370,7 @@ class ORSet(CausalCRDT, Generic[E]):
         target._dots = {replica: dict(block) for replica, block in self._dots.items()}
         target._reverse = {}
         target._value = self._value
+        target._count = None if self._count is None else dict(self._count)
         target._hashes = None if self._hashes is None else self._hashes.copy()
 
     def entries(self) -> dict[E, set[Dot]]:

@@ -16,6 +16,8 @@ from crdtgossip.errors import MergeError
 
 __all__ = ["PNCounter"]
 
+_new = object.__new__
+
 
 class PNCounter:
     """A counter with increments and decrements.
@@ -38,7 +40,7 @@ class PNCounter:
 
     @classmethod
     def _from_parts(cls, increments: GCounter, decrements: GCounter) -> Self:
-        counter = cls()
+        counter = _new(cls)  # no __init__: its two empty counters would be replaced
         counter._increments = increments
         counter._decrements = decrements
         return counter

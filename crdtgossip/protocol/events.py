@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from crdtgossip.crdts import CRDT
 from crdtgossip.protocol.states import Status
 
 __all__ = [
@@ -101,6 +102,15 @@ class KeyChanged:
     """
 
     key: str
+    #: What was merged: a local update's delta, or the delta or state received. It is
+    #: the engine's own object, read-only, valid until the next call into the engine;
+    #: None when the key was replaced as a whole (a failed local write rolled back).
+    change: CRDT | None = None
+    #: The encoded form of ``change`` (empty when ``change`` is None).
+    payload: bytes = b""
+    #: Whether ``change`` is a local update (its driver persisted it before it was
+    #: applied) rather than something received from the network.
+    local: bool = False
 
 
 Event = MemberJoined | MemberAlive | MemberSuspect | MemberDead | MemberLeft | KeyChanged

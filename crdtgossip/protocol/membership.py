@@ -9,10 +9,9 @@ so every member is probed within a bounded time) and whom to ask for indirect pr
 It does no I/O: news worth spreading goes to the ``broadcast`` callback and what
 happened to members goes to the ``events`` list, both owned by the engine.
 
-For simulators, a :class:`FormedTable` holds the table of a whole formed cluster once;
-any number of :class:`Membership` objects adopt it by reference and copy a row only
-when they change it, so N simulated members of an N-member cluster cost O(N) work and
-memory in all instead of O(N²).
+Its rows and the shared table of a formed cluster are in
+:mod:`crdtgossip.protocol.member_table`; whom it picks (random members, the probe
+order) in ``_member_choice``.
 """
 
 from __future__ import annotations
@@ -20,10 +19,10 @@ from __future__ import annotations
 import random
 from bisect import insort
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 
 from crdtgossip.config import GossipConfig
 from crdtgossip.errors import ConfigError
+from crdtgossip.protocol._member_choice import MemberChoice
 from crdtgossip.protocol.awareness import Awareness
 from crdtgossip.protocol.events import (
     Event,
@@ -34,6 +33,7 @@ from crdtgossip.protocol.events import (
     MemberLeft,
     MemberSuspect,
 )
+from crdtgossip.protocol.member_table import FormedTable, MemberState
 from crdtgossip.protocol.messages import Alive, Dead, Left, MemberRecord, Suspect
 from crdtgossip.protocol.states import Rumor, Status, next_status, order_of
 from crdtgossip.protocol.suspicion import (
@@ -42,7 +42,13 @@ from crdtgossip.protocol.suspicion import (
     suspicion_min_timeout,
 )
 
-__all__ = ["FormedTable", "MemberState", "Membership", "MembershipRumor"]
+__all__ = ["MAX_INCARNATION", "FormedTable", "MemberState", "Membership", "MembershipRumor"]
+
+MAX_INCARNATION = 2**63 - 1
+"""The largest incarnation a member may reach: what a storage keeps (a signed 64-bit
+SQLite integer). A rumor at or above it could not be refuted (the refutation would
+pass it), so it is refused as hostile input: an honest member, raising its incarnation
+by one per refutation, never comes near."""
 
 MembershipRumor = Alive | Suspect | Dead | Left
 
@@ -56,81 +62,7 @@ _RUMOR_KINDS: dict[type[MembershipRumor], Rumor] = {
 }
 
 
-@dataclass(slots=True)
-class MemberState:
-    """The mutable row of one member.
-
-    Attributes:
-        node_id: the member's name.
-        address: where it listens.
-        incarnation: the highest incarnation known.
-        status: what this node believes.
-        since: when ``status`` last changed, in the driver's seconds.
-    """
-
-    node_id: str
-    address: str
-    incarnation: int
-    status: Status
-    since: float
-
-    def snapshot(self) -> Member:
-        """An immutable copy for callers."""
-        return Member(self.node_id, self.address, self.status, self.incarnation)
-
-
-class FormedTable:
-    """The member table of a formed cluster, shared read-only by many member tables.
-
-    A simulator and testing facility: a simulation of N nodes that all know each other
-    builds this once (O(N)) and has every engine adopt it
-    (:meth:`crdtgossip.protocol.Engine.adopt_formed`). Each :class:`Membership` that
-    adopts it reads the shared rows and copies a row into its own table only when it
-    changes that member (copy-on-write), so nodes that agree share their rows.
-
-    Args:
-        records: every member of the cluster, each alive.
-        now: the driver's time the cluster is formed at (when each row's status
-            began).
-
-    Raises:
-        ConfigError: a member is not alive, or appears twice.
-    """
-
-    __slots__ = ("_counts", "_records", "_rows", "_sorted_ids")
-
-    def __init__(self, records: Iterable[MemberRecord], now: float = 0.0) -> None:
-        rows: dict[str, MemberState] = {}
-        for record in records:
-            if record.status is not Status.ALIVE:
-                raise ConfigError(f"a formed cluster has only alive members, not {record}")
-            if record.node_id in rows:
-                raise ConfigError(f"member {record.node_id!r} appears twice")
-            rows[record.node_id] = MemberState(
-                record.node_id, record.address, record.incarnation, Status.ALIVE, now
-            )
-        # Never modified once built: every adopter reads these very objects.
-        self._rows = rows
-        self._sorted_ids = sorted(rows)
-        self._counts = dict.fromkeys(Status, 0)
-        self._counts[Status.ALIVE] = len(rows)
-        self._records: tuple[MemberRecord, ...] | None = None
-
-    def __len__(self) -> int:
-        return len(self._rows)
-
-    def records(self) -> tuple[MemberRecord, ...]:
-        """The table as push-pull records, sorted by node id (built once, shared)."""
-        if self._records is None:
-            rows = self._rows
-            self._records = tuple(
-                MemberRecord(m.node_id, m.address, m.incarnation, m.status)
-                for m in (rows[node_id] for node_id in self._sorted_ids)
-            )
-        return self._records
-
-
-class Membership:
+class Membership(MemberChoice):
     """The member table with its rules.
 
     Rows live in two layers: the rows of a :class:`FormedTable` adopted with
@@ -198,6 +130,8 @@ class Membership:
         self._probe_joined: list[str] = []
         #: True once :meth:`leave` was called: rumors about us are no longer refuted.
         self.leaving = False
+        #: Rumors refused for an incarnation out of range (see MAX_INCARNATION).
+        self.refused_rumors = 0
 
     def adopt(self, table: FormedTable) -> None:
         """Start from a formed cluster's table: know each of its members as alive.
@@ -307,91 +241,6 @@ class Membership:
         local = self.local
         return Alive(local.node_id, local.address, local.incarnation)
 
-    def random_members(
-        self, count: int, statuses: Iterable[Status], exclude: Iterable[str] = ()
-    ) -> list[MemberState]:
-        """Up to ``count`` distinct random members in the given states.
-
-        Args:
-            count: how many.
-            statuses: acceptable states.
-            exclude: node ids to leave out (this node is always left out).
-
-        Returns:
-            The chosen rows, in random order (read them; never change them).
-        """
-        wanted = set(statuses)
-        skip = {self.local_id, *exclude}
-        available = sum(self._counts[status] for status in wanted)
-        if not available:
-            return []  # what the scan below would find, without scanning
-        ids = self._sorted_ids
-        row = self._row
-        if count * 4 < available:
-            # Most members qualify: draw at random and skip the misses, O(count).
-            chosen: dict[str, MemberState] = {}
-            for _attempt in range(count * 8):
-                member = row(ids[self._rng.randrange(len(ids))])
-                if member.node_id not in skip and member.status in wanted:
-                    chosen[member.node_id] = member
-                    if len(chosen) == count:
-                        return list(chosen.values())
-        candidates = [
-            member
-            for member in map(row, ids)
-            if member.node_id not in skip and member.status in wanted
-        ]
-        return self._rng.sample(candidates, min(count, len(candidates)))
-
-    def next_probe_target(self) -> MemberState | None:
-        """The next member to probe: shuffled round-robin over live members.
-
-        Every live member is probed once per round; the order is reshuffled each round
-        (SWIM), so a failed member is found within two rounds at worst. A member that
-        joins during a round takes a random place among those not yet probed. Each
-        call costs O(1) amortized, however large the table: a round draws from the ids
-        known when it began, one at a time, instead of shuffling a copy of them.
-
-        Returns:
-            The member, or ``None`` when there is nobody else alive or suspect.
-        """
-        for _attempt in range(2):
-            while self._probe_left or self._probe_joined:
-                node_id = self._draw_probe()
-                if node_id == self.local_id:
-                    continue
-                member = self.get(node_id)
-                if member is not None and member.status in _LIVE:
-                    return member
-            # A new round, over the ids known now; the list is shared from here on.
-            self._probe_ids = self._sorted_ids
-            self._ids_shared = True
-            self._probe_left = len(self._probe_ids)
-            self._probe_moved = {}
-        return None
-
-    def _draw_probe(self) -> str:
-        """Draw the next id of the probe round, uniformly among those not yet drawn."""
-        joined = self._probe_joined
-        left = self._probe_left
-        pick = self._rng.randrange(left + len(joined))
-        if pick >= left:
-            index = pick - left
-            node_id = joined[index]
-            joined[index] = joined[-1]
-            joined.pop()
-            return node_id
-        # Fisher-Yates on a virtual copy: take position ``pick`` and move the last
-        # undrawn position's id into it.
-        moved = self._probe_moved
-        last = left - 1
-        position = moved.get(pick, pick)
-        tail = moved.pop(last, last)
-        if pick != last:
-            moved[pick] = tail
-        self._probe_left = last
-        return self._probe_ids[position]
-
     def next_deadline(self) -> float | None:
         """The earliest suspicion deadline, if any member is suspect."""
         if not self._suspicions:
@@ -412,6 +261,9 @@ class Membership:
             ``True`` when it changed something (and was passed on), ``False`` when it
             was old news or ignored.
         """
+        if rumor.incarnation >= MAX_INCARNATION:
+            self.refused_rumors += 1
+            return False
         if rumor.node_id == self.local_id:
             return self._about_self(rumor)
         member = self.get(rumor.node_id)

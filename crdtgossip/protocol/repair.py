@@ -11,21 +11,24 @@ Causal types (ORSet, EWFlag, MVRegister, ORMap, nested ones included) use a join
 decomposition (Enes et al., "Efficient Synchronization of State-based CRDTs", 2019):
 
 1. The opener sends its causal context. The other side answers with its own context,
-   a *patch* holding exactly its live dots the opener's context lacks (adds the
-   opener never saw), and, per replica both know, the root of a fingerprint tree over
-   that replica's dot counters.
-2. A receiver merges the patch; a patch marked complete holds every live dot its
-   sender had that the receiver lacked, so the receiver may then also learn the
-   sender's whole context (:meth:`~crdtgossip.crdts._causal.CausalCRDT._absorb`):
-   that is joining with the sender's state minus the removes not yet compared.
+   a *patch* and, per replica both know, the root of a fingerprint tree over that
+   replica's dot counters. The patch is the part of its state the opener's context has
+   not seen: its live dots the opener never saw (with their elements, values or map
+   entries), under a context of every dot it has seen and the opener has not (so the
+   opener also learns the removes of dots it never saw). Where that context gap is
+   larger than the state itself (a long partition with much churn), the whole state
+   goes instead.
+2. Each side merges the patch it receives (a plain join), and answers with its own
+   patch against the context it was sent.
 3. Removes are what is left: a dot both have seen, live on one side only. Each
    fingerprint is the sum of the hashes of the live dots under a counter range; the
-   sender counts all its live dots (its patch was complete), the receiver only the
-   ones the sender has seen. Equal sums mean no difference below; a differing range is
-   described one level deeper (16 child sums) until few dots are left, which are then
-   listed. Given a list, the receiver drops its own dots the sender has seen and does
-   not list (the sender removed them), and sends back, as a patch with no elements,
-   the listed dots it has seen and no longer holds (it removed them).
+   sender counts all its live dots (the patch it sent gave the receiver every other
+   one), the receiver only the ones the sender has seen. Equal sums mean no
+   difference below; a differing range is described one level deeper (16 child sums)
+   until few dots are left, which are then listed (as counters, or as a bitmap of up
+   to 1,024 counters). Given a list, the receiver drops its own dots the sender has
+   seen and does not list (the sender removed them), and sends back, in a patch with
+   no elements, the listed dots it has seen and no longer holds (it removed them).
 
 Every step is a join with a part of the other state, so whatever is merged is correct
 even when messages cross changes; the exchange ends with both sides equal to their
@@ -61,6 +64,7 @@ from crdtgossip.protocol.messages import (
 )
 
 __all__ = [
+    "GAP_LIMIT",
     "LEAF_DOTS",
     "LEAF_ITEMS",
     "MAX_DIFF_NODES",
@@ -78,6 +82,11 @@ range of at most 1,024 counters holding more goes as a bitmap (128 bytes at most
 LEAF_ITEMS: Final = 16
 """The same for the items of a G-Set or LWW-Map (about 9 bytes a hash)."""
 
+GAP_LIMIT: Final = 4096
+"""A context gap (dots seen here and not there) of up to this many dots, or up to the
+number of live dots if more, goes as explicit dots in the patch's context; a larger
+one sends the whole state instead, which is then the smaller of the two."""
+
 MAX_DIFF_NODES: Final = 1024
 """Most range nodes handled from one message and described in one reply: bounds the
 work one message can ask for (each costs at most a pass over one replica's buckets);
@@ -94,11 +103,12 @@ class Outcome:
 
     Attributes:
         reply: the message to answer with, or None.
-        changed: the state changed (merged, learned a context, or dropped dots).
+        changes: what was merged into the state, in order, each with its encoding:
+            merging them into the state as it was gives the state as it is.
     """
 
     reply: Diff | None = None
-    changed: bool = False
+    changes: list[tuple[CRDT, bytes]] = field(default_factory=list)
 
 
 def root_shift(max_counter: int) -> int:
@@ -155,11 +165,11 @@ def opening(key: str, state: CRDT) -> Diff:
     if family == "causal":
         causal = cast(CausalCRDT, state)
         context = encode(cast(CRDT, causal._empty_bound(causal._context)))
-        return Diff(key, True, context, b"", False, ())
+        return Diff(key, True, context, b"", ())
     if family == "items":
         root = _Items(state).describe(MAX_RANGE_SHIFT, 0)
-        return Diff(key, True, b"", b"", False, (root,))
-    return Diff(key, True, b"", encode(state), False, ())
+        return Diff(key, True, b"", b"", (root,))
+    return Diff(key, True, b"", encode(state), ())
 
 
 def respond(key: str, state: CRDT, message: Diff) -> Outcome:
@@ -193,12 +203,13 @@ def _respond_small(key: str, state: CRDT, message: Diff) -> Outcome:
         return Outcome()
     theirs = _decode_like(state, message.patch)
     state.merge(theirs)
+    changes = [(cast(CRDT, theirs), message.patch)]
     if not message.opening:
-        return Outcome(changed=True)
+        return Outcome(changes=changes)
     delta_over: Callable[[Any], CRDT | None] | None = getattr(state, "_delta_over", None)
     ahead = delta_over(theirs) if delta_over is not None else (state if state != theirs else None)
-    reply = None if ahead is None else Diff(key, False, b"", encode(ahead), False, ())
-    return Outcome(reply, changed=True)
+    reply = None if ahead is None else Diff(key, False, b"", encode(ahead), ())
+    return Outcome(reply, changes)
 
 
 # --- causal types ------------------------------------------------------------------------
@@ -230,6 +241,25 @@ def _dots_unseen(state: CausalCRDT, theirs: CausalContext) -> dict[str, list[int
     return unseen
 
 
+def _context_gap(mine: CausalContext, theirs: CausalContext, limit: int) -> list[Dot] | None:
+    """The dots ``mine`` has seen and ``theirs`` has not; None if more than ``limit``."""
+    gap: list[Dot] = []
+    for replica in sorted(mine.vector.keys() | mine.cloud.keys()):
+        base = theirs.vector.get(replica, 0)
+        their_cloud = theirs.cloud.get(replica, ())
+        my_base = mine.vector.get(replica, 0)
+        if my_base > base:
+            if my_base - base - len(their_cloud) > limit - len(gap):
+                return None
+            gap.extend((replica, c) for c in range(base + 1, my_base + 1) if c not in their_cloud)
+        gap.extend(
+            (replica, c) for c in mine.cloud.get(replica, ()) if c > base and c not in their_cloud
+        )
+        if len(gap) > limit:
+            return None
+    return gap
+
+
 def _live_counters(
     table: DotHashes, live: Collection[int], replica: str, shift: int, index: int
 ) -> list[int]:
@@ -248,7 +278,7 @@ class _CausalStep:
     key: str
     state: CausalCRDT
     message: Diff
-    changed: bool = False
+    changes: list[tuple[CRDT, bytes]] = field(default_factory=list)
     nodes: list[RangeNode] = field(default_factory=list)
     removed_there: list[Dot] = field(default_factory=list)
 
@@ -256,11 +286,9 @@ class _CausalStep:
         state, message = self.state, self.message
         theirs = cast(CausalCRDT, _decode_like(cast(CRDT, state), message.context))._context
         if message.patch:
-            state.merge(_decode_like(cast(CRDT, state), message.patch))
-            self.changed = True
-        if message.complete and not _covers(state._context, theirs):
-            state._absorb(theirs)
-            self.changed = True
+            patch = _decode_like(cast(CRDT, state), message.patch)
+            state.merge(patch)
+            self.changes.append((patch, message.patch))
         unseen = _dots_unseen(state, theirs)
         if message.opening:
             for replica in sorted(state._context.vector.keys() | state._context.cloud.keys()):
@@ -277,17 +305,27 @@ class _CausalStep:
                 self._compare(node, node.sums, unseen.get(node.space, []))
             elif node.items is not None or node.bits is not None:
                 self._resolve(node, _listed(node), theirs)
-        dots = [(replica, c) for replica, counters in unseen.items() for c in counters]
-        patch = b""
-        if dots or self.removed_there:
-            context = CausalContext.from_dots([*dots, *self.removed_there])
-            patch = encode(cast(CRDT, state._subset(dots, context)))
-        news = not _covers(theirs, state._context)
-        if not (message.opening or patch or self.nodes or news):
-            return Outcome(changed=self.changed)
+        patch = self._patch(theirs, unseen)
+        if not (message.opening or patch or self.nodes):
+            return Outcome(changes=self.changes)
         context_bytes = encode(cast(CRDT, state._empty_bound(state._context)))
-        reply = Diff(self.key, False, context_bytes, patch, True, tuple(self.nodes))
-        return Outcome(reply, self.changed)
+        reply = Diff(self.key, False, context_bytes, patch, tuple(self.nodes))
+        return Outcome(reply, self.changes)
+
+    def _patch(self, theirs: CausalContext, unseen: dict[str, list[int]]) -> bytes:
+        """Our part the other side lacks: live dots it never saw, under the context it
+        lacks and the removes it missed (or the whole state, if that is smaller)."""
+        state = self.state
+        context = state._context
+        live = sum(len(state._live_of(r)) for r in context.vector.keys() | context.cloud.keys())
+        gap = _context_gap(context, theirs, max(GAP_LIMIT, live))
+        if gap is None:
+            return encode(cast(CRDT, state))
+        if not (gap or self.removed_there):
+            return b""
+        dots = [(replica, c) for replica, counters in unseen.items() for c in counters]
+        lacking = CausalContext.from_dots([*gap, *self.removed_there])
+        return encode(cast(CRDT, state._subset(dots, lacking)))
 
     def _describe(self, replica: str, shift: int, index: int) -> None:
         """Add the local description of a node: its live counters, or 16 child sums."""
@@ -344,8 +382,9 @@ class _CausalStep:
             if inside and counter not in live and context.covers(replica, counter):
                 self.removed_there.append((replica, counter))
         if gone:
-            state.merge(state._empty_bound(CausalContext.from_dots(gone)))
-            self.changed = True
+            removal = state._empty_bound(CausalContext.from_dots(gone))
+            state.merge(removal)
+            self.changes.append((cast(CRDT, removal), encode(cast(CRDT, removal))))
 
 
 def _listed(node: RangeNode) -> tuple[int, ...]:
@@ -356,18 +395,6 @@ def _listed(node: RangeNode) -> tuple[int, ...]:
     span, first = 8 * len(node.bits), node.index << node.shift
     bits = int.from_bytes(node.bits, "big")
     return tuple(first + i for i, bit in enumerate(f"{bits:0{span}b}") if bit == "1")
-
-
-def _covers(outer: CausalContext, inner: CausalContext) -> bool:
-    """Whether ``outer`` has seen every dot ``inner`` has (O(replicas + cloud))."""
-    for replica, base in inner.vector.items():
-        if outer.vector.get(replica, 0) < base:
-            return False
-    return all(
-        outer.covers(replica, counter)
-        for replica, counters in inner.cloud.items()
-        for counter in counters
-    )
 
 
 def _fits(replica: str) -> bool:
@@ -415,10 +442,11 @@ class _Items:
 
 
 def _respond_items(key: str, state: CRDT, message: Diff) -> Outcome:
-    changed = False
+    changes: list[tuple[CRDT, bytes]] = []
     if message.patch:
-        state.merge(_decode_like(state, message.patch))
-        changed = True
+        patch = _decode_like(state, message.patch)
+        state.merge(patch)
+        changes.append((patch, message.patch))
     items = _Items(state)
     nodes: list[RangeNode] = []
     send: list[Any] = []
@@ -449,5 +477,5 @@ def _respond_items(key: str, state: CRDT, message: Diff) -> Outcome:
     subset: Callable[[list[Any]], CRDT] = getattr(state, "_subset_items")  # noqa: B009
     patch = encode(subset(send)) if send else b""
     if not (patch or nodes):
-        return Outcome(changed=changed)
-    return Outcome(Diff(key, False, b"", patch, False, tuple(nodes)), changed)
+        return Outcome(changes=changes)
+    return Outcome(Diff(key, False, b"", patch, tuple(nodes)), changes)

@@ -16,7 +16,7 @@ store and queues messages in the engine's outbox.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Container
 
 from crdtgossip.codec import encode
 from crdtgossip.crdts import CRDT
@@ -45,8 +45,10 @@ class AntiEntropy:
         counters: the engine's counters (``decode_errors``, ``merge_errors``,
             ``push_pulls`` ...); :data:`COUNTERS` are added to it.
         drops: the engine's drop counters by reason.
-        changed: called with a key whose state a repair changed (it touches the tree
-            and raises the event).
+        held: keys whose state must not leave the node (a local write to them is being
+            persisted): no state, patch or repair of theirs is sent.
+        changed: called with a key, what was merged into its state and its encoding
+            (it touches the tree and raises the event).
     """
 
     def __init__(
@@ -58,7 +60,8 @@ class AntiEntropy:
         outbox: Outbox,
         counters: dict[str, int],
         drops: dict[str, int],
-        changed: Callable[[str], None],
+        held: Container[str],
+        changed: Callable[[str, CRDT, bytes], None],
     ) -> None:
         self._store = store
         self._tree = tree
@@ -66,6 +69,7 @@ class AntiEntropy:
         self._outbox = outbox
         self._counters = counters
         self._drops = drops
+        self._held = held
         self._changed = changed
         for name in COUNTERS:
             counters.setdefault(name, 0)
@@ -117,7 +121,7 @@ class AntiEntropy:
         self.send_states(address, plan.send_keys)
         for key in plan.repair_keys:
             state = self._store.get(key)
-            if state is not None:
+            if state is not None and key not in self._held:
                 self._counters["repairs_opened"] += 1
                 self._outbox.send(address, repair.opening(key, state), reliable=True)
 
@@ -132,6 +136,8 @@ class AntiEntropy:
             address: where the sender listens.
         """
         self._counters["repair_steps"] += 1
+        if message.key in self._held:
+            return  # its state may not leave the node now; the next exchange repairs it
         state = self._store.get(message.key)
         if state is None:
             # Nothing here to compare: ask for the whole state instead.
@@ -149,8 +155,8 @@ class AntiEntropy:
             self._drops["type_mismatch"] += 1
             self._tree.touch(message.key)
             return
-        if outcome.changed:
-            self._changed(message.key)
+        for change, payload in outcome.changes:
+            self._changed(message.key, change, payload)
         if outcome.reply is not None:
             self._outbox.send(address, outcome.reply, reliable=True)
 
@@ -163,5 +169,5 @@ class AntiEntropy:
         """
         for key in keys:
             state = self._store.get(key)
-            if state is not None:
+            if state is not None and key not in self._held:
                 self._outbox.send(address, State(key, encode(state)), reliable=True)

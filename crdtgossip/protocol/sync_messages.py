@@ -145,8 +145,6 @@ class Diff:
             carries the sender's causal context (empty bytes for a type without one).
         patch: ``crdtgossip.codec.encode`` of a part of the sender's state for the
             receiver to merge, or empty bytes.
-        complete: the patch holds every dot live at the sender that the context the
-            receiver last sent lacks, so the receiver may learn the sender's context.
         nodes: fingerprint-tree nodes for the receiver to compare with its own.
     """
 
@@ -154,7 +152,6 @@ class Diff:
     opening: bool
     context: bytes
     patch: bytes
-    complete: bool
     nodes: tuple[RangeNode, ...]
 
 
@@ -180,7 +177,7 @@ def to_wire(message: SyncMessage) -> list[object]:
                 list(want_keys),
                 [[d, p] for d, p in want_prefixes],
             ]
-        case Diff(data_key, opening, context, patch, complete, nodes):
+        case Diff(data_key, opening, context, patch, nodes):
             ranges = [
                 [
                     n.space,
@@ -193,7 +190,7 @@ def to_wire(message: SyncMessage) -> list[object]:
                 ]
                 for n in nodes
             ]
-            return [Kind.DIFF, data_key, opening, context, patch, complete, ranges]
+            return [Kind.DIFF, data_key, opening, context, patch, ranges]
     raise TypeError(f"not an anti-entropy message: {message!r}")  # pragma: no cover
 
 
@@ -263,13 +260,12 @@ def _range_node(value: object) -> RangeNode:
 
 
 def _decode_diff(fields: list[object]) -> Diff:
-    data_key, opening, context, patch, complete, nodes = fields
+    data_key, opening, context, patch, nodes = fields
     return Diff(
         key(data_key),
         boolean(opening, "opening"),
         blob(context, "context"),
         blob(patch, "patch"),
-        boolean(complete, "complete"),
         tuple(_range_node(node) for node in array(nodes, None, "range nodes")),
     )
 
@@ -278,5 +274,5 @@ def _decode_diff(fields: list[object]) -> Diff:
 #: them (already of that count).
 DECODERS: dict[Kind, tuple[int, Callable[[list[object]], SyncMessage]]] = {
     Kind.SYNC: (3, _decode_sync),
-    Kind.DIFF: (6, _decode_diff),
+    Kind.DIFF: (5, _decode_diff),
 }

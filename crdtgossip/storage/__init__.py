@@ -2,7 +2,9 @@
 
 :class:`Storage` is the protocol the node needs; :class:`MemoryStorage` (the default)
 keeps nothing beyond the process; :class:`SQLiteStorage` keeps everything in one SQLite
-file, each write on disk before it returns (or, opt-in, committed in batches).
+file, each write on disk before it returns (or, opt-in, committed in batches). A key is
+kept as a state plus a log of appended deltas, folded into the state once the log weighs
+as much as it (and at least :data:`FOLD_MIN_BYTES`), so a write costs its own size.
 """
 
 from crdtgossip.storage._base import (
@@ -13,6 +15,7 @@ from crdtgossip.storage._base import (
     StoredState,
     SyncMode,
 )
+from crdtgossip.storage._fold import FOLD_MIN_BYTES
 from crdtgossip.storage.memory import MemoryStorage
 from crdtgossip.storage.sqlite import (
     APPLICATION_ID,
@@ -27,6 +30,7 @@ __all__ = [
     "APPLICATION_ID",
     "DEFAULT_BATCH_INTERVAL",
     "DEFAULT_BATCH_SIZE",
+    "FOLD_MIN_BYTES",
     "LOCK_TIMEOUT",
     "MAX_INCARNATION",
     "MAX_STATE_BYTES",

@@ -4,21 +4,30 @@ A node keeps a map ``key -> state`` (each state encoded by :func:`crdtgossip.enc
 its replica id and its SWIM incarnation. A storage holds exactly that, and gives it all
 back at :meth:`Storage.open`.
 
+A key's state is stored in two parts: a *state* (written whole by :meth:`Storage.put`)
+and a *log* of encoded deltas (each joined into it by :meth:`Storage.append`, which
+costs the size of the delta, not of the state). The key's value is the state merged
+with every log record, oldest first. The storage folds a log into its state now and
+then (past :data:`~crdtgossip.storage.FOLD_MIN_BYTES`), which changes how the key is stored, never
+what it holds.
+
 Every method is *blocking* and *thread-safe*: it may be called from any thread,
 concurrently with the others; calls are serialized inside. A durable write waits for the
 disk (an fsync, typically 0.1 to 10 ms), so the asyncio node calls them through
 :func:`asyncio.to_thread`; :class:`~crdtgossip.storage.MemoryStorage` never blocks and
 may be called inline.
 
-Sync modes (:data:`SyncMode`) say what a returned :meth:`Storage.put` means:
+Sync modes (:data:`SyncMode`) say what a returned write (:meth:`Storage.put`,
+:meth:`Storage.put_many`, :meth:`Storage.append`, :meth:`Storage.delete`) means:
 
 * ``"durable"`` (the default): the write is committed to disk (fsync) before ``put``
   returns, so it survives a crash of the process, of the machine, or a power loss.
   Writes made concurrently from several threads share one commit (group commit), and
   each caller still returns only once its own write is committed.
 * ``"batched"`` (opt-in): ``put`` returns at once and commits are grouped: every
-  ``batch_interval`` seconds, and as soon as ``batch_size`` distinct keys are pending
-  (the write that fills the batch commits it, so that one waits for the disk). The
+  ``batch_interval`` seconds, and as soon as ``batch_size`` writes are pending (a key's
+  state counts once however often it is rewritten, each appended delta once; the write
+  that fills the batch commits it, so that one waits for the disk). The
   exact risk: a crash (process kill, machine crash, power loss) loses every write made
   since the last commit. Those writes were never acknowledged as durable; the node must
   not count a write as acknowledged by this replica for its durability.
@@ -28,12 +37,13 @@ Sync modes (:data:`SyncMode`) say what a returned :meth:`Storage.put` means:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Literal, Protocol, TypeAlias
 
 from crdtgossip.codec import DEFAULT_LIMITS
-from crdtgossip.errors import StorageError
+from crdtgossip.errors import ConfigError, StorageError
 
 __all__ = [
     "MAX_INCARNATION",
@@ -72,13 +82,29 @@ class StoredState:
             reissue its lost counter values and dots. The node then takes a fresh id and
             saves it.
         incarnation: the SWIM incarnation saved with it; 0 when new.
-        states: key -> encoded state, as given to :meth:`Storage.put`. The dict is the
-            caller's to keep and change.
+        states: key -> encoded state, as given to :meth:`Storage.put` (or as folded
+            from appended deltas). The dict is the caller's to keep and change.
+        deltas: key -> the encoded deltas appended (:meth:`Storage.append`) after that
+            state, oldest first; a key may have deltas and no state. The key's value is
+            ``decode(states[key])`` (or the first delta) merged with each delta in
+            turn. The dict and its lists are the caller's.
+        commit_seq: the store's commit counter as read from it: how many transactions
+            were committed to it since it was created (0 for a new store, and for
+            :class:`~crdtgossip.storage.MemoryStorage` the number of writes). Every
+            commit raises it by one, in the same transaction, so a store that lost
+            commits shows a smaller counter than the one last written.
+        rolled_back: the store is found to have lost commits it once held (a damaged
+            or deleted write-ahead log, a file replaced by an older copy): what it
+            returns is older than what it acknowledged. ``replica_id`` is then None, so
+            the node takes a fresh id, and keeps the states it got.
     """
 
     replica_id: str | None = None
     incarnation: int = 0
     states: dict[str, bytes] = field(default_factory=dict)
+    deltas: dict[str, list[bytes]] = field(default_factory=dict)
+    commit_seq: int = 0
+    rolled_back: bool = False
 
 
 class Storage(Protocol):
@@ -101,13 +127,14 @@ class Storage(Protocol):
         """Load everything stored, creating an empty store when there is none.
 
         Returns:
-            The replica id (None when new), the incarnation and every key's state.
+            The replica id (None when new), the incarnation, every key's state and log.
 
         Raises:
             StorageError: the store exists but cannot be read completely: unreadable,
-                corrupt, truncated, written by another program or by a newer version,
-                or in use by another process. Never returns an empty or partial state
-                for a store that exists but is damaged. Also raised when already open.
+                corrupt (a state or a log record, named by its key), truncated, written
+                by another program or by a newer version, or in use by another process.
+                Never returns an empty or partial state for a store that exists but is
+                damaged. Also raised when already open.
         """
         ...
 
@@ -124,7 +151,7 @@ class Storage(Protocol):
         ...
 
     def put(self, key: str, data: bytes) -> None:
-        """Store ``data`` as the state of ``key``, replacing what was there.
+        """Store ``data`` as the state of ``key``, replacing what was there (its log too).
 
         In ``"durable"`` mode the write is committed to disk when this returns.
 
@@ -153,8 +180,44 @@ class Storage(Protocol):
         """
         ...
 
+    def append(self, items: Iterable[tuple[str, bytes]]) -> None:
+        """Join encoded deltas (or states) into the stored state of their keys.
+
+        Each ``data`` is added to its key's log, in order, in one transaction for all
+        items: all of them or none survive. It costs the size of the items, never that
+        of the states they join. Durable on return in ``"durable"`` mode; committed with
+        the next batch in ``"batched"`` mode, like :meth:`put`.
+
+        Args:
+            items: ``(key, data)`` pairs; ``data`` is an encoding (of a delta or a
+                state) of the key's type, non-empty, at most :data:`MAX_STATE_BYTES`. A
+                key may appear several times: its deltas are kept in the order given.
+
+        Raises:
+            StorageError: an invalid item (nothing is written), not open, or the write
+                failed (none of the items is stored).
+        """
+        ...
+
+    def load(self, key: str) -> tuple[bytes | None, list[bytes]]:
+        """What is committed for one key: its state and log, as :meth:`open` would give.
+
+        Pending ``"batched"`` writes are not included: this is what a crash now would
+        leave. The node uses it to bring a key back in line with the store after a
+        failed write.
+
+        Returns:
+            The key's state (None when it has no state row) and its log records, oldest
+            first; ``(None, [])`` for a key not stored.
+
+        Raises:
+            StorageError: not open, the read failed, or what is stored for the key is
+                corrupt (the message names the key).
+        """
+        ...
+
     def delete(self, key: str) -> None:
-        """Remove ``key``; a key that is not stored is not an error.
+        """Remove ``key``, its state and its log; a key that is not stored is not an error.
 
         Durable on return in ``"durable"`` mode, like :meth:`put`.
 
@@ -184,6 +247,27 @@ class Storage(Protocol):
 # =========================================================================================
 # argument checks shared by the implementations
 # =========================================================================================
+
+
+def check_options(
+    sync_mode: object, batch_interval: object, batch_size: object, fold_min_bytes: object
+) -> None:
+    """Raise ConfigError unless the options of a storage are in range."""
+    if sync_mode not in SYNC_MODES:
+        raise ConfigError(f"sync_mode must be one of {SYNC_MODES}, not {sync_mode!r}")
+    if not (isinstance(batch_interval, int | float) and math.isfinite(batch_interval)):
+        raise ConfigError(f"batch_interval must be a finite number, not {batch_interval!r}")
+    if batch_interval <= 0:
+        raise ConfigError(f"batch_interval must be positive, not {batch_interval!r}")
+    if type(batch_size) is not int or batch_size < 1:
+        raise ConfigError(f"batch_size must be an int >= 1, not {batch_size!r}")
+    check_fold_min_bytes(fold_min_bytes)
+
+
+def check_fold_min_bytes(fold_min_bytes: object) -> None:
+    """Raise ConfigError unless ``fold_min_bytes`` is an int >= 0."""
+    if type(fold_min_bytes) is not int or fold_min_bytes < 0:
+        raise ConfigError(f"fold_min_bytes must be an int >= 0, not {fold_min_bytes!r}")
 
 
 def check_key(key: object) -> str:
@@ -226,6 +310,17 @@ def check_items(items: Iterable[tuple[str, bytes]]) -> dict[str, bytes]:
             raise StorageError(f"put_many takes (key, data) pairs, not {item!r:.60}")
         key = check_key(item[0])
         checked[key] = check_data(key, item[1])
+    return checked
+
+
+def check_appends(items: Iterable[tuple[str, bytes]]) -> list[tuple[str, bytes]]:
+    """Validate every ``(key, data)`` pair to append; return them in order, repeats kept."""
+    checked: list[tuple[str, bytes]] = []
+    for item in items:
+        if type(item) is not tuple or len(item) != 2:
+            raise StorageError(f"append takes (key, data) pairs, not {item!r:.60}")
+        key = check_key(item[0])
+        checked.append((key, check_data(key, item[1])))
     return checked
 
 

@@ -388,7 +388,7 @@ class Simulation:
             fn: ``fn(state) -> delta``: call one mutator and return what it returned.
 
         Returns:
-            A copy of the key's state on node ``i`` after the write.
+            The key's live state on node ``i`` after the write (read-only).
 
         Raises:
             CRDTGossipError: node ``i`` is not running.
@@ -449,15 +449,18 @@ class Simulation:
         slot = self._slot(i)
         if slot.life is not _Life.RUNNING:
             raise CRDTGossipError(f"node {i} is {slot.life.name.lower()}: it cannot write")
-        delta = delta_of(self.get(i, key, value_type), fn)
-        slot.engine.update(key, delta, self._now)
+        state = self.get(i, key, value_type)
+        delta = delta_of(state, fn)
+        slot.engine.commit_local(key, state, delta, self._now)
         self._collect(i)
         return slot.engine, delta
 
     def get(self, i: int, key: str, value_type: type[T] | T) -> T:
-        """A copy of ``key`` on node ``i`` (an empty state when absent).
+        """The state of ``key`` on node ``i`` (an empty state when absent).
 
-        Works on a node that is down too: it shows the state it had when it stopped.
+        As :meth:`Node.get`, the node's live state, read-only: ``copy()`` it to keep
+        or change it. Works on a node that is down too: it shows the state it had when
+        it stopped.
 
         Raises:
             MergeError: the key holds a state of another type.

@@ -35,3 +35,34 @@ def test_delta_of_refuses_what_is_not_the_delta() -> None:
         delta_of(GCounter(), lambda c: None)  # the mutator's return value was dropped
     with pytest.raises(MergeError, match="a GCounter"):
         delta_of(GCounter(), lambda c: PNCounter().increment("a"))
+
+
+def test_replica_ids_timestamps_and_steps_stay_inside_64_bits_and_utf8() -> None:
+    import pytest
+
+    from crdtgossip import OperationError
+    from crdtgossip.crdts._base import (
+        check_amount,
+        check_counter,
+        check_replica,
+        check_timestamp,
+        next_timestamp,
+    )
+
+    assert check_replica("ünïcode") == "ünïcode"
+    for bad in ["", "\ud800", 3, None]:
+        with pytest.raises(OperationError):
+            check_replica(bad)
+    assert check_timestamp(2**64 - 1) == 2**64 - 1
+    assert check_amount(2**64 - 1) == 2**64 - 1
+    for check in (check_timestamp, check_amount):
+        with pytest.raises(OperationError):
+            check(2**64)
+    assert next_timestamp(5, now=3) == 6
+    assert next_timestamp(5, now=30) == 30
+    assert next_timestamp(2**64 - 2, now=0) == 2**64 - 1
+    with pytest.raises(OperationError, match="largest timestamp"):
+        next_timestamp(2**64 - 1, now=0)
+    assert check_counter(2**64 - 1, "a slot") == 2**64 - 1
+    with pytest.raises(OperationError, match="a slot would pass"):
+        check_counter(2**64, "a slot")

@@ -208,3 +208,26 @@ def test_next_dot_is_new_and_recorded(dot_list: list[Dot], replica: str) -> None
     assert dot in context
     assert_invariants(context)
     assert context == built([*dot_list, dot])
+
+
+def test_next_dot_past_64_bits_is_refused_and_changes_nothing() -> None:
+    import pytest
+
+    from crdtgossip import OperationError
+
+    context = CausalContext.from_dots([("a", 2**64 - 1), ("b", 1)])
+    before = context.copy()
+    assert not context.has_room("a", 1)
+    assert context.has_room("b", 10)
+    with pytest.raises(OperationError, match="every dot counter"):
+        context.next_dot("a")
+    assert context == before
+    assert context.next_dot("b") == ("b", 2)
+
+
+@given(st.lists(st.tuples(st.sampled_from(REPLICAS), st.integers(1, MAX_COUNTER))))
+def test_dots_lists_every_dot_once(dots: list[Dot]) -> None:
+    context = CausalContext.from_dots(dots)
+    listed = list(context.dots())
+    assert len(listed) == len(set(listed))
+    assert set(listed) == set(dots)

@@ -147,3 +147,17 @@ def test_value_is_enable_wins_for_any_history(ops: list[tuple[str, int, int]]) -
     for delta in reversed(deltas):
         from_deltas.merge(delta)
     assert from_deltas == everything
+
+
+def test_an_exhausted_replica_changes_nothing() -> None:
+    from crdtgossip.crdts import CausalContext
+
+    peer = EWFlag()
+    peer._context = CausalContext.from_dots([("a", 2**64 - 1)])
+    mine = EWFlag()
+    mine.enable("b")
+    mine.merge(peer)
+    before = mine.copy()
+    with pytest.raises(OperationError, match="every dot counter"):
+        mine.enable("a")
+    assert mine == before

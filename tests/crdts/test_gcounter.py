@@ -100,3 +100,42 @@ def test_merge_of_another_type_is_refused() -> None:
     with pytest.raises(MergeError):
         counter.merge(PNCounter())  # type: ignore[arg-type]
     assert counter.value == 1
+
+
+# ---- integer edges and replica ids ------------------------------------------------------
+
+MAX = 2**64 - 1
+
+
+def test_a_slot_past_64_bits_is_refused_and_nothing_changes() -> None:
+    peer = GCounter()
+    peer.increment("a", MAX)  # a peer (or a hostile state) holds our slot at the limit
+    mine = GCounter()
+    mine.increment("b", 5)
+    mine.merge(peer)
+    before = mine.copy()
+    with pytest.raises(OperationError, match="2\\*\\*64 - 1"):
+        mine.increment("a")
+    assert mine == before
+    mine.increment("a", 0)  # a zero step still fits
+    assert mine.increment("b", 1).value == 6  # the other slots still count
+    with pytest.raises(OperationError):
+        GCounter().increment("a", MAX + 1)
+
+
+def test_a_new_replica_id_is_checked_in_full() -> None:
+    counter = GCounter()
+    for replica in ["\ud800", "", 7, ["a"]]:
+        with pytest.raises(OperationError):
+            counter.increment(replica)  # type: ignore[arg-type]
+    assert counter == GCounter()
+
+
+def test_an_increment_delta_is_a_separate_counter_of_one_slot() -> None:
+    counter = GCounter()
+    first = counter.increment("a", 2)
+    second = counter.increment("a", 3)
+    assert first.counts == {"a": 2}
+    assert second.counts == {"a": 5}
+    assert counter.increment("z", 0) == GCounter()
+    assert type(first) is GCounter

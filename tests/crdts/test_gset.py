@@ -66,3 +66,29 @@ def test_every_replica_reaches_the_union(ops: list[tuple[str, int]], rng: random
 def test_merge_of_another_type_is_refused() -> None:
     with pytest.raises(MergeError):
         GSet().merge(ORSet())  # type: ignore[arg-type]
+
+
+def test_value_is_cached_between_changes_and_follows_them() -> None:
+    a: GSet[int] = GSet()
+    a.add(1)
+    first = a.value
+    assert a.value is first  # no rebuild without a change
+    a.add(1)
+    assert a.value is first  # adding a present element changes nothing
+    b: GSet[int] = GSet()
+    b.add(2)
+    a.merge(b)
+    assert a.value == frozenset({1, 2})
+    assert 2 in a
+    assert len(a) == 2
+    a.merge(b)
+    assert a.copy().value == frozenset({1, 2})
+
+
+def test_an_element_the_codec_cannot_encode_is_refused() -> None:
+    from crdtgossip import OperationError
+
+    a: GSet[object] = GSet()
+    with pytest.raises(OperationError, match="an element cannot be"):
+        a.add(2**64)
+    assert a == GSet()

@@ -52,6 +52,9 @@ CASES: list[tuple[str, Callable[[], Any], Callable[[], st.SearchStrategy[Operati
         lambda: ORMap(LWWRegister),
         lambda: ops.ormap_ops(ops.lwwregister_ops()),
     ),
+    ("ORMap(GCounter)", lambda: ORMap(GCounter), lambda: ops.ormap_ops(ops.gcounter_ops())),
+    ("ORMap(GSet)", lambda: ORMap(GSet), lambda: ops.ormap_ops(ops.gset_ops())),
+    ("ORMap(LWWMap)", lambda: ORMap(LWWMap), lambda: ops.ormap_ops(ops.lwwmap_ops())),
     (
         "ORMap(ORMap(ORSet))",
         lambda: ORMap(ORMap(ORSet)),

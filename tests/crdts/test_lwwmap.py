@@ -1,6 +1,6 @@
 """LWWMap: per key, the set or remove with the highest (timestamp, replica) wins.
 
-Default timestamps are ``max(now_ns, highest timestamp in the map + 1)``; these tests
+Default timestamps are ``max(now_ns, that key's timestamp + 1)``; these tests
 replace the clock (``now_ns`` as imported by the module).
 """
 
@@ -144,11 +144,13 @@ def test_clock_behind_still_wins_over_what_it_saw(clock: list[int]) -> None:
     assert ahead.value == {"k": "mine"}
 
 
-def test_default_timestamp_follows_the_highest_in_the_whole_map(clock: list[int]) -> None:
+def test_default_timestamp_follows_that_keys_timestamp_only(clock: list[int]) -> None:
     a: LWWMap[str, object] = LWWMap()
     a.set("other", 1, "z", timestamp=700)
+    a.set("k", 0, "z", timestamp=40)
     clock[0] = 3
-    assert a.set("k", 1, "a").entries()["k"].timestamp == 701
+    assert a.set("k", 1, "a").entries()["k"].timestamp == 41
+    assert a.set("fresh", 1, "a").entries()["fresh"].timestamp == 3
 
 
 def test_values_are_copies() -> None:
@@ -194,7 +196,7 @@ writes = st.lists(
         st.booleans(),
         st.integers(0, 4),
         st.sampled_from("abc"),
-        st.integers(),
+        st.integers(-(2**63), 2**64 - 1),  # what the codec carries
     ),
     max_size=12,
     unique_by=lambda write: (write[0], write[2], write[3]),
@@ -222,3 +224,66 @@ def test_every_merge_order_gives_each_key_its_last_writer(
         for delta in data.draw(st.permutations(deltas)):
             target.merge(delta)
         assert target.value == expected
+
+
+# ---- integer edges, len and validation -------------------------------------------------
+
+MAX = 2**64 - 1
+
+
+def test_one_exhausted_key_does_not_block_the_others(clock: list[int]) -> None:
+    peer: LWWMap[str, object] = LWWMap()
+    hostile = peer.set("stuck", "x", "z", timestamp=MAX)
+    mine: LWWMap[str, object] = LWWMap()
+    mine.merge(hostile)
+    before = mine.copy()
+    clock[0] = 10
+    with pytest.raises(OperationError, match="largest timestamp"):
+        mine.set("stuck", "y", "a")
+    with pytest.raises(OperationError):
+        mine.remove("stuck", "a")
+    assert mine == before
+    assert mine.set("other", 1, "a").entries()["other"].timestamp == 10
+    assert mine.remove("third", "a").entries()["third"].timestamp == 10
+    assert mine.value == {"stuck": "x", "other": 1}
+
+
+def test_len_counts_present_keys_through_sets_removes_and_merges() -> None:
+    a: LWWMap[str, object] = LWWMap()
+    b: LWWMap[str, object] = LWWMap()
+    a.set("x", 1, "a", timestamp=1)
+    a.set("y", 1, "a", timestamp=1)
+    b.remove("x", "b", timestamp=2)
+    b.set("z", 1, "b", timestamp=1)
+    assert (len(a), len(b)) == (2, 1)
+    a.merge(b)
+    assert len(a) == len(a.value) == 2  # x removed, z added
+    a.merge(b)
+    assert len(a) == 2
+    assert len(a.copy()) == 2
+
+
+@given(writes, st.data())
+def test_len_is_the_number_of_present_keys_for_any_history(
+    drawn: list[tuple[str, bool, int, str, int]], data: st.DataObject
+) -> None:
+    replicas: dict[str, LWWMap[str, object]] = {r: LWWMap() for r in "abc"}
+    for key, present, timestamp, replica, value in drawn:
+        target = replicas[replica]
+        if present:
+            target.set(key, value, replica, timestamp=timestamp)
+        else:
+            target.remove(key, replica, timestamp=timestamp)
+        other = replicas[data.draw(st.sampled_from("abc"))]
+        other.merge(target)
+        for state in (target, other):
+            assert len(state) == len(state.value) == len(list(state))
+
+
+def test_keys_and_values_the_codec_cannot_encode_are_refused() -> None:
+    m: LWWMap[object, object] = LWWMap()
+    with pytest.raises(OperationError, match="an LWWMap key cannot be"):
+        m.set(["list", "key"], 1, "a", timestamp=1)
+    with pytest.raises(OperationError, match="a value cannot be"):
+        m.set("k", float("nan"), "a", timestamp=1)
+    assert m == LWWMap()

@@ -151,7 +151,7 @@ def test_merge_of_another_type_is_refused() -> None:
 
 # Writes with distinct (timestamp, replica): the winner is then named by those alone.
 writes = st.lists(
-    st.tuples(st.integers(0, 5), st.sampled_from("abcd"), st.integers()),
+    st.tuples(st.integers(0, 5), st.sampled_from("abcd"), st.integers(-(2**63), 2**64 - 1)),
     min_size=1,
     max_size=8,
     unique_by=lambda write: (write[0], write[1]),
@@ -171,3 +171,39 @@ def test_every_merge_order_picks_the_highest_timestamp_then_replica(
             register.merge(delta)
         assert register.value == expected_value
         assert (register.timestamp, register.replica) == (expected_ts, expected_replica)
+
+
+# ---- integer edges and values -------------------------------------------------------------
+
+MAX = 2**64 - 1
+
+
+def test_no_default_timestamp_after_the_largest_one(clock: list[int]) -> None:
+    peer: LWWRegister[str] = LWWRegister()
+    seen = peer.set("hostile", "z", timestamp=MAX)
+    mine: LWWRegister[str] = LWWRegister()
+    mine.merge(seen)
+    before = mine.copy()
+    clock[0] = 5
+    with pytest.raises(OperationError, match="largest timestamp"):
+        mine.set("mine", "a")
+    assert mine == before
+    mine.set("loses", "a", timestamp=3)  # an explicit stamp still works (and loses)
+    assert mine.value == "hostile"
+
+
+@pytest.mark.parametrize("timestamp", [MAX + 1, -1])
+def test_an_explicit_timestamp_outside_64_bits_is_refused(timestamp: int) -> None:
+    register: LWWRegister[str] = LWWRegister()
+    with pytest.raises(OperationError):
+        register.set("v", "a", timestamp=timestamp)
+    assert register == LWWRegister()
+    register.set("v", "a", timestamp=MAX)
+    assert register.timestamp == MAX
+
+
+def test_a_value_the_codec_cannot_encode_is_refused() -> None:
+    register: LWWRegister[object] = LWWRegister()
+    with pytest.raises(OperationError, match="a value cannot be"):
+        register.set({"k": {1, 2}}, "a", timestamp=1)
+    assert register == LWWRegister()

@@ -177,3 +177,21 @@ def test_values_are_the_concurrent_writes_for_any_history(
     for delta in reversed(deltas):
         from_deltas.merge(delta)
     assert from_deltas == everything
+
+
+def test_an_exhausted_replica_or_a_bad_value_changes_nothing() -> None:
+    from crdtgossip.crdts import CausalContext
+
+    peer: MVRegister[str] = MVRegister()
+    peer._context = CausalContext.from_dots([("a", 2**64 - 1)])
+    mine: MVRegister[str] = MVRegister()
+    mine.set("v", "b")
+    mine.merge(peer)
+    before = mine.copy()
+    with pytest.raises(OperationError, match="every dot counter"):
+        mine.set("w", "a")
+    with pytest.raises(OperationError, match="a value cannot be"):
+        mine.set(["\ud800"], "b")  # type: ignore[arg-type]
+    assert mine == before
+    mine.set("w", "b")
+    assert mine.value == ["w"]

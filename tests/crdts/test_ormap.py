@@ -28,6 +28,8 @@ from crdtgossip import (
     ORMap,
     ORSet,
     PNCounter,
+    decode,
+    encode,
 )
 from crdtgossip.crdts import CausalContext
 
@@ -574,3 +576,78 @@ def expected_nested(events: list[Event], known: set[int]) -> dict[int, Any]:
 @given(nested_ops)
 def test_ormap_of_ormap_is_observed_remove_for_any_history(ops: list[tuple[Any, ...]]) -> None:
     run_model(ops, lambda: ORMap(ORMap(ORSet)), apply_nested, expected_nested)
+
+
+# ---- reading without a copy ---------------------------------------------------------------
+
+
+def test_view_is_the_live_nested_value_and_getitem_a_copy() -> None:
+    m: ORMap[str] = ORMap(ORSet)
+    m.update("k", "a", lambda s: s.add("x", "a"))
+    view = m.view("k")
+    assert view is m.view("k")
+    assert view.value == frozenset({"x"})
+    m.update("k", "a", lambda s: s.add("y", "a"))
+    assert view.value == frozenset({"x", "y"})  # live: follows the map
+    assert m["k"] is not view
+    assert m.get_view("absent") is None
+    assert m.get_view("absent", 0) == 0
+    assert m.get_view("k") is view
+    with pytest.raises(KeyError):
+        m.view("absent")
+
+
+def test_view_of_a_non_causal_value_is_the_join_of_the_contributions() -> None:
+    m: ORMap[str] = ORMap(GCounter)
+    m.update("k", "a", lambda c: c.increment("a", 2))
+    assert m.view("k").value == 2
+    assert m.view("k") is m.view("k")  # one writer: its contribution, no new object
+    other = m.copy()
+    other.update("k", "b", lambda c: c.increment("b", 3))
+    m.merge(other)
+    assert m.view("k").value == 5
+    assert m.value == {"k": 5}
+
+
+def test_update_refuses_a_function_returning_the_nested_state() -> None:
+    m: ORMap[str] = ORMap(ORSet)
+    with pytest.raises(OperationError, match="nested state itself"):
+        m.update("k", "a", lambda s: (s.add("x", "a"), s)[1])
+
+
+def test_a_decoded_map_builds_its_index_and_merges_deltas() -> None:
+    a: ORMap[int] = ORMap(ORSet)
+    for n in range(20):
+        a.update(n, "a", lambda s, n=n: s.add(n, "a"))
+    b = decode(encode(a))
+    assert b._index is None  # built on first use
+    b.merge(a.remove(4))
+    b.merge(a.update(5, "a", lambda s: s.add("more", "a")))
+    assert b == a
+
+
+# ---- integer edges -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("prototype", [ORSet, GCounter, ORMap(ORSet)], ids=repr)
+def test_an_exhausted_replica_is_refused_before_fn_runs(prototype: Any) -> None:
+    m: ORMap[str] = ORMap(prototype)
+    peer: ORMap[str] = ORMap(prototype)
+    peer._context = CausalContext.from_dots([("a", 2**64 - 1)])
+    m.merge(peer)
+    before = m.copy()
+    ran: list[object] = []
+    with pytest.raises(OperationError, match="every dot counter"):
+        m.update("k", "a", ran.append)
+    assert ran == []
+    assert m == before
+    m.update("k", "b", write_as_b)
+    assert "k" in m  # another replica id still writes
+
+
+def write_as_b(nested: Any) -> Any:
+    if isinstance(nested, GCounter):
+        return nested.increment("b")
+    if isinstance(nested, ORMap):
+        return nested.update("i", "b", lambda s: s.add(1, "b"))
+    return nested.add(1, "b")

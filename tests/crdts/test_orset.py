@@ -318,7 +318,13 @@ def test_value_is_add_wins_for_any_history(ops: list[tuple[str, int, int | None]
                 Event(kind if kind == "add" else "remove", argument, frozenset(seen[index]))
             )
             seen[index].add(len(events) - 1)
-        assert replicas[target].value == add_wins_value(events, seen[target])
+        state = replicas[target]
+        expected = add_wins_value(events, seen[target])
+        # len() and `in` read the element count, not the value: check them first.
+        assert len(state) == len(expected)
+        assert all(element in state for element in expected)
+        assert not any(element in state for element in range(-3, 0))
+        assert state.value == expected
 
     everything = ORSet[int]()
     for orset in replicas:
@@ -329,3 +335,64 @@ def test_value_is_add_wins_for_any_history(ops: list[tuple[str, int, int | None]
     for delta in reversed(deltas):
         from_deltas.merge(delta)
     assert from_deltas == everything
+
+
+# ---- reading costs what it reads ------------------------------------------------------------
+
+
+def test_len_and_in_after_a_write_do_not_rebuild_the_value() -> None:
+    orset: ORSet[int] = ORSet()
+    for n in range(1_000):
+        orset.add(n, "a")
+    assert len(orset) == 1_000
+    orset.add(1_000, "a")
+    orset.remove(3)
+    assert orset._value is None  # the frozenset is stale ...
+    assert len(orset) == 1_000
+    assert 1_000 in orset
+    assert 3 not in orset
+    assert orset._value is None  # ... and len() and `in` did not rebuild it
+    assert len(orset.value) == 1_000
+
+
+@pytest.mark.parametrize("size", [10, 1_000])  # patched, and past _INDEX_PATCH_LIMIT
+def test_len_and_in_follow_small_and_large_merges(size: int) -> None:
+    a: ORSet[int] = ORSet()
+    b: ORSet[int] = ORSet()
+    a.add(-1, "a")
+    assert len(a) == 1  # the count exists before the merges below patch or drop it
+    for n in range(size):
+        b.add(n, "b")
+    b.add(-1, "b")  # the same element under a second dot
+    a.merge(b)
+    assert len(a) == size + 1
+    assert (size - 1) in a
+    assert -1 in a
+    removed = b.clear()
+    a.merge(removed)
+    assert len(a) == 1
+    assert -1 in a
+    assert 0 not in a
+    assert a.value == frozenset({-1})
+    copied = a.copy()
+    assert len(copied) == 1
+    assert -1 in copied
+
+
+def test_an_exhausted_replica_or_a_bad_element_changes_nothing() -> None:
+    from crdtgossip.crdts import CausalContext
+
+    peer: ORSet[str] = ORSet()
+    peer._context = CausalContext.from_dots([("a", 2**64 - 1)])
+    mine: ORSet[str] = ORSet()
+    mine.add("x", "a")
+    mine.merge(peer)
+    before = mine.copy()
+    with pytest.raises(OperationError, match="every dot counter"):
+        mine.add("x", "a")  # a re-add: its old dot must not be dropped first
+    with pytest.raises(OperationError, match="an element cannot be"):
+        mine.add(("x", 2**64), "b")  # type: ignore[arg-type]
+    assert mine == before
+    assert "x" in mine
+    mine.add("x", "b")
+    assert mine.value == frozenset({"x"})

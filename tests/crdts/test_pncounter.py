@@ -108,3 +108,16 @@ def test_empty_replica_is_refused() -> None:
 def test_merge_of_another_type_is_refused() -> None:
     with pytest.raises(MergeError):
         PNCounter().merge(GCounter())  # type: ignore[arg-type]
+
+
+def test_a_half_past_64_bits_is_refused_and_nothing_changes() -> None:
+    counter = PNCounter()
+    counter.decrement("a", 2**64 - 1)
+    counter.increment("a", 2**64 - 1)
+    before = counter.copy()
+    with pytest.raises(OperationError):
+        counter.decrement("a")
+    with pytest.raises(OperationError):
+        counter.increment("a")
+    assert counter == before
+    assert counter.value == 0

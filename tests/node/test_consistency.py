@@ -7,8 +7,10 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 
-from crdtgossip import GCounter, ORSet, decode
+from crdtgossip import GCounter, ORSet
+from crdtgossip._persistence import decode_stored
 from crdtgossip.consistency import All, AtLeast, Local, Majority
+from crdtgossip.crdts import CRDT
 from crdtgossip.errors import ConfigError, CRDTGossipError, MergeError, QuorumError
 from crdtgossip.node import Node
 from crdtgossip.storage import MemoryStorage
@@ -153,8 +155,10 @@ class _DurableMemory(MemoryStorage):
     def durable(self) -> bool:
         return True
 
-    def stored(self, key: str) -> bytes | None:
-        return self._states.get(key)
+    def stored(self, key: str) -> CRDT | None:
+        """What the storage holds of ``key``: its state joined with its delta log."""
+        state, deltas = self.load(key)
+        return decode_stored(key, state, deltas)
 
 
 async def test_a_member_acknowledges_a_write_only_once_persisted() -> None:
@@ -178,9 +182,9 @@ async def test_a_member_acknowledges_a_write_only_once_persisted() -> None:
                 "k", GCounter, lambda c: c.increment(nodes[0].replica_id), consistency=All(TIMEOUT)
             )
             for storage in storages:
-                data = storage.stored("k")
-                assert data is not None
-                assert decode(data).value == round_
+                stored = storage.stored("k")
+                assert stored is not None
+                assert stored.value == round_
     finally:
         for node in nodes:
             await node.stop()

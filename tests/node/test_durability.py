@@ -10,13 +10,14 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
-from crdtgossip import GCounter, ORSet, decode, encode
+from crdtgossip import GCounter, ORSet, encode
+from crdtgossip._persistence import decode_all
 from crdtgossip.errors import StorageError
 from crdtgossip.node import Node
 from crdtgossip.storage import MemoryStorage, SQLiteStorage
@@ -124,17 +125,17 @@ async def test_a_stored_state_that_does_not_decode_refuses_to_start() -> None:
 
 
 class _Watching(MemoryStorage):
-    """Records, at each put, how many local updates the engine had applied."""
+    """Records, at each append, how many local updates the engine had applied."""
 
     def __init__(self) -> None:
         super().__init__()
         self.node: Node | None = None
         self.applied_at_put: list[int] = []
 
-    def put(self, key: str, data: bytes) -> None:
+    def append(self, items: Iterable[tuple[str, bytes]]) -> None:
         assert self.node is not None
         self.applied_at_put.append(self.node.stats()["local_updates"])
-        super().put(key, data)
+        super().append(items)
 
 
 async def test_a_local_update_is_persisted_before_the_engine_applies_it() -> None:
@@ -145,7 +146,7 @@ async def test_a_local_update_is_persisted_before_the_engine_applies_it() -> Non
     try:
         for _ in range(3):
             await node.update("k", GCounter, lambda c: c.increment(node.replica_id))
-        assert storage.applied_at_put == [0, 1, 2]  # each put came before its apply
+        assert storage.applied_at_put == [0, 1, 2]  # each append came before its apply
     finally:
         await node.stop()
 
@@ -171,8 +172,9 @@ async def test_states_merged_from_the_network_are_persisted(tmp_path: Path) -> N
     check = SQLiteStorage(path)
     stored = check.open()
     check.close()
-    assert sorted(stored.states) == sorted(f"k{index}" for index in range(20))
-    assert all(decode(data).value == 1 for data in stored.states.values())
+    states = decode_all(stored)
+    assert sorted(states) == sorted(f"k{index}" for index in range(20))
+    assert all(state.value == 1 for state in states.values())
 
 
 # --- the crash test: real processes, SIGKILL -----------------------------------------

@@ -41,15 +41,15 @@ async def test_garbage_frames_are_dropped_and_counted(cluster_factory: Factory) 
     nodes = await cluster_factory(3)
     target = nodes[0]
     captured: list[bytes] = []
-    original = target._on_frame
+    original = target._driver._on_frame
 
     def recording(data: bytes, sender: str) -> None:
         if len(captured) < 200:
             captured.append(data)
         original(data, sender)
 
-    assert target._udp is not None
-    target._udp._on_receive = recording  # type: ignore[attr-defined]
+    assert target._driver.udp is not None
+    target._driver.udp._on_receive = recording  # type: ignore[attr-defined]
     await eventually(
         lambda: all(
             set(statuses(n).values()) == {"alive"} and len(statuses(n)) == 3 for n in nodes

@@ -74,3 +74,13 @@ def test_overflow_drops_the_most_sent_first() -> None:
     assert queue.overflow_drops == 1
     assert queue.get(("m", "a")) is None
     assert queue.get(("m", "c")) is not None
+
+
+def test_a_full_queue_drops_an_eighth_at_once_so_it_does_not_sort_on_every_put() -> None:
+    queue: BroadcastQueue[None] = BroadcastQueue(max_items=64)
+    for i in range(65):
+        queue.put(("key", str(i)), b"x")
+    assert len(queue) == 64 - 8
+    assert queue.overflow_drops == 9
+    assert queue.get(("key", "0")) is None  # the oldest went first
+    assert queue.get(("key", "64")) is not None

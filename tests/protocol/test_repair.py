@@ -167,9 +167,9 @@ def test_a_listed_range_is_settled_in_one_step() -> None:
 @pytest.mark.parametrize(
     "message",
     [
-        Diff("k", True, b"", b"", False, ()),  # no context for a causal type
-        Diff("k", True, b"not msgpack", b"", False, ()),
-        Diff("k", False, encode(ORSet()), b"\x93\x01", True, ()),  # a truncated patch
+        Diff("k", True, b"", b"", ()),  # no context for a causal type
+        Diff("k", True, b"not msgpack", b"", ()),
+        Diff("k", False, encode(ORSet()), b"\x93\x01", ()),  # a truncated patch
     ],
 )
 def test_a_malformed_step_raises_decode_error(message: Diff) -> None:
@@ -179,9 +179,9 @@ def test_a_malformed_step_raises_decode_error(message: Diff) -> None:
 
 def test_a_step_of_another_type_raises_merge_error() -> None:
     with pytest.raises(MergeError):
-        respond("k", _orset(3), Diff("k", True, encode(EWFlag()), b"", False, ()))
+        respond("k", _orset(3), Diff("k", True, encode(EWFlag()), b"", ()))
     with pytest.raises(MergeError):
-        respond("k", GSet(), Diff("k", False, b"", encode(GCounter()), False, ()))
+        respond("k", GSet(), Diff("k", False, b"", encode(GCounter()), ()))
 
 
 def test_hostile_ranges_cost_nothing_and_change_nothing() -> None:
@@ -194,6 +194,6 @@ def test_hostile_ranges_cost_nothing_and_change_nothing() -> None:
         RangeNode("a", 62, 3, b"\xff" * 128, None),
         RangeNode("", 10, 0, None, (1, 2, 3)),  # a position range sent to a causal type
     )
-    outcome = respond("k", state, Diff("k", False, context, b"", True, nodes))
+    outcome = respond("k", state, Diff("k", False, context, b"", nodes))
     assert state == before
     assert outcome.reply is None or all(node.space != "nobody" for node in outcome.reply.nodes)

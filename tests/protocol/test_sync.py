@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from crdtgossip.codec import decode, encode
 from crdtgossip.config import GossipConfig
 from crdtgossip.crdts import EWFlag, GCounter, GSet, ORSet
-from crdtgossip.protocol import Engine
+from crdtgossip.protocol import Engine, KeyChanged
 from crdtgossip.protocol.messages import (
     Diff,
     RangeNode,
@@ -107,6 +107,52 @@ def test_concurrent_removes_on_two_engines_converge() -> None:
     assert _bytes_out(cluster) - before < 8_000
 
 
+def test_what_a_repair_merges_is_announced_and_replays_to_the_state() -> None:
+    # Storage appends each merged payload a KeyChanged carries, and the registry's
+    # view follows each change: both need the payloads to rebuild the state exactly.
+    base = _orset(3_000)
+    cluster = _twins(45, base)
+    on_a, on_b = base.copy(), base.copy()
+    _inject(cluster, "a", on_a.remove(5))
+    _inject(cluster, "b", on_b.remove(2_000))
+    _inject(cluster, "b", on_b.add(-9, "b-9"))
+    starts = {"a": on_a, "b": on_b}
+    marks = {name: len(cluster.events[name]) for name in starts}
+    cluster.run(WINDOW)
+    for name, start in starts.items():
+        replayed = start.copy()
+        changes = [
+            event
+            for _, event in cluster.events[name][marks[name] :]
+            if isinstance(event, KeyChanged) and event.key == KEY
+        ]
+        assert changes
+        for event in changes:
+            assert event.change is not None
+            assert decode(event.payload) == event.change
+            replayed.merge(decode(event.payload))
+        assert replayed == _state(cluster.engines[name])
+    assert _state(cluster.engines["a"]) == _state(cluster.engines["b"])
+
+
+def test_a_held_key_sends_nothing_of_its_state() -> None:
+    cluster = _twins(46, _orset(500))
+    a = cluster.engines["a"]
+    extra = _orset(500)
+    _inject(cluster, "b", extra.add(-1, "late"))
+    a.begin_local(KEY)  # a local write to the key is being persisted on a
+    start = len(cluster.sent)
+    cluster.run(WINDOW)
+    sent_by_a = [
+        message
+        for sent in cluster.sent[start:]
+        if sent.source == "a"
+        for message in decode_frame(sent.data, 1 << 30).messages
+        if isinstance(message, Diff | State)
+    ]
+    assert sent_by_a == []
+
+
 def test_keys_in_sync_cost_no_repair() -> None:
     cluster = _twins(42, _orset(1_000))
     start = len(cluster.sent)
@@ -140,8 +186,8 @@ def test_a_malformed_repair_step_is_counted_and_dropped() -> None:
     a = cluster.engines["a"]
     before = a.stats()
     bad = [
-        Diff(KEY, True, b"\xc1", b"", False, ()),  # not msgpack
-        Diff(KEY, True, encode(GCounter()), b"", False, ()),  # another type
+        Diff(KEY, True, b"\xc1", b"", ()),  # not msgpack
+        Diff(KEY, True, encode(GCounter()), b"", ()),  # another type
     ]
     for message in bad:
         a.receive(encode_frame("b", [encode_message(message)]), cluster.address("b"), cluster.now)
@@ -185,7 +231,6 @@ _diffs = st.builds(
     st.booleans(),
     _payloads,
     _payloads,
-    st.booleans(),
     st.lists(_ranges, max_size=6).map(tuple),
 )
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -17,7 +18,7 @@ from hypothesis import strategies as st
 from crdtgossip import GCounter, StorageError, decode, encode
 from crdtgossip.storage import MAX_INCARNATION, MAX_STATE_BYTES, Storage, StoredState
 
-from .conftest import counter_state, sample_states
+from .conftest import counter_state, joined, sample_states, stored_value
 
 Factory = Callable[[], Storage]
 
@@ -26,6 +27,12 @@ def restart(storage: Storage, make_storage: Factory) -> tuple[Storage, StoredSta
     storage.close()
     reopened = make_storage()
     return reopened, reopened.open()
+
+
+def contents(stored: StoredState) -> StoredState:
+    """What a StoredState holds, without the commit counter (which counts bookkeeping
+    commits too: the batched mode's open and close write the meta row)."""
+    return replace(stored, commit_seq=0)
 
 
 def test_a_new_store_is_empty(make_storage: Factory) -> None:
@@ -113,6 +120,14 @@ INVALID_CALLS: list[tuple[str, Callable[[Storage], None], str]] = [
         "empty",
     ),
     ("delete key not str", lambda s: s.delete(1), "must be a str"),  # type: ignore[arg-type]
+    ("append item not a pair", lambda s: s.append([("k",)]), "pairs"),  # type: ignore[list-item]
+    ("append empty data", lambda s: s.append([("k", b"")]), "empty"),
+    (
+        "append one bad item",
+        lambda s: s.append([("ok", counter_state("a", 1)), ("bad", "text")]),  # type: ignore[list-item]
+        "must be bytes",
+    ),
+    ("load key not str", lambda s: s.load(3), "must be a str"),  # type: ignore[arg-type]
     ("empty replica id", lambda s: s.save_identity("", 1), "must not be empty"),
     ("replica id not str", lambda s: s.save_identity(7, 1), "must be a str"),  # type: ignore[arg-type]
     ("negative incarnation", lambda s: s.save_identity("r", -1), "incarnation"),
@@ -133,13 +148,15 @@ def test_invalid_arguments_raise_and_store_nothing(
     storage.open()
     with pytest.raises(StorageError, match=message):
         call(storage)
-    assert restart(storage, make_storage)[1] == StoredState(None, 0, {})
+    assert contents(restart(storage, make_storage)[1]) == StoredState(None, 0, {})
 
 
 WRITES: list[tuple[str, Callable[[Storage], None]]] = [
     ("put", lambda s: s.put("k", counter_state("a", 1))),
     ("put_many", lambda s: s.put_many([("k", counter_state("a", 1))])),
     ("delete", lambda s: s.delete("k")),
+    ("append", lambda s: s.append([("k", counter_state("a", 1))])),
+    ("load", lambda s: s.load("k")),
     ("save_identity", lambda s: s.save_identity("r", 1)),
     ("flush", lambda s: s.flush()),
 ]
@@ -288,3 +305,152 @@ def test_any_sequence_of_writes_and_restarts_matches_a_dict(
         assert stored.states == model
     finally:
         storage.close()  # the next example opens the same store
+
+
+# =========================================================================================
+# the delta log: append, load, and what open() gives back
+# =========================================================================================
+
+
+def increments(replica: str, count: int) -> tuple[GCounter, list[bytes]]:
+    """A counter incremented ``count`` times by ``replica``, and each increment's delta."""
+    counter = GCounter()
+    return counter, [encode(counter.increment(replica, n + 1)) for n in range(count)]
+
+
+def test_appended_deltas_come_back_in_order_with_nothing_folded(make_storage: Factory) -> None:
+    storage = make_storage()
+    storage.open()
+    _, first = increments("a", 5)
+    _, second = increments("b", 3)
+    storage.append([("x", first[0]), ("y", second[0]), ("x", first[1])])
+    storage.append([("y", data) for data in second[1:]])
+    storage.append([("x", data) for data in first[2:]])
+    _, stored = restart(storage, make_storage)
+    assert stored.states == {}
+    assert stored.deltas == {"x": first, "y": second}
+
+
+def test_deltas_appended_after_a_state_follow_it(make_storage: Factory) -> None:
+    storage = make_storage()
+    storage.open()
+    storage.put("k", counter_state("a", 1))
+    _, deltas = increments("b", 3)
+    storage.append([("k", data) for data in deltas])
+    _, stored = restart(storage, make_storage)
+    assert stored.states == {"k": counter_state("a", 1)}
+    assert stored.deltas == {"k": deltas}
+    assert decode(stored.states["k"]).value + 1 + 2 + 3 == stored_value(stored, "k").value  # type: ignore[union-attr]
+
+
+def test_append_then_restart_gives_the_join_of_everything(make_log_storage: Factory) -> None:
+    storage = make_log_storage()
+    storage.open()
+    truth, deltas = increments("a", 40)
+    other, more = increments("b", 40)
+    for mine, theirs in zip(deltas, more, strict=True):
+        storage.append([("k", mine), ("k", theirs)])
+    truth.merge(other)
+    storage, stored = restart(storage, make_log_storage)
+    assert stored_value(stored, "k") == truth
+    assert joined(*storage.load("k")) == truth
+
+
+def test_put_replaces_the_log_and_delete_removes_state_and_log(make_log_storage: Factory) -> None:
+    storage = make_log_storage()
+    storage.open()
+    _, deltas = increments("a", 10)
+    storage.append([("replaced", data) for data in deltas])
+    storage.append([("deleted", data) for data in deltas])
+    storage.put("replaced", counter_state("z", 7))
+    storage.delete("deleted")
+    _, after = increments("b", 2)
+    storage.append([("replaced", data) for data in after])
+    storage, stored = restart(storage, make_log_storage)
+    assert set(stored.states) | set(stored.deltas) == {"replaced"}
+    expected = decode(counter_state("z", 7))
+    expected.merge(decode(after[-1]))
+    assert stored_value(stored, "replaced") == expected
+    assert storage.load("deleted") == (None, [])
+
+
+def test_load_gives_what_open_gives_for_one_key(make_storage: Factory) -> None:
+    storage = make_storage()
+    storage.open()
+    assert storage.load("k") == (None, [])
+    storage.put("k", counter_state("a", 1))
+    _, deltas = increments("b", 3)
+    storage.append([("k", data) for data in deltas])
+    storage.flush()
+    assert storage.load("k") == (counter_state("a", 1), deltas)
+    _, stored = restart(storage, make_storage)
+    assert (stored.states["k"], stored.deltas["k"]) == (counter_state("a", 1), deltas)
+
+
+def test_append_of_nothing_writes_nothing(make_storage: Factory) -> None:
+    storage = make_storage()
+    storage.open()
+    storage.append([])
+    assert contents(restart(storage, make_storage)[1]) == StoredState(None, 0, {})
+
+
+def test_every_commit_raises_the_commit_counter(make_storage: Factory) -> None:
+    storage = make_storage()
+    before = storage.open().commit_seq
+    storage.put("k", counter_state("a", 1))
+    storage.flush()
+    storage, stored = restart(storage, make_storage)
+    assert stored.commit_seq > before
+    storage.append([("k", counter_state("a", 2))])
+    storage.flush()
+    _, again = restart(storage, make_storage)
+    assert again.commit_seq > stored.commit_seq
+
+
+# A model-based check of the log: puts, appends, deletes and restarts give back, per
+# key, the join a dict of counters would hold.
+LOG_OPERATIONS = st.lists(
+    st.one_of(
+        st.tuples(st.just("put"), st.sampled_from("abc"), st.integers(1, 50)),
+        st.tuples(st.just("append"), st.sampled_from("abc"), st.integers(1, 50)),
+        st.tuples(st.just("delete"), st.sampled_from("abc"), st.just(0)),
+        st.tuples(st.just("restart"), st.just(""), st.just(0)),
+    ),
+    max_size=30,
+)
+
+
+@settings(max_examples=25, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(operations=LOG_OPERATIONS)
+def test_any_sequence_of_puts_appends_and_restarts_matches_a_join(
+    make_log_storage: Factory, operations: list[tuple[str, str, int]]
+) -> None:
+    storage = make_log_storage()
+    stored = storage.open()
+    model = {key: stored_value(stored, key) for key in set(stored.states) | set(stored.deltas)}
+    try:
+        for step, (operation, key, value) in enumerate(operations):
+            if operation == "put":
+                storage.put(key, counter_state("p", value))
+                model[key] = decode(counter_state("p", value))
+            elif operation == "append":
+                delta = GCounter()
+                delta.increment(f"r{step % 3}", value)
+                storage.append([(key, encode(delta))])
+                current = model.get(key)
+                if current is None:
+                    model[key] = delta
+                else:
+                    current.merge(delta)
+            elif operation == "delete":
+                storage.delete(key)
+                model.pop(key, None)
+            else:
+                storage, stored = restart(storage, make_log_storage)
+                assert {k: stored_value(stored, k) for k in model} == model
+                assert set(stored.states) | set(stored.deltas) == set(model)
+        storage, stored = restart(storage, make_log_storage)
+        assert {k: stored_value(stored, k) for k in model} == model
+        assert set(stored.states) | set(stored.deltas) == set(model)
+    finally:
+        storage.close()

@@ -10,47 +10,22 @@ rests on ``synchronous=FULL``, checked separately.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import random
-import signal
 import sqlite3
 import subprocess
 import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-import crdtgossip
-from crdtgossip import ConfigError, StorageError, decode, encode
+from crdtgossip import ConfigError, StorageError, encode
 from crdtgossip.storage import APPLICATION_ID, SCHEMA_VERSION, SQLiteStorage, StoredState
-from crdtgossip.storage.sqlite import _row_checksum
+from crdtgossip.storage._sqlite_log import row_checksum
 
-from .conftest import counter_state, sample_states
-
-# A guard against a hung child, never a measurement.
-CHILD_TIMEOUT = 60.0
-
-REPO_ROOT = Path(crdtgossip.__file__).resolve().parents[1]
-
-posix_only = pytest.mark.skipif(sys.platform == "win32", reason="needs SIGKILL")
-
-
-def child_env() -> dict[str, str]:
-    """The environment of a child process that imports this checkout of crdtgossip."""
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
-    return env
-
-
-@contextlib.contextmanager
-def raw(path: Path) -> Iterator[sqlite3.Connection]:
-    """A plain sqlite3 connection to tamper with a file, committed and closed after."""
-    with contextlib.closing(sqlite3.connect(path)) as connection:
-        yield connection
-        connection.commit()
+from .conftest import CHILD_TIMEOUT, child_env, counter_state, raw, reopen, sample_states
 
 
 def write_samples(path: Path, **options: object) -> dict[str, bytes]:
@@ -65,14 +40,6 @@ def write_samples(path: Path, **options: object) -> dict[str, bytes]:
     return encoded
 
 
-def load(path: Path, **options: object) -> StoredState:
-    storage = SQLiteStorage(path, **options)  # type: ignore[arg-type]
-    try:
-        return storage.open()
-    finally:
-        storage.close()
-
-
 # =========================================================================================
 # creation and settings
 # =========================================================================================
@@ -83,7 +50,7 @@ def test_a_new_file_is_created_complete_and_marked_as_ours(tmp_path: Path) -> No
     storage = SQLiteStorage(path)
     assert storage.open() == StoredState(None, 0, {})
     storage.close()
-    assert sorted(os.listdir(tmp_path)) == ["state.db"]  # no temporary, no WAL left
+    assert sorted(os.listdir(tmp_path)) == ["state.db", "state.db.hwm"]  # no temporary, no WAL
     with raw(path) as db:
         assert db.execute("PRAGMA application_id").fetchone() == (APPLICATION_ID,)
         assert db.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
@@ -116,6 +83,8 @@ def test_durable_settings_are_in_force_on_the_connection(tmp_path: Path) -> None
         {"batch_interval": "1"},
         {"batch_size": 0},
         {"batch_size": 1.5},
+        {"fold_min_bytes": -1},
+        {"fold_min_bytes": 1.0},
     ],
 )
 def test_bad_options_raise_config_error(tmp_path: Path, options: dict[str, object]) -> None:
@@ -141,7 +110,7 @@ def test_a_file_that_is_not_sqlite_is_refused(tmp_path: Path, content: Callable[
     data = content()
     path.write_bytes(data)
     with pytest.raises(StorageError, match=r"not a SQLite database|empty"):
-        load(path)
+        reopen(path)
     assert path.read_bytes() == data  # refused, not repaired or replaced
 
 
@@ -165,7 +134,7 @@ def test_a_truncated_file_is_refused(tmp_path: Path, cut: Callable[[int, int], i
     assert size >= 8 * page  # the cuts below land where they are meant to
     os.truncate(path, cut(size, page))
     with pytest.raises(StorageError, match=str(path)):
-        load(path)
+        reopen(path)
 
 
 def test_a_flipped_byte_inside_a_state_is_caught_by_its_checksum(tmp_path: Path) -> None:
@@ -176,7 +145,7 @@ def test_a_flipped_byte_inside_a_state_is_caught_by_its_checksum(tmp_path: Path)
     # Still a valid encoding, of a different state: only the checksum can tell.
     path.write_bytes(image.replace(b"10.0.0.1", b"10.0.0.9"))
     with pytest.raises(StorageError, match="'ormap' does not match its checksum"):
-        load(path)
+        reopen(path)
 
 
 def test_a_damaged_index_is_caught_by_the_integrity_check(tmp_path: Path) -> None:
@@ -193,7 +162,7 @@ def test_a_damaged_index_is_caught_by_the_integrity_check(tmp_path: Path) -> Non
         file.seek((root - 1) * page)
         file.write(random.Random(3).randbytes(page))
     with pytest.raises(StorageError, match="quick_check"):
-        load(path)
+        reopen(path)
 
 
 ROW_DAMAGE: dict[str, tuple[Callable[[sqlite3.Connection], object], str]] = {
@@ -204,7 +173,7 @@ ROW_DAMAGE: dict[str, tuple[Callable[[sqlite3.Connection], object], str]] = {
     "garbage data with a matching checksum": (
         lambda db: db.execute(
             "UPDATE states SET data = x'c1c1c1', checksum = ? WHERE key = 'orset'",
-            (_row_checksum("orset", b"\xc1\xc1\xc1"),),
+            (row_checksum("orset", b"\xc1\xc1\xc1"),),
         ),
         "'orset' does not decode",
     ),
@@ -239,10 +208,10 @@ def test_a_damaged_row_is_refused_and_the_file_left_usable(
     with raw(path) as db:
         damage(db)
     with pytest.raises(StorageError, match=message):
-        load(path)
+        reopen(path)
     # The failed open let go of the file: it can be repaired and then opened.
     path.write_bytes(backup)
-    assert load(path).replica_id == "r"
+    assert reopen(path).replica_id == "r"
 
 
 def test_a_sqlite_database_of_another_program_is_refused(tmp_path: Path) -> None:
@@ -251,7 +220,7 @@ def test_a_sqlite_database_of_another_program_is_refused(tmp_path: Path) -> None
         db.execute("CREATE TABLE users (name TEXT, email TEXT)")
         db.execute("INSERT INTO users VALUES ('a', 'a@example.org')")
     with pytest.raises(StorageError, match="another program"):
-        load(path)
+        reopen(path)
 
 
 def test_a_file_of_a_newer_schema_is_refused(tmp_path: Path) -> None:
@@ -260,7 +229,7 @@ def test_a_file_of_a_newer_schema_is_refused(tmp_path: Path) -> None:
     with raw(path) as db:
         db.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
     with pytest.raises(StorageError, match="newer crdtgossip"):
-        load(path)
+        reopen(path)
 
 
 def test_a_file_marked_as_ours_without_our_tables_is_refused(tmp_path: Path) -> None:
@@ -270,22 +239,22 @@ def test_a_file_marked_as_ours_without_our_tables_is_refused(tmp_path: Path) -> 
         db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         db.execute("CREATE TABLE other (x)")
     with pytest.raises(StorageError, match="no such table"):
-        load(path)
+        reopen(path)
 
 
 def test_a_write_ahead_log_without_its_database_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "state.db"
     Path(f"{path}-wal").write_bytes(b"\x37\x7f\x06\x82" + bytes(28))
     with pytest.raises(StorageError, match="without its write-ahead log"):
-        load(path)
+        reopen(path)
     assert not path.exists()  # no empty store made in its place
 
 
 def test_a_directory_or_a_missing_directory_is_refused(tmp_path: Path) -> None:
     with pytest.raises(StorageError, match="not a regular file"):
-        load(tmp_path)
+        reopen(tmp_path)
     with pytest.raises(StorageError, match="does not exist"):
-        load(tmp_path / "missing" / "state.db")
+        reopen(tmp_path / "missing" / "state.db")
 
 
 def test_a_file_open_in_this_process_is_refused_until_closed(tmp_path: Path) -> None:
@@ -296,7 +265,7 @@ def test_a_file_open_in_this_process_is_refused_until_closed(tmp_path: Path) -> 
         SQLiteStorage(path).open()
     first.put("k", counter_state("a", 1))
     first.close()
-    assert load(path).states == {"k": counter_state("a", 1)}
+    assert reopen(path).states == {"k": counter_state("a", 1)}
 
 
 HOLD_OPEN = """
@@ -325,7 +294,7 @@ def test_a_file_open_in_another_process_is_refused(tmp_path: Path) -> None:
         assert holder.stdin is not None
         assert holder.stdout.readline() == b"open\n"
         with pytest.raises(StorageError, match="in use by another process"):
-            load(path)
+            reopen(path)
         holder.stdin.close()
         assert holder.wait(timeout=CHILD_TIMEOUT) == 0
     finally:
@@ -334,7 +303,7 @@ def test_a_file_open_in_another_process_is_refused(tmp_path: Path) -> None:
         holder.wait(timeout=CHILD_TIMEOUT)
         if holder.stdout is not None:
             holder.stdout.close()
-    assert load(path) == StoredState(None, 0, {})
+    assert reopen(path) == StoredState(None, 0, {})
 
 
 # =========================================================================================
@@ -364,7 +333,7 @@ def stop_failing(storage: SQLiteStorage) -> None:
 
 def test_put_many_is_all_or_nothing(tmp_path: Path) -> None:
     path = tmp_path / "state.db"
-    load(path)
+    reopen(path)
     install_failing_trigger(path)
     storage = SQLiteStorage(path)
     storage.open()
@@ -375,24 +344,24 @@ def test_put_many_is_all_or_nothing(tmp_path: Path) -> None:
     assert storage.pending_writes == 0  # in durable mode a failed write is dropped, not retried
     storage.put("after", counter_state("a", 2))  # still usable
     storage.close()
-    assert load(path).states == {"before": counter_state("a", 1), "after": counter_state("a", 2)}
+    assert reopen(path).states == {"before": counter_state("a", 1), "after": counter_state("a", 2)}
 
 
 def test_batched_put_many_is_all_or_nothing_too(tmp_path: Path) -> None:
     path = tmp_path / "state.db"
-    load(path)
+    reopen(path)
     install_failing_trigger(path)
     storage = SQLiteStorage(path, sync_mode="batched", batch_interval=3600.0)
     storage.open()
     storage.put_many([("a", counter_state("a", 1)), ("poison", counter_state("a", 1))])
     with pytest.raises(StorageError, match=r"final commit .* failed"):
         storage.close()
-    assert load(path).states == {}
+    assert reopen(path).states == {}
 
 
 def test_a_failed_batched_commit_is_reported_and_retried(tmp_path: Path) -> None:
     path = tmp_path / "state.db"
-    load(path)
+    reopen(path)
     install_failing_trigger(path)
     storage = SQLiteStorage(path, sync_mode="batched", batch_interval=3600.0)
     storage.open()
@@ -408,7 +377,7 @@ def test_a_failed_batched_commit_is_reported_and_retried(tmp_path: Path) -> None
     storage.flush()
     assert storage.pending_writes == 0
     storage.close()
-    assert load(path).states == {
+    assert reopen(path).states == {
         "a": counter_state("a", 1),
         "poison": counter_state("a", 2),
         "b": counter_state("a", 3),
@@ -430,7 +399,7 @@ def test_batched_writes_wait_until_close_commits_them(tmp_path: Path) -> None:
     storage.delete("k0")
     assert storage.pending_writes == 10
     storage.close()
-    stored = load(path)
+    stored = reopen(path)
     assert stored.states == {f"k{i}": counter_state("a", i + 1) for i in range(1, 10)}
     assert stored.replica_id == "r"  # a clean close keeps the id
 
@@ -475,160 +444,6 @@ def test_batched_writers_in_many_threads_with_commits_running_lose_nothing(
         thread.join(timeout=60)
     assert not errors
     storage.close()
-    assert load(path).states == {
+    assert reopen(path).states == {
         f"t{n}-{i}": counter_state("a", i + 1) for n in range(8) for i in range(100)
     }
-
-
-# =========================================================================================
-# crashes: a writer killed with SIGKILL
-# =========================================================================================
-
-WRITE_THEN_DIE = """
-import os, signal, sys, time
-from crdtgossip import GCounter, encode
-from crdtgossip.storage import SQLiteStorage
-path, mode, count, then, interval = sys.argv[1:]
-storage = SQLiteStorage(path, sync_mode=mode, batch_interval=float(interval), batch_size=10**6)
-storage.open()
-storage.save_identity("child", 1)
-for i in range(int(count)):
-    counter = GCounter()
-    counter.increment("child", i + 1)
-    storage.put(f"k{i}", encode(counter))
-if then == "wait-for-commit":
-    deadline = time.monotonic() + 30
-    while storage.pending_writes and time.monotonic() < deadline:
-        time.sleep(0.005)
-os.kill(os.getpid(), signal.SIGKILL)
-"""
-
-KILLED_WRITES = 100
-
-
-def write_then_die(path: Path, mode: str, then: str = "die", interval: float = 3600.0) -> None:
-    """Run a child that writes KILLED_WRITES keys and kills itself right after the last
-    put() returns (or once its batches are committed)."""
-    child = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            WRITE_THEN_DIE,
-            str(path),
-            mode,
-            str(KILLED_WRITES),
-            then,
-            str(interval),
-        ],
-        env=child_env(),
-        capture_output=True,
-        timeout=CHILD_TIMEOUT,
-        check=False,
-    )
-    assert child.returncode == -signal.SIGKILL, child.stderr.decode()
-
-
-@posix_only
-def test_every_durable_write_survives_a_kill_right_after_it_returns(tmp_path: Path) -> None:
-    path = tmp_path / "state.db"
-    write_then_die(path, "durable")
-    assert Path(f"{path}-wal").exists()  # no clean close: the log must be recovered
-    stored = load(path)
-    assert stored.replica_id == "child"
-    assert stored.states == {f"k{i}": counter_state("child", i + 1) for i in range(KILLED_WRITES)}
-
-
-@posix_only
-def test_batched_writes_not_yet_committed_are_lost_by_a_kill(tmp_path: Path) -> None:
-    # The documented risk, and proof that the test above can fail.
-    path = tmp_path / "state.db"
-    write_then_die(path, "batched")
-    stored = load(path)
-    assert stored.states == {}
-    # Writes made under the saved id are lost: the id is retired, the incarnation kept.
-    assert (stored.replica_id, stored.incarnation) == (None, 1)
-
-
-@posix_only
-def test_batched_writes_survive_a_kill_once_committed_in_the_background(tmp_path: Path) -> None:
-    path = tmp_path / "state.db"
-    write_then_die(path, "batched", then="wait-for-commit", interval=0.01)
-    stored = load(path)
-    assert stored.states == {f"k{i}": counter_state("child", i + 1) for i in range(KILLED_WRITES)}
-    assert stored.replica_id is None  # nothing on disk says no write was lost
-
-
-@posix_only
-def test_the_id_retired_after_a_batched_crash_stays_retired(tmp_path: Path) -> None:
-    path = tmp_path / "state.db"
-    write_then_die(path, "batched")
-    assert load(path).replica_id is None  # a durable session that saves no new id ...
-    assert load(path).replica_id is None  # ... does not bring the old one back
-    storage = SQLiteStorage(path, sync_mode="batched")
-    storage.open()
-    storage.save_identity("fresh", 2)
-    storage.close()
-    assert (load(path).replica_id, load(path).incarnation) == ("fresh", 2)
-
-
-WRITE_AND_ACKNOWLEDGE = """
-import sys
-from crdtgossip import GCounter, decode, encode
-from crdtgossip.storage import SQLiteStorage
-storage = SQLiteStorage(sys.argv[1])
-stored = storage.open()
-storage.save_identity("writer", 1)
-counter = decode(stored.states["counter"]) if "counter" in stored.states else GCounter()
-for _ in range(1_000_000):
-    counter.increment("writer")
-    value = counter.value
-    storage.put_many([("counter", encode(counter)), (f"k{value}", encode(counter))])
-    print(value, flush=True)  # acknowledged: put_many returned
-"""
-
-KILL_ROUNDS = 5
-
-
-@posix_only
-def test_acknowledged_writes_survive_kills_at_random_moments(tmp_path: Path) -> None:
-    """Kill the writer at random points (mid-commit included), restart it each time from
-    what it stored: every acknowledged write is there, the file always opens, and the
-    counter never goes back."""
-    path = tmp_path / "state.db"
-    seed = random.randrange(2**32)
-    rng = random.Random(seed)
-    highest_seen = 0
-    for round_number in range(KILL_ROUNDS):
-        kill_after = rng.randint(1, 80)
-        acknowledged: list[int] = []
-        with (tmp_path / f"stderr{round_number}").open("w+b") as stderr:
-            writer = subprocess.Popen(
-                [sys.executable, "-c", WRITE_AND_ACKNOWLEDGE, str(path)],
-                stdout=subprocess.PIPE,
-                stderr=stderr,
-                env=child_env(),
-            )
-            watchdog = threading.Timer(CHILD_TIMEOUT, writer.kill)
-            watchdog.start()
-            try:
-                assert writer.stdout is not None
-                for line in writer.stdout:  # ends early if the writer dies on its own
-                    acknowledged.append(int(line))
-                    if len(acknowledged) == kill_after:
-                        writer.send_signal(signal.SIGKILL)
-                        break
-            finally:
-                watchdog.cancel()
-                writer.kill()
-                writer.wait(timeout=CHILD_TIMEOUT)
-                if writer.stdout is not None:
-                    writer.stdout.close()
-            stderr.seek(0)
-            assert len(acknowledged) == kill_after, (seed, stderr.read().decode())
-        stored = load(path)
-        value = decode(stored.states["counter"]).value
-        assert value >= acknowledged[-1], seed
-        assert value >= highest_seen, seed  # never decreases across kills
-        highest_seen = value
-        for acked in acknowledged:
-            assert decode(stored.states[f"k{acked}"]).value == acked, seed

@@ -39,12 +39,7 @@ from crdtgossip.apps.registry.model import (
     parse_release,
 )
 from crdtgossip.apps.registry.state import Registry
-from crdtgossip.apps.registry.view import (
-    health_view,
-    releases_view,
-    service_view,
-    services_view,
-)
+from crdtgossip.apps.registry.view import releases_view, service_view, services_view
 from crdtgossip.errors import ConfigError, QuorumError
 
 __all__ = ["MAX_BODY_BYTES", "make_app"]
@@ -238,8 +233,8 @@ async def _maintenance(request: web.Request) -> web.Response:
 
 async def _services(request: web.Request) -> web.Response:
     index = await _block(request)
-    snapshot = await request.app[_STATE].registry.snapshot()
-    return _reply(services_view(snapshot), index)
+    current = await request.app[_STATE].registry.current()
+    return _reply(services_view(current), index)
 
 
 async def _service(request: web.Request) -> web.Response:
@@ -250,7 +245,7 @@ async def _service(request: web.Request) -> web.Response:
     index = await _block(request)
     registry = request.app[_STATE].registry
     view = service_view(
-        await registry.snapshot(), service, registry.now(), passing_only=passing, env=env
+        await registry.current(), service, registry.now(), passing_only=passing, env=env
     )
     return _reply(view, index)
 
@@ -270,7 +265,7 @@ async def _expectation(request: web.Request) -> web.Response:
 async def _health(request: web.Request) -> web.Response:
     index = await _block(request)
     registry = request.app[_STATE].registry
-    return _reply(health_view(await registry.snapshot(), registry.now()), index)
+    return _reply(await registry.health(), index)
 
 
 # ---- releases --------------------------------------------------------------------------
@@ -284,7 +279,7 @@ async def _record_release(request: web.Request) -> web.Response:
 async def _releases(request: web.Request) -> web.Response:
     at = _time(request.query, "at")
     index = await _block(request)
-    return _reply(releases_view(await request.app[_STATE].registry.snapshot(), at), index)
+    return _reply(releases_view(await request.app[_STATE].registry.current(), at), index)
 
 
 # ---- cluster ---------------------------------------------------------------------------
@@ -296,11 +291,12 @@ async def _members(request: web.Request) -> web.Response:
 async def _metrics(request: web.Request) -> web.Response:
     state = request.app[_STATE]
     registry = state.registry
+    health = await registry.health()
     text = render_metrics(
         stats=registry.node.stats(),
         members=registry.members(),
-        snapshot=await registry.snapshot(),
-        now=registry.now(),
+        health=health,
+        releases=registry.view.release_count(),
         index=registry.index.value,
         requests=dict(state.requests),
     )

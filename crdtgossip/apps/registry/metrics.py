@@ -22,8 +22,7 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from crdtgossip.apps.registry.health import HEALTH_STATES, instance_health
-from crdtgossip.apps.registry.view import Snapshot, health_view
+from crdtgossip.apps.registry.health import HEALTH_STATES
 
 __all__ = ["CONTENT_TYPE", "NODE_GAUGES", "render_metrics"]
 
@@ -74,8 +73,8 @@ def render_metrics(
     *,
     stats: Mapping[str, int | float],
     members: Sequence[Mapping[str, Any]],
-    snapshot: Snapshot,
-    now: float,
+    health: Mapping[str, Any],
+    releases: int,
     index: int,
     requests: Mapping[tuple[str, int], int],
 ) -> str:
@@ -84,8 +83,9 @@ def render_metrics(
     Args:
         stats: :meth:`Node.stats`.
         members: the members as ``/v1/members`` lists them.
-        snapshot: the registry state.
-        now: the current Unix time (for event expiry).
+        health: the registry's health summary, as ``GET /v1/health`` answers it
+            (:func:`~crdtgossip.apps.registry.view.health_view`).
+        releases: how many releases are recorded.
         index: the agent's change index.
         requests: (method, status) -> requests answered.
 
@@ -116,7 +116,7 @@ def render_metrics(
     lines += _family(
         "crdtgossip_registry_index", "gauge", "This agent's change index.", [({}, index)]
     )
-    lines += _registry_families(snapshot, now)
+    lines += _registry_families(health, releases)
     lines += _family(
         "crdtgossip_http_requests_total",
         "counter",
@@ -129,23 +129,25 @@ def render_metrics(
     return "\n".join(lines) + "\n"
 
 
-def _registry_families(snapshot: Snapshot, now: float) -> list[str]:
-    by_health: Counter[tuple[str, str, str]] = Counter()
-    maintenance: Counter[tuple[str, str]] = Counter()
-    for service, instances in sorted(snapshot.instances.items()):
-        for instance, record in instances.items():
-            env = str(record["env"])
-            health = instance_health(snapshot.events.get((service, instance)), now)
-            by_health[(service, env, health)] += 1
-            maintenance[(service, env)] += int(snapshot.in_maintenance(service, instance))
+def _registry_families(health: Mapping[str, Any], releases: int) -> list[str]:
+    summary: Mapping[str, Mapping[str, Mapping[str, Any]]] = health["health"]
+    counted = sorted(
+        (
+            (service, env, found)
+            for env, services in summary.items()
+            for service, found in services.items()
+            if any(found[state] for state in HEALTH_STATES)  # pairs with an instance
+        ),
+        key=lambda row: (row[0], row[1]),
+    )
     lines = _family(
         "crdtgossip_registry_instances",
         "gauge",
         "Registered instances by service, environment and health.",
         [
-            ({"service": service, "env": env, "health": health}, by_health[(service, env, health)])
-            for service, env in sorted({(s, e) for s, e, _ in by_health})
-            for health in HEALTH_STATES
+            ({"service": service, "env": env, "health": state}, found[state])
+            for service, env, found in counted
+            for state in HEALTH_STATES
         ],
     )
     lines += _family(
@@ -153,11 +155,10 @@ def _registry_families(snapshot: Snapshot, now: float) -> list[str]:
         "gauge",
         "Instances in maintenance by service and environment.",
         [
-            ({"service": service, "env": env}, count)
-            for (service, env), count in sorted(maintenance.items())
+            ({"service": service, "env": env}, found["maintenance"])
+            for service, env, found in counted
         ],
     )
-    summary = health_view(snapshot, now)["health"]
     rows = [
         (env, service, found)
         for env, services in summary.items()
@@ -189,6 +190,6 @@ def _registry_families(snapshot: Snapshot, now: float) -> list[str]:
         "crdtgossip_registry_releases",
         "gauge",
         "Releases recorded (the whole history).",
-        [({}, len(snapshot.releases))],
+        [({}, releases)],
     )
     return lines

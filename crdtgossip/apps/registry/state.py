@@ -33,6 +33,13 @@ What concurrent writes do (every agent reaches the same answer, in any order):
 Each write updates one key, except deregister, which updates up to three in turn; a
 reader may see the instance gone before its flag and event are, which changes nothing
 it shows (flags and events of unregistered instances are not shown).
+
+What a write or a read costs: every write touches one instance's state (the update
+functions of :mod:`.layout` never copy a service or the registry). Reads are served
+from a :class:`~crdtgossip.apps.registry.materialized.MaterializedView` that follows
+each change of the keys (``Node.on_key_changed``) and re-reads only what the change
+touched, so a read costs the size of its answer and an idle agent does no work per
+instance: the only timer is the expiry watch, which looks at the top of a heap.
 """
 
 from __future__ import annotations
@@ -40,12 +47,29 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import logging
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from crdtgossip.apps.registry.health import expired, instance_health, next_expiry
+from crdtgossip.apps.registry.health import instance_health
 from crdtgossip.apps.registry.index import ChangeIndex
+from crdtgossip.apps.registry.layout import (
+    EVENTS_KEY,
+    EXPECTATIONS_KEY,
+    INSTANCES_KEY,
+    MAINTENANCE_KEY,
+    REGISTRY_KEYS,
+    RELEASES_KEY,
+    Update,
+    deregister_op,
+    instances_type,
+    keyed_type,
+    put_op,
+    register_op,
+    remove_op,
+)
+from crdtgossip.apps.registry.materialized import MaterializedView
 from crdtgossip.apps.registry.model import (
     HealthEvent,
     InstanceRecord,
@@ -61,7 +85,7 @@ from crdtgossip.apps.registry.view import (
     release_record,
 )
 from crdtgossip.consistency import Consistency, Local, Majority
-from crdtgossip.crdts import GSet, LWWMap, LWWRegister, ORMap
+from crdtgossip.crdts import GSet, LWWMap
 from crdtgossip.errors import CRDTGossipError
 from crdtgossip.node import Node
 
@@ -82,84 +106,27 @@ __all__ = [
     "remove_op",
 ]
 
-INSTANCES_KEY = "registry/instances"
-MAINTENANCE_KEY = "registry/maintenance"
-EVENTS_KEY = "registry/events"
-RELEASES_KEY = "registry/releases"
-EXPECTATIONS_KEY = "registry/expectations"
+_log = logging.getLogger(__name__)
 
-#: Every node key the registry uses.
-REGISTRY_KEYS = (INSTANCES_KEY, MAINTENANCE_KEY, EVENTS_KEY, RELEASES_KEY, EXPECTATIONS_KEY)
-
-#: Longest pause, in seconds, between two looks for expired events. The agent sleeps
-#: until the next expiry when it knows it; this bound also catches clock jumps and
-#: clocks injected by tests.
+#: Longest pause, in seconds, between two looks at the soonest event expiry. The agent
+#: sleeps until the next expiry when it knows it; this bound also catches clock jumps
+#: and clocks injected by tests. Each look costs O(1): the top of a heap.
 EXPIRY_CHECK_INTERVAL = 1.0
 
 #: Shortest pause between two looks for expired events, so an expiry that is due now
 #: never turns the watcher into a busy loop.
 MIN_EXPIRY_PAUSE = 0.01
 
-Update = Callable[[Any], Any]
 
-
-def instances_type() -> ORMap[str]:
-    """An empty ``registry/instances`` state: service -> instance id -> record."""
-    return ORMap(ORMap(LWWRegister))
-
-
-def keyed_type() -> ORMap[tuple[str, str]]:
-    """An empty state of the keys ``(service, instance) -> LWW record``."""
-    return ORMap(LWWRegister)
-
-
-def register_op(replica: str, service: str, instance: str, record: dict[str, Any]) -> Update:
-    """The update that registers (or re-registers) ``instance`` of ``service``."""
-
-    def apply(state: ORMap[str]) -> ORMap[str]:
-        return state.update(
-            service,
-            replica,
-            lambda instances: instances.update(
-                instance, replica, lambda register: register.set(record, replica)
-            ),
-        )
-
-    return apply
-
-
-def deregister_op(replica: str, service: str, instance: str) -> Update:
-    """The update that deregisters ``instance`` of ``service``.
-
-    Removing the last instance removes the service entry itself, so the map does not
-    keep an empty entry per service ever registered.
-    """
-
-    def apply(state: ORMap[str]) -> ORMap[str]:
-        instances = state.get(service)
-        if instances is None or set(instances.keys()) <= {instance}:
-            return state.remove(service)
-        return state.update(service, replica, lambda found: found.remove(instance))
-
-    return apply
-
-
-def put_op(replica: str, key: tuple[str, str], value: dict[str, Any]) -> Update:
-    """The update that writes ``value`` at ``key`` of a :func:`keyed_type` state."""
-
-    def apply(state: ORMap[tuple[str, str]]) -> ORMap[tuple[str, str]]:
-        return state.update(key, replica, lambda register: register.set(value, replica))
-
-    return apply
-
-
-def remove_op(key: tuple[str, str]) -> Update:
-    """The update that removes ``key`` of a :func:`keyed_type` state, as observed."""
-
-    def apply(state: ORMap[tuple[str, str]]) -> ORMap[tuple[str, str]]:
-        return state.remove(key)
-
-    return apply
+def _key_type(key: str) -> Any:
+    """The CRDT type (or prototype) of a registry key, for ``Node.get``."""
+    if key == INSTANCES_KEY:
+        return instances_type()
+    if key in (MAINTENANCE_KEY, EVENTS_KEY):
+        return keyed_type()
+    if key == RELEASES_KEY:
+        return GSet
+    return LWWMap
 
 
 class Registry:
@@ -172,8 +139,8 @@ class Registry:
             without sleeping.
         expiry_check_interval: see :data:`EXPIRY_CHECK_INTERVAL`.
 
-    Call :meth:`start` before serving (it follows the keys to drive the change index)
-    and :meth:`stop` when done.
+    Call :meth:`start` before serving (it follows the keys into the in-memory view
+    and drives the change index) and :meth:`stop` when done.
     """
 
     def __init__(
@@ -187,6 +154,10 @@ class Registry:
         self._clock = clock
         self._expiry_check_interval = expiry_check_interval
         self._index = ChangeIndex()
+        self._view = MaterializedView()
+        self._settling = asyncio.Lock()
+        self._kick: asyncio.Task[None] | None = None
+        self._unsubscribe: Callable[[], None] | None = None
         self._tasks: list[asyncio.Task[None]] = []
 
     # ---- lifecycle -------------------------------------------------------------------
@@ -200,72 +171,126 @@ class Registry:
         """This agent's change index (see :mod:`crdtgossip.apps.registry.index`)."""
         return self._index
 
+    @property
+    def view(self) -> MaterializedView:
+        """The in-memory view the reads are served from (settle it first: :meth:`settle`)."""
+        return self._view
+
     def now(self) -> float:
         """The registry's current Unix time."""
         return self._clock()
 
     async def start(self) -> None:
-        """Follow the registry keys, expiries and membership to move the index."""
-        if self._tasks:
+        """Load the registry keys into the view, then follow their changes."""
+        if self._tasks or self._unsubscribe is not None:
             return
+        self._unsubscribe = self._node.on_key_changed(self._on_key_changed)
         for key in REGISTRY_KEYS:
-            self._tasks.append(asyncio.create_task(self._follow(key), name=f"registry:{key}"))
+            self._view.note_everything(key)
+        await self.settle()
         self._tasks.append(asyncio.create_task(self._follow_expiry(), name="registry:expiry"))
         self._node.on_member_event(self._on_member_event)
 
     async def stop(self) -> None:
         """Stop following and release every blocked reader."""
         self._index.close()
-        for task in self._tasks:
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
+        tasks = [*self._tasks, *([self._kick] if self._kick is not None else [])]
+        for task in tasks:
             task.cancel()
-        for task in self._tasks:
+        for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks.clear()
+        self._kick = None
 
     def _on_member_event(self, _: object) -> None:
         if not self._index.closed:
             self._index.bump()
 
-    async def _follow(self, key: str) -> None:
-        async for _ in self._node.watch(key):
-            self._index.bump()
+    def _on_key_changed(self, key: str, change: Any) -> None:
+        """The node's change notification: note what changed, settle soon."""
+        if key not in REGISTRY_KEYS or self._index.closed:
+            return
+        try:
+            if self._view.note(key, change):
+                self._index.bump()
+        except Exception:  # never break the node's delivery; re-read the key instead
+            _log.exception("crdtgossip registry: cannot follow a change of %s", key)
+            self._view.note_everything(key)
+        self._schedule_settle()
+
+    def _schedule_settle(self) -> None:
+        if self._kick is None or self._kick.done():
+            self._kick = asyncio.get_running_loop().create_task(self._settle_quietly())
+
+    async def _settle_quietly(self) -> None:
+        try:
+            await self.settle()
+        except CRDTGossipError:  # the node stopped under us; readers will see it
+            return
+
+    async def settle(self) -> None:
+        """Apply every noted change to the view; the index moves if the view did.
+
+        Costs what the noted changes touched. Readers call it before they read, so
+        they see every change the node has made visible.
+        """
+        async with self._settling:
+            if self._unsubscribe is None and not self._tasks:
+                # Not started: nothing follows the keys, so read them whole.
+                for key in REGISTRY_KEYS:
+                    self._view.note_everything(key)
+            changed = False
+            while True:
+                pending = self._view.pending()
+                if not pending:
+                    break
+                for key in pending:
+                    live = await self._node.get(key, _key_type(key))
+                    changed = self._view.apply(key, live, self._clock()) or changed
+            if changed and not self._index.closed:
+                self._index.bump()
 
     async def _follow_expiry(self) -> None:
-        """Move the index when events expire, which changes health with no write."""
-        reported: frozenset[tuple[str, str]] = frozenset()
+        """Move the index when events expire, which changes health with no write.
+
+        Each wake-up looks at the soonest expiry only: idle, this costs O(1) a second.
+        """
         while not self._index.closed:
-            try:
-                events = (await self._node.get(EVENTS_KEY, keyed_type())).value
-            except CRDTGossipError:  # the node stopped under us
-                return
             now = self._clock()
-            gone = expired(events, now)
-            if gone != reported:
-                reported = gone
+            if self._view.advance(now):
                 self._index.bump()
-            upcoming = next_expiry(events, now)
+            upcoming = self._view.next_expiry()
             pause = self._expiry_check_interval
             if upcoming is not None:
                 pause = min(pause, max(upcoming - now, MIN_EXPIRY_PAUSE))
             await self._index.wait_past(self._index.value, pause)
 
     # ---- reading ---------------------------------------------------------------------
+    async def current(self) -> Snapshot:
+        """The view, settled and with expiries counted up to now, without a copy.
+
+        Read it at once, without awaiting in between, and never mutate it.
+        """
+        await self.settle()
+        if self._view.advance(self._clock()):
+            self._index.bump()
+        return self._view.live_snapshot()
+
     async def snapshot(self) -> Snapshot:
-        """The whole registry state as plain values."""
-        node = self._node
-        instances = await node.get(INSTANCES_KEY, instances_type())
-        maintenance = await node.get(MAINTENANCE_KEY, keyed_type())
-        events = await node.get(EVENTS_KEY, keyed_type())
-        releases: GSet[ReleaseElement] = await node.get(RELEASES_KEY, GSet)
-        expectations: LWWMap[tuple[str, str], int] = await node.get(EXPECTATIONS_KEY, LWWMap)
-        return Snapshot(
-            instances=instances.value,
-            maintenance=maintenance.value,
-            events=events.value,
-            releases=releases.value,
-            expectations=expectations.value,
-        )
+        """The whole registry state as plain values: an independent copy (costs its
+        size; the REST API reads :meth:`current` instead)."""
+        await self.settle()
+        return self._view.snapshot()
+
+    async def health(self) -> dict[str, Any]:
+        """``GET /v1/health``, from counts kept per change (costs the number of
+        (env, service) pairs)."""
+        await self.current()
+        return self._view.health()
 
     def members(self) -> list[dict[str, Any]]:
         """Every member this agent knows, sorted by node id."""
@@ -280,6 +305,25 @@ class Registry:
         ]
 
     # ---- writing ---------------------------------------------------------------------
+    async def _write(
+        self, key: str, value_type: Any, fn: Update, consistency: Consistency | None = None
+    ) -> None:
+        """One write through the node, then the view settled with it.
+
+        A write that raises (a quorum not reached) may still hold here: the view
+        follows it all the same, soon after.
+        """
+        try:
+            await self._node.update(key, value_type, fn, consistency=consistency)
+        except BaseException:
+            if self._unsubscribe is None:
+                self._view.note_everything(key)
+            self._schedule_settle()
+            raise
+        if self._unsubscribe is None:  # no change notification: see start()
+            self._view.note_everything(key)
+        await self.settle()
+
     async def register(self, service: str, instance: str, record: InstanceRecord) -> dict[str, Any]:
         """Register ``instance`` of ``service`` (or replace its registration).
 
@@ -287,12 +331,12 @@ class Registry:
             The instance as :func:`~crdtgossip.apps.registry.view.instance_view` shows it.
         """
         replica = self._node.replica_id
-        await self._node.update(
+        await self._write(
             INSTANCES_KEY,
             instances_type(),
             register_op(replica, service, instance, record.stored()),
         )
-        return instance_view(await self.snapshot(), service, instance, self.now())
+        return instance_view(await self.current(), service, instance, self.now())
 
     async def deregister(self, service: str, instance: str) -> None:
         """Deregister an instance, with its maintenance flag and latest event.
@@ -300,15 +344,16 @@ class Registry:
         Raises:
             RegistryError: (404) the instance is not registered.
         """
-        snapshot = await self.snapshot()
-        self._require(snapshot, service, instance)
-        replica = self._node.replica_id
+        current = await self.current()
+        self._require(current, service, instance)
         key = (service, instance)
-        await self._node.update(INSTANCES_KEY, instances_type(), deregister_op(replica, *key))
-        if key in snapshot.maintenance:
-            await self._node.update(MAINTENANCE_KEY, keyed_type(), remove_op(key))
-        if key in snapshot.events:
-            await self._node.update(EVENTS_KEY, keyed_type(), remove_op(key))
+        flagged, reported = key in current.maintenance, key in current.events
+        replica = self._node.replica_id
+        await self._write(INSTANCES_KEY, instances_type(), deregister_op(replica, *key))
+        if flagged:
+            await self._write(MAINTENANCE_KEY, keyed_type(), remove_op(key))
+        if reported:
+            await self._write(EVENTS_KEY, keyed_type(), remove_op(key))
 
     async def set_maintenance(
         self, service: str, instance: str, request: MaintenanceRequest
@@ -323,18 +368,18 @@ class Registry:
             QuorumError: the majority did not confirm within ``request.timeout`` (the
                 change is applied here and still spreads).
         """
-        self._require(await self.snapshot(), service, instance)
+        self._require(await self.current(), service, instance)
         level: Consistency = (
             Majority(timeout=request.timeout) if request.consistency == "majority" else Local()
         )
         value = {"enabled": request.enable, "reason": request.reason, "time": self.now()}
-        await self._node.update(
+        await self._write(
             MAINTENANCE_KEY,
             keyed_type(),
             put_op(self._node.replica_id, (service, instance), value),
             consistency=level,
         )
-        return instance_view(await self.snapshot(), service, instance, self.now())
+        return instance_view(await self.current(), service, instance, self.now())
 
     async def push_event(self, body: Mapping[str, Any]) -> dict[str, Any]:
         """Record a health event (see :func:`~crdtgossip.apps.registry.model.parse_event`).
@@ -350,12 +395,11 @@ class Registry:
         """
         now = self.now()
         event: HealthEvent = parse_event(body, now)
-        snapshot = await self.snapshot()
-        record = self._require(snapshot, event.service, event.host)
+        record = self._require(await self.current(), event.service, event.host)
         if body.get("ttl") is None and record.get("ttl") is not None:
             event = dataclasses.replace(event, ttl=float(record["ttl"]))
         stored = event.stored()
-        await self._node.update(
+        await self._write(
             EVENTS_KEY,
             keyed_type(),
             put_op(self._node.replica_id, (event.service, event.host), stored),
@@ -378,13 +422,13 @@ class Registry:
             request.build,
             request.commit,
         )
-        await self._node.update(RELEASES_KEY, GSet, lambda releases: releases.add(element))
+        await self._write(RELEASES_KEY, GSet, lambda releases: releases.add(element))
         return {"env": env, "service": service, **release_record(element)}
 
     async def set_expectation(self, env: str, service: str, min_passing: int) -> dict[str, Any]:
         """Expect at least ``min_passing`` available instances of ``service`` in ``env``."""
         replica = self._node.replica_id
-        await self._node.update(
+        await self._write(
             EXPECTATIONS_KEY,
             LWWMap,
             lambda expectations: expectations.set((env, service), min_passing, replica),
@@ -393,7 +437,7 @@ class Registry:
 
     @staticmethod
     def _require(snapshot: Snapshot, service: str, instance: str) -> Mapping[str, Any]:
-        if service not in snapshot.known_services():
+        if not snapshot.is_known(service):
             raise RegistryError(f"unknown service {service!r}", status=404)
         record = snapshot.record(service, instance)
         if record is None:

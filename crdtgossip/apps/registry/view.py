@@ -12,7 +12,7 @@ shortfall.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Set
 from dataclasses import dataclass
 from typing import Any
 
@@ -50,7 +50,7 @@ class Snapshot:
     instances: Mapping[str, Mapping[str, Mapping[str, Any]]]
     maintenance: Mapping[tuple[str, str], Mapping[str, Any]]
     events: Mapping[tuple[str, str], Mapping[str, Any]]
-    releases: frozenset[ReleaseElement]
+    releases: Set[ReleaseElement]
     expectations: Mapping[tuple[str, str], int]
 
     def known_services(self) -> set[str]:
@@ -58,6 +58,13 @@ class Snapshot:
         known = {service for service, found in self.instances.items() if found}
         known.update(service for _, service in self.expectations)
         return known
+
+    def is_known(self, service: str) -> bool:
+        """Whether ``service`` is known: ``service in known_services()``, without
+        listing every service (it costs the number of expectations)."""
+        if self.instances.get(service):
+            return True
+        return any(name == service for _, name in self.expectations)
 
     def record(self, service: str, instance: str) -> Mapping[str, Any] | None:
         """The registration of ``instance`` of ``service``, or None."""
@@ -126,7 +133,7 @@ def service_view(
     Raises:
         RegistryError: (404) the service is not known.
     """
-    if service not in snapshot.known_services():
+    if not snapshot.is_known(service):
         raise RegistryError(f"unknown service {service!r}", status=404)
     views = []
     for instance in sorted(snapshot.instances.get(service, {})):

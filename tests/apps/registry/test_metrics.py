@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from crdtgossip.apps.registry.metrics import render_metrics
 from crdtgossip.apps.registry.model import InstanceRecord
-from crdtgossip.apps.registry.view import Snapshot
+from crdtgossip.apps.registry.view import Snapshot, health_view
 
 
 def test_counters_gauges_labels_and_escaping() -> None:
@@ -18,8 +18,8 @@ def test_counters_gauges_labels_and_escaping() -> None:
     text = render_metrics(
         stats={"bytes_out": 12_345_678_901, "members_alive": 3, "health_score": 0},
         members=[{"status": "alive"}, {"status": "alive"}, {"status": 'we"ird\\\n'}],
-        snapshot=snapshot,
-        now=0.0,
+        health=health_view(snapshot, 0.0),
+        releases=len(snapshot.releases),
         index=42,
         requests={("GET", 200): 5},
     )

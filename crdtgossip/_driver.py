@@ -1,0 +1,177 @@
+"""How a :class:`~crdtgossip.Node` drives its engine: transports, keyring and loop timer.
+
+* frames from the UDP and TCP transports are opened with the keyring (if any) and fed
+  to the engine; a frame that does not authenticate is dropped and counted, never
+  decoded further;
+* frames the engine wants sent are sealed and go by UDP when they fit a datagram, by
+  TCP otherwise;
+* one event-loop timer ticks the engine at the time it asks for (``next_wakeup``), on
+  the loop's monotonic clock; it is moved only when a call made the engine's next
+  wakeup earlier, so a frame costs no extra task switch.
+
+UDP and TCP listen on the same port number, as memberlist does, so a member has one
+address.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+from collections.abc import Callable
+
+from crdtgossip.config import GossipConfig
+from crdtgossip.errors import DecodeError, TransportError
+from crdtgossip.protocol import Engine
+from crdtgossip.security import Keyring
+from crdtgossip.transport import TcpTransport, UdpTransport, format_address, parse_address
+
+__all__ = ["BIND_ATTEMPTS", "Driver"]
+
+_log = logging.getLogger("crdtgossip.node")
+
+#: How many times to look for a port free for both UDP and TCP when binding port 0.
+BIND_ATTEMPTS = 20
+
+
+class Driver:
+    """The I/O half of a node: bytes and time in and out of one engine.
+
+    Args:
+        node_id: for log lines.
+        config: the datagram and frame limits, and the gossip interval.
+        keyring: seals and opens every frame, or None.
+        deliver: called after every call into the engine, to take its events and
+            quorum results (the node's half).
+    """
+
+    def __init__(
+        self,
+        node_id: str,
+        config: GossipConfig,
+        keyring: Keyring | None,
+        deliver: Callable[[Engine], None],
+    ) -> None:
+        self._node_id = node_id
+        self._config = config
+        self._keyring = keyring
+        self._deliver = deliver
+        self.engine: Engine | None = None
+        self.udp: UdpTransport | None = None
+        self.tcp: TcpTransport | None = None
+        # The loop timer that ticks the engine, and the loop time it is set for.
+        self._tick_handle: asyncio.TimerHandle | None = None
+        self._tick_at = math.inf
+        self.auth_drops = 0
+        self.receive_errors = 0
+
+    async def bind(self, bind: str) -> str:
+        """Bind UDP and TCP on one port; returns the ``"host:port"`` bound.
+
+        Raises:
+            TransportError: the address cannot be bound.
+        """
+        host, port = parse_address(bind)
+        attempts = BIND_ATTEMPTS if port == 0 else 1
+        last_error: Exception | None = None
+        for _ in range(attempts):
+            udp = UdpTransport(
+                format_address(host, port), self._on_frame, max_datagram=self._config.max_datagram
+            )
+            await udp.start()
+            _, bound_port = parse_address(udp.address)
+            tcp = TcpTransport(
+                format_address(host, bound_port),
+                self._on_frame,
+                max_frame=self._config.max_reliable_frame + 64,
+            )
+            try:
+                await tcp.start()
+            except TransportError as exc:
+                last_error = exc
+                await udp.close()
+                continue
+            self.udp, self.tcp = udp, tcp
+            return udp.address
+        raise TransportError(f"could not bind UDP and TCP on the same port at {bind}: {last_error}")
+
+    async def close(self) -> None:
+        """Stop the timer and close the transports; the engine gets no more input."""
+        self.engine = None
+        self._disarm_timer()
+        for transport in (self.udp, self.tcp):
+            if transport is not None:
+                await transport.close()
+
+    def stats(self) -> dict[str, int]:
+        """Each transport's counters, prefixed ``udp_`` and ``tcp_``."""
+        stats: dict[str, int] = {}
+        for prefix, transport in (("udp", self.udp), ("tcp", self.tcp)):
+            if transport is not None:
+                stats.update({f"{prefix}_{name}": n for name, n in transport.stats().items()})
+        return stats
+
+    def _on_frame(self, data: bytes, sender: str) -> None:
+        engine = self.engine
+        if engine is None:
+            return
+        if self._keyring is not None:
+            try:
+                data = self._keyring.open(data)
+            except DecodeError:
+                self.auth_drops += 1
+                return
+        try:
+            engine.receive(data, sender, asyncio.get_running_loop().time())
+        except Exception:  # the engine never raises for bad input; this is a bug guard
+            self.receive_errors += 1
+            _log.exception("crdtgossip: error handling a frame from %s", sender)
+            return
+        self.pump()
+
+    def pump(self) -> None:
+        """Send what the engine produced, let the node take its events and results, and
+        set the timer for its next wakeup."""
+        engine, udp, tcp = self.engine, self.udp, self.tcp
+        if engine is None or udp is None or tcp is None:
+            return
+        for frame in engine.take_outgoing():
+            data = frame.data if self._keyring is None else self._keyring.seal(frame.data)
+            if frame.reliable or len(data) > udp.max_datagram:
+                tcp.send(frame.address, data)
+            else:
+                udp.send(frame.address, data)
+        self._deliver(engine)
+        if self.engine is engine:  # (the node may have stopped meanwhile)
+            self._arm_timer(engine.next_wakeup())
+
+    def _arm_timer(self, wakeup: float) -> None:
+        """Have the loop tick the engine at ``wakeup`` (loop time), unless it already will
+        by then: a timer set for earlier just ticks early, which the engine allows."""
+        if self._tick_handle is not None:
+            if self._tick_at <= wakeup:
+                return
+            self._tick_handle.cancel()
+        self._tick_at = wakeup
+        self._tick_handle = asyncio.get_running_loop().call_at(wakeup, self._on_tick)
+
+    def _disarm_timer(self) -> None:
+        if self._tick_handle is not None:
+            self._tick_handle.cancel()
+        self._tick_handle = None
+        self._tick_at = math.inf
+
+    def _on_tick(self) -> None:
+        self._tick_handle = None
+        self._tick_at = math.inf
+        engine = self.engine
+        if engine is None:
+            return
+        now = asyncio.get_running_loop().time()
+        try:
+            engine.tick(now)
+        except Exception:  # a bug guard: keep the node ticking, not spinning
+            _log.exception("crdtgossip: error in the protocol timers of %s", self._node_id)
+            self._arm_timer(now + self._config.gossip_interval)
+            return
+        self.pump()

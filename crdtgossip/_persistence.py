@@ -1,0 +1,265 @@
+"""How a :class:`~crdtgossip.Node` keeps its state in a storage, at the cost of the change.
+
+The node never writes a whole state. A local update appends its delta to the storage
+before the delta leaves the node (:meth:`Persistence.persist_local`); what the engine
+merges from the network is appended as the payloads it merged, in batches, by a
+background flusher (:meth:`Persistence.run_flusher`). The storage folds its log into
+the stored states on its own (see :mod:`crdtgossip.storage`). So a write to a key of a
+million elements costs what the write changed, in memory and on disk.
+
+With a durable storage a member acknowledges a quorum write only once its merge is
+persisted: the engine holds the acks (``hold_write_acks``) and the flusher releases the
+ones held before each batch it wrote.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from typing import Any, Final, TypeVar
+
+from crdtgossip.codec import decode, encode
+from crdtgossip.crdts._base import CRDT, delta_of
+from crdtgossip.errors import DecodeError, MergeError, StorageError
+from crdtgossip.protocol import Engine
+from crdtgossip.storage import MemoryStorage, Storage, StoredState
+
+__all__ = ["FLUSH_INTERVAL", "FLUSH_RETRY", "Persistence", "decode_stored"]
+
+_log = logging.getLogger(__name__)
+
+_R = TypeVar("_R")
+C = TypeVar("C", bound=CRDT)
+
+FLUSH_INTERVAL: Final = 0.05
+"""Seconds the background flusher gathers what was merged from the network before it
+appends it in one transaction: one fsync per batch instead of one per merge (an
+anti-entropy exchange merges many keys at once). A crash in this window loses only
+merges, which peers hold and anti-entropy brings back; local updates are never in it.
+Write acks held for persistence skip the wait."""
+
+FLUSH_RETRY: Final = 1.0
+"""Seconds before the flusher retries after a failed storage write (a full disk, a
+lock held by another process); the merges stay pending meanwhile."""
+
+
+def _join(key: str, state: CRDT | None, data: bytes) -> CRDT:
+    """``state`` joined with the decoded ``data`` (the decoded value when None)."""
+    try:
+        value = decode(data)
+    except DecodeError as exc:
+        raise StorageError(f"the stored state of key {key!r:.80} is unreadable: {exc}") from exc
+    if not isinstance(value, CRDT):
+        raise StorageError(f"the stored state of key {key!r:.80} is not a CRDT state")
+    if state is None:
+        return value
+    try:
+        state.merge(value)
+    except (MergeError, TypeError, ValueError) as exc:
+        raise StorageError(
+            f"the stored log of key {key!r:.80} holds a {type(value).__name__} that does not "
+            f"merge into its {type(state).__name__}: {exc}"
+        ) from exc
+    return state
+
+
+def decode_stored(key: str, state: bytes | None, deltas: list[bytes]) -> CRDT | None:
+    """A key's state from what a storage holds: its state row joined with its log.
+
+    Raises:
+        StorageError: something stored cannot be decoded or merged (never a silently
+            smaller node).
+    """
+    joined: CRDT | None = None
+    if state is not None:
+        joined = _join(key, None, state)
+    for data in deltas:
+        joined = _join(key, joined, data)
+    return joined
+
+
+def decode_all(stored: StoredState) -> dict[str, CRDT]:
+    """Every key's state from :meth:`Storage.open`'s result (see :func:`decode_stored`)."""
+    restored: dict[str, CRDT] = {}
+    for key in stored.states.keys() | stored.deltas.keys():
+        state = decode_stored(key, stored.states.get(key), stored.deltas.get(key, []))
+        if state is not None:
+            restored[key] = state
+    return restored
+
+
+class Persistence:
+    """The node's writer to its storage: local deltas, merged payloads, held acks.
+
+    Args:
+        storage: the open storage.
+        node_id: for log lines.
+        engine: returns the running engine, or None once the node stopped.
+        pump: the node's pump, called after acks were released.
+        running: whether the node still runs.
+    """
+
+    def __init__(
+        self,
+        storage: Storage,
+        node_id: str,
+        engine: Callable[[], Engine | None],
+        pump: Callable[[], None],
+        running: Callable[[], bool],
+    ) -> None:
+        self.storage = storage
+        self._node_id = node_id
+        self._engine = engine
+        self._pump = pump
+        self._running = running
+        # Payloads merged from the network, per key, not yet appended.
+        self._unsaved: dict[str, list[bytes]] = {}
+        # One writer at a time, so the storage sees writes in the order they happened.
+        self.lock = asyncio.Lock()
+        self._wanted = asyncio.Event()
+        self._urgent = asyncio.Event()
+        self.errors = 0
+
+    async def call(self, function: Callable[..., _R], *args: Any) -> _R:
+        """Call a storage method: inline for memory, else in a thread (it blocks)."""
+        if isinstance(self.storage, MemoryStorage):
+            return function(*args)
+        return await asyncio.to_thread(function, *args)
+
+    @property
+    def pending(self) -> int:
+        """Keys with merges not persisted yet."""
+        return len(self._unsaved)
+
+    def reset(self) -> None:
+        """Forget pending merges (a new start)."""
+        self._unsaved.clear()
+        self._wanted.clear()
+        self._urgent.clear()
+
+    def merged(self, key: str, payload: bytes) -> None:
+        """Note a payload the engine merged from the network, for the next batch."""
+        self._unsaved.setdefault(key, []).append(payload)
+        self._wanted.set()
+
+    def acks_waiting(self) -> None:
+        """The engine holds write acks: write the next batch at once."""
+        self._urgent.set()
+        self._wanted.set()
+
+    async def write(
+        self,
+        engine: Engine,
+        key: str,
+        state: C,
+        fn: Callable[[C], object],
+        stop: Callable[[], None],
+    ) -> tuple[C, bytes]:
+        """Run ``fn`` on the live state and persist its delta before it spreads.
+
+        The engine holds the key back (no state of it leaves the node) from the moment
+        the live state may hold the change until the delta is on disk. If anything
+        fails once ``fn`` ran, the key is rolled back to what the storage holds: a
+        change that is in memory but not on disk must never spread, or a restart would
+        reissue its counter values and dots.
+
+        Args:
+            engine: the running engine.
+            key: the data key.
+            state: the key's live state (or a new empty one when absent).
+            fn: the update function.
+            stop: stops the node, when even the roll back fails.
+
+        Returns:
+            The delta and its encoding.
+
+        Raises:
+            StorageError: the delta could not be persisted (the key was rolled back).
+        """
+        async with self.lock:
+            engine.begin_local(key)
+            try:
+                delta = delta_of(state, fn)
+                payload = encode(delta)
+                await self.call(self.storage.append, [(key, payload)])
+            except BaseException:
+                await self._roll_back(engine, key, stop)
+                raise
+            # If the node stopped meanwhile, the write is on disk all the same: apply it,
+            # so memory matches the storage; it spreads after the next start.
+            engine.commit_local(
+                key, state, delta, asyncio.get_running_loop().time(), payload=payload
+            )
+        return delta, payload
+
+    async def _roll_back(self, engine: Engine, key: str, stop: Callable[[], None]) -> None:
+        """Replace ``key`` by what the storage holds, with the merges still pending."""
+        try:
+            state, deltas = await self.call(self.storage.load, key)
+            stored = decode_stored(key, state, [*deltas, *self._unsaved.get(key, [])])
+        except StorageError:
+            # Neither written nor readable: stop rather than serve a state that may hold
+            # a write not on disk. The key stays held, so none of it leaves meanwhile.
+            _log.exception("crdtgossip: %s cannot roll back key %r; stopping", self._node_id, key)
+            stop()
+            return
+        engine.abort_local(key, stored, asyncio.get_running_loop().time())
+        self._pump()
+
+    async def before_visible(self, key: str) -> None:
+        """Make what was merged into ``key`` durable before a reader sees it.
+
+        Merges from the network are written in batches; a reader must not see one that
+        is not on disk yet, or a crash could show it a smaller value later (a counter
+        going back). The state is read before this is called, and a state only grows,
+        so what is written covers what the reader got.
+        """
+        if key in self._unsaved:
+            await self.flush(release=False)
+        else:
+            # Not pending, but a batch holding it may still be on its way to disk, or a
+            # local write being persisted: each holds the lock until it has landed.
+            async with self.lock:
+                pass
+
+    async def run_flusher(self) -> None:
+        """Persist merges from the network, in batches (see :data:`FLUSH_INTERVAL`)."""
+        while self._running():
+            await self._wanted.wait()
+            if not self._urgent.is_set():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._urgent.wait(), timeout=FLUSH_INTERVAL)
+            self._wanted.clear()
+            self._urgent.clear()
+            try:
+                await self.flush(release=True)
+            except StorageError:
+                self.errors += 1
+                _log.exception("crdtgossip: persisting merged states of %s failed", self._node_id)
+                await asyncio.sleep(FLUSH_RETRY)
+                self._wanted.set()
+
+    async def flush(self, *, release: bool) -> None:
+        """Append every pending merge in one transaction, then release held acks.
+
+        Raises:
+            StorageError: the write failed; the merges stay pending.
+        """
+        async with self.lock:
+            engine = self._engine()
+            mark = engine.ack_mark() if engine is not None else 0
+            batch, self._unsaved = self._unsaved, {}
+            if batch:
+                items = [(key, payload) for key, payloads in batch.items() for payload in payloads]
+                try:
+                    await self.call(self.storage.append, items)
+                except BaseException:
+                    for key, payloads in batch.items():
+                        self._unsaved[key] = [*payloads, *self._unsaved.get(key, [])]
+                    raise
+            engine = self._engine()
+            if release and engine is not None and self._running():
+                engine.release_acks(mark, asyncio.get_running_loop().time())
+                self._pump()

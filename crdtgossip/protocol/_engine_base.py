@@ -1,0 +1,157 @@
+"""What the parts of :class:`~crdtgossip.protocol.Engine` share: its state, limits and
+counters, declared once.
+
+The engine is one object built from one class per concern (the data store and its
+gossip queue in ``_engine_data``, quorum requests in ``_engine_quorum``, membership
+input in ``_engine_members``, anti-entropy in ``sync``); each part reads and writes the
+engine state declared here, and calls the few engine methods declared at the end.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Final
+
+from crdtgossip.config import GossipConfig
+from crdtgossip.crdts import CRDT
+from crdtgossip.errors import ConfigError, OperationError
+from crdtgossip.protocol.antientropy import HashTree
+from crdtgossip.protocol.awareness import Awareness
+from crdtgossip.protocol.broadcast import BroadcastQueue
+from crdtgossip.protocol.events import Event, Outgoing
+from crdtgossip.protocol.membership import Membership
+from crdtgossip.protocol.messages import MAX_KEY_BYTES, Message
+from crdtgossip.protocol.outbox import Outbox
+from crdtgossip.protocol.probe import Prober
+from crdtgossip.protocol.quorum import QuorumTracker
+from crdtgossip.protocol.states import Status
+
+__all__ = ["DROP_REASONS", "EngineCore"]
+
+MAX_NOTICES: Final = 1024
+"""Bound on the table of "you are dead" notices sent (one per member per interval)."""
+
+LIVE_STATUSES: Final = (Status.ALIVE, Status.SUSPECT)
+"""The members worth sending to (gossip, quorum requests, a leave): alive ones, and
+suspect ones, which may yet refute and answer."""
+
+DROP_REASONS: Final = (
+    "malformed",
+    "from_self",
+    "wrong_target",
+    "bad_payload",
+    "type_mismatch",
+    "merge_failed",
+    "oversize",
+    "queue_overflow",
+    "relay_limit",
+    "stale_reply",
+    "out_of_range",
+)
+"""Why the engine drops input or output; each has a ``drop_<reason>`` counter."""
+
+COUNTERS: Final = (
+    "frames_in",
+    "bytes_in",
+    "messages_in",
+    "frames_out",
+    "bytes_out",
+    "messages_out",
+    "datagrams_out",
+    "reliable_frames_out",
+    "decode_errors",
+    "merge_errors",
+    "duplicate_deltas",
+    "deltas_merged",
+    "states_merged",
+    "local_updates",
+    "push_pulls",
+    "keys_restored",
+    "stale_accusations_corrected",
+    "quorum_writes",
+    "quorum_reads",
+    "quorum_failures",
+    "quorum_late_answers",
+    "write_requests_served",
+    "read_requests_served",
+    "read_repairs",
+    "held_acks_dropped",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class From:
+    """Where the frame being handled came from."""
+
+    node_id: str
+    address: str
+    now: float
+
+
+def check_text(value: object, max_bytes: int, what: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise ConfigError(f"{what} must be a non-empty str, not {value!r}")
+    if len(value.encode("utf-8", "surrogatepass")) > max_bytes:
+        raise ConfigError(f"{what} must be at most {max_bytes} bytes of UTF-8")
+    return value
+
+
+class EngineCore:
+    """The engine's state, shared by its parts (assigned in ``Engine.__init__``)."""
+
+    node_id: str
+    address: str
+    replica_id: str
+    config: GossipConfig
+    _rng: random.Random
+    _events: list[Event]
+    _outgoing: list[Outgoing]
+    _awareness: Awareness
+    _queue: BroadcastQueue[CRDT]
+    _membership: Membership
+    _outbox: Outbox
+    _prober: Prober
+    _store: dict[str, CRDT]
+    _tree: HashTree
+    _seen: OrderedDict[bytes, None]
+    _counters: dict[str, int]
+    _drops: dict[str, int]
+    _quorum: QuorumTracker
+    _hold_write_acks: bool
+    # Keys with a local write being persisted (see begin_local), and the read
+    # requests for them waiting until it is.
+    _held_keys: dict[str, int]
+    _deferred_reads: dict[str, list[tuple[str, int]]]
+
+    def _begin(self, now: float) -> float:
+        raise NotImplementedError
+
+    def _flush(self) -> None:
+        raise NotImplementedError
+
+    def _send_datagram(self, address: str, message: Message, piggyback_to: str | None) -> None:
+        raise NotImplementedError
+
+    def _remember(self, payload: bytes) -> bool:
+        raise NotImplementedError
+
+    def _merge_payload(self, key: str, payload: bytes, *, keep: bool = True) -> CRDT | None:
+        raise NotImplementedError
+
+    def _push_pull(self, address: str, *, join: bool) -> None:
+        raise NotImplementedError
+
+    def _answer_read(self, address: str, request_id: int, key: str) -> None:
+        raise NotImplementedError
+
+    def _queue_delta(self, key: str, delta: CRDT, payload: bytes, exclude: frozenset[str]) -> None:
+        raise NotImplementedError
+
+    @staticmethod
+    def _check_key(key: object) -> None:
+        if not isinstance(key, str) or not key:
+            raise OperationError(f"a key must be a non-empty str, not {key!r}")
+        if len(key.encode("utf-8", "surrogatepass")) > MAX_KEY_BYTES:
+            raise OperationError(f"a key must be at most {MAX_KEY_BYTES} bytes of UTF-8")

@@ -1,0 +1,341 @@
+"""The engine's data store: live states, local writes, merges and the delta queue.
+
+A local write costs the size of its change: the driver mutates the live state and hands
+over the mutator's delta (:meth:`commit_local`); nothing is copied or re-merged. What
+arrives is decoded once and merged into the live state. Deltas to spread go into the
+transmit-limited gossip queue, a burst to one key joined into bounded items.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Final, cast
+
+from crdtgossip.codec import decode, encode
+from crdtgossip.crdts import CRDT
+from crdtgossip.errors import DecodeError, MergeError
+from crdtgossip.protocol._engine_base import EngineCore, From
+from crdtgossip.protocol.broadcast import MAX_QUEUE_ITEMS
+from crdtgossip.protocol.events import KeyChanged
+from crdtgossip.protocol.messages import Delta, State, encode_message
+
+__all__ = ["MAX_JOINED_DELTAS", "MAX_SEEN_DELTAS", "DataEngine"]
+
+MAX_JOINED_DELTAS: Final = 64
+"""Most deltas of one key joined into one gossip queue item before the next delta gets
+an item of its own. Joining saves queue slots and bytes for a burst of writes to one
+key, but each join re-encodes the joined delta, so an unbounded join would cost
+O(burst) per write; 64 small deltas encode in tens of microseconds."""
+
+MAX_SEEN_DELTAS: Final = 16_384
+"""Digests of recently received deltas remembered, so a delta that comes back by
+another path is merged once and relayed once. Copies of a delta arrive within a few
+gossip rounds; this covers a burst of that many distinct updates meanwhile, for 16
+bytes each (256 KiB). A delta forgotten too early is merged again (harmless: merge is
+idempotent) and relayed once more."""
+
+
+class DataEngine(EngineCore):
+    """The data half of :class:`~crdtgossip.protocol.Engine` (see the module doc)."""
+
+    # The gossip queue item of each key that a newer delta may still be joined
+    # into, with the number of deltas joined in it (see _queue_delta).
+    _open_deltas: dict[str, tuple[str, str]]
+    _joined: dict[str, int]
+    _delta_serial: int
+
+    def update(self, key: str, delta: CRDT, now: float) -> None:
+        """Merge a local delta into the store and queue it for gossip.
+
+        Args:
+            key: the data key.
+            delta: the delta a mutator returned (the engine keeps its own copy).
+            now: the driver's time in seconds.
+
+        Raises:
+            OperationError: ``key`` is not a non-empty str of at most
+                :data:`~crdtgossip.protocol.messages.MAX_KEY_BYTES` bytes.
+            MergeError: the key holds a state of another type.
+            EncodeError: the delta holds something the codec cannot write.
+        """
+        self._check_key(key)
+        now = self._begin(now)
+        state = self._store.get(key)
+        if state is not None and type(state) is not type(delta):
+            raise MergeError(
+                f"key {key!r} holds a {type(state).__name__}, not a {type(delta).__name__}"
+            )
+        payload = encode(delta)  # first, so a delta that cannot be sent changes nothing
+        if state is None:
+            self._store[key] = delta.copy()
+        else:
+            state.merge(delta)
+        self._counters["local_updates"] += 1
+        self._changed(key, delta, payload, local=True)
+        self._remember(payload)
+        self._queue_delta(key, delta.copy(), payload, frozenset())
+        self._flush()
+
+    def begin_local(self, key: str) -> None:
+        """Hold back ``key``'s state while a local write to it is being persisted.
+
+        A driver that persists a local write before it spreads (a durable storage)
+        mutates the live state (:meth:`get`), then persists the delta, then calls
+        :meth:`commit_local`. In between, the engine must not send the key's state to
+        anyone (anti-entropy, read replies, read repair): it holds a write that is not
+        on disk yet. Read requests for the key are answered once it is committed or
+        rolled back; anti-entropy skips it until then.
+
+        Raises:
+            OperationError: an invalid key.
+        """
+        self._check_key(key)
+        self._held_keys[key] = self._held_keys.get(key, 0) + 1
+
+    def commit_local(
+        self, key: str, state: CRDT, delta: CRDT, now: float, *, payload: bytes | None = None
+    ) -> None:
+        """Record a local mutation already applied to ``state``, and spread its delta.
+
+        This is the write path that costs the size of the change: the driver runs the
+        mutator on the live state (``get(key)``, or a new empty state when the key is
+        absent) and hands over the state and the mutator's delta; nothing is copied or
+        merged again. The engine keeps ``delta`` (for the gossip queue): the driver must
+        not change it afterwards.
+
+        Args:
+            key: the data key.
+            state: the object :meth:`get` returned, mutated in place, or the new state
+                of a key that was absent (the engine keeps it).
+            delta: the delta the mutator returned.
+            now: the driver's time in seconds.
+            payload: ``encode(delta)`` when the driver already has it.
+
+        Raises:
+            OperationError: an invalid key.
+            MergeError: the key holds a state of another type.
+            EncodeError: the delta cannot be encoded (mutators validate their arguments
+                first, so this means a bug in a type; the state keeps the change).
+        """
+        self._check_key(key)
+        now = self._begin(now)
+        self._release_key(key)
+        current = self._store.get(key)
+        if current is not None and current is not state and type(current) is not type(delta):
+            raise MergeError(
+                f"key {key!r} holds a {type(current).__name__}, not a {type(delta).__name__}"
+            )
+        if payload is None:
+            payload = encode(delta)
+        if current is None:
+            self._store[key] = state
+        elif current is not state:
+            # The key appeared (merged from the network) while the write was persisted,
+            # or was rolled back and written again: join the write into what is here.
+            current.merge(delta)
+        self._counters["local_updates"] += 1
+        self._changed(key, delta, payload, local=True)
+        self._remember(payload)
+        self._queue_delta(key, delta, payload, frozenset())
+        self._flush()
+
+    def abort_local(self, key: str, state: CRDT | None, now: float) -> None:
+        """Undo a held local write that could not be persisted (see :meth:`begin_local`).
+
+        Args:
+            key: the data key.
+            state: the key's state as the storage has it (None: the key is not stored):
+                it replaces the live state, which holds the write that failed. States
+                merged from the network meanwhile come back by anti-entropy.
+            now: the driver's time in seconds.
+        """
+        now = self._begin(now)
+        if state is None:
+            self._store.pop(key, None)
+        else:
+            self._store[key] = state
+        self._tree.touch(key)
+        self._events.append(KeyChanged(key, local=True))
+        self._release_key(key)  # last: the reads waiting get the state put back
+        self._flush()
+
+    def _release_key(self, key: str) -> None:
+        held = self._held_keys.get(key)
+        if held is None:
+            return
+        if held > 1:
+            self._held_keys[key] = held - 1
+            return
+        del self._held_keys[key]
+        for address, request_id in self._deferred_reads.pop(key, ()):
+            self._answer_read(address, request_id, key)
+
+    def is_held(self, key: str) -> bool:
+        """Whether a local write to ``key`` is being persisted (see :meth:`begin_local`)."""
+        return key in self._held_keys
+
+    def restore(self, key: str, state: CRDT, *, copy: bool = True) -> None:
+        """Put a state read back from storage into the store, without spreading it.
+
+        Unlike :meth:`update` it queues no gossip and emits no event: the state is
+        not news, and anti-entropy reconciles it with the cluster's. Call it before
+        the first other input.
+
+        Args:
+            key: the data key.
+            state: the stored state.
+            copy: keep a copy of ``state`` (the default); False: keep ``state`` itself,
+                which the caller must then leave alone (a copy costs its size).
+
+        Raises:
+            OperationError: an invalid key.
+            MergeError: the key already holds a state of another type.
+        """
+        self._check_key(key)
+        current = self._store.get(key)
+        if current is None:
+            self._store[key] = state.copy() if copy else state
+        elif type(current) is not type(state):
+            raise MergeError(
+                f"key {key!r} holds a {type(current).__name__}, not a {type(state).__name__}"
+            )
+        else:
+            current.merge(state)
+        self._counters["keys_restored"] += 1
+        self._tree.touch(key)
+
+    def get(self, key: str) -> CRDT | None:
+        """The live state of ``key``, or ``None`` if this node has none.
+
+        The engine's own object, not a copy (a copy costs the size of the state): read
+        it, or mutate it only as :meth:`commit_local` describes. It changes as the
+        engine merges; ``copy()`` it to keep a snapshot.
+        """
+        return self._store.get(key)
+
+    def keys(self) -> list[str]:
+        """Every key with a state here, sorted."""
+        return sorted(self._store)
+
+    def _changed(self, key: str, change: CRDT, payload: bytes, *, local: bool = False) -> None:
+        self._tree.touch(key)
+        self._events.append(KeyChanged(key, change, payload, local))
+
+    def _remember(self, payload: bytes) -> bool:
+        """Record a delta payload as seen; ``False`` if it already was."""
+        digest = hashlib.blake2b(payload, digest_size=16).digest()
+        if digest in self._seen:
+            self._seen.move_to_end(digest)
+            return False
+        self._seen[digest] = None
+        if len(self._seen) > MAX_SEEN_DELTAS:
+            self._seen.popitem(last=False)
+        return True
+
+    def _merge_payload(self, key: str, payload: bytes, *, keep: bool = True) -> CRDT | None:
+        """Decode a payload and merge it into the store; ``None`` if it was dropped.
+
+        With ``keep`` the decoded value returned stays apart from the store (it is
+        relayed as a delta), so a key new here stores a copy of it; without, the store
+        may take the decoded object itself (a whole state: a copy would cost its size).
+        """
+        try:
+            decoded: object = decode(payload)
+        except DecodeError:
+            self._counters["decode_errors"] += 1
+            self._drops["bad_payload"] += 1
+            return None
+        # The codec only builds data types; a cheap duck check instead of a slow
+        # isinstance() against the runtime-checkable CRDT protocol.
+        if not (
+            callable(getattr(decoded, "merge", None)) and callable(getattr(decoded, "copy", None))
+        ):
+            self._counters["merge_errors"] += 1
+            self._drops["type_mismatch"] += 1
+            return None
+        value = cast(CRDT, decoded)
+        state = self._store.get(key)
+        if state is None:
+            self._store[key] = value.copy() if keep else value
+        elif type(state) is not type(value):
+            self._counters["merge_errors"] += 1
+            self._drops["type_mismatch"] += 1
+            return None
+        else:
+            try:
+                state.merge(value)
+            except (MergeError, TypeError, ValueError):
+                self._counters["merge_errors"] += 1
+                self._drops["merge_failed"] += 1
+                return None
+        self._changed(key, value, payload)
+        return value
+
+    def _on_delta(self, message: Delta, origin: From) -> None:
+        if not self._remember(message.payload):
+            self._counters["duplicate_deltas"] += 1
+            return
+        delta = self._merge_payload(message.key, message.payload)
+        if delta is None:
+            return
+        self._counters["deltas_merged"] += 1
+        # Relay it, but never back to the member it came from (Enes et al.).
+        self._queue_delta(message.key, delta, message.payload, frozenset((origin.node_id,)))
+
+    def _on_state(self, message: State) -> None:
+        if self._merge_payload(message.key, message.payload, keep=False) is not None:
+            self._counters["states_merged"] += 1
+
+    def _queue_delta(self, key: str, delta: CRDT, payload: bytes, exclude: frozenset[str]) -> None:
+        """Queue a delta for gossip; the queue keeps ``delta`` (its own object).
+
+        A delta of the same key queued and not sent yet is joined into, in place, up to
+        :data:`MAX_JOINED_DELTAS` of them: a burst of writes to one key costs one
+        queue item per that many writes, and each join re-encodes a bounded delta. A
+        queued delta already sent is never changed (its copies are on their way); the
+        newer delta gets an item of its own, so nothing queued is ever lost.
+        """
+        open_name = self._open_deltas.get(key)
+        older = None if open_name is None else self._queue.get(open_name)
+        if (
+            open_name is not None
+            and older is not None
+            and older.transmits == 0
+            and older.extra is not None
+            and type(older.extra) is type(delta)
+            and self._joined.get(key, 0) < MAX_JOINED_DELTAS
+        ):
+            joined = older.extra
+            try:
+                joined.merge(delta)
+            except (MergeError, TypeError, ValueError):
+                pass  # nested types disagree: the newer delta gets an item of its own
+            else:
+                joined_payload = encode(joined)
+                packed = encode_message(Delta(key, joined_payload))
+                if len(packed) <= self._outbox.reliable_room:
+                    self._remember(joined_payload)
+                    self._joined[key] = self._joined.get(key, 0) + 1
+                    self._queue.put(
+                        open_name, packed, exclude=exclude & older.exclude, extra=joined
+                    )
+                    return
+                # Too large joined: the older delta goes as it was, this one apart.
+                self._queue.put(open_name, older.packed, exclude=older.exclude, extra=None)
+        packed = encode_message(Delta(key, payload))
+        if len(packed) > self._outbox.reliable_room:
+            self._drops["oversize"] += 1
+            return
+        self._delta_serial += 1
+        name = ("key", f"{self._delta_serial}:{key}")
+        self._open_deltas[key] = name
+        self._joined[key] = 1
+        self._queue.put(name, packed, exclude=exclude, extra=delta)
+        if len(self._open_deltas) > 2 * MAX_QUEUE_ITEMS:
+            self._forget_sent_deltas()
+
+    def _forget_sent_deltas(self) -> None:
+        """Drop the bookkeeping of keys whose open queue item is gone."""
+        for key in [k for k, name in self._open_deltas.items() if self._queue.get(name) is None]:
+            del self._open_deltas[key]
+            self._joined.pop(key, None)

@@ -1,0 +1,163 @@
+"""The engine's membership inputs: joining, leaving, and answering outdated news.
+
+The SWIM rules themselves live in ``membership`` (the table) and ``probe`` (the failure
+detector); this part turns the driver's join and leave into messages, adopts a formed
+table for the simulator, and answers members that gossip news we know to be outdated.
+"""
+
+from __future__ import annotations
+
+from crdtgossip.errors import ConfigError
+from crdtgossip.protocol._engine_base import LIVE_STATUSES, MAX_NOTICES, EngineCore, From
+from crdtgossip.protocol.antientropy import push_pull_interval
+from crdtgossip.protocol.membership import FormedTable, MembershipRumor
+from crdtgossip.protocol.messages import Alive, Dead, Suspect, encode_message
+from crdtgossip.protocol.states import Status
+
+__all__ = ["MembersEngine"]
+
+
+class MembersEngine(EngineCore):
+    """The membership half of :class:`~crdtgossip.protocol.Engine` (see the module doc)."""
+
+    _seeds: list[str]
+    _started: bool
+    _next_join: float
+    _next_push_pull: float
+    _notices: dict[str, float]
+    # (accuser, accused) -> when we last sent the accuser the refutation it missed.
+    _corrections: dict[tuple[str, str], float]
+
+    def join(self, seeds: list[str], now: float) -> None:
+        """Join the cluster through seed addresses: exchange full state with each.
+
+        Attempts repeat every ``join_retry_interval`` until some member is alive, so
+        nodes started together in any order find each other. This node's own address
+        is skipped; an empty list makes this node the first of its cluster.
+
+        Args:
+            seeds: ``"host:port"`` of members to contact.
+            now: the driver's time in seconds.
+        """
+        now = self._begin(now)
+        for seed in seeds:
+            if seed != self.address and seed not in self._seeds:
+                self._seeds.append(seed)
+        for seed in self._seeds:
+            self._push_pull(seed, join=True)
+        self._next_join = now + self.config.join_retry_interval
+        self._flush()
+
+    def adopt_formed(self, table: FormedTable, now: float) -> None:
+        """Start as a member of a cluster formed long ago: know all of ``table`` alive.
+
+        A simulator and testing facility (:class:`crdtgossip.testing.Simulation` uses
+        it for ``formed=True``). The table is shared with every engine that adopts it,
+        and each engine copies only the rows it later changes, so N engines of an
+        N-node cluster take O(N) work and memory in all, not O(N²). Unlike members
+        learned by push-pull, it raises no events and queues no broadcasts: every
+        member already knows all of them. And as in a cluster that has run for a
+        while, the first anti-entropy exchange comes at a random point of the
+        interval scaled for the cluster's size, not of the unscaled first one, which
+        would put the first exchanges of all N nodes within one unscaled interval.
+        Call it first, instead of any other input.
+
+        Args:
+            table: the cluster's members, this node among them at its address and
+                incarnation.
+            now: the driver's time in seconds.
+
+        Raises:
+            ConfigError: the engine has already run or knows other members, or the
+                table does not hold this node as it is.
+        """
+        if self._started:
+            raise ConfigError("adopt_formed() must come before any other input")
+        self._membership.adopt(table)
+        now = self._begin(now)
+        members = self._membership.live_count()
+        interval = push_pull_interval(self.config.push_pull_interval, members)
+        self._next_push_pull = now + self._rng.uniform(0, interval)
+
+    def leave(self, now: float) -> None:
+        """Leave gracefully: tell every live member, then keep gossiping the goodbye.
+
+        Afterwards the engine stops probing and anti-entropy but still answers pings
+        and relays gossip; the driver should keep ticking it for a few gossip
+        intervals before closing its transport, so the goodbye spreads (the goodbye is
+        also sent at once to every live member, so one interval is usually enough).
+        Calling it again does nothing.
+
+        Args:
+            now: the driver's time in seconds.
+        """
+        now = self._begin(now)
+        if self._membership.leaving:
+            return
+        goodbye = self._membership.leave()
+        self._prober.stop()
+        self._broadcast_rumor(goodbye)
+        everyone = self._membership.live_count()
+        for member in self._membership.random_members(everyone, LIVE_STATUSES):
+            self._send_datagram(member.address, goodbye, None)
+        self._flush()
+
+    def _notice_if_dead(self, origin: From) -> None:
+        """Tell a member we hold dead (or gone) that it is, so it can refute.
+
+        A member that restarted and never hears its old incarnation would otherwise
+        stay dead for us forever (memberlist#311); told, it raises its incarnation and
+        everyone accepts it back. One notice per member per probe interval.
+        """
+        member = self._membership.get(origin.node_id)
+        if member is None or member.status not in (Status.DEAD, Status.LEFT):
+            return
+        if self._membership.leaving:
+            return
+        last = self._notices.get(origin.node_id)
+        if last is not None and origin.now - last < self.config.probe_interval:
+            return
+        if len(self._notices) >= MAX_NOTICES:
+            self._notices.clear()
+        self._notices[origin.node_id] = origin.now
+        notice = Dead(member.node_id, member.incarnation, self.node_id)
+        self._send_datagram(origin.address, notice, None)
+
+    def _correct_stale_accusation(self, rumor: Suspect | Dead, origin: From) -> None:
+        """Send the sender of an outdated accusation the refutation it missed.
+
+        A member that gossips ``Suspect`` or ``Dead`` about a member we know alive at a
+        higher incarnation has missed that member's refutation. The refutation spreads
+        by a bounded number of piggybacked transmissions (about a second's worth); a
+        node that drew too few of them, all lost, would otherwise learn it only from
+        anti-entropy, whose interval (90 s at 100 members) is longer than the
+        suspicion timeout, and would declare a live member dead. Measured before
+        this answer: 2 false deaths in one simulated hour of 100 members at 10%
+        loss, each an observer that received 2 of the 1,188 transmissions of the
+        refutation, both lost. Its own stale accusation is what gives such a node
+        away, and it keeps sending it, so each receiver that knows better answers it
+        directly: one answer per accuser per probe interval, as the dead notices.
+        """
+        member = self._membership.get(rumor.node_id)
+        if (
+            member is None
+            or member.incarnation <= rumor.incarnation
+            or member.status is not Status.ALIVE
+            or rumor.node_id == origin.node_id
+        ):
+            return
+        key = (origin.node_id, rumor.node_id)
+        last = self._corrections.get(key)
+        if last is not None and origin.now - last < self.config.probe_interval:
+            return
+        if len(self._corrections) >= MAX_NOTICES:
+            self._corrections.clear()
+        self._corrections[key] = origin.now
+        self._counters["stale_accusations_corrected"] += 1
+        correction = Alive(member.node_id, member.address, member.incarnation)
+        self._send_datagram(origin.address, correction, None)
+
+    def _broadcast_rumor(
+        self, rumor: MembershipRumor, exclude: frozenset[str] = frozenset()
+    ) -> None:
+        self._queue.put(("member", rumor.node_id), encode_message(rumor), exclude=exclude)
