@@ -20,9 +20,10 @@ context has seen it (then the other side removed it).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from typing import Self
 
+from crdtgossip.crdts._digest import DotHashes, digest_of
 from crdtgossip.crdts._values import INT_MAX
 from crdtgossip.errors import MergeError, OperationError
 
@@ -310,3 +311,27 @@ class CausalCRDT:
         return self._context == other._context and self._store_equal(other)
 
     __hash__ = None  # type: ignore[assignment]  # mutable
+
+    # ---- digests and repair by difference (used by anti-entropy) ----------------------
+    # Defaults for small stores (a flag's or a register's few dots), recomputed on each
+    # call; ORSet and ORMap keep theirs up to date as they change.
+    def _dot_hashes(self) -> DotHashes:
+        """The hashes of the live dots: running sum, and per bucket of counters."""
+        return DotHashes.of(self._store_dots())
+
+    def _live_sum(self) -> int:
+        """The sum of the hashes of the live dots (the store half of the digest)."""
+        return self._dot_hashes().total
+
+    def _digest(self) -> bytes:
+        """A canonical digest of the state: equal states give equal digests."""
+        return digest_of(type(self).__name__.encode(), self._live_sum(), self._context)
+
+    def _live_of(self, replica: str) -> Collection[int]:
+        """The counters of the live dots of ``replica`` (a read-only view)."""
+        return {counter for owner, counter in self._store_dots() if owner == replica}
+
+    def _subset(self, dots: Iterable[Dot], context: CausalContext) -> Self:
+        """A new state bound to ``context`` holding those of ``dots`` that are live here,
+        with their payloads (the part of a join decomposition they make up)."""
+        raise NotImplementedError

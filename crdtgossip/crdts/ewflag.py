@@ -10,7 +10,7 @@ integer per replica); no tombstones.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Self
 
 from crdtgossip.crdts._base import check_replica
@@ -88,3 +88,9 @@ class EWFlag(CausalCRDT):
 
     def __repr__(self) -> str:
         return f"EWFlag(dots={sorted(self._dots)!r}, context={self._context!r})"
+
+    # ---- repair by difference (used by anti-entropy) ----------------------------------
+    def _subset(self, dots: Iterable[Dot], context: CausalContext) -> Self:
+        fresh = self._empty_bound(context)
+        fresh._dots = {dot for dot in dots if dot in self._dots}
+        return fresh

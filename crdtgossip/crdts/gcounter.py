@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Self
 
 from crdtgossip.crdts._base import check_amount, check_counter, check_replica
+from crdtgossip.crdts._digest import digest_of, element_hash
 from crdtgossip.crdts._values import INT_MAX
 from crdtgossip.errors import MergeError
 
@@ -108,3 +109,15 @@ class GCounter:
 
     def __repr__(self) -> str:
         return f"GCounter({self._counts!r})"
+
+    # ---- digests and repair by difference (used by anti-entropy) ----------------------
+    def _digest(self) -> bytes:
+        """A canonical digest of the state (a counter is small: computed each time)."""
+        total = sum(element_hash((replica, n)) for replica, n in self._counts.items())
+        return digest_of(b"GCounter", total)
+
+    def _delta_over(self, other: Self) -> Self | None:
+        """The slots where this counter is ahead of ``other``, or None if none is."""
+        theirs = other._counts
+        ahead = {r: n for r, n in self._counts.items() if n > theirs.get(r, 0)}
+        return type(self)._from_counts(ahead) if ahead else None

@@ -8,9 +8,10 @@ Cost: the elements; a delta is the one element added.
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Iterator
+from collections.abc import Hashable, Iterable, Iterator
 from typing import Generic, Self, TypeVar
 
+from crdtgossip.crdts._digest import digest_of, element_hash
 from crdtgossip.crdts._values import check_element
 from crdtgossip.errors import MergeError
 
@@ -32,12 +33,14 @@ class GSet(Generic[E]):
         ['x', 'y']
     """
 
-    __slots__ = ("_elements", "_value")
+    __slots__ = ("_elements", "_hashes", "_value")
 
     def __init__(self) -> None:
         self._elements: set[E] = set()
         # The elements as a frozenset, cached between changes (None: rebuild).
         self._value: frozenset[E] | None = None
+        # The sum of the elements' hashes, kept up to date once anti-entropy first asks.
+        self._hashes: int | None = None
 
     @classmethod
     def _from_elements(cls, elements: set[E]) -> Self:
@@ -63,6 +66,8 @@ class GSet(Generic[E]):
         check_element(element)
         elements = self._elements
         if element not in elements:
+            if self._hashes is not None:
+                self._hashes += element_hash(element)
             elements.add(element)
             self._value = None
         return type(self)._from_elements({element})
@@ -81,6 +86,8 @@ class GSet(Generic[E]):
         if type(other) is not type(self):
             raise MergeError(f"cannot merge {type(other).__name__} into {type(self).__name__}")
         elements = self._elements
+        if self._hashes is not None:
+            self._hashes += sum(map(element_hash, other._elements - elements))
         size = len(elements)
         elements |= other._elements
         if len(elements) != size:
@@ -88,7 +95,9 @@ class GSet(Generic[E]):
 
     def copy(self) -> Self:
         """An independent copy."""
-        return type(self)._from_elements(set(self._elements))
+        fresh = type(self)._from_elements(set(self._elements))
+        fresh._hashes = self._hashes
+        return fresh
 
     def __eq__(self, other: object) -> bool:
         if type(other) is not type(self):
@@ -100,3 +109,22 @@ class GSet(Generic[E]):
 
     def __repr__(self) -> str:
         return f"GSet({self._elements!r})"
+
+    # ---- digests and repair by difference (used by anti-entropy) ----------------------
+    def _live_sum(self) -> int:
+        if self._hashes is None:
+            self._hashes = sum(map(element_hash, self._elements))
+        return self._hashes
+
+    def _digest(self) -> bytes:
+        """A canonical digest of the state, kept up to date as elements arrive."""
+        return digest_of(b"GSet", self._live_sum())
+
+    def _positions(self) -> list[tuple[int, int, E]]:
+        """Each element as (64-bit position, 128-bit hash, element)."""
+        hashes = [(element_hash(element), element) for element in self._elements]
+        return [(value >> 64, value, element) for value, element in hashes]
+
+    def _subset_items(self, elements: Iterable[E]) -> Self:
+        """A G-Set of those of ``elements`` held here."""
+        return type(self)._from_elements({e for e in elements if e in self._elements})

@@ -18,7 +18,7 @@ a delta is one key's write.
 from __future__ import annotations
 
 import copy as _copy
-from collections.abc import Hashable, Iterator
+from collections.abc import Hashable, Iterable, Iterator
 from typing import Any, Generic, NamedTuple, Self, TypeVar
 
 from crdtgossip.crdts._base import (
@@ -28,6 +28,7 @@ from crdtgossip.crdts._base import (
     now_ns,
     order_key,
 )
+from crdtgossip.crdts._digest import digest_of, element_hash, entry_hash
 from crdtgossip.crdts._values import check_element, check_value
 from crdtgossip.errors import MergeError
 
@@ -65,12 +66,14 @@ class LWWMap(Generic[K, V]):
         ({'size': 3}, True)
     """
 
-    __slots__ = ("_entries", "_present")
+    __slots__ = ("_entries", "_hashes", "_present")
 
     def __init__(self) -> None:
         self._entries: dict[K, LWWEntry] = {}
         # How many keys are present (not removed): derived, kept so len() is O(1).
         self._present = 0
+        # The sum of the entries' hashes, kept up to date once anti-entropy first asks.
+        self._hashes: int | None = None
 
     @classmethod
     def _from_entries(cls, entries: dict[K, LWWEntry]) -> Self:
@@ -162,12 +165,18 @@ class LWWMap(Generic[K, V]):
                 entries[key] = LWWEntry(
                     theirs.timestamp, theirs.replica, theirs.present, _copy.deepcopy(theirs.value)
                 )
+                if self._hashes is not None:
+                    self._hashes += _entry_hash(key, theirs) - (
+                        0 if mine is None else _entry_hash(key, mine)
+                    )
                 present += theirs.present - (mine is not None and mine.present)
         self._present = present
 
     def copy(self) -> Self:
         """An independent copy."""
-        return type(self)._from_entries(_copy.deepcopy(self._entries))
+        fresh = type(self)._from_entries(_copy.deepcopy(self._entries))
+        fresh._hashes = self._hashes
+        return fresh
 
     def __eq__(self, other: object) -> bool:
         if type(other) is not type(self):
@@ -182,3 +191,31 @@ class LWWMap(Generic[K, V]):
 
     def __repr__(self) -> str:
         return f"LWWMap({self._entries!r})"
+
+    # ---- digests and repair by difference (used by anti-entropy) ----------------------
+    def _live_sum(self) -> int:
+        if self._hashes is None:
+            self._hashes = sum(_entry_hash(key, entry) for key, entry in self._entries.items())
+        return self._hashes
+
+    def _digest(self) -> bytes:
+        """A canonical digest of the state, kept up to date as writes arrive."""
+        return digest_of(b"LWWMap", self._live_sum())
+
+    def _positions(self) -> list[tuple[int, int, K]]:
+        """Each key as (64-bit position of the key, 128-bit hash of its entry, key)."""
+        return [
+            (element_hash(key) >> 64, _entry_hash(key, entry), key)
+            for key, entry in self._entries.items()
+        ]
+
+    def _subset_items(self, keys: Iterable[K]) -> Self:
+        """An LWW-Map of the entries of those of ``keys`` held here."""
+        entries = self._entries
+        return type(self)._from_entries(
+            {key: _copy.deepcopy(entries[key]) for key in keys if key in entries}
+        )
+
+
+def _entry_hash(key: object, entry: LWWEntry) -> int:
+    return entry_hash(key, (entry.timestamp, entry.replica, entry.present, entry.value))

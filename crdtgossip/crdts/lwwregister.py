@@ -26,6 +26,7 @@ from crdtgossip.crdts._base import (
     now_ns,
     order_key,
 )
+from crdtgossip.crdts._digest import digest_of, value_hash
 from crdtgossip.crdts._values import check_value
 from crdtgossip.errors import MergeError
 
@@ -144,3 +145,8 @@ class LWWRegister(Generic[V]):
         return (
             f"LWWRegister({self._value!r}, timestamp={self._timestamp}, replica={self._replica!r})"
         )
+
+    # ---- digests (used by anti-entropy) -----------------------------------------------
+    def _digest(self) -> bytes:
+        """A canonical digest of the state (one write: computed each time)."""
+        return digest_of(b"LWWRegister", value_hash((self._timestamp, self._replica, self._value)))

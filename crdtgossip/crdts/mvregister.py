@@ -10,7 +10,7 @@ Cost: one value per concurrent writer, plus the causal context; no tombstones.
 from __future__ import annotations
 
 import copy as _copy
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Generic, Self, TypeVar
 
 from crdtgossip.crdts._base import check_replica
@@ -102,3 +102,11 @@ class MVRegister(CausalCRDT, Generic[V]):
 
     def __repr__(self) -> str:
         return f"MVRegister({dict(sorted(self._values.items()))!r}, context={self._context!r})"
+
+    # ---- repair by difference (used by anti-entropy) ----------------------------------
+    def _subset(self, dots: Iterable[Dot], context: CausalContext) -> Self:
+        fresh = self._empty_bound(context)
+        fresh._values = {
+            dot: _copy.deepcopy(self._values[dot]) for dot in dots if dot in self._values
+        }
+        return fresh

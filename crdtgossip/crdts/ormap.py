@@ -55,6 +55,7 @@ from typing import Any, Generic, Self, TypeVar
 from crdtgossip.crdts._base import CRDT, check_replica
 from crdtgossip.crdts._causal import CausalContext, CausalCRDT, Dot
 from crdtgossip.crdts._dotindex import DotIndex, covered_dots, index_add, index_discard
+from crdtgossip.crdts._mapdigest import MapDigest, MapHashes
 from crdtgossip.crdts._values import MAX_DEPTH, check_element
 from crdtgossip.errors import OperationError
 
@@ -89,7 +90,7 @@ def signature(value: object) -> tuple[Any, ...]:
     return (type(value).__module__, type(value).__qualname__)
 
 
-class ORMap(CausalCRDT, Generic[K]):
+class ORMap(MapDigest, CausalCRDT, Generic[K]):
     """An observed-remove map of nested CRDTs (see the module docstring).
 
     Example:
@@ -108,7 +109,7 @@ class ORMap(CausalCRDT, Generic[K]):
         True
     """
 
-    __slots__ = ("_causal", "_entries", "_index", "_prototype")
+    __slots__ = ("_causal", "_entries", "_hashes", "_index", "_prototype")
 
     def __init__(self, value_type: type[Any] | Any) -> None:
         super().__init__()
@@ -127,6 +128,7 @@ class ORMap(CausalCRDT, Generic[K]):
         self._entries: dict[K, _Entry] = {}
         # Every live dot -> its key; None until first needed (see the module docstring).
         self._index: DotIndex | None = None
+        self._hashes: MapHashes | None = None  # the digest, once asked (see MapDigest)
 
     # ---- configuration ----------------------------------------------------------------
     @property
@@ -147,6 +149,7 @@ class ORMap(CausalCRDT, Generic[K]):
         fresh._causal = self._causal
         fresh._entries = {}
         fresh._index = None
+        fresh._hashes = None
         return fresh
 
     def _same_kind(self, other: object) -> bool:
@@ -290,6 +293,7 @@ class ORMap(CausalCRDT, Generic[K]):
             index_add(index, tag, key)
             delta = self._empty_bound(delta_context)
             delta._entries = {key: _Entry({tag: None}, nested_delta)}
+            self._rehash(key)
             return delta
 
         current = (
@@ -310,6 +314,7 @@ class ORMap(CausalCRDT, Generic[K]):
         index_add(index, tag, key)
         delta = self._empty_bound(CausalContext.from_dots([*own, tag]))
         delta._entries = {key: _Entry({tag: contribution.copy()}, None)}
+        self._rehash(key)
         return delta
 
     def _check_delta(self, nested_delta: object) -> None:
@@ -343,6 +348,7 @@ class ORMap(CausalCRDT, Generic[K]):
         index = self._index_of()
         for dot in dots:
             index_discard(index, dot, key)
+        self._rehash(key)
         return self._empty_bound(CausalContext.from_dots(dots))
 
     # ---- the dot-store join -----------------------------------------------------------
@@ -419,8 +425,10 @@ class ORMap(CausalCRDT, Generic[K]):
         """Store ``entry`` at ``key`` if it holds a dot, else drop the key; say which."""
         if entry.tags or (entry.nested is not None and not entry.nested._store_is_empty()):
             self._entries[key] = entry
+            self._rehash(key)
             return True
         self._entries.pop(key, None)
+        self._rehash(key)
         return False
 
     @staticmethod
@@ -472,6 +480,7 @@ class ORMap(CausalCRDT, Generic[K]):
         }
         index = self._index
         target._index = None if index is None else {r: dict(b) for r, b in index.items()}
+        target._hashes = None if self._hashes is None else self._hashes.copy()
 
     def _rebind(self, context: CausalContext) -> None:
         self._context = context

@@ -25,12 +25,13 @@ its dot, or (for a remove) just the dots it covers.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Hashable, Iterator
+from collections.abc import Collection, Hashable, Iterable, Iterator
 from itertools import chain
 from typing import Any, Generic, Self, TypeVar
 
 from crdtgossip.crdts._base import check_replica
 from crdtgossip.crdts._causal import CausalContext, CausalCRDT, Dot
+from crdtgossip.crdts._digest import DotHashes
 from crdtgossip.crdts._values import check_element
 
 __all__ = ["ORSet"]
@@ -58,7 +59,7 @@ class ORSet(CausalCRDT, Generic[E]):
         (frozenset({'x'}), frozenset({'x'}))
     """
 
-    __slots__ = ("_count", "_dots", "_reverse", "_value")
+    __slots__ = ("_count", "_dots", "_hashes", "_reverse", "_value")
 
     def __init__(self) -> None:
         super().__init__()
@@ -73,6 +74,8 @@ class ORSet(CausalCRDT, Generic[E]):
         # element -> number of live dots (so ``in`` and ``len()`` are O(1)); None until
         # first needed, and after a merge that changed too much to patch it.
         self._count: dict[E, int] | None = None
+        # The hashes of the live dots, kept up to date once anti-entropy first asks.
+        self._hashes: DotHashes | None = None
 
     # ---- reading -----------------------------------------------------------------------
     def _reverse_of(self, replica: str) -> dict[E, Any]:
@@ -171,6 +174,9 @@ class ORSet(CausalCRDT, Generic[E]):
                 del count[element]
 
     def _drop_dots(self, dots: list[Dot]) -> None:
+        if self._hashes is not None:
+            for replica, counter in dots:
+                self._hashes.discard(replica, counter)
         for replica, counter in dots:
             block = self._dots[replica]
             element = block.pop(counter)
@@ -209,6 +215,8 @@ class ORSet(CausalCRDT, Generic[E]):
         count = self._count
         if count is not None:
             count[element] = count.get(element, 0) + 1
+        if self._hashes is not None:
+            self._hashes.add(replica, dot[1])
         self._value = None
         delta = self._empty_bound(CausalContext.from_dots([*seen, dot]))
         delta._dots = {replica: {dot[1]: element}}
@@ -238,6 +246,8 @@ class ORSet(CausalCRDT, Generic[E]):
         self._reverse = {}
         self._value = frozenset()
         self._count = {}
+        if self._hashes is not None:
+            self._hashes = DotHashes()
         return self._empty_bound(seen)
 
     # ---- the dot-store join --------------------------------------------------------------
@@ -290,6 +300,8 @@ class ORSet(CausalCRDT, Generic[E]):
 
     def _apply(self, replica: str, gone: list[int], fresh: dict[int, E]) -> None:
         """Remove the dots ``gone`` and add ``fresh`` to ``replica``'s block."""
+        if self._hashes is not None:
+            self._hashes_apply(replica, gone, fresh)
         block = self._dots.get(replica)
         small = len(gone) + len(fresh) <= _INDEX_PATCH_LIMIT
         patch = small and replica in self._reverse
@@ -359,6 +371,7 @@ class ORSet(CausalCRDT, Generic[E]):
         target._reverse = {}
         target._value = self._value
         target._count = None if self._count is None else dict(self._count)
+        target._hashes = None if self._hashes is None else self._hashes.copy()
 
     def entries(self) -> dict[E, set[Dot]]:
         """Each element with its live dots (a copy; for inspection and tests)."""
@@ -370,3 +383,31 @@ class ORSet(CausalCRDT, Generic[E]):
 
     def __repr__(self) -> str:
         return f"ORSet({self.entries()!r}, context={self._context!r})"
+
+    # ---- digests and repair by difference (used by anti-entropy) ----------------------
+    def _hashes_apply(self, replica: str, gone: list[int], fresh: dict[int, E]) -> None:
+        hashes = self._hashes
+        assert hashes is not None
+        for counter in gone:
+            hashes.discard(replica, counter)
+        for counter in fresh:
+            hashes.add(replica, counter)
+
+    def _dot_hashes(self) -> DotHashes:
+        hashes = self._hashes
+        if hashes is None:
+            # First use: one pass, then every change keeps it current.
+            hashes = self._hashes = DotHashes.of(self._store_dots())
+        return hashes
+
+    def _live_of(self, replica: str) -> Collection[int]:
+        return self._dots.get(replica, {}).keys()
+
+    def _subset(self, dots: Iterable[Dot], context: CausalContext) -> Self:
+        fresh = self._empty_bound(context)
+        for replica, counter in dots:
+            block = self._dots.get(replica)
+            if block is not None and counter in block:
+                fresh._dots.setdefault(replica, {})[counter] = block[counter]
+        fresh._value = None
+        return fresh

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Self
 
+from crdtgossip.crdts._digest import digest_of, element_hash
 from crdtgossip.crdts.gcounter import GCounter
 from crdtgossip.errors import MergeError
 
@@ -91,3 +92,18 @@ class PNCounter:
             f"PNCounter(increments={self._increments.counts!r}, "
             f"decrements={self._decrements.counts!r})"
         )
+
+    # ---- digests and repair by difference (used by anti-entropy) ----------------------
+    def _digest(self) -> bytes:
+        """A canonical digest of the state (a counter is small: computed each time)."""
+        total = sum(element_hash(("+", r, n)) for r, n in self._increments._counts.items())
+        total += sum(element_hash(("-", r, n)) for r, n in self._decrements._counts.items())
+        return digest_of(b"PNCounter", total)
+
+    def _delta_over(self, other: Self) -> Self | None:
+        """The slots where this counter is ahead of ``other``, or None if none is."""
+        up = self._increments._delta_over(other._increments)
+        down = self._decrements._delta_over(other._decrements)
+        if up is None and down is None:
+            return None
+        return type(self)._from_parts(up or GCounter(), down or GCounter())

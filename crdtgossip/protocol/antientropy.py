@@ -6,8 +6,11 @@ the backstop of Demers et al. (1987). Comparing every key's digest would cost O(
 bytes per exchange (Akka's full-state gossip sends 20 bytes per key per round); a hash
 tree (Merkle tree, as in Dynamo and Cassandra) makes it O(differences x log keys):
 
-* every key has a *position*, the first 64 bits of BLAKE2b of its name, and a *digest*,
-  BLAKE2b-128 of the canonical encoding of its state (equal states, equal bytes);
+* every key has a *position*, the first 64 bits of BLAKE2b of its name, and a *digest*
+  of its state (:func:`key_digest`): the one each built-in type keeps up to date as it
+  changes (a running sum of the hashes of its live dots, elements or entries, with its
+  causal context), so an anti-entropy round never re-encodes a key; for a type of the
+  user's, BLAKE2b-128 of its canonical encoding;
 * the tree node at depth d and prefix p covers the keys whose position starts with the
   d hexadecimal digits of p; its hash is the XOR of its keys' entry hashes, so it is
   zero when the node is empty and it is kept up to date key by key;
@@ -15,8 +18,10 @@ tree (Merkle tree, as in Dynamo and Cassandra) makes it O(differences x log keys
   their 16 child hashes, or by their ``(key, digest)`` entries when they hold few
   keys. The receiver compares them with its own tree and answers with its description
   of the children that differ, one level deeper each time, until both sides are down
-  to the keys that differ; then each sends the states the other lacks or has
-  differently. Identical subtrees cost one 16-byte hash and are never opened.
+  to the keys that differ; then each sends the states the other lacks, and the side
+  that compared the keys opens the repair of each key both hold differently, which
+  sends only the difference (:mod:`~crdtgossip.protocol.repair`). Identical subtrees
+  cost one 16-byte hash and are never opened.
 
 This module is pure: the engine owns the store, calls :func:`respond` and sends what
 the resulting :class:`SyncPlan` says.
@@ -31,6 +36,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Final
 
+from crdtgossip.codec import encode
+from crdtgossip.crdts import CRDT
 from crdtgossip.protocol.messages import (
     DIGEST_SIZE,
     MAX_TREE_DEPTH,
@@ -46,6 +53,7 @@ __all__ = [
     "HashTree",
     "SyncPlan",
     "describe",
+    "key_digest",
     "key_position",
     "push_pull_interval",
     "respond",
@@ -100,6 +108,25 @@ def state_digest(encoded_state: bytes) -> bytes:
     return hashlib.blake2b(encoded_state, digest_size=DIGEST_SIZE).digest()
 
 
+def key_digest(state: CRDT) -> bytes:
+    """The digest of a key's state: the type's own, else a hash of its encoding.
+
+    Args:
+        state: the state.
+
+    Returns:
+        :data:`DIGEST_SIZE` bytes; equal states give equal digests.
+
+    Raises:
+        EncodeError: a state without a digest of its own that cannot be encoded.
+    """
+    own = getattr(state, "_digest", None)
+    if callable(own):
+        digest: bytes = own()
+        return digest
+    return state_digest(encode(state))
+
+
 def _entry_hash(key: str, digest: bytes) -> int:
     # The digest has a fixed length, so digest + name is unambiguous.
     data = digest + key.encode("utf-8", "surrogatepass")
@@ -130,8 +157,8 @@ class HashTree:
     one encoding per anti-entropy exchange, not one per update.
 
     Args:
-        digest_of: returns the current digest of a key's state (the engine encodes the
-            state and calls :func:`state_digest`).
+        digest_of: returns the current digest of a key's state (the engine calls
+            :func:`key_digest`).
     """
 
     def __init__(self, digest_of: Callable[[str], bytes]) -> None:
@@ -251,15 +278,17 @@ class SyncPlan:
 
     Attributes:
         nodes: local descriptions of the subtrees that differ, to send back.
-        want_keys: keys whose remote state is needed.
+        want_keys: keys whose remote state is needed (the local side has none).
         want_prefixes: subtrees the local side has nothing of.
         send_keys: keys whose local state the other side needs, in order, no repeats.
+        repair_keys: keys both sides hold, differently: to repair by difference.
     """
 
     nodes: list[TreeNode] = field(default_factory=list)
     want_keys: list[str] = field(default_factory=list)
     want_prefixes: list[tuple[int, int]] = field(default_factory=list)
     send_keys: list[str] = field(default_factory=list)
+    repair_keys: list[str] = field(default_factory=list)
 
     def reply(self) -> Sync | None:
         """The Sync message to send back, or ``None`` if there is nothing to ask."""
@@ -304,7 +333,8 @@ def respond(tree: HashTree, message: Sync) -> SyncPlan:
         message: what the other side sent.
 
     Returns:
-        The plan: subtrees to describe back, states to ask for, states to send.
+        The plan: subtrees to describe back, states to ask for, states to send, keys
+        to repair.
     """
     plan = SyncPlan()
     to_send: dict[str, None] = {}
@@ -357,9 +387,9 @@ def _compare_entries(
     remote = dict(remote_entries)
     for key, digest in remote.items():
         if local.get(key) != digest and key_position(key) >> _shift(depth) == prefix:
-            plan.want_keys.append(key)
-    for key, digest in local.items():
-        if remote.get(key) != digest:
+            (plan.repair_keys if key in local else plan.want_keys).append(key)
+    for key in local:
+        if key not in remote:
             to_send[key] = None
 
 

@@ -26,8 +26,9 @@ virtual seconds from 0).
 
 The engine is composed of small modules, one concern each: ``membership`` (the member
 table and its transition table in ``states``), ``suspicion``, ``awareness``, ``probe``
-(the failure detector), ``broadcast`` (the transmit-limited queue), ``antientropy``
-(the hash tree), ``quorum`` (quorum bookkeeping), ``messages`` (the wire format) and
+(the failure detector), ``broadcast`` (the transmit-limited queue), ``sync`` (the
+anti-entropy driver, over the hash tree of ``antientropy`` and the repair of a key by
+its difference in ``repair``), ``quorum`` (quorum bookkeeping), ``messages`` (the wire format) and
 ``outbox`` (framing). The class itself is assembled from one part per concern over the
 state declared in ``_engine_base``: ``_engine_data`` (live states, local writes, merges,
 the delta queue), ``_engine_quorum`` (quorum requests) and ``_engine_members`` (join,
@@ -39,11 +40,9 @@ from __future__ import annotations
 import random
 from collections import OrderedDict
 
-from crdtgossip.codec import encode
 from crdtgossip.config import GossipConfig
 from crdtgossip.crdts import CRDT
 from crdtgossip.errors import ConfigError, DecodeError
-from crdtgossip.protocol import antientropy
 from crdtgossip.protocol._engine_base import (
     COUNTERS,
     DROP_REASONS,
@@ -54,7 +53,7 @@ from crdtgossip.protocol._engine_base import (
 from crdtgossip.protocol._engine_data import MAX_JOINED_DELTAS, MAX_SEEN_DELTAS, DataEngine
 from crdtgossip.protocol._engine_members import MembersEngine
 from crdtgossip.protocol._engine_quorum import QuorumEngine
-from crdtgossip.protocol.antientropy import HashTree, push_pull_interval, state_digest
+from crdtgossip.protocol.antientropy import HashTree, key_digest, push_pull_interval
 from crdtgossip.protocol.awareness import Awareness
 from crdtgossip.protocol.broadcast import BroadcastQueue, retransmit_limit
 from crdtgossip.protocol.events import Event, Member, Outgoing
@@ -66,6 +65,7 @@ from crdtgossip.protocol.messages import (
     Alive,
     Dead,
     Delta,
+    Diff,
     Left,
     Members,
     Message,
@@ -85,6 +85,7 @@ from crdtgossip.protocol.outbox import Outbox
 from crdtgossip.protocol.probe import Prober
 from crdtgossip.protocol.quorum import QuorumTracker
 from crdtgossip.protocol.states import Status
+from crdtgossip.protocol.sync import AntiEntropy
 
 __all__ = ["DROP_REASONS", "MAX_JOINED_DELTAS", "MAX_SEEN_DELTAS", "Engine"]
 
@@ -178,6 +179,16 @@ class Engine(DataEngine, QuorumEngine, MembersEngine):
         self._corrections: dict[tuple[str, str], float] = {}
         self._counters = dict.fromkeys(COUNTERS, 0)
         self._drops = dict.fromkeys(DROP_REASONS, 0)
+        self._sync = AntiEntropy(
+            store=self._store,
+            tree=self._tree,
+            membership=self._membership,
+            outbox=self._outbox,
+            counters=self._counters,
+            drops=self._drops,
+            held=self._held_keys,
+            changed=self._changed,
+        )
         self._seeds: list[str] = []
         self._started = False
         self._now = 0.0
@@ -380,9 +391,11 @@ class Engine(DataEngine, QuorumEngine, MembersEngine):
             case State():
                 self._on_state(message)
             case Members():
-                self._on_members(message, origin)
+                self._sync.on_members(message, origin.node_id, origin.address, origin.now)
             case Sync():
-                self._on_sync(message, origin)
+                self._sync.on_sync(message, origin.address)
+            case Diff():
+                self._sync.on_diff(message, origin.address)
             case WriteRequest():
                 self._on_write_request(message, origin)
             case WriteAck():
@@ -395,43 +408,12 @@ class Engine(DataEngine, QuorumEngine, MembersEngine):
     # --- anti-entropy --------------------------------------------------------------
 
     def _digest_of(self, key: str) -> bytes:
-        return state_digest(encode(self._store[key]))
+        return key_digest(self._store[key])
 
     # --- membership and anti-entropy -----------------------------------------------
 
     def _push_pull(self, address: str, *, join: bool) -> None:
-        """Start an exchange: our member table, and our hash tree's root (or, on join,
-        a request for everything)."""
-        self._counters["push_pulls"] += 1
-        records = self._membership.records()
-        self._outbox.send(address, Members(records, reply=True, join=join), reliable=True)
-        if not join:
-            self._outbox.send(address, antientropy.start(self._tree), reliable=True)
-
-    def _on_members(self, message: Members, origin: From) -> None:
-        self._membership.merge_records(message.records, origin.node_id, origin.now)
-        if message.reply:
-            reply = Members(self._membership.records(), reply=False, join=False)
-            self._outbox.send(origin.address, reply, reliable=True)
-        if message.join:
-            # A joiner gets the full state, and is asked for all of its own.
-            self._send_states(origin.address, self.keys())
-            everything = Sync((), (), ((0, 0),))
-            self._outbox.send(origin.address, everything, reliable=True)
-
-    def _on_sync(self, message: Sync, origin: From) -> None:
-        plan = antientropy.respond(self._tree, message)
-        reply = plan.reply()
-        if reply is not None:
-            self._outbox.send(origin.address, reply, reliable=True)
-        self._send_states(origin.address, plan.send_keys)
-
-    def _send_states(self, address: str, keys: list[str]) -> None:
-        for key in keys:
-            state = self._store.get(key)
-            if state is not None and key not in self._held_keys:
-                message = State(key, encode(state))
-                self._outbox.send(address, message, reliable=True)
+        self._sync.push_pull(address, join=join)
 
     # --- output --------------------------------------------------------------------
 

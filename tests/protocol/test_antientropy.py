@@ -62,6 +62,11 @@ def exchange(a: Replica, b: Replica) -> int:
         for key in plan.send_keys:
             source.merge(key, target.data[key])
             sent += 1
+        for key in plan.repair_keys:  # the model repairs a key by swapping its states
+            source_value, target_value = source.data[key], target.data[key]
+            source.merge(key, target_value)
+            target.merge(key, source_value)
+            sent += 2
         reply = plan.reply()
         if reply is not None:
             in_flight.append((target, source, reply))

@@ -19,6 +19,7 @@ from crdtgossip.protocol.messages import (
     Alive,
     Dead,
     Delta,
+    Diff,
     Left,
     MemberRecord,
     Members,
@@ -26,6 +27,7 @@ from crdtgossip.protocol.messages import (
     Nack,
     Ping,
     PingReq,
+    RangeNode,
     State,
     Suspect,
     Sync,
@@ -60,6 +62,18 @@ MESSAGES: list[Message] = [
         ),
         ("wanted",),
         ((1, 15), (16, 2**64 - 1)),
+    ),
+    Diff(
+        "k",
+        True,
+        b"\x93\x01\x04\x92\x90\x90",
+        b"",
+        (
+            RangeNode("r1", 22, 0, bytes(range(8)) * 16, None),
+            RangeNode("r1", 6, 2**58 - 1, None, (64, 65, 2**64 - 1)),
+            RangeNode("r1", 10, 3, None, None, bytes(range(128))),
+            RangeNode("", 66, 0, None, (), answer=True),
+        ),
     ),
 ]
 
@@ -111,6 +125,20 @@ def _frame(*items: object, version: int = FRAME_VERSION) -> bytes:
         _frame("a", [12, [[0, 0, b"short", None]], [], []]),
         _frame("a", [12, [[0, 0, None, None]], [], []]),
         _frame("a", [12, [[0, 0, None, [["k", b"x"]]]], [], []]),  # digest size
+        _frame("a", [17, "k", True, b"", b""]),  # a diff missing its nodes
+        _frame("a", [17, "k", True, b"", b"", [["r", 10, 0, None, None, b"x" * 127, False]]]),
+        _frame("a", [17, "k", True, b"", b"", [["r", 14, 0, None, None, b"x" * 2048, False]]]),
+        _frame("a", [17, "k", True, b"", b"", [["r", 10, 0, None, [], b"x" * 128, False]]]),
+        _frame("a", [17, "k", 1, b"", b"", []]),  # opening must be a bool
+        _frame("a", [17, "k", True, "ctx", b"", []]),  # context must be bytes
+        _frame("a", [17, "k", True, b"", b"", [["r", 7, 0, None, [], None, False]]]),
+        _frame("a", [17, "k", True, b"", b"", [["r", 70, 0, None, [], None, False]]]),
+        _frame("a", [17, "k", True, b"", b"", [["r", 62, 4, None, [], None, False]]]),
+        _frame("a", [17, "k", True, b"", b"", [["r", 6, 0, b"x" * 128, None, None, False]]]),
+        _frame("a", [17, "k", True, b"", b"", [["r", 10, 0, b"short", None, None, False]]]),
+        _frame("a", [17, "k", True, b"", b"", [["r", 10, 0, None, None, None, False]]]),
+        _frame("a", [17, "k", True, b"", b"", [["r", 10, 0, None, [-1], None, False]]]),
+        _frame("a", [17, "k", True, b"", b"", [[1, 10, 0, None, [], None, False]]]),
         _frame("a", {"map": 1}),
         _frame("a") + b"\x00",  # trailing bytes
         _frame("a")[:-1],

@@ -1,0 +1,201 @@
+"""The membership messages: SWIM's probes and rumors, and the member table of a push-pull.
+
+Each message class here has its wire form in :func:`to_wire` and its checked decoder in
+:data:`DECODERS`; :mod:`~crdtgossip.protocol.messages` frames them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TypeAlias
+
+from crdtgossip.protocol.states import STATUS_CODES, Status
+from crdtgossip.protocol.wire import Kind, address, array, boolean, fail, node_id, uint
+
+__all__ = [
+    "DECODERS",
+    "Ack",
+    "Alive",
+    "Dead",
+    "Left",
+    "MemberMessage",
+    "MemberRecord",
+    "Members",
+    "Nack",
+    "Ping",
+    "PingReq",
+    "Suspect",
+    "to_wire",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Ping:
+    """Are you alive? Answered by an :class:`Ack` with the same ``seq``.
+
+    Attributes:
+        seq: chosen by the prober, matched against the ack.
+        target: the node id the prober means, so a node that took over the address of
+            another does not answer for it.
+    """
+
+    seq: int
+    target: str
+
+
+@dataclass(frozen=True, slots=True)
+class PingReq:
+    """Please ping ``target`` for me and forward its ack (SWIM's indirect probe).
+
+    Attributes:
+        seq: the requester's sequence number, echoed in the forwarded ack or nack.
+        target: the node id to ping.
+        target_address: where to ping it.
+    """
+
+    seq: int
+    target: str
+    target_address: str
+
+
+@dataclass(frozen=True, slots=True)
+class Ack:
+    """The answer to a ping (direct, or forwarded by an indirect prober)."""
+
+    seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class Nack:
+    """An indirect prober could not reach the target in time (Lifeguard).
+
+    It tells the requester that the prober itself is reachable, so a missing nack
+    points at the requester's own health rather than at the target.
+    """
+
+    seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class Alive:
+    """Member ``node_id`` is alive at ``address`` with ``incarnation``."""
+
+    node_id: str
+    address: str
+    incarnation: int
+
+
+@dataclass(frozen=True, slots=True)
+class Suspect:
+    """``accuser`` suspects member ``node_id`` at ``incarnation``."""
+
+    node_id: str
+    incarnation: int
+    accuser: str
+
+
+@dataclass(frozen=True, slots=True)
+class Dead:
+    """``accuser`` declares member ``node_id`` dead at ``incarnation``."""
+
+    node_id: str
+    incarnation: int
+    accuser: str
+
+
+@dataclass(frozen=True, slots=True)
+class Left:
+    """Member ``node_id`` leaves the cluster gracefully at ``incarnation``."""
+
+    node_id: str
+    incarnation: int
+
+
+@dataclass(frozen=True, slots=True)
+class MemberRecord:
+    """One row of a member table exchanged by push-pull."""
+
+    node_id: str
+    address: str
+    incarnation: int
+    status: Status
+
+
+@dataclass(frozen=True, slots=True)
+class Members:
+    """The sender's whole member table (the membership half of a push-pull).
+
+    Attributes:
+        records: every member the sender knows, itself included.
+        reply: the receiver should answer with its own table.
+        join: the sender is joining: the receiver also sends its full data state and
+            asks for the sender's.
+    """
+
+    records: tuple[MemberRecord, ...]
+    reply: bool
+    join: bool
+
+
+MemberMessage: TypeAlias = Ping | PingReq | Ack | Nack | Alive | Suspect | Dead | Left | Members
+
+
+def to_wire(message: MemberMessage) -> list[object]:
+    """The msgpack-ready array of one membership message."""
+    match message:
+        case Ping(seq, target):
+            return [Kind.PING, seq, target]
+        case PingReq(seq, target, target_address):
+            return [Kind.PING_REQ, seq, target, target_address]
+        case Ack(seq):
+            return [Kind.ACK, seq]
+        case Nack(seq):
+            return [Kind.NACK, seq]
+        case Alive(member, member_address, incarnation):
+            return [Kind.ALIVE, member, member_address, incarnation]
+        case Suspect(member, incarnation, accuser):
+            return [Kind.SUSPECT, member, incarnation, accuser]
+        case Dead(member, incarnation, accuser):
+            return [Kind.DEAD, member, incarnation, accuser]
+        case Left(member, incarnation):
+            return [Kind.LEFT, member, incarnation]
+        case Members(records, reply, join):
+            rows = [[r.node_id, r.address, r.incarnation, STATUS_CODES[r.status]] for r in records]
+            return [Kind.MEMBERS, reply, join, rows]
+    raise TypeError(f"not a membership message: {message!r}")  # pragma: no cover
+
+
+_STATUS_BY_CODE = {code: status for status, code in STATUS_CODES.items()}
+
+
+def _member_record(value: object) -> MemberRecord:
+    member, member_address, incarnation, code = array(value, 4, "member record")
+    status = _STATUS_BY_CODE.get(uint(code, "status"))
+    if status is None:
+        raise fail("unknown member status")
+    return MemberRecord(node_id(member), address(member_address), uint(incarnation, "inc"), status)
+
+
+def _decode_members(fields: list[object]) -> Members:
+    reply, join, rows = fields
+    records = tuple(_member_record(row) for row in array(rows, None, "member table"))
+    return Members(records, boolean(reply, "reply"), boolean(join, "join"))
+
+
+#: Per kind: the number of fields after the kind, and how to build the message from
+#: them (already of that count).
+DECODERS: dict[Kind, tuple[int, Callable[[list[object]], MemberMessage]]] = {
+    Kind.PING: (2, lambda f: Ping(uint(f[0], "seq"), node_id(f[1]))),
+    Kind.PING_REQ: (3, lambda f: PingReq(uint(f[0], "seq"), node_id(f[1]), address(f[2]))),
+    Kind.ACK: (1, lambda f: Ack(uint(f[0], "seq"))),
+    Kind.NACK: (1, lambda f: Nack(uint(f[0], "seq"))),
+    Kind.ALIVE: (3, lambda f: Alive(node_id(f[0]), address(f[1]), uint(f[2], "incarnation"))),
+    Kind.SUSPECT: (
+        3,
+        lambda f: Suspect(node_id(f[0]), uint(f[1], "incarnation"), node_id(f[2])),
+    ),
+    Kind.DEAD: (3, lambda f: Dead(node_id(f[0]), uint(f[1], "incarnation"), node_id(f[2]))),
+    Kind.LEFT: (2, lambda f: Left(node_id(f[0]), uint(f[1], "incarnation"))),
+    Kind.MEMBERS: (3, _decode_members),
+}
