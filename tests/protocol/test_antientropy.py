@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import hashlib
+from unittest.mock import patch
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from crdtgossip.codec import encode
 from crdtgossip.config import GossipConfig
-from crdtgossip.crdts import GCounter
+from crdtgossip.crdts import GCounter, ORSet
+from crdtgossip.protocol import antientropy
 from crdtgossip.protocol.antientropy import (
     LEAF_KEYS,
     HashTree,
     describe,
+    key_digest,
     key_position,
     push_pull_interval,
     respond,
@@ -190,3 +194,31 @@ def test_anti_entropy_cost_follows_the_difference_not_the_key_count() -> None:
     reliable = [s for s in cluster.sent[start_index:] if s.reliable]
     assert reliable  # exchanges did happen ...
     assert all(len(s.data) < 600 for s in reliable)  # ... and carried only the root
+
+
+# --- digests: the types' own, never an encoding of the state ---------------------------
+
+
+def test_a_key_digest_is_the_types_own_and_falls_back_to_the_encoding() -> None:
+    counter = GCounter()
+    counter.increment("a", 3)
+    assert key_digest(counter) == counter._digest()
+    with patch.object(GCounter, "_digest", None):  # a type with no digest of its own
+        assert key_digest(counter) == state_digest(encode(counter))
+
+
+def test_anti_entropy_never_encodes_a_state_to_digest_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(state: object) -> bytes:
+        raise AssertionError("a digest was computed by encoding a state")
+
+    monkeypatch.setattr(antientropy, "encode", refuse)
+    cluster = VirtualCluster(seed=31, config=GossipConfig.local())
+    a, b = cluster.start(2)
+    assert cluster.run_until(lambda: cluster.sees_all([a, b]), max_seconds=60)
+    for name in (a, b):
+        cluster.engines[name].update("set", ORSet().add(name, name), cluster.now)
+    assert cluster.run_until(
+        lambda: cluster.engines[a].get("set") == cluster.engines[b].get("set"), max_seconds=40
+    )
+    cluster.run(2 * GossipConfig.local().push_pull_interval)
+    assert all(engine.stats()["push_pulls"] for engine in cluster.engines.values())
