@@ -11,14 +11,14 @@ from crdtgossip._codec.limits import EXT_COPY_FACTOR, TUPLE_EXT_CODE, Limits, Wi
 from crdtgossip.errors import DecodeError
 
 #: Inputs (and tuple payloads) up to this many bytes are unpacked without the skip of
-#: :func:`_check_complete`, which costs a msgpack.Unpacker (about 2.5 us, as much as
+#: :func:`check_complete`, which costs a msgpack.Unpacker (about 2.5 us, as much as
 #: decoding a small delta). With every length capped at the input's size, the arrays
 #: such an input can announce make room for at most 256 / 3 headers x 256 slots x 8
 #: bytes, 175 KB, and nested tuple payloads lie inside one another, so share that.
 UNCHECKED_INPUT = 256
 
 
-def _check_complete(data: bytes, limits: Limits, most_items: int) -> None:
+def check_complete(data: bytes, limits: Limits, most_items: int) -> None:
     """Refuse ``data`` unless it holds every item its arrays and maps announce.
 
     msgpack makes room for an array's items when it reads the array's header (up to
@@ -64,7 +64,7 @@ class _Reader:
         # An array or a map holds at least one byte per item: no longer than the input.
         most_items = min(limits.max_collection_len, len(data))
         if len(data) > UNCHECKED_INPUT:
-            _check_complete(data, limits, most_items)
+            check_complete(data, limits, most_items)
         return msgpack.unpackb(
             data,
             raw=False,

@@ -165,3 +165,21 @@ def test_array_limit_applies() -> None:
     body = msgpack.packb(["a"] + [[3, 1]] * MAX_ARRAY_LEN, use_bin_type=True)
     with pytest.raises(DecodeError):
         decode_frame(bytes((FRAME_VERSION,)) + body, 1 << 24)
+
+
+def test_a_frame_of_nested_maximum_length_headers_allocates_what_its_bytes_hold() -> None:
+    # Issue 18 item 7: a 1.4 KB frame of nested array headers announcing 65,535 items
+    # each made msgpack reserve 36 MiB. Now every header is checked against the bytes
+    # that follow before anything is built.
+    import tracemalloc
+
+    body = b"\x92\xa1a" + b"\xdc\xff\xff" * 460
+    data = bytes([FRAME_VERSION]) + body
+    tracemalloc.start()
+    try:
+        with pytest.raises(DecodeError, match="announces more items"):
+            decode_frame(data, 1 << 24)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak <= 16 * len(data) + (1 << 20)
