@@ -53,14 +53,15 @@ gives a whole stream exchange its TCPTimeout of 10 s; nginx's client_header_time
 60 s, for humans on slow links rather than cluster peers."""
 
 TCP_FRAME_TIMEOUT = 10.0
-"""Seconds, beyond ``length / TCP_MIN_FRAME_RATE``, a frame once begun may take to arrive
-whole; a slower one closes the connection (``frame_timeouts``). Without it a peer could
-hold a slot and its partial frame by sending a byte a minute (slowloris)."""
+"""Seconds of grace a frame once begun has, beyond ``bytes received / TCP_MIN_FRAME_RATE``;
+a frame that falls behind closes the connection (``frame_timeouts``). Without it a peer
+could hold a slot and its partial frame by sending a byte a minute (slowloris)."""
 
 TCP_MIN_FRAME_RATE = 128 * 1024
-"""Bytes a second a frame must average, after :data:`TCP_FRAME_TIMEOUT`: a 16 MiB frame
-gets 138 s. Apache's mod_reqtimeout asks a request body for at least 500 B/s; cluster
-links are faster than that by far, and a frame this slow is stale when it lands."""
+"""Bytes a second a frame must keep up after :data:`TCP_FRAME_TIMEOUT`: a 16 MiB frame may
+take 138 s, one that stalls is cut 10 s after its last progress is used up. Apache's
+mod_reqtimeout asks a request body for at least 500 B/s (``MinRate``); cluster links are
+faster than that by far, and a frame this slow is stale when it lands."""
 
 TCP_MAX_INBOUND_CONNECTIONS = 1024
 """Accepted connections held at once. One connection per peer sending to us, so this
@@ -168,7 +169,6 @@ class InboundConnection(asyncio.BufferedProtocol):
                 self._on_frame(payload)
             elif not was_in_frame and self.decoder.in_frame:
                 self.frame_started = self._table.loop.time()
-            if self.decoder.length:
                 self._arm(self._frame_deadline())
 
     def eof_received(self) -> bool:
@@ -221,7 +221,10 @@ class InboundConnection(asyncio.BufferedProtocol):
         table.deliver(payload, self.sender)
 
     def _frame_deadline(self) -> float:
-        return self.frame_started + TCP_FRAME_TIMEOUT + self.decoder.length / TCP_MIN_FRAME_RATE
+        # The frame must keep up TCP_MIN_FRAME_RATE after a grace: each byte that
+        # arrives earns 1 / rate seconds more, so a stalled frame is cut early, whatever
+        # length it declared.
+        return self.frame_started + TCP_FRAME_TIMEOUT + self.decoder.buffered / TCP_MIN_FRAME_RATE
 
     def _idle_deadline(self) -> float:
         return self.last_activity + self._table.idle_timeout
@@ -229,7 +232,7 @@ class InboundConnection(asyncio.BufferedProtocol):
     def _deadline(self) -> tuple[float, str]:
         if self.sender is None:
             return self.accepted_at + TCP_HELLO_TIMEOUT, "hello_timeouts"
-        if self.decoder.length:
+        if self.decoder.in_frame:
             return self._frame_deadline(), "frame_timeouts"
         return self._idle_deadline(), "inbound_idle_closes"
 
