@@ -15,6 +15,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from crdtgossip import Keyring
 from crdtgossip.transport import TcpTransport
 
 from .conftest import Inbox
@@ -206,3 +207,24 @@ async def test_mutual_tls_requires_a_client_certificate(
         # certificate, so the anonymous frame may be written; it must never arrive.
         await eventually(lambda: server.stats()["open_connections"] == 1)
         assert inbox.empty()
+
+
+async def test_tls_with_a_keyring_challenges_inside_the_tls_session(
+    tls: TlsFiles, make_inbox: Callable[[], Inbox]
+) -> None:
+    keyring = Keyring.generate()
+    inbox = make_inbox()
+
+    def keyed(on_receive: Callable[[bytes, str], None]) -> TcpTransport:
+        return TcpTransport(
+            LOOPBACK,
+            on_receive,
+            tls.server(),
+            client_ssl_context=tls.client(),
+            authenticator=keyring,
+        )
+
+    async with started(keyed(make_inbox())) as a, started(keyed(inbox)) as b:
+        a.send(b.address, b"sealed hello over TLS")
+        assert await inbox.get() == (b"sealed hello over TLS", a.address)
+        assert b.stats()["hello_auth_failures"] == 0
