@@ -84,6 +84,7 @@ class Driver:
                 format_address(host, bound_port),
                 self._on_frame,
                 max_frame=self._config.max_reliable_frame + 64,
+                authenticator=self._keyring,
             )
             try:
                 await tcp.start()
