@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
+from contextvars import ContextVar
 from typing import Any
 
 import msgpack
@@ -13,11 +14,29 @@ from crdtgossip._codec.limits import (
     INT_MAX,
     INT_MIN,
     TUPLE_EXT_CODE,
+    USER_VALUE_EXT_CODE,
     Limits,
     Wire,
 )
 from crdtgossip._codec.reader import _guarded
+from crdtgossip._codec.registry import registration_of
 from crdtgossip.errors import DecodeError, EncodeError
+
+
+#: The deepest nesting the encoder writes: the default limits' depth, so that it never
+#: writes what a default decoder refuses; raised while a decoder given deeper limits
+#: re-encodes what it read (strict decoding).
+ENCODE_MAX_DEPTH: ContextVar[int] = ContextVar(
+    "crdtgossip_encode_max_depth", default=DEFAULT_LIMITS.max_depth
+)
+
+
+def _encode_depth_exceeded(depth: int) -> int | None:
+    """The depth limit when ``depth`` passes it, else None (looked up past the default)."""
+    if depth < DEFAULT_LIMITS.max_depth:
+        return None
+    limit = ENCODE_MAX_DEPTH.get()
+    return limit if depth >= limit else None
 
 
 def _canonical(value: object, depth: int = 0) -> Wire:
@@ -35,8 +54,14 @@ def _canonical(value: object, depth: int = 0) -> Wire:
             # its own copy, so replicas could not tell they had converged.
             raise EncodeError("NaN cannot be an element or value")
         return value
-    if depth >= DEFAULT_LIMITS.max_depth:
-        raise EncodeError(f"value nested deeper than {DEFAULT_LIMITS.max_depth} levels")
+    limit = _encode_depth_exceeded(depth)
+    if limit is not None:
+        raise EncodeError(f"value nested deeper than {limit} levels")
+    registration = registration_of(kind)
+    if registration is not None:
+        body = _canonical(_user_body(registration.encode_body, value), depth + 1)
+        payload = _pack([registration.tag, registration.version, body])
+        return msgpack.ExtType(USER_VALUE_EXT_CODE, payload)
     if kind is tuple:
         items = [_canonical(item, depth + 1) for item in value]  # type: ignore[attr-defined]
         return msgpack.ExtType(TUPLE_EXT_CODE, msgpack.packb(items, use_bin_type=True))
@@ -52,6 +77,62 @@ def _canonical(value: object, depth: int = 0) -> Wire:
         f"cannot encode {kind.__name__} {value!r:.60}: elements and values are None, bool, "
         "int, float, str, bytes, tuples of these, and lists and str-keyed dicts of values"
     )
+
+
+def _user_body(encode_body: Any, state: object) -> Wire:
+    """``encode_body(state)``: what a user's encoder raises becomes an EncodeError."""
+    try:
+        return encode_body(state)
+    except EncodeError:
+        raise
+    except Exception as exc:
+        raise EncodeError(
+            f"encode_body of {type(state).__name__} raised {type(exc).__name__}: {exc!s:.200}"
+        ) from exc
+
+
+#: Why keyed positions refuse bools and integral floats: Python says ``1 == 1.0 ==
+#: True`` and ``0.0 == -0.0 == 0 == False`` with equal hashes, so a G-Set or a map holds
+#: one of them, whichever came first; two replicas that added ``1`` and ``True`` hold
+#: equal states with other bytes and would exchange them forever.
+KEYED_POSITIONS = "G-Set elements, LWWMap keys and ORMap keys"
+
+
+def _element_problem(value: object, *, keyed: bool, depth: int = 0) -> str | None:
+    """Why ``value`` cannot be a set element or map key, or None when it can.
+
+    Elements are hashable values: no lists, dicts or registered types. ``keyed``
+    (:data:`KEYED_POSITIONS`) also refuses bools and floats with an integral value
+    (``1.0``, ``0.0``, ``-0.0``), at any depth of tuples.
+    """
+    kind = type(value)
+    if kind is tuple and _encode_depth_exceeded(depth) is None:
+        for item in value:  # type: ignore[attr-defined]
+            problem = _element_problem(item, keyed=keyed, depth=depth + 1)
+            if problem is not None:
+                return problem
+        return None
+    if kind is list or kind is dict or registration_of(kind) is not None:
+        return f"a {kind.__name__} is not hashable: elements and keys are not lists or dicts"
+    if keyed and kind is bool:
+        return (
+            f"{value!r} is a bool, which equals the int {int(value)}: {KEYED_POSITIONS} "  # type: ignore[call-overload]
+            "cannot be bools (use 0 and 1, or str), so that equal states have equal bytes"
+        )
+    if keyed and kind is float and value.is_integer():  # type: ignore[attr-defined]
+        return (
+            f"{value!r} is a float equal to the int {int(value)}: {KEYED_POSITIONS} "  # type: ignore[call-overload]
+            "cannot be integral floats (use the int), so that equal states have equal bytes"
+        )
+    return None
+
+
+def _canonical_element(value: object, *, keyed: bool) -> Wire:
+    """:func:`_canonical` of a set element (``keyed``: a G-Set element or map key)."""
+    problem = _element_problem(value, keyed=keyed)
+    if problem is not None:
+        raise EncodeError(problem)
+    return _canonical(value)
 
 
 def _pack(wire: Wire) -> bytes:
@@ -129,13 +210,15 @@ def _check_value(value: Wire, limits: Limits, *, hashable: bool, depth: int = 0)
                 raise DecodeError("dict values need str keys")
             _check_value(item, limits, hashable=False, depth=depth + 1)
         return value
+    if registration_of(kind) is not None:  # built by the reader from its extension
+        return value
     raise DecodeError(f"unexpected {kind.__name__} in a value")
 
 
-def decode_value(data: bytes, *, limits: Limits = DEFAULT_LIMITS) -> Any:
-    """Decode a value written by :func:`encode_value`.
-
-    Raises:
-        DecodeError: for any malformed, oversized or hostile input.
-    """
-    return _guarded(data, limits, lambda wire, _: _check_value(wire, limits, hashable=False))
+def _check_element(value: Wire, limits: Limits, *, keyed: bool) -> Wire:
+    """:func:`_check_value` of a set element (``keyed``: a G-Set element or map key)."""
+    _check_value(value, limits, hashable=True)
+    problem = _element_problem(value, keyed=keyed)
+    if problem is not None:
+        raise DecodeError(problem)
+    return value
