@@ -34,7 +34,16 @@ from typing import Any
 
 from crdtgossip._codec import limits as _limits
 from crdtgossip._codec.bodies import _context_body, _read_context
+from crdtgossip._codec.body import Body
+from crdtgossip._codec.canonical import decode_strict
+from crdtgossip._codec.checks import _check_value
 from crdtgossip._codec.limits import TAG_ORMAP, Limits, Wire
+from crdtgossip._codec.registry import (
+    TypeCodec,
+    register_type,
+    registration_of,
+    unregister_type,
+)
 from crdtgossip._codec.shapes import _array
 from crdtgossip._codec.types import (
     _CAUSAL_READERS,
@@ -47,17 +56,8 @@ from crdtgossip._codec.types import (
     plain_body,
     plain_reader,
 )
-from crdtgossip._codec.body import Body
-from crdtgossip._codec.canonical import decode_strict
-from crdtgossip._codec.registry import (
-    TypeCodec,
-    register_type,
-    registration_of,
-    unregister_type,
-)
 from crdtgossip._codec.values import (
     _PACKING_ERRORS,
-    _check_value,
     _encode_error,
     _pack,
     encode_value,

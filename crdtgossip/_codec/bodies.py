@@ -9,15 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from crdtgossip._codec.checks import _check_element, _check_value
 from crdtgossip._codec.limits import Limits, Wire
 from crdtgossip._codec.shapes import _array, _ascending, _non_negative, _positive, _replica
-from crdtgossip._codec.values import (
-    _canonical,
-    _canonical_element,
-    _check_element,
-    _check_value,
-    _sorted_by_encoding,
-)
+from crdtgossip._codec.values import _canonical, _canonical_element, _sorted_by_encoding
 from crdtgossip.crdts._causal import CausalContext, Dot
 from crdtgossip.crdts.ewflag import EWFlag
 from crdtgossip.crdts.gcounter import GCounter
@@ -57,7 +52,9 @@ def _read_pncounter(wire: Wire, limits: Limits) -> PNCounter:
 
 def _gset_body(gset: GSet[Any]) -> Wire:
     """``[element, ...]`` in the order of the elements' encodings."""
-    return _sorted_by_encoding(_canonical_element(element, keyed=True) for element in gset._elements)
+    return _sorted_by_encoding(
+        _canonical_element(element, keyed=True) for element in gset._elements
+    )
 
 
 def _read_gset(wire: Wire, limits: Limits) -> GSet[Any]:

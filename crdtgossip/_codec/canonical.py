@@ -14,9 +14,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from crdtgossip._codec.body import OLDER_BODIES
 from crdtgossip._codec.limits import Limits, Wire
 from crdtgossip._codec.reader import _guarded
+from crdtgossip._codec.user import OLDER_BODIES
 from crdtgossip._codec.values import ENCODE_MAX_DEPTH
 from crdtgossip.errors import DecodeError, EncodeError
 

@@ -27,6 +27,7 @@ def install_user_value_reader(reader: UserValueReader) -> None:
     """Make ``reader`` build the registered types found inside values."""
     _user_value_reader[:] = [reader]
 
+
 #: Inputs (and tuple payloads) up to this many bytes are unpacked without the skip of
 #: :func:`_check_complete`, which costs a msgpack.Unpacker (about 2.5 us, as much as
 #: decoding a small delta). With every length capped at the input's size, the arrays

@@ -17,8 +17,11 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
+from crdtgossip._codec.body import Body
+from crdtgossip._codec.limits import MAX_BODY_VERSION, USER_TAG_MAX, USER_TAG_MIN
+from crdtgossip._codec.table import REGISTERED_CLASSES
 from crdtgossip.crdts import (
     CRDT,
     EWFlag,
@@ -31,14 +34,11 @@ from crdtgossip.crdts import (
     ORSet,
     PNCounter,
 )
-from crdtgossip._codec.limits import MAX_BODY_VERSION, USER_TAG_MAX, USER_TAG_MIN
 from crdtgossip.crdts._causal import CausalCRDT
 from crdtgossip.errors import ConfigError
 
-if TYPE_CHECKING:
-    from crdtgossip._codec.body import Body
-
 T = TypeVar("T")
+
 
 @dataclass(frozen=True)
 class TypeCodec(Generic[T]):
@@ -160,6 +160,7 @@ def register_type(
             )
         _BY_CLASS[checked] = registration
         _BY_TAG[tag] = registration
+        REGISTERED_CLASSES.add(checked)
     return registration
 
 
@@ -174,6 +175,7 @@ def unregister_type(cls: type[Any]) -> None:
         if registration is None:
             raise ConfigError(f"{getattr(cls, '__qualname__', cls)!r} is not registered")
         del _BY_TAG[registration.tag]
+        REGISTERED_CLASSES.discard(cls)
 
 
 def registration_of(cls: type[Any]) -> TypeCodec[Any] | None:
@@ -183,4 +185,4 @@ def registration_of(cls: type[Any]) -> TypeCodec[Any] | None:
 
 def registration_for_tag(tag: object) -> TypeCodec[Any] | None:
     """The registration holding ``tag``, or None."""
-    return _BY_TAG.get(tag) if type(tag) is int else None  # type: ignore[arg-type]
+    return _BY_TAG.get(tag) if type(tag) is int else None

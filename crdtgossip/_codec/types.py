@@ -9,7 +9,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from crdtgossip._codec.body import read_versioned_body
 from crdtgossip._codec.bodies import (
     _check_dot,
     _ewflag_store,
@@ -29,6 +28,7 @@ from crdtgossip._codec.bodies import (
     _read_orset_store,
     _read_pncounter,
 )
+from crdtgossip._codec.checks import _check_element
 from crdtgossip._codec.limits import (
     TAG_EWFLAG,
     TAG_GCOUNTER,
@@ -44,10 +44,10 @@ from crdtgossip._codec.limits import (
 )
 from crdtgossip._codec.registry import registration_for_tag, registration_of
 from crdtgossip._codec.shapes import _array, _ascending, _positive, _replica
+from crdtgossip._codec.user import read_versioned_body
 from crdtgossip._codec.values import (
     _canonical,
     _canonical_element,
-    _check_element,
     _encode_depth_exceeded,
     _sorted_by_encoding,
     _user_body,

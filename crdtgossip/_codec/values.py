@@ -9,19 +9,17 @@ from typing import Any
 
 import msgpack
 
+from crdtgossip._codec.checks import _element_problem
 from crdtgossip._codec.limits import (
     DEFAULT_LIMITS,
     INT_MAX,
     INT_MIN,
     TUPLE_EXT_CODE,
     USER_VALUE_EXT_CODE,
-    Limits,
     Wire,
 )
-from crdtgossip._codec.reader import _guarded
 from crdtgossip._codec.registry import registration_of
-from crdtgossip.errors import DecodeError, EncodeError
-
+from crdtgossip.errors import EncodeError
 
 #: The deepest nesting the encoder writes: the default limits' depth, so that it never
 #: writes what a default decoder refuses; raised while a decoder given deeper limits
@@ -91,48 +89,13 @@ def _user_body(encode_body: Any, state: object) -> Wire:
         ) from exc
 
 
-#: Why keyed positions refuse bools and integral floats: Python says ``1 == 1.0 ==
-#: True`` and ``0.0 == -0.0 == 0 == False`` with equal hashes, so a G-Set or a map holds
-#: one of them, whichever came first; two replicas that added ``1`` and ``True`` hold
-#: equal states with other bytes and would exchange them forever.
-KEYED_POSITIONS = "G-Set elements, LWWMap keys and ORMap keys"
-
-
-def _element_problem(value: object, *, keyed: bool, depth: int = 0) -> str | None:
-    """Why ``value`` cannot be a set element or map key, or None when it can.
-
-    Elements are hashable values: no lists, dicts or registered types. ``keyed``
-    (:data:`KEYED_POSITIONS`) also refuses bools and floats with an integral value
-    (``1.0``, ``0.0``, ``-0.0``), at any depth of tuples.
-    """
-    kind = type(value)
-    if kind is tuple and _encode_depth_exceeded(depth) is None:
-        for item in value:  # type: ignore[attr-defined]
-            problem = _element_problem(item, keyed=keyed, depth=depth + 1)
-            if problem is not None:
-                return problem
-        return None
-    if kind is list or kind is dict or registration_of(kind) is not None:
-        return f"a {kind.__name__} is not hashable: elements and keys are not lists or dicts"
-    if keyed and kind is bool:
-        return (
-            f"{value!r} is a bool, which equals the int {int(value)}: {KEYED_POSITIONS} "  # type: ignore[call-overload]
-            "cannot be bools (use 0 and 1, or str), so that equal states have equal bytes"
-        )
-    if keyed and kind is float and value.is_integer():  # type: ignore[attr-defined]
-        return (
-            f"{value!r} is a float equal to the int {int(value)}: {KEYED_POSITIONS} "  # type: ignore[call-overload]
-            "cannot be integral floats (use the int), so that equal states have equal bytes"
-        )
-    return None
-
-
 def _canonical_element(value: object, *, keyed: bool) -> Wire:
     """:func:`_canonical` of a set element (``keyed``: a G-Set element or map key)."""
+    wire = _canonical(value)  # first: it checks the nesting depth
     problem = _element_problem(value, keyed=keyed)
     if problem is not None:
         raise EncodeError(problem)
-    return _canonical(value)
+    return wire
 
 
 def _pack(wire: Wire) -> bytes:
@@ -181,44 +144,3 @@ def encode_value(value: object) -> bytes:
         raise
     except _PACKING_ERRORS as exc:
         raise _encode_error(exc) from exc
-
-
-def _check_value(value: Wire, limits: Limits, *, hashable: bool, depth: int = 0) -> Wire:
-    """Check a decoded value is of an allowed kind, within the depth limit."""
-    kind = type(value)
-    if kind is str or kind is bytes or kind is bool or kind is int or value is None:
-        return value
-    if kind is float:
-        if math.isnan(value):
-            raise DecodeError("NaN is not a valid element or value")
-        return value
-    if depth >= limits.max_depth:
-        raise DecodeError(f"value nested deeper than {limits.max_depth} levels")
-    if kind is tuple:
-        for item in value:
-            _check_value(item, limits, hashable=hashable, depth=depth + 1)
-        return value
-    if hashable:
-        raise DecodeError(f"an element or key must be hashable, not a {kind.__name__}")
-    if kind is list:
-        for item in value:
-            _check_value(item, limits, hashable=False, depth=depth + 1)
-        return value
-    if kind is dict:
-        for key, item in value.items():
-            if type(key) is not str:
-                raise DecodeError("dict values need str keys")
-            _check_value(item, limits, hashable=False, depth=depth + 1)
-        return value
-    if registration_of(kind) is not None:  # built by the reader from its extension
-        return value
-    raise DecodeError(f"unexpected {kind.__name__} in a value")
-
-
-def _check_element(value: Wire, limits: Limits, *, keyed: bool) -> Wire:
-    """:func:`_check_value` of a set element (``keyed``: a G-Set element or map key)."""
-    _check_value(value, limits, hashable=True)
-    problem = _element_problem(value, keyed=keyed)
-    if problem is not None:
-        raise DecodeError(problem)
-    return value

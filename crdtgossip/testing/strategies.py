@@ -53,7 +53,7 @@ from crdtgossip.crdts import (
     PNCounter,
     Value,
 )
-from crdtgossip.testing.laws import Operation
+from crdtgossip.testing._law import Operation
 
 __all__ = [
     "POOL_SIZE",
