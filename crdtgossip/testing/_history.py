@@ -14,8 +14,13 @@ from typing import Any, Generic, TypeVar
 
 from hypothesis import strategies as st
 
+from crdtgossip import codec
 from crdtgossip.crdts import CRDT
-from crdtgossip.testing._codec_laws import assert_canonical_encoding, assert_codec_round_trip
+from crdtgossip.testing._codec_laws import (
+    assert_canonical_encoding,
+    assert_codec_round_trip,
+    assert_registered_codec,
+)
 from crdtgossip.testing._law import Law, Operation, _check_unchanged, _Snapshot, _violation
 from crdtgossip.testing._state_laws import (
     _delta_law,
@@ -309,6 +314,8 @@ def _check_final_laws(
     if encode is not None and decode is not None:
         for state in [*pool, expected]:
             assert_codec_round_trip(state, encode, decode)
+            if encode is codec.encode:
+                assert_registered_codec(state)
         a, b = finale.canonical_pair
         assert_canonical_encoding(pool[a], pool[b], encode)
         # States reached by different paths (deltas only, anti-entropy) must encode alike.
