@@ -38,8 +38,9 @@ def _element_problem(value: object, *, keyed: bool) -> str | None:
         )
     if keyed and kind is float and value.is_integer():  # type: ignore[attr-defined]
         return (
-            f"{value!r} is a float equal to the int {int(value)}: {KEYED_POSITIONS} "  # type: ignore[call-overload]
-            "cannot be integral floats (use the int), so that equal states have equal bytes"
+            f"{value!r} is a float with an integral value, equal to an int: "
+            f"{KEYED_POSITIONS} cannot be integral floats (use the int), so that equal "
+            "states have equal bytes"
         )
     return None
 
