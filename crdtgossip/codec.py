@@ -62,6 +62,7 @@ from crdtgossip._codec.values import (
     _pack,
     encode_value,
 )
+from crdtgossip.crdts import _base as _crdts_base
 from crdtgossip.crdts._base import CRDT
 from crdtgossip.crdts._causal import CausalCRDT
 from crdtgossip.crdts.ormap import ORMap
@@ -105,6 +106,19 @@ __all__ = [
     "registration_of",
     "unregister_type",
 ]
+
+
+def _registered_order_key(value: object) -> bytes | None:
+    """The canonical encoding of a registered type held as a value, for order_key."""
+    if registration_of(type(value)) is None:
+        return None
+    try:
+        return encode_value(value)
+    except EncodeError:
+        return None
+
+
+_crdts_base.OTHER_ORDER_KEYS[:] = [_registered_order_key]
 
 
 def _body(obj: object) -> tuple[int, Wire]:

@@ -27,6 +27,7 @@ class Body:
     input the way the built-in types do. ``what`` names the part in error messages.
 
     Example:
+        >>> from crdtgossip import Body
         >>> Body([3, "x"], what="MaxRegister").as_list(2)[0].as_int(minimum=0)
         3
     """
