@@ -440,3 +440,31 @@ def test_a_value_of_an_unknown_registered_tag_is_refused() -> None:
         decode_value(_pack(unknown))
     with pytest.raises(DecodeError):
         decode_value(_pack(msgpack.ExtType(USER_VALUE_EXT_CODE, _pack(5))))
+
+
+class Plain(MaxRegister):
+    """A MaxRegister whose repr holds its id: no help in comparing values."""
+
+    __repr__ = object.__repr__
+
+
+def test_values_of_a_registered_type_compare_by_state_not_identity() -> None:
+    register_type(
+        Plain,
+        tag=3005,
+        encode_body=lambda r: r.value,
+        decode_body=lambda body, version: Plain(body.as_int()),
+    )
+    try:
+        lww_map: LWWMap[str, Any] = LWWMap()
+        lww_map.set("k", Plain(3), "r", timestamp=1)
+        assert decode(encode(lww_map)) == lww_map
+        other: LWWMap[str, Any] = LWWMap()
+        other.set("k", Plain(4), "r", timestamp=1)  # the same stamp: the larger encoding wins
+        left, right = lww_map.copy(), other.copy()
+        left.merge(other)
+        right.merge(lww_map)
+        assert left == right
+        assert encode(left) == encode(right)
+    finally:
+        unregister_type(Plain)
