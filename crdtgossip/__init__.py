@@ -1,12 +1,13 @@
 """crdtgossip: convergent replicated data types and the gossip protocol that spreads them.
 
-The data types (:mod:`crdtgossip.crdts`), the codec (:func:`encode`, :func:`decode`),
+The data types (:mod:`crdtgossip.crdts`), the codec (:func:`encode`, :func:`decode`,
+and :func:`register_type` for types of your own),
 the gossip :class:`Node` with its configuration, keyring, consistency levels and
 storage, and the error hierarchy are all importable from here.
 """
 
 from crdtgossip._version import __version__
-from crdtgossip.codec import decode, encode
+from crdtgossip.codec import Body, TypeCodec, decode, encode, register_type, unregister_type
 from crdtgossip.config import GossipConfig
 from crdtgossip.consistency import All, AtLeast, Local, Majority
 from crdtgossip.crdts import (
@@ -42,6 +43,7 @@ __all__ = [
     "CRDT",
     "All",
     "AtLeast",
+    "Body",
     "CRDTGossipError",
     "ConfigError",
     "DecodeError",
@@ -70,7 +72,10 @@ __all__ = [
     "Status",
     "StorageError",
     "TransportError",
+    "TypeCodec",
     "__version__",
     "decode",
     "encode",
+    "register_type",
+    "unregister_type",
 ]

@@ -34,27 +34,35 @@ from typing import Any
 
 from crdtgossip._codec import limits as _limits
 from crdtgossip._codec.bodies import _context_body, _read_context
+from crdtgossip._codec.body import Body
+from crdtgossip._codec.canonical import decode_strict
+from crdtgossip._codec.checks import _check_value
 from crdtgossip._codec.limits import TAG_ORMAP, Limits, Wire
-from crdtgossip._codec.reader import _guarded
+from crdtgossip._codec.registry import (
+    TypeCodec,
+    register_type,
+    registration_of,
+    unregister_type,
+)
 from crdtgossip._codec.shapes import _array
 from crdtgossip._codec.types import (
     _CAUSAL_READERS,
     _CAUSAL_STORES,
-    _PLAIN_BODIES,
-    _PLAIN_READERS,
     _ormap_entries,
     _prototype_from,
     _read_ormap_entries,
     _read_store_into,
     _signature,
+    plain_body,
+    plain_reader,
 )
 from crdtgossip._codec.values import (
     _PACKING_ERRORS,
     _encode_error,
     _pack,
-    decode_value,
     encode_value,
 )
+from crdtgossip.crdts import _base as _crdts_base
 from crdtgossip.crdts._base import CRDT
 from crdtgossip.crdts._causal import CausalCRDT
 from crdtgossip.crdts.ormap import ORMap
@@ -72,23 +80,52 @@ TUPLE_EXT_CODE = _limits.TUPLE_EXT_CODE
 #: The limits used when none are given.
 DEFAULT_LIMITS = _limits.DEFAULT_LIMITS
 
+#: The first and last type tags of the users' range (:func:`register_type`); every tag
+#: below USER_TAG_MIN is crdtgossip's own, in this format and every later one.
+USER_TAG_MIN = _limits.USER_TAG_MIN
+USER_TAG_MAX = _limits.USER_TAG_MAX
+
+#: msgpack extension type code carrying a registered type inside a value.
+USER_VALUE_EXT_CODE = _limits.USER_VALUE_EXT_CODE
+
 __all__ = [
     "DEFAULT_LIMITS",
     "FORMAT_VERSION",
     "TUPLE_EXT_CODE",
+    "USER_TAG_MAX",
+    "USER_TAG_MIN",
+    "USER_VALUE_EXT_CODE",
+    "Body",
     "Limits",
+    "TypeCodec",
     "decode",
     "decode_value",
     "encode",
     "encode_value",
+    "register_type",
+    "registration_of",
+    "unregister_type",
 ]
+
+
+def _registered_order_key(value: object) -> bytes | None:
+    """The canonical encoding of a registered type held as a value, for order_key."""
+    if registration_of(type(value)) is None:
+        return None
+    try:
+        return encode_value(value)
+    except EncodeError:
+        return None
+
+
+_crdts_base.OTHER_ORDER_KEYS[:] = [_registered_order_key]
 
 
 def _body(obj: object) -> tuple[int, Wire]:
     kind = type(obj)
-    if kind in _PLAIN_BODIES:
-        tag, writer = _PLAIN_BODIES[kind]
-        return tag, writer(obj)
+    written = plain_body(obj)
+    if written is not None:
+        return written
     if isinstance(obj, ORMap) and kind is ORMap:
         return TAG_ORMAP, [
             _signature(obj._prototype),
@@ -99,7 +136,10 @@ def _body(obj: object) -> tuple[int, Wire]:
         tag, writer = _CAUSAL_STORES[kind]
         assert isinstance(obj, CausalCRDT)
         return tag, [_context_body(obj._context), writer(obj)]
-    raise EncodeError(f"cannot encode {kind.__name__}: not a crdtgossip data type")
+    raise EncodeError(
+        f"cannot encode {kind.__name__}: not a crdtgossip data type nor a registered one "
+        "(see crdtgossip.register_type)"
+    )
 
 
 def encode(obj: CRDT) -> bytes:
@@ -130,8 +170,9 @@ def _read_top(wire: Wire, limits: Limits) -> Any:
         )
     if type(tag) is not int:
         raise DecodeError("type tag must be an integer")
-    if tag in _PLAIN_READERS:
-        return _PLAIN_READERS[tag](body, limits)
+    read_plain = plain_reader(tag)
+    if read_plain is not None:
+        return read_plain(body, limits)
     if tag in _CAUSAL_READERS:
         context_wire, store_wire = _array(body, "causal state", 2)
         context = _read_context(context_wire)
@@ -164,6 +205,20 @@ def decode(data: bytes, *, limits: Limits = DEFAULT_LIMITS) -> Any:
 
     Raises:
         DecodeError: for anything malformed, truncated, oversized, too deeply nested, of
-            another format version, or well-formed but not a valid state. Nothing else.
+            another format version, well-formed but not a valid state, or a valid state
+            in another form than the one :func:`encode` writes (so equal states always
+            came from equal bytes). Nothing else.
     """
-    return _guarded(data, limits, _read_top)
+    return decode_strict(data, limits, _read_top, encode)
+
+
+def decode_value(data: bytes, *, limits: Limits = DEFAULT_LIMITS) -> Any:
+    """Decode a value written by :func:`encode_value`.
+
+    Raises:
+        DecodeError: for any malformed, oversized or hostile input, or a value in
+            another form than the one :func:`encode_value` writes.
+    """
+    return decode_strict(
+        data, limits, lambda wire, _: _check_value(wire, limits, hashable=False), encode_value
+    )

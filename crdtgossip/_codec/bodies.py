@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from crdtgossip._codec.checks import _check_element, _check_value
 from crdtgossip._codec.limits import Limits, Wire
 from crdtgossip._codec.shapes import _array, _ascending, _non_negative, _positive, _replica
-from crdtgossip._codec.values import _canonical, _check_value, _sorted_by_encoding
+from crdtgossip._codec.values import _canonical, _canonical_element, _sorted_by_encoding
 from crdtgossip.crdts._causal import CausalContext, Dot
 from crdtgossip.crdts.ewflag import EWFlag
 from crdtgossip.crdts.gcounter import GCounter
@@ -51,12 +52,14 @@ def _read_pncounter(wire: Wire, limits: Limits) -> PNCounter:
 
 def _gset_body(gset: GSet[Any]) -> Wire:
     """``[element, ...]`` in the order of the elements' encodings."""
-    return _sorted_by_encoding(_canonical(element) for element in gset._elements)
+    return _sorted_by_encoding(
+        _canonical_element(element, keyed=True) for element in gset._elements
+    )
 
 
 def _read_gset(wire: Wire, limits: Limits) -> GSet[Any]:
     elements = _array(wire, "GSet")
-    members = {_check_value(element, limits, hashable=True) for element in elements}
+    members = {_check_element(element, limits, keyed=True) for element in elements}
     if len(members) != len(elements):
         raise DecodeError("GSet: duplicate elements")
     return GSet._from_elements(members)
@@ -131,7 +134,7 @@ def _orset_store(orset: ORSet[Any]) -> Wire:
         flat: list[Any] = []
         for counter in sorted(block):
             flat.append(counter)
-            flat.append(_canonical(block[counter]))
+            flat.append(_canonical_element(block[counter], keyed=False))
         rows.append([replica, flat])
     return rows
 
@@ -150,7 +153,7 @@ def _read_orset_store(
         block: dict[int, Any] = {}
         for counter, element in zip(counters, flat[1::2], strict=True):
             _check_dot((replica, _positive(counter, "a dot counter")), context)
-            block[counter] = _check_value(element, limits, hashable=True)
+            block[counter] = _check_element(element, limits, keyed=False)
         _ascending(counters, "ORSet counters")
         orset._dots[replica] = block
     _ascending([row[0] for row in rows], "ORSet replicas")
@@ -198,7 +201,13 @@ def _read_lwwregister(wire: Wire, limits: Limits) -> LWWRegister[Any]:
 def _lwwmap_body(lww_map: LWWMap[Any, Any]) -> Wire:
     """``[[key, timestamp, replica, present, value], ...]`` in the keys' encoding order."""
     return _sorted_by_encoding(
-        [_canonical(key), entry.timestamp, entry.replica, entry.present, _canonical(entry.value)]
+        [
+            _canonical_element(key, keyed=True),
+            entry.timestamp,
+            entry.replica,
+            entry.present,
+            _canonical(entry.value),
+        ]
         for key, entry in lww_map._entries.items()
     )
 
@@ -208,7 +217,7 @@ def _read_lwwmap(wire: Wire, limits: Limits) -> LWWMap[Any, Any]:
     entries: dict[Any, LWWEntry] = {}
     for row in rows:
         key, timestamp, replica, present, value = _array(row, "LWWMap entry", 5)
-        _check_value(key, limits, hashable=True)
+        _check_element(key, limits, keyed=True)
         if type(present) is not bool or (not present and value is not None):
             raise DecodeError("LWWMap: a removal carries no value")
         entries[key] = LWWEntry(

@@ -15,6 +15,23 @@ TUPLE_EXT_CODE = 1
 TAG_GCOUNTER, TAG_PNCOUNTER, TAG_GSET, TAG_ORSET, TAG_EWFLAG = 1, 2, 3, 4, 5
 TAG_LWWREGISTER, TAG_MVREGISTER, TAG_LWWMAP, TAG_ORMAP = 6, 7, 8, 9
 
+#: The first tag of the users' range. Built-in types use 1 to 9 today; everything below
+#: 1024 stays reserved for crdtgossip's own types in any later format, so a user's tag
+#: can never collide with a type added by an upgrade.
+USER_TAG_MIN = 1024
+
+#: The last tag of the users' range: tags up to 65,535 cost at most three bytes
+#: (msgpack uint16), and 64,512 tags are more than one deployment registers.
+USER_TAG_MAX = 65535
+
+#: The highest body version a type may declare; 65,535 versions cost three bytes at
+#: most, like the tags.
+MAX_BODY_VERSION = 65535
+
+#: msgpack extension code of a registered type inside a value (a tuple is code 1).
+USER_VALUE_EXT_CODE = 2
+
+
 #: Tuple extension payloads may add up to this many times the input's size (each level
 #: of nested tuples is a copy of the level inside it); bounds decode memory to a small
 #: multiple of the input.

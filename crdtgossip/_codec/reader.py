@@ -7,8 +7,26 @@ from typing import Any
 
 import msgpack
 
-from crdtgossip._codec.limits import EXT_COPY_FACTOR, TUPLE_EXT_CODE, Limits, Wire
+from crdtgossip._codec.limits import (
+    EXT_COPY_FACTOR,
+    TUPLE_EXT_CODE,
+    USER_VALUE_EXT_CODE,
+    Limits,
+    Wire,
+)
 from crdtgossip.errors import DecodeError
+
+#: Builds a registered type found inside a value from its ``[tag, version, body]``.
+#: Installed by :mod:`crdtgossip._codec.body`, which sits above this module (it checks
+#: bodies with the value checks built on the reader), so that imports stay downward.
+UserValueReader = Callable[[Wire, Limits], object]
+_user_value_reader: list[UserValueReader] = []
+
+
+def install_user_value_reader(reader: UserValueReader) -> None:
+    """Make ``reader`` build the registered types found inside values."""
+    _user_value_reader[:] = [reader]
+
 
 #: Inputs (and tuple payloads) up to this many bytes are unpacked without the skip of
 #: :func:`check_complete`, which costs a msgpack.Unpacker (about 2.5 us, as much as
@@ -78,8 +96,8 @@ class _Reader:
             max_ext_len=limits.max_str_len,
         )
 
-    def _ext_hook(self, code: int, data: bytes) -> tuple[Any, ...]:
-        if code != TUPLE_EXT_CODE:
+    def _ext_hook(self, code: int, data: bytes) -> object:
+        if code != TUPLE_EXT_CODE and (code != USER_VALUE_EXT_CODE or not _user_value_reader):
             raise DecodeError(f"unknown msgpack extension type {code}")
         self.copy_budget -= len(data)
         if self.copy_budget < 0:
@@ -92,7 +110,9 @@ class _Reader:
         finally:
             self.depth -= 1
         if type(items) is not list:
-            raise DecodeError("a tuple extension must hold an array")
+            raise DecodeError("an extension must hold an array")
+        if code == USER_VALUE_EXT_CODE:
+            return _user_value_reader[0](items, self.limits)
         return tuple(items)
 
 

@@ -28,8 +28,8 @@ from crdtgossip._codec.bodies import (
     _read_orset_store,
     _read_pncounter,
 )
+from crdtgossip._codec.checks import _check_element
 from crdtgossip._codec.limits import (
-    DEFAULT_LIMITS,
     TAG_EWFLAG,
     TAG_GCOUNTER,
     TAG_GSET,
@@ -42,8 +42,16 @@ from crdtgossip._codec.limits import (
     Limits,
     Wire,
 )
+from crdtgossip._codec.registry import registration_for_tag, registration_of
 from crdtgossip._codec.shapes import _array, _ascending, _positive, _replica
-from crdtgossip._codec.values import _canonical, _check_value, _sorted_by_encoding
+from crdtgossip._codec.user import read_versioned_body
+from crdtgossip._codec.values import (
+    _canonical,
+    _canonical_element,
+    _encode_depth_exceeded,
+    _sorted_by_encoding,
+    _user_body,
+)
 from crdtgossip.crdts._causal import CausalContext, CausalCRDT, Dot
 from crdtgossip.crdts.ewflag import EWFlag
 from crdtgossip.crdts.gcounter import GCounter
@@ -87,15 +95,19 @@ _CAUSAL_READERS: dict[int, tuple[type[Any], Callable[[Any, Wire, CausalContext, 
 
 def _signature(prototype: object, depth: int = 1) -> Wire:
     """The nested type of an ORMap: ``[TAG]``, or ``[TAG_ORMAP, inner signature]``."""
-    if depth > DEFAULT_LIMITS.max_depth:
+    limit = _encode_depth_exceeded(depth - 1)
+    if limit is not None:
         # decode refuses deeper nesting: never write what cannot be read back.
-        raise EncodeError(f"ORMaps nested deeper than {DEFAULT_LIMITS.max_depth}")
+        raise EncodeError(f"ORMaps nested deeper than {limit}")
     if isinstance(prototype, ORMap):
         return [TAG_ORMAP, _signature(prototype._prototype, depth + 1)]
     for table in (_CAUSAL_STORES, _PLAIN_BODIES):
         entry = table.get(type(prototype))
         if entry is not None:
             return [entry[0]]
+    registration = registration_of(type(prototype))
+    if registration is not None:
+        return [registration.tag]
     raise EncodeError(f"cannot encode an ORMap of {type(prototype).__name__}")
 
 
@@ -113,10 +125,37 @@ def _prototype_from(wire: Wire, depth: int, limits: Limits) -> Any:
             return _CAUSAL_READERS[tag][0]()
         if tag in _PLAIN_READERS:
             return _PLAIN_BODIES_BY_TAG[tag]()
+        registration = registration_for_tag(tag)
+        if registration is not None:
+            return registration.cls()
     raise DecodeError(f"ORMap signature: unknown nested type {wire!r:.60}")
 
 
 _PLAIN_BODIES_BY_TAG: dict[int, type[Any]] = {tag: kind for kind, (tag, _) in _PLAIN_BODIES.items()}
+
+
+def plain_body(obj: object) -> tuple[int, Wire] | None:
+    """The tag and body of a non-causal state (built-in or registered), or None."""
+    kind = type(obj)
+    entry = _PLAIN_BODIES.get(kind)
+    if entry is not None:
+        return entry[0], entry[1](obj)
+    registration = registration_of(kind)
+    if registration is not None:
+        body = _canonical(_user_body(registration.encode_body, obj), 1)
+        return registration.tag, [registration.version, body]
+    return None
+
+
+def plain_reader(tag: int) -> Callable[[Wire, Limits], Any] | None:
+    """How to read the body of the non-causal type of ``tag``, or None."""
+    reader = _PLAIN_READERS.get(tag)
+    if reader is not None:
+        return reader
+    registration = registration_for_tag(tag)
+    if registration is None:
+        return None
+    return lambda wire, limits: read_versioned_body(registration, wire, limits)
 
 
 def _store_body(obj: CausalCRDT) -> Wire:
@@ -133,16 +172,24 @@ def _ormap_entries(ormap: ORMap[Any]) -> Wire:
     store (the map's context covers them); non-causal ones write one contribution per
     presence tag (a plain body).
     """
-    plain = None if ormap._causal else _PLAIN_BODIES[type(ormap._prototype)][1]
     rows = []
     for key, entry in ormap._entries.items():
         tags = [
-            [replica, counter, None if plain is None else plain(entry.tags[(replica, counter)])]
+            [replica, counter, _contribution(ormap, entry.tags[(replica, counter)])]
             for replica, counter in sorted(entry.tags)
         ]
         nested = None if entry.nested is None else _store_body(entry.nested)
-        rows.append([_canonical(key), tags, nested])
+        rows.append([_canonical_element(key, keyed=True), tags, nested])
     return _sorted_by_encoding(rows)
+
+
+def _contribution(ormap: ORMap[Any], contribution: object) -> Wire:
+    if ormap._causal:
+        return None
+    written = plain_body(contribution)
+    if written is None:
+        raise EncodeError(f"cannot encode an ORMap of {type(contribution).__name__}")
+    return written[1]
 
 
 def _read_store_into(
@@ -162,12 +209,14 @@ def _read_ormap_entries(
     ormap: ORMap[Any], wire: Wire, context: CausalContext, limits: Limits, depth: int
 ) -> None:
     rows = _array(wire, "ORMap entries")
-    plain_reader = None
+    read_plain = None
     if not ormap._causal:
-        plain_reader = _PLAIN_READERS[_signature(ormap._prototype)[0]]
+        read_plain = plain_reader(_signature(ormap._prototype)[0])
+        if read_plain is None:
+            raise DecodeError(f"ORMap of {ormap.value_type.__name__}: no longer registered")
     for row in rows:
         key, tag_rows, nested_wire = _array(row, "ORMap entry", 3)
-        _check_value(key, limits, hashable=True)
+        _check_element(key, limits, keyed=True)
         if key in ormap._entries:
             raise DecodeError("ORMap: duplicate keys")
         tags: dict[Dot, Any] = {}
@@ -176,12 +225,12 @@ def _read_ormap_entries(
             replica, counter, contribution = _array(tag_row, "ORMap tag", 3)
             dot = (_replica(replica), _positive(counter, "a dot counter"))
             _check_dot(dot, context)
-            if plain_reader is None:
+            if read_plain is None:
                 if contribution is not None:
                     raise DecodeError("ORMap: a causal nested value carries no contribution")
                 tags[dot] = None
             else:
-                tags[dot] = plain_reader(contribution, limits)
+                tags[dot] = read_plain(contribution, limits)
             dots.append(dot)
         _ascending(dots, "ORMap tags")
         nested = None

@@ -2,23 +2,39 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable
+from contextvars import ContextVar
 from typing import Any
 
 import msgpack
 
+from crdtgossip._codec.checks import _element_problem
 from crdtgossip._codec.limits import (
     DEFAULT_LIMITS,
     INT_MAX,
     INT_MIN,
     TUPLE_EXT_CODE,
-    Limits,
+    USER_VALUE_EXT_CODE,
     Wire,
 )
-from crdtgossip._codec.reader import _guarded
+from crdtgossip._codec.registry import registration_of
 from crdtgossip.crdts._values import scalar_problem
-from crdtgossip.errors import DecodeError, EncodeError
+from crdtgossip.errors import EncodeError
+
+#: The deepest nesting the encoder writes: the default limits' depth, so that it never
+#: writes what a default decoder refuses; raised while a decoder given deeper limits
+#: re-encodes what it read (strict decoding).
+ENCODE_MAX_DEPTH: ContextVar[int] = ContextVar(
+    "crdtgossip_encode_max_depth", default=DEFAULT_LIMITS.max_depth
+)
+
+
+def _encode_depth_exceeded(depth: int) -> int | None:
+    """The depth limit when ``depth`` passes it, else None (looked up past the default)."""
+    if depth < DEFAULT_LIMITS.max_depth:
+        return None
+    limit = ENCODE_MAX_DEPTH.get()
+    return limit if depth >= limit else None
 
 
 def _canonical(value: object, depth: int = 0) -> Wire:
@@ -32,8 +48,14 @@ def _canonical(value: object, depth: int = 0) -> Wire:
         if problem is not None:
             raise EncodeError(problem)
         return value
-    if depth >= DEFAULT_LIMITS.max_depth:
-        raise EncodeError(f"value nested deeper than {DEFAULT_LIMITS.max_depth} levels")
+    limit = _encode_depth_exceeded(depth)
+    if limit is not None:
+        raise EncodeError(f"value nested deeper than {limit} levels")
+    registration = registration_of(kind)
+    if registration is not None:
+        body = _canonical(_user_body(registration.encode_body, value), depth + 1)
+        payload = _pack([registration.tag, registration.version, body])
+        return msgpack.ExtType(USER_VALUE_EXT_CODE, payload)
     if kind is tuple:
         items = [_canonical(item, depth + 1) for item in value]  # type: ignore[attr-defined]
         return msgpack.ExtType(TUPLE_EXT_CODE, msgpack.packb(items, use_bin_type=True))
@@ -49,6 +71,27 @@ def _canonical(value: object, depth: int = 0) -> Wire:
         f"cannot encode {kind.__name__} {value!r:.60}: elements and values are None, bool, "
         "int, float, str, bytes, tuples of these, and lists and str-keyed dicts of values"
     )
+
+
+def _user_body(encode_body: Any, state: object) -> Wire:
+    """``encode_body(state)``: what a user's encoder raises becomes an EncodeError."""
+    try:
+        return encode_body(state)
+    except EncodeError:
+        raise
+    except Exception as exc:
+        raise EncodeError(
+            f"encode_body of {type(state).__name__} raised {type(exc).__name__}: {exc!s:.200}"
+        ) from exc
+
+
+def _canonical_element(value: object, *, keyed: bool) -> Wire:
+    """:func:`_canonical` of a set element (``keyed``: a G-Set element or map key)."""
+    wire = _canonical(value)  # first: it checks the nesting depth
+    problem = _element_problem(value, keyed=keyed)
+    if problem is not None:
+        raise EncodeError(problem)
+    return wire
 
 
 def _pack(wire: Wire) -> bytes:
@@ -97,42 +140,3 @@ def encode_value(value: object) -> bytes:
         raise
     except _PACKING_ERRORS as exc:
         raise _encode_error(exc) from exc
-
-
-def _check_value(value: Wire, limits: Limits, *, hashable: bool, depth: int = 0) -> Wire:
-    """Check a decoded value is of an allowed kind, within the depth limit."""
-    kind = type(value)
-    if kind is str or kind is bytes or kind is bool or kind is int or value is None:
-        return value
-    if kind is float:
-        if math.isnan(value):
-            raise DecodeError("NaN is not a valid element or value")
-        return value
-    if depth >= limits.max_depth:
-        raise DecodeError(f"value nested deeper than {limits.max_depth} levels")
-    if kind is tuple:
-        for item in value:
-            _check_value(item, limits, hashable=hashable, depth=depth + 1)
-        return value
-    if hashable:
-        raise DecodeError(f"an element or key must be hashable, not a {kind.__name__}")
-    if kind is list:
-        for item in value:
-            _check_value(item, limits, hashable=False, depth=depth + 1)
-        return value
-    if kind is dict:
-        for key, item in value.items():
-            if type(key) is not str:
-                raise DecodeError("dict values need str keys")
-            _check_value(item, limits, hashable=False, depth=depth + 1)
-        return value
-    raise DecodeError(f"unexpected {kind.__name__} in a value")
-
-
-def decode_value(data: bytes, *, limits: Limits = DEFAULT_LIMITS) -> Any:
-    """Decode a value written by :func:`encode_value`.
-
-    Raises:
-        DecodeError: for any malformed, oversized or hostile input.
-    """
-    return _guarded(data, limits, lambda wire, _: _check_value(wire, limits, hashable=False))

@@ -193,7 +193,17 @@ def order_key(value: object) -> tuple[Any, ...]:
     if isinstance(value, dict):
         items = sorted((order_key(k), order_key(v)) for k, v in value.items())
         return (_RANK_DICT, tuple(items))
+    for key_of in OTHER_ORDER_KEYS:
+        key = key_of(value)
+        if key is not None:
+            return (_RANK_OTHER, type(value).__qualname__, key)
     return (_RANK_OTHER, type(value).__qualname__, repr(value))
+
+
+#: Order keys for values of other kinds: a type registered with the codec, held as a
+#: value, is keyed by its canonical encoding (equal states, equal keys; a repr would
+#: hold its id). Installed by :mod:`crdtgossip.codec`, a layer above this one.
+OTHER_ORDER_KEYS: list[Callable[[object], bytes | None]] = []
 
 
 C = TypeVar("C", bound=CRDT)

@@ -29,10 +29,17 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from hashlib import blake2b, blake2s
-from typing import TYPE_CHECKING, Final
+from typing import Final, Protocol
 
-if TYPE_CHECKING:
-    from crdtgossip.crdts._causal import CausalContext, Dot
+# A leaf below the causal kernel (which imports it): the shapes it reads, not the kernel.
+Dot = tuple[str, int]
+
+
+class CausalContext(Protocol):
+    """What a digest reads of a causal context (:class:`crdtgossip.crdts.CausalContext`)."""
+
+    vector: dict[str, int]
+    cloud: dict[str, set[int]]
 
 __all__ = [
     "DIGEST_BYTES",

@@ -57,6 +57,46 @@ MAX_COLLECTION_LEN = 4 * 1024 * 1024
 #: The deepest nesting of containers inside one value: the codec's ``Limits.max_depth``.
 MAX_DEPTH = 32
 
+
+#: Classes registered with the codec (:func:`crdtgossip.register_type`): their
+#: instances may be register and map values (the codec writes them), never elements or
+#: keys. Kept by ``crdtgossip._codec.registry``, the layer above, which owns the tags.
+REGISTERED_VALUE_TYPES: set[type] = set()
+
+#: Where one of several equal values would be kept as the same one.
+KEYED_POSITIONS = "G-Set elements, LWWMap keys and ORMap keys"
+
+
+def keyed_problem(value: object) -> str | None:
+    """Why ``value`` cannot be a G-Set element or a map key, beyond the element rules.
+
+    Python takes ``True == 1 == 1.0`` and ``0.0 == -0.0``: a set or map keeps one of
+    them, but they encode differently, so two equal states could give unequal bytes
+    (and anti-entropy would exchange them forever). Bools and integral floats are
+    therefore refused there, at any depth of tuples; ORSet elements (kept by dot) and
+    values (kept by stamp) may hold them.
+    """
+    kind = type(value)
+    if kind is tuple:
+        for item in value:  # type: ignore[attr-defined]
+            problem = keyed_problem(item)
+            if problem is not None:
+                return problem
+        return None
+    if kind is bool:
+        return (
+            f"{value!r} is a bool, which equals the int {int(value)}: {KEYED_POSITIONS} "  # type: ignore[call-overload]
+            "cannot be bools (use 0 and 1, or str), so that equal states have equal bytes"
+        )
+    if kind is float and value.is_integer():  # type: ignore[attr-defined]
+        return (
+            f"{value!r} is a float with an integral value, equal to an int: "
+            f"{KEYED_POSITIONS} cannot be integral floats (use the int), so that equal "
+            "states have equal bytes"
+        )
+    return None
+
+
 T = TypeVar("T")
 
 
@@ -167,6 +207,8 @@ def value_problem(value: object, *, hashable: bool, depth: int = 0) -> str | Non
         return None
     if kind is str or kind is int or kind is bytes or kind is float:
         return scalar_problem(value)
+    if not hashable and kind in REGISTERED_VALUE_TYPES:
+        return None  # the codec writes it as a value (its own body checks are its own)
     if kind is not tuple and ((kind is not list and kind is not dict) or hashable):
         allowed = "tuples of these" if hashable else "tuples, lists and str-keyed dicts"
         return (
@@ -216,6 +258,23 @@ def check_element(element: T, what: str = "an element") -> T:
     elif element is None or kind is bool:
         return element
     problem = value_problem(element, hashable=True)
+    if problem is not None:
+        raise OperationError(f"{what} cannot be {element!r:.60}: {problem}")
+    return element
+
+
+def check_key(element: T, what: str = "a key") -> T:
+    """:func:`check_element`, and the rule of :func:`keyed_problem` (no bools or
+    integral floats), for G-Set elements and LWWMap and ORMap keys.
+
+    Raises:
+        OperationError: it cannot be encoded, or is a bool or an integral float.
+    """
+    check_element(element, what)
+    kind = type(element)
+    if kind is str or kind is int or kind is bytes or element is None:
+        return element  # the fast path: nothing of the keyed rule applies
+    problem = keyed_problem(element)
     if problem is not None:
         raise OperationError(f"{what} cannot be {element!r:.60}: {problem}")
     return element

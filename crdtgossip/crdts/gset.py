@@ -12,7 +12,7 @@ from collections.abc import Hashable, Iterable, Iterator
 from typing import Generic, Self, TypeVar
 
 from crdtgossip.crdts._digest import digest_of, element_hash
-from crdtgossip.crdts._values import check_element
+from crdtgossip.crdts._values import check_key
 from crdtgossip.errors import MergeError
 
 __all__ = ["GSet"]
@@ -63,7 +63,7 @@ class GSet(Generic[E]):
             OperationError: ``element`` is not something the codec can encode (see
                 :mod:`crdtgossip.crdts._values`); the set is unchanged.
         """
-        check_element(element)
+        check_key(element, "a G-Set element")
         elements = self._elements
         if element not in elements:
             if self._hashes is not None:

@@ -29,7 +29,7 @@ from crdtgossip.crdts._base import (
     order_key,
 )
 from crdtgossip.crdts._digest import digest_of, element_hash, entry_hash
-from crdtgossip.crdts._values import check_element, check_value
+from crdtgossip.crdts._values import check_key, check_value
 from crdtgossip.errors import MergeError
 
 __all__ = ["LWWMap"]
@@ -134,7 +134,7 @@ class LWWMap(Generic[K, V]):
                 timestamp left for this key (it holds 2**64 - 1). Nothing has changed
                 then.
         """
-        check_element(key, "an LWWMap key")
+        check_key(key, "an LWWMap key")
         check_value(value)
         check_replica(replica)
         return self._write(
@@ -149,7 +149,7 @@ class LWWMap(Generic[K, V]):
                 encode, or no default timestamp left for this key. Nothing has changed
                 then.
         """
-        check_element(key, "an LWWMap key")
+        check_key(key, "an LWWMap key")
         check_replica(replica)
         return self._write(key, LWWEntry(self._stamp(key, timestamp), replica, False, None))
 

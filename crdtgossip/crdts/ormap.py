@@ -56,7 +56,7 @@ from crdtgossip.crdts._base import CRDT, check_replica
 from crdtgossip.crdts._causal import CausalContext, CausalCRDT, Dot
 from crdtgossip.crdts._dotindex import DotIndex, covered_dots, index_add, index_discard
 from crdtgossip.crdts._mapdigest import MapDigest, MapHashes
-from crdtgossip.crdts._values import MAX_DEPTH, check_element
+from crdtgossip.crdts._values import MAX_DEPTH, check_key
 from crdtgossip.errors import OperationError
 
 __all__ = ["ORMap"]
@@ -253,7 +253,7 @@ class ORMap(MapDigest, CausalCRDT, Generic[K]):
                 (all three before ``fn`` runs, so nothing has changed), or ``fn`` did
                 not return a delta of the nested type.
         """
-        check_element(key, "an ORMap key")
+        check_key(key, "an ORMap key")
         check_replica(replica)
         if not self._context.has_room(replica, _DOTS_PER_UPDATE):
             raise OperationError(
@@ -340,7 +340,7 @@ class ORMap(MapDigest, CausalCRDT, Generic[K]):
         Raises:
             OperationError: ``key`` is not something a map can hold.
         """
-        check_element(key, "an ORMap key")
+        check_key(key, "an ORMap key")
         entry = self._entries.pop(key, None)
         if entry is None:
             return self._empty_bound(CausalContext())
