@@ -41,6 +41,7 @@ class CausalContext(Protocol):
     vector: dict[str, int]
     cloud: dict[str, set[int]]
 
+
 __all__ = [
     "DIGEST_BYTES",
     "FANOUT_BITS",
