@@ -19,13 +19,19 @@ from crdtgossip.protocol.broadcast import MAX_QUEUE_ITEMS
 from crdtgossip.protocol.events import KeyChanged
 from crdtgossip.protocol.messages import Delta, State, encode_message
 
-__all__ = ["MAX_JOINED_DELTAS", "MAX_SEEN_DELTAS", "DataEngine"]
+__all__ = ["MAX_JOINED_BYTES", "MAX_JOINED_DELTAS", "MAX_SEEN_DELTAS", "DataEngine"]
 
 MAX_JOINED_DELTAS: Final = 64
 """Most deltas of one key joined into one gossip queue item before the next delta gets
 an item of its own. Joining saves queue slots and bytes for a burst of writes to one
 key, but each join re-encodes the joined delta, so an unbounded join would cost
 O(burst) per write; 64 small deltas encode in tens of microseconds."""
+
+MAX_JOINED_BYTES: Final = 16 * 1024
+"""The largest queued delta (packed) that a newer delta of its key is joined into: each
+join re-encodes the joined delta, so joining into a large one (a whole state written in
+one update) would cost its size on every later write. 16 KiB is a few hundred small
+deltas, and well inside one reliable frame."""
 
 MAX_SEEN_DELTAS: Final = 16_384
 """Digests of recently received deltas remembered, so a delta that comes back by
@@ -290,8 +296,10 @@ class DataEngine(EngineCore):
         """Queue a delta for gossip; the queue keeps ``delta`` (its own object).
 
         A delta of the same key queued and not sent yet is joined into, in place, up to
-        :data:`MAX_JOINED_DELTAS` of them: a burst of writes to one key costs one
-        queue item per that many writes, and each join re-encodes a bounded delta. A
+        :data:`MAX_JOINED_DELTAS` of them and while it packs into at most
+        :data:`MAX_JOINED_BYTES`: a burst of writes to one key costs one queue item per
+        that many writes, and each join re-encodes a bounded delta (a large one, such as
+        a whole state written at once, is left as it is). A
         queued delta already sent is never changed (its copies are on their way); the
         newer delta gets an item of its own, so nothing queued is ever lost.
         """
@@ -304,6 +312,7 @@ class DataEngine(EngineCore):
             and older.extra is not None
             and type(older.extra) is type(delta)
             and self._joined.get(key, 0) < MAX_JOINED_DELTAS
+            and len(older.packed) <= MAX_JOINED_BYTES
         ):
             joined = older.extra
             try:

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import random
 
-from crdtgossip.codec import decode
+from crdtgossip.codec import decode, encode
 from crdtgossip.config import GossipConfig
 from crdtgossip.crdts import GCounter, ORSet
 from crdtgossip.protocol import Engine, KeyChanged
+from crdtgossip.protocol._engine_data import MAX_JOINED_BYTES
 from crdtgossip.protocol.engine import MAX_JOINED_DELTAS
 from crdtgossip.protocol.messages import Delta, ReadReply, ReadRequest, decode_frame
 from crdtgossip.protocol.outbox import Outbox
@@ -141,3 +142,21 @@ def test_a_delta_already_sent_is_never_joined_into() -> None:
     ]
     assert all(len(d.value) == 1 for d in sent)
     assert {e for d in sent for e in d.value} == {"first", "second"}
+
+
+def test_a_large_queued_delta_is_never_joined_into() -> None:
+    # A whole state written in one update is queued as it is; joining every later small
+    # delta into it would re-encode it, costing its size on each write.
+    engine = _engine()
+    state: ORSet[int] = ORSet()
+    big: ORSet[int] = ORSet()
+    for element in range(5_000):
+        big.add(element, "w")
+    state.merge(big)
+    engine.commit_local("k", state, big, 0.0)
+    queued = engine.stats()["queue_length"]
+    before = encode(big)
+    engine.commit_local("k", state, state.add(-1, "w"), 0.0)
+    assert engine.stats()["queue_length"] == queued + 1  # an item of its own
+    assert encode(big) == before  # the large delta was left as it was
+    assert len(before) > MAX_JOINED_BYTES
