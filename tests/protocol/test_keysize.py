@@ -27,12 +27,16 @@ def _engine(limit: int = LIMIT) -> VirtualCluster:
 def test_writes_are_refused_once_the_key_reaches_the_limit() -> None:
     engine = _engine().engines["a"]
     written = 0
-    with pytest.raises(OperationError, match="max_key_bytes"):
+
+    def write(element: int) -> None:
+        engine.check_room("set")
+        state = engine.get("set")
+        gset: GSet[str] = GSet() if state is None else state  # type: ignore[assignment]
+        engine.commit_local("set", gset, gset.add(f"element-{element:06}"), 0.0)
+
+    with pytest.raises(OperationError, match="max_key_bytes"):  # noqa: PT012
         for element in range(10_000):
-            engine.check_room("set")
-            state = engine.get("set")
-            gset: GSet[str] = GSet() if state is None else state  # type: ignore[assignment]
-            engine.commit_local("set", gset, gset.add(f"element-{element:06}"), 0.0)
+            write(element)
             written += 1
     state = engine.get("set")
     assert state is not None

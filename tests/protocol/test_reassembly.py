@@ -32,14 +32,16 @@ def test_chunks_in_any_order_give_the_whole_once() -> None:
     assert reassembly.on_chunk("p", _chunk(0, 3, 6, b"ab"), 0.0) is None  # duplicate
     assert reassembly.on_chunk("p", _chunk(1, 3, 6, b"cd"), 0.0) == ("k", b"abcdef")
     assert drops["chunk_duplicate"] == 1
-    assert len(reassembly) == 0 and reassembly.held_bytes == 0
+    assert len(reassembly) == 0
+    assert reassembly.held_bytes == 0
 
 
 def test_an_oversized_claim_costs_nothing() -> None:
     reassembly, drops = _reassembly()
     assert reassembly.on_chunk("p", _chunk(0, 2**32, 2**62, b"x"), 0.0) is None
     assert drops["chunk_too_large"] == 1
-    assert len(reassembly) == 0 and reassembly.held_bytes == 0
+    assert len(reassembly) == 0
+    assert reassembly.held_bytes == 0
 
 
 def test_bytes_past_the_announced_size_or_a_changed_header_are_refused() -> None:
@@ -49,7 +51,8 @@ def test_bytes_past_the_announced_size_or_a_changed_header_are_refused() -> None
     assert drops["chunk_mismatch"] == 1
     reassembly.on_chunk("p", _chunk(1, 3, 4, b"de"), 0.0)  # past the total
     assert drops["chunk_overflow"] == 1
-    assert len(reassembly) == 0 and reassembly.held_bytes == 0
+    assert len(reassembly) == 0
+    assert reassembly.held_bytes == 0
 
 
 def test_open_transfers_are_bounded_per_sender_and_expire() -> None:
@@ -65,7 +68,8 @@ def test_open_transfers_are_bounded_per_sender_and_expire() -> None:
     assert reassembly.held_bytes <= 2 * LIMIT
     # Never finished: gone at the deadline, and every byte with them.
     reassembly.expire(1.0 + TRANSFER_DEADLINE)
-    assert len(reassembly) == 0 and reassembly.held_bytes == 0
+    assert len(reassembly) == 0
+    assert reassembly.held_bytes == 0
     assert drops["chunk_expired"] == MAX_TRANSFERS_PER_SENDER + 1
 
 
