@@ -124,7 +124,20 @@ class GossipConfig:
             headers; memberlist's ``UDPBufferSize`` is 1400.
         max_reliable_frame: the largest frame in bytes sent by stream (TCP), sealing
             included; bigger states are split across frames. 16 MiB: larger than any
-            sane single value, and memberlist caps a push-pull state at 20 MB.
+            sane single value, and memberlist caps a push-pull state at 20 MB. A key's
+            state larger than one frame is not dropped: it goes as a sequence of
+            independent parts (sets and maps) or of byte chunks (the other types).
+        max_key_bytes: the largest state of one key in bytes of its encoding. A write
+            to a key whose size has reached it raises ``OperationError``, and an
+            incoming state or chunked transfer past it is refused and counted. The size
+            is an estimate kept without encoding (the last measured size plus the
+            encodings of every change merged since, so it only overcounts); it is
+            measured exactly, with one encoding, when it reaches the limit, at most
+            once per 1/16 of the limit of writes. 64 MiB: a decoded state takes 15 to
+            65 times its encoding in memory, so a key this size costs every member 1 to
+            4 GB (a 10^6-element ORSet of ints encodes to about 10 MB); past it, split
+            the data over several keys. Akka Distributed Data advises keeping entries
+            far smaller (at most ~100,000 top-level entries).
     """
 
     probe_interval: float = 1.0
@@ -142,6 +155,7 @@ class GossipConfig:
     dead_retention: float = 24 * 3600.0
     max_datagram: int = 1400
     max_reliable_frame: int = 16 * 1024 * 1024
+    max_key_bytes: int = 64 * 1024 * 1024
 
     def __post_init__(self) -> None:
         """Check every field.
@@ -156,7 +170,7 @@ class GossipConfig:
                 raise ConfigError(f"{name} must be a number of seconds, not {value!r}")
             if not math.isfinite(value) or value <= 0:
                 raise ConfigError(f"{name} must be a positive, finite number of seconds")
-        for name in (*_INT_FIELDS_MIN_ONE, "max_datagram", "max_reliable_frame"):
+        for name in (*_INT_FIELDS_MIN_ONE, "max_datagram", "max_reliable_frame", "max_key_bytes"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int):
                 raise ConfigError(f"{name} must be an int, not {value!r}")

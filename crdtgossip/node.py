@@ -317,7 +317,8 @@ class Node:
         Raises:
             MergeError: the key holds a state of another type, or ``fn`` did not return
                 its mutator's delta.
-            OperationError: the mutator refused its arguments (nothing changed).
+            OperationError: the mutator refused its arguments, or the key's state has
+                reached ``GossipConfig.max_key_bytes`` (nothing changed).
             StorageError: the write could not be persisted; the key is rolled back to
                 what the storage holds, so the write is not applied.
             QuorumError: too few members merged the write in time (it still spreads,
@@ -327,6 +328,7 @@ class Node:
         persistence = self._persistence
         async with self._write_lock:
             engine = self._require_engine()
+            engine.check_room(key)
             state = self._current(engine, key, value_type)
             if persistence is None:
                 delta = delta_of(state, fn)

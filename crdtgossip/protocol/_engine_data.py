@@ -17,6 +17,7 @@ from crdtgossip.errors import DecodeError, MergeError
 from crdtgossip.protocol._engine_base import EngineCore, From
 from crdtgossip.protocol.broadcast import MAX_QUEUE_ITEMS
 from crdtgossip.protocol.events import KeyChanged
+from crdtgossip.protocol.keysize import KeySizes
 from crdtgossip.protocol.messages import Delta, State, encode_message
 
 __all__ = ["MAX_JOINED_BYTES", "MAX_JOINED_DELTAS", "MAX_SEEN_DELTAS", "DataEngine"]
@@ -49,6 +50,16 @@ class DataEngine(EngineCore):
     _open_deltas: dict[str, tuple[str, str]]
     _joined: dict[str, int]
     _delta_serial: int
+    _sizes: KeySizes
+
+    def check_room(self, key: str) -> None:
+        """Refuse a write to ``key`` when its state has reached
+        ``GossipConfig.max_key_bytes`` (see :mod:`~crdtgossip.protocol.keysize`).
+
+        Raises:
+            OperationError: the key is at the limit; call before the mutator runs.
+        """
+        self._sizes.check(key, self._store.get(key))
 
     def update(self, key: str, delta: CRDT, now: float) -> None:
         """Merge a local delta into the store and queue it for gossip.
@@ -224,6 +235,7 @@ class DataEngine(EngineCore):
         return sorted(self._store)
 
     def _changed(self, key: str, change: CRDT, payload: bytes, *, local: bool = False) -> None:
+        self._sizes.grow(key, len(payload))
         self._tree.touch(key)
         self._events.append(KeyChanged(key, change, payload, local))
 
@@ -289,6 +301,9 @@ class DataEngine(EngineCore):
         self._queue_delta(message.key, delta, message.payload, frozenset((origin.node_id,)))
 
     def _on_state(self, message: State) -> None:
+        if len(message.payload) > self._sizes.max_key_bytes:
+            self._drops["key_too_large"] += 1
+            return
         if self._merge_payload(message.key, message.payload, keep=False) is not None:
             self._counters["states_merged"] += 1
 

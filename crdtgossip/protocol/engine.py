@@ -57,6 +57,7 @@ from crdtgossip.protocol.antientropy import HashTree, key_digest, push_pull_inte
 from crdtgossip.protocol.awareness import Awareness
 from crdtgossip.protocol.broadcast import BroadcastQueue, retransmit_limit
 from crdtgossip.protocol.events import Event, Member, Outgoing
+from crdtgossip.protocol.keysize import KeySizes
 from crdtgossip.protocol.membership import Membership
 from crdtgossip.protocol.messages import (
     MAX_ADDRESS_BYTES,
@@ -75,6 +76,7 @@ from crdtgossip.protocol.messages import (
     ReadReply,
     ReadRequest,
     State,
+    StateChunk,
     Suspect,
     Sync,
     WriteAck,
@@ -179,6 +181,7 @@ class Engine(DataEngine, QuorumEngine, MembersEngine):
         self._corrections: dict[tuple[str, str], float] = {}
         self._counters = dict.fromkeys(COUNTERS, 0)
         self._drops = dict.fromkeys(DROP_REASONS, 0)
+        self._sizes = KeySizes(config.max_key_bytes)
         self._sync = AntiEntropy(
             store=self._store,
             tree=self._tree,
@@ -188,6 +191,10 @@ class Engine(DataEngine, QuorumEngine, MembersEngine):
             drops=self._drops,
             held=self._held_keys,
             changed=self._changed,
+            merge_state=lambda key, payload: self._on_state(State(key, payload)),
+            clock=lambda: self._now,
+            max_key_bytes=config.max_key_bytes,
+            measured=self._sizes.measured,
         )
         self._seeds: list[str] = []
         self._started = False
@@ -261,6 +268,7 @@ class Engine(DataEngine, QuorumEngine, MembersEngine):
             for seed in self._seeds:
                 self._push_pull(seed, join=True)
         self._quorum_tick(now)
+        self._sync.pump()
         self._flush()
 
     # --- outputs and queries -------------------------------------------------------
@@ -299,6 +307,7 @@ class Engine(DataEngine, QuorumEngine, MembersEngine):
             self._prober.next_deadline(),
             self._membership.next_deadline(),
             self._quorum.next_deadline(),
+            self._sync.next_deadline(),
         ):
             if deadline is not None and deadline < wakeup:
                 wakeup = deadline
@@ -396,6 +405,8 @@ class Engine(DataEngine, QuorumEngine, MembersEngine):
                 self._sync.on_sync(message, origin.address)
             case Diff():
                 self._sync.on_diff(message, origin.address)
+            case StateChunk():
+                self._sync.on_chunk(message, origin.node_id)
             case WriteRequest():
                 self._on_write_request(message, origin)
             case WriteAck():

@@ -66,6 +66,7 @@ from crdtgossip.protocol.sync_messages import (
     SUM_SIZE,
     Diff,
     RangeNode,
+    StateChunk,
     Sync,
     SyncMessage,
     TreeNode,
@@ -118,6 +119,7 @@ __all__ = [
     "ReadReply",
     "ReadRequest",
     "State",
+    "StateChunk",
     "Suspect",
     "Sync",
     "TreeNode",
@@ -146,7 +148,7 @@ class Frame:
 # --- encoding ---------------------------------------------------------------------
 
 _MEMBER_TYPES = (Ping, PingReq, Ack, Nack, Alive, Suspect, Dead, Left, Members)
-_SYNC_TYPES = (Sync, Diff)
+_SYNC_TYPES = (Sync, Diff, StateChunk)
 
 
 def _wire(message: Message) -> list[object]:

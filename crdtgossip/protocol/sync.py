@@ -10,6 +10,11 @@ keys, a key one side lacks goes as its whole state
 repaired by its difference with :class:`~crdtgossip.protocol.messages.Diff` messages
 (:mod:`~crdtgossip.protocol.repair`). A joining member still gets every state whole.
 
+A whole state is sent by :class:`~crdtgossip.protocol.transfer.Transfers`: at once when
+small, else as independent parts or byte chunks spread over ticks, so no state is too
+large to send and none is encoded whole on the call path; chunks that arrive are
+reassembled within strict bounds by :class:`~crdtgossip.protocol.reassembly.Reassembly`.
+
 Like the rest of the protocol it does no I/O: it reads and merges into the engine's
 store and queues messages in the engine's outbox.
 """
@@ -18,20 +23,24 @@ from __future__ import annotations
 
 from collections.abc import Callable, Container
 
-from crdtgossip.codec import encode
 from crdtgossip.crdts import CRDT
 from crdtgossip.errors import DecodeError, MergeError
 from crdtgossip.protocol import antientropy, repair
 from crdtgossip.protocol.antientropy import HashTree
 from crdtgossip.protocol.membership import Membership
-from crdtgossip.protocol.messages import Diff, Members, State, Sync
+from crdtgossip.protocol.messages import Diff, Members, StateChunk, Sync
 from crdtgossip.protocol.outbox import Outbox
+from crdtgossip.protocol.reassembly import Reassembly
+from crdtgossip.protocol.transfer import COUNTERS as TRANSFER_COUNTERS
+from crdtgossip.protocol.transfer import PUMP_INTERVAL, Transfers
 
 __all__ = ["COUNTERS", "AntiEntropy"]
 
-COUNTERS = ("repairs_opened", "repair_steps")
+COUNTERS = ("repairs_opened", "repair_steps", "chunks_in", "chunked_states_in",
+            *TRANSFER_COUNTERS)  # fmt: skip
 """The driver's own counters, added to the engine's stats: repairs of a differing key
-opened here, and Diff messages handled."""
+opened here, Diff messages handled, state chunks received and chunked states
+reassembled, and the counters of :mod:`~crdtgossip.protocol.transfer`."""
 
 
 class AntiEntropy:
@@ -49,6 +58,10 @@ class AntiEntropy:
             persisted): no state, patch or repair of theirs is sent.
         changed: called with a key, what was merged into its state and its encoding
             (it touches the tree and raises the event).
+        merge_state: decodes and merges a whole state received (key, encoding).
+        clock: the engine's current time in seconds.
+        max_key_bytes: ``GossipConfig.max_key_bytes``.
+        measured: called with a key and a measured size of its encoding.
     """
 
     def __init__(
@@ -62,6 +75,10 @@ class AntiEntropy:
         drops: dict[str, int],
         held: Container[str],
         changed: Callable[[str, CRDT, bytes], None],
+        merge_state: Callable[[str, bytes], None],
+        clock: Callable[[], float],
+        max_key_bytes: int,
+        measured: Callable[[str, int], None] | None = None,
     ) -> None:
         self._store = store
         self._tree = tree
@@ -71,8 +88,46 @@ class AntiEntropy:
         self._drops = drops
         self._held = held
         self._changed = changed
+        self._merge_state = merge_state
+        self._clock = clock
         for name in COUNTERS:
             counters.setdefault(name, 0)
+        self._transfers = Transfers(
+            store=store,
+            held=held,
+            outbox=outbox,
+            counters=counters,
+            max_key_bytes=max_key_bytes,
+            clock=clock,
+            measured=measured,
+        )
+        self._reassembly = Reassembly(max_key_bytes, drops)
+        drops.setdefault("key_too_large", 0)  # an incoming state past max_key_bytes
+
+    def pump(self) -> None:
+        """Run the pending transfers a step (a bounded number of bytes) and drop the
+        reassemblies past their deadline; call it at every tick."""
+        self._transfers.pump()
+        self._reassembly.expire(self._clock())
+
+    def next_deadline(self) -> float | None:
+        """When :meth:`pump` should run next, or None when nothing waits."""
+        if self._transfers.pending:
+            return self._clock() + PUMP_INTERVAL
+        return self._reassembly.next_deadline()
+
+    def on_chunk(self, message: StateChunk, sender: str) -> None:
+        """Take one chunk of a large state; merge the state once it is complete.
+
+        Args:
+            message: the chunk.
+            sender: the sender's node id.
+        """
+        self._counters["chunks_in"] += 1
+        complete = self._reassembly.on_chunk(sender, message, self._clock())
+        if complete is not None:
+            self._counters["chunked_states_in"] += 1
+            self._merge_state(*complete)
 
     def push_pull(self, address: str, *, join: bool) -> None:
         """Start an exchange: our member table, and our hash tree's root (or, on join,
@@ -161,13 +216,13 @@ class AntiEntropy:
             self._outbox.send(address, outcome.reply, reliable=True)
 
     def send_states(self, address: str, keys: list[str]) -> None:
-        """Send the whole state of each of ``keys`` held here.
+        """Send the whole state of each of ``keys`` held here (see
+        :class:`~crdtgossip.protocol.transfer.Transfers`: small ones at once, large ones
+        in parts over the next ticks).
 
         Args:
             address: the destination.
             keys: the keys, in order.
         """
         for key in keys:
-            state = self._store.get(key)
-            if state is not None and key not in self._held:
-                self._outbox.send(address, State(key, encode(state)), reliable=True)
+            self._transfers.send(address, key)

@@ -39,6 +39,7 @@ __all__ = [
     "SUM_SIZE",
     "Diff",
     "RangeNode",
+    "StateChunk",
     "Sync",
     "SyncMessage",
     "TreeNode",
@@ -155,7 +156,33 @@ class Diff:
     nodes: tuple[RangeNode, ...]
 
 
-SyncMessage: TypeAlias = Sync | Diff
+@dataclass(frozen=True, slots=True)
+class StateChunk:
+    """One piece of a key's encoded state too large for one reliable frame.
+
+    A state that cannot be split into independent parts (see
+    :mod:`~crdtgossip.protocol.transfer`) goes as ``count`` chunks of its encoding;
+    the receiver keeps them, within strict bounds, until all have come, then decodes
+    and merges the whole (:mod:`~crdtgossip.protocol.reassembly`).
+
+    Attributes:
+        key: the data key.
+        transfer_id: chosen by the sender, the same in every chunk of one transfer.
+        index: this chunk's place, from 0 to ``count - 1``.
+        count: the number of chunks of the transfer (at least 1).
+        total: the bytes of the whole encoding (what the chunks add up to).
+        data: this chunk's bytes (at least one).
+    """
+
+    key: str
+    transfer_id: int
+    index: int
+    count: int
+    total: int
+    data: bytes
+
+
+SyncMessage: TypeAlias = Sync | Diff | StateChunk
 
 
 def to_wire(message: SyncMessage) -> list[object]:
@@ -191,6 +218,8 @@ def to_wire(message: SyncMessage) -> list[object]:
                 for n in nodes
             ]
             return [Kind.DIFF, data_key, opening, context, patch, ranges]
+        case StateChunk(data_key, transfer_id, index, count, total, data):
+            return [Kind.STATE_CHUNK, data_key, transfer_id, index, count, total, data]
     raise TypeError(f"not an anti-entropy message: {message!r}")  # pragma: no cover
 
 
@@ -270,9 +299,22 @@ def _decode_diff(fields: list[object]) -> Diff:
     )
 
 
+def _decode_chunk(fields: list[object]) -> StateChunk:
+    data_key, transfer_value, index_value, count_value, total_value, data_value = fields
+    index = uint(index_value, "chunk index")
+    count = uint(count_value, "chunk count")
+    total = uint(total_value, "transfer size")
+    data = blob(data_value, "chunk data")
+    # Cheap consistency checks; the bounds on memory are the reassembly's.
+    if not index < count <= total or not 0 < len(data) <= total:
+        raise fail("chunk index, count, size and data disagree")
+    return StateChunk(key(data_key), uint(transfer_value, "transfer id"), index, count, total, data)
+
+
 #: Per kind: the number of fields after the kind, and how to build the message from
 #: them (already of that count).
 DECODERS: dict[Kind, tuple[int, Callable[[list[object]], SyncMessage]]] = {
     Kind.SYNC: (3, _decode_sync),
     Kind.DIFF: (5, _decode_diff),
+    Kind.STATE_CHUNK: (6, _decode_chunk),
 }

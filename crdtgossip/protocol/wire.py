@@ -100,6 +100,7 @@ class Kind(enum.IntEnum):
     READ_REQUEST = 15
     READ_REPLY = 16
     DIFF = 17
+    STATE_CHUNK = 40  # numbered apart, so kinds added elsewhere meanwhile do not clash
 
 
 def fail(what: str) -> DecodeError:
