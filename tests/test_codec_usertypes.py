@@ -17,6 +17,7 @@ from crdtgossip import (
     LWWMap,
     LWWRegister,
     MVRegister,
+    OperationError,
     ORMap,
     ORSet,
     decode,
@@ -34,6 +35,7 @@ from crdtgossip.codec import (
     encode_value,
     registration_of,
 )
+from crdtgossip.crdts import CausalContext
 from crdtgossip.testing import assert_codec_round_trip, assert_registered_codec
 from tests.maxregister import MAX_REGISTER_TAG, MaxRegister, registered
 
@@ -248,7 +250,10 @@ def test_a_registered_type_is_no_element_or_key() -> None:
     )
     try:
         orset: ORSet[Any] = ORSet()
-        orset.add(Hashable(1), "r")
+        with pytest.raises(OperationError, match="not supported"):
+            orset.add(Hashable(1), "r")  # the mutator refuses it first
+        orset._context = CausalContext.from_dots([("r", 1)])
+        orset._dots = {"r": {1: Hashable(1)}}  # a state that holds one all the same
         with pytest.raises(EncodeError, match="not hashable"):
             encode(orset)
         element = msgpack.ExtType(USER_VALUE_EXT_CODE, _pack([3000, 1, 1]))

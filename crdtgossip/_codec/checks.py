@@ -9,20 +9,18 @@ from crdtgossip._codec.table import REGISTERED_CLASSES
 from crdtgossip.crdts._values import keyed_problem
 from crdtgossip.errors import DecodeError
 
-# Why keyed positions (KEYED_POSITIONS) refuse bools and integral floats: Python says
-# ``1 == 1.0 == True`` and ``0.0 == -0.0 == 0 == False`` with equal hashes, so a G-Set
-# or a map holds one of them, whichever came first; two replicas that added ``1`` and
-# ``True`` hold equal states with other bytes and would exchange them forever. The rule
-# is the mutators' own (crdts._values.keyed_problem).
+# Why keyed positions (KEYED_POSITIONS) refuse bools and -0.0: Python says ``1 == True``
+# and ``0.0 == -0.0`` with equal hashes, so a G-Set or a map holds one of them,
+# whichever came first; two replicas that added ``1`` and ``True`` would hold equal
+# states with other bytes. The rule is the mutators' own (crdts._values.keyed_problem).
 
 
 def _element_problem(value: object, *, keyed: bool) -> str | None:
     """Why ``value`` cannot be a set element or map key, or None when it can.
 
     Elements are hashable values: no lists, dicts or registered types. ``keyed``
-    (G-Set elements, LWWMap and ORMap keys) also refuses bools and floats with an
-    integral value (``1.0``, ``0.0``, ``-0.0``), at any depth of tuples: the mutators'
-    rule, ``crdts._values.keyed_problem``.
+    (G-Set elements, LWWMap and ORMap keys) also refuses bools and ``-0.0``, at any
+    depth of tuples: the mutators' rule, ``crdts._values.keyed_problem``.
     """
     kind = type(value)
     if kind is tuple:  # callers checked the nesting depth first

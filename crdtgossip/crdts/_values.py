@@ -70,11 +70,14 @@ KEYED_POSITIONS = "G-Set elements, LWWMap keys and ORMap keys"
 def keyed_problem(value: object) -> str | None:
     """Why ``value`` cannot be a G-Set element or a map key, beyond the element rules.
 
-    Python takes ``True == 1 == 1.0`` and ``0.0 == -0.0``: a set or map keeps one of
-    them, but they encode differently, so two equal states could give unequal bytes
-    (and anti-entropy would exchange them forever). Bools and integral floats are
-    therefore refused there, at any depth of tuples; ORSet elements (kept by dot) and
-    values (kept by stamp) may hold them.
+    Python takes ``True == 1`` and ``0.0 == -0.0``: a set or map keeps one of them, but
+    they encode differently, so two equal states could give unequal bytes. Bools and
+    ``-0.0`` are therefore refused there, at any depth of tuples; ORSet elements (kept
+    by dot) and values (kept by stamp) may hold them. An int and a float of equal value
+    (``1`` and ``1.0``) still collapse into one element: keep one numeric type per
+    element position (a timestamp is always a float, a count always an int).
+    Anti-entropy digests follow Python's equality, so replicas holding ``{1}`` and
+    ``{1.0}`` agree that they are equal and do not exchange them forever.
     """
     kind = type(value)
     if kind is tuple:
@@ -88,10 +91,9 @@ def keyed_problem(value: object) -> str | None:
             f"{value!r} is a bool, which equals the int {int(value)}: {KEYED_POSITIONS} "  # type: ignore[call-overload]
             "cannot be bools (use 0 and 1, or str), so that equal states have equal bytes"
         )
-    if kind is float and value.is_integer():  # type: ignore[attr-defined]
+    if kind is float and value == 0.0 and math.copysign(1.0, value) < 0:
         return (
-            f"{value!r} is a float with an integral value, equal to an int: "
-            f"{KEYED_POSITIONS} cannot be integral floats (use the int), so that equal "
+            f"-0.0 equals 0.0: {KEYED_POSITIONS} cannot be -0.0 (use 0.0), so that equal "
             "states have equal bytes"
         )
     return None
@@ -265,10 +267,10 @@ def check_element(element: T, what: str = "an element") -> T:
 
 def check_key(element: T, what: str = "a key") -> T:
     """:func:`check_element`, and the rule of :func:`keyed_problem` (no bools or
-    integral floats), for G-Set elements and LWWMap and ORMap keys.
+    ``-0.0``), for G-Set elements and LWWMap and ORMap keys.
 
     Raises:
-        OperationError: it cannot be encoded, or is a bool or an integral float.
+        OperationError: it cannot be encoded, or is a bool or ``-0.0``.
     """
     check_element(element, what)
     kind = type(element)

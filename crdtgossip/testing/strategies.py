@@ -152,9 +152,9 @@ def elements() -> st.SearchStrategy[Element]:
 def keys() -> st.SearchStrategy[Element]:
     """G-Set elements, LWWMap keys and ORMap keys: :func:`elements` without bools.
 
-    The codec refuses bools and integral floats in those positions (a G-Set or a map
-    keeps one of ``1`` and ``True``, so equal states would have other bytes); ORSet
-    elements, which are stored by their dots, take bools.
+    The codec refuses bools and ``-0.0`` in those positions (a G-Set or a map keeps one
+    of ``1`` and ``True``, so equal states would have other bytes); ORSet elements,
+    which are stored by their dots, take bools.
     """
     return _elements_in_mode(False)
 

@@ -93,6 +93,6 @@ def test_an_element_the_codec_cannot_encode_is_refused() -> None:
         a.add(2**64)
     with pytest.raises(OperationError, match="bool"):
         a.add(True)
-    with pytest.raises(OperationError, match="integral value"):
+    with pytest.raises(OperationError, match=r"-0\.0 equals 0\.0"):
         a.add((1, -0.0))
     assert a == GSet()

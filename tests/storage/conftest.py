@@ -40,7 +40,7 @@ def sample_states() -> dict[str, CRDT]:
     balance.increment("a", 10)
     balance.decrement("b", 4)
     tags: GSet[object] = GSet()
-    for element in ("x", 1, b"\x00raw", (1, "tuple"), None, True):
+    for element in ("x", 1, b"\x00raw", (1, "tuple"), None, 2.5):
         tags.add(element)
     members: ORSet[str] = ORSet()
     members.add("alice", "a")
