@@ -783,7 +783,7 @@ _INVALID = [
     _twin(_state(3, ["x", "y"]), _state(3, ["x", "x"]), "duplicate elements"),
     _twin(_state(3, [1, 2.5]), _state(3, [1, True]), "a bool element (equals an int)"),
     _twin(_state(3, [1, 2.5]), _state(3, [1, -0.0]), "-0.0 element (equals 0)"),
-    _twin(_state(3, [_tuple(2.5)]), _state(3, [_tuple(2.0)]), "integral float in a tuple"),
+    _twin(_state(3, [_tuple(2.5)]), _state(3, [_tuple(-0.0)]), "-0.0 in a tuple"),
     _twin(_state(3, [1, 2.5]), _state(3, [1, 1.0]), "1 and 1.0 are one element"),
     _twin(_state(3, [_tuple(1)]), _state(3, [[1]]), "list element (unhashable)"),
     _twin(_state(3, [_tuple()]), _state(3, [{}]), "dict element (unhashable)"),
