@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 from crdtgossip.apps._cli import read_small_file
+from crdtgossip.apps._client import DEFAULT_AGENT_HTTP
 from crdtgossip.apps.registry.api import make_app
 from crdtgossip.apps.registry.state import Registry
 from crdtgossip.config import GossipConfig
@@ -39,9 +40,8 @@ __all__ = [
     "run_agent",
 ]
 
-#: Where the REST API listens by default: loopback only, so nothing off the machine
-#: can write to the registry unless the operator says so.
-DEFAULT_HTTP = "127.0.0.1:7700"
+#: Where the REST API listens by default (see :data:`~crdtgossip.apps._client.DEFAULT_AGENT_HTTP`).
+DEFAULT_HTTP = DEFAULT_AGENT_HTTP
 
 #: The gossip timer presets ``--config`` chooses from.
 CONFIG_PRESETS: dict[str, Callable[[], GossipConfig]] = {
@@ -174,7 +174,7 @@ async def run_agent(
         config=config,
     )
     await node.start()
-    registry = Registry(node, clock=clock)
+    registry = Registry(node, clock=clock, alone=not options.join)
     runner: web.AppRunner | None = None
     ready = False
     try:
