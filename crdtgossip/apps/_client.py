@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     import aiohttp
 
 __all__ = [
+    "DEFAULT_AGENT_HTTP",
     "DEFAULT_HTTP_TIMEOUT",
     "MAX_REPLY_BYTES",
     "AgentError",
@@ -43,6 +44,11 @@ __all__ = [
     "Reply",
     "agent_path",
 ]
+
+#: The agent's default REST address (``crdtgossip agent --http``), which ``render`` and
+#: ``deploy`` use when given no ``--agent``: loopback only, so nothing off the machine
+#: can write to the registry unless the operator says so.
+DEFAULT_AGENT_HTTP = "127.0.0.1:7700"
 
 #: Seconds any one request may take unless the caller gives its own timeout.
 DEFAULT_HTTP_TIMEOUT = 30.0

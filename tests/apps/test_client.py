@@ -206,12 +206,13 @@ async def test_a_lent_session_stays_open_and_an_own_one_is_closed(fake: Fake) ->
 
 
 def test_each_app_checks_its_url_its_own_way() -> None:
-    # The deploy hooks assume http:// (a provisioning tool passes host:port); the
-    # renderer's --agent must be a whole URL. Both send to the URL without a final /.
+    # Both assume http:// when given host:port (issue 16: they used to differ) and
+    # send to the URL without a final /; each refuses a bad URL with its own error.
     assert DeployClient("127.0.0.1:7700/").url == "http://127.0.0.1:7700"
     assert RenderClient("http://127.0.0.1:8500/").url == "http://127.0.0.1:8500"
     with pytest.raises(AgentError, match="http"):
         DeployClient("ftp://x")
+    assert RenderClient("127.0.0.1:7700").url == "http://127.0.0.1:7700"
     with pytest.raises(ConfigError, match="--agent"):
-        RenderClient("127.0.0.1:8500")
+        RenderClient("ftp://x")
     assert DeployError is AgentError

@@ -22,6 +22,7 @@ import math
 import sys
 from pathlib import Path
 
+from crdtgossip.apps._client import DEFAULT_AGENT_HTTP
 from crdtgossip.apps.deploy.client import (
     DEFAULT_DRAIN_TIMEOUT,
     MAX_GRACE,
@@ -75,7 +76,10 @@ def add_deploy_command(
     def common(name: str, help_text: str) -> argparse.ArgumentParser:
         action = actions.add_parser(name, help=help_text, description=help_text)
         action.add_argument(
-            "--agent", required=True, metavar="URL", help="the agent, like http://127.0.0.1:7700"
+            "--agent",
+            default=DEFAULT_AGENT_HTTP,
+            metavar="URL",
+            help=f"the agent, HOST:PORT or http(s)://HOST:PORT (default {DEFAULT_AGENT_HTTP})",
         )
         action.add_argument(
             "--token", type=Path, metavar="FILE", help="bearer token file, if the agent has one"

@@ -109,10 +109,16 @@ class Snapshot:
         index: the agent's ``X-Index`` for the service list.
         services: every service to its healthy instances not in maintenance. A service
             whose name is not safe to render is listed with no instance and not read.
+        ready: whether the agent has synced with a peer since it started (or runs
+            alone by configuration); when False, ``services`` is empty and must not be
+            rendered: it is what an agent that has not caught up yet holds.
+        not_ready_reason: the agent's words for why it is not ready.
     """
 
     index: int
     services: Mapping[str, list[Instance]]
+    ready: bool = True
+    not_ready_reason: str = ""
 
 
 class _Retryable(Exception):
@@ -153,12 +159,19 @@ class AgentClient(BaseAgentClient):
         # is installed.
         from yarl import URL
 
+        if any(char.isspace() for char in url):
+            raise ConfigError(f"--agent {url!r} is not a URL: it holds white space")
+        if "://" not in url:
+            # "127.0.0.1:7700", as deploy and the agent's own --http take it.
+            url = f"http://{url}"
         try:
             base = URL(url)
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"--agent {url!r} is not a URL: {exc}") from exc
         if base.scheme not in ("http", "https") or not base.host:
-            raise ConfigError(f"--agent {url!r} must be an http:// or https:// URL with a host")
+            raise ConfigError(
+                f"--agent {url!r} must be HOST:PORT or an http:// or https:// URL with a host"
+            )
         return str(base)
 
     async def snapshot(self, *, index: int = 0, wait: float = BLOCKING_WAIT) -> Snapshot:
@@ -202,7 +215,30 @@ class AgentClient(BaseAgentClient):
                 )
                 await asyncio.sleep(pause)
 
+    async def readiness(self) -> tuple[bool, str]:
+        """``GET /v1/ready``: whether the agent may be rendered from, and why not.
+
+        An agent without the endpoint (404: older than readiness reports) counts as
+        ready.
+
+        Raises:
+            ~crdtgossip.errors.TransportError: the agent could not be reached.
+            ~crdtgossip.errors.DecodeError: the reply is not ``{"ready": bool, ...}``.
+        """
+        reply = await self._get(agent_path("v1", "ready"), {}, REQUEST_TIMEOUT)
+        if reply is None:
+            return True, ""
+        _, body = reply
+        ready = body.get("ready")
+        if not isinstance(ready, bool):
+            raise DecodeError(f'agent {self.url}: /v1/ready is not {{"ready": true|false}}')
+        reason = body.get("reason")
+        return ready, reason if isinstance(reason, str) else ""
+
     async def _snapshot_once(self, index: int, wait: float) -> Snapshot:
+        ready, reason = await self.readiness()
+        if not ready:
+            return Snapshot(0, {}, ready=False, not_ready_reason=reason)
         params = {"index": str(index), "wait": f"{wait:g}s"} if index > 0 else {}
         timeout = REQUEST_TIMEOUT + (wait if index > 0 else 0.0)
         reply = await self._get(agent_path("v1", "services"), params, timeout)

@@ -137,6 +137,23 @@ class LiveFile:
             )
         return InstallResult(changed=True)
 
+    async def validate(self, text: str) -> str | None:
+        """Run the check on ``text`` without touching the live file.
+
+        Returns:
+            None when the check accepts it, or the refusal line.
+
+        Raises:
+            ~crdtgossip.errors.ConfigError: the renderer's check cannot run.
+            ~crdtgossip.errors.StorageError: the candidate could not be written.
+        """
+        candidate = self._write_candidate(text)
+        try:
+            return await self._check(candidate)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                candidate.unlink()
+
     def _write_candidate(self, text: str) -> Path:
         try:
             mode = stat.S_IMODE(self.path.stat().st_mode)

@@ -8,11 +8,11 @@ line in the output and never the whole render.
 
 from __future__ import annotations
 
-import ipaddress
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from crdtgossip.apps._address import format_endpoint
 from crdtgossip.errors import DecodeError
 
 __all__ = [
@@ -33,17 +33,6 @@ MAX_NAME_LENGTH = 253
 # Whitespace, ";", "{", "}", "#", quotes and newlines (what could end a directive or open
 # a block) are all outside it.
 _SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
-
-# A DNS host name: labels of letters, digits, "-" and "_" (underscores appear in real
-# internal names), 1 to 63 characters each (RFC 1035), joined by single dots.
-_HOST_LABEL = r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?"
-_HOST_NAME = re.compile(rf"{_HOST_LABEL}(?:\.{_HOST_LABEL})*")
-
-# An IPv6 zone id ("eth0" in fe80::1%eth0): an interface name, so the name alphabet.
-_ZONE_ID = re.compile(r"[A-Za-z0-9_.-]+")
-
-#: Highest TCP port.
-_MAX_PORT = 65_535
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,8 +87,9 @@ def endpoint(address: str, port: int) -> str | None:
     """Format ``address:port`` for a ``server`` line, or None if it is not safe.
 
     Args:
-        address: an IPv4 literal, an IPv6 literal without brackets (an optional zone id
-            after ``%``), or a DNS host name.
+        address: an IPv4 literal, an IPv6 literal without brackets (no zone id), or
+            an RFC 1123 host name (the policy of :mod:`crdtgossip.apps._address`, the
+            same one the registry applies to registrations).
         port: 1 to 65535.
 
     Returns:
@@ -114,21 +104,7 @@ def endpoint(address: str, port: int) -> str | None:
         >>> endpoint("10.0.0.1; include /etc/passwd", 80) is None
         True
     """
-    if isinstance(port, bool) or not 1 <= port <= _MAX_PORT:
-        return None
-    try:
-        ip = ipaddress.ip_address(address)
-    except ValueError:
-        ip = None
-    if isinstance(ip, ipaddress.IPv6Address):
-        if ip.scope_id is not None and _ZONE_ID.fullmatch(ip.scope_id) is None:
-            return None
-        return f"[{ip.compressed}]:{port}"
-    if ip is not None:
-        return f"{ip}:{port}"
-    if len(address) > MAX_NAME_LENGTH or _HOST_NAME.fullmatch(address) is None:
-        return None
-    return f"{address.lower()}:{port}"
+    return format_endpoint(address, port)
 
 
 def parse_instances(reply: object) -> list[Instance]:

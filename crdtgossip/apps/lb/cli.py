@@ -17,7 +17,9 @@ import sys
 from pathlib import Path
 
 from crdtgossip.apps._cli import read_small_file
+from crdtgossip.apps._client import DEFAULT_AGENT_HTTP
 from crdtgossip.apps.lb._client import DAEMON_RETRY, ONCE_RETRY, AgentClient
+from crdtgossip.apps.lb._guard import DEFAULT_MAX_DROP, DropGuard
 from crdtgossip.apps.lb._install import LiveFile
 from crdtgossip.apps.lb._loop import RenderLoop
 from crdtgossip.apps.lb._plugins import load_renderer
@@ -44,9 +46,9 @@ backend with no server).
 
 _EPILOG = """\
 examples:
-  crdtgossip render --agent http://127.0.0.1:8500 --format nginx \\
+  crdtgossip render --agent 127.0.0.1:7700 --format nginx \\
       --out /etc/nginx/conf.d/upstreams.inc --reload 'nginx -s reload'
-  crdtgossip render --agent http://127.0.0.1:8500 --format haproxy \\
+  crdtgossip render --agent 127.0.0.1:7700 --format haproxy \\
       --out /etc/haproxy/backends.cfg \\
       --check 'haproxy -c -f /etc/haproxy/haproxy.cfg -f {path}' \\
       --reload 'systemctl reload haproxy'
@@ -72,7 +74,11 @@ def add_render_command(
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
-        "--agent", required=True, metavar="URL", help="the agent's HTTP address (http://HOST:PORT)"
+        "--agent",
+        default=DEFAULT_AGENT_HTTP,
+        metavar="URL",
+        help="the agent's HTTP address, HOST:PORT or http(s)://HOST:PORT "
+        f"(default {DEFAULT_AGENT_HTTP}, the agent's own default)",
     )
     parser.add_argument(
         "--format",
@@ -105,6 +111,20 @@ def add_render_command(
     parser.add_argument(
         "--once", action="store_true", help="render once, install if changed, and exit"
     )
+    parser.add_argument(
+        "--max-drop",
+        metavar="SHARE",
+        type=float,
+        default=DEFAULT_MAX_DROP,
+        help="refuse a render that drops more than this share (0 to 1) of a service's "
+        f"instances, or of all instances, at once (default {DEFAULT_MAX_DROP:g}; "
+        "one instance may always go)",
+    )
+    parser.add_argument(
+        "--allow-drop",
+        action="store_true",
+        help="render even what --max-drop would refuse (an intended mass drain)",
+    )
     parser.set_defaults(run=run)
     return parser
 
@@ -136,13 +156,16 @@ def run(args: argparse.Namespace) -> int:
     else:
         options = RenderOptions()
     renderer = load_renderer(args.format, options)
+    guard = DropGuard(1.0 if args.allow_drop else args.max_drop)
     live = LiveFile(args.out, renderer, check=args.check, reload=args.reload)
-    return asyncio.run(_render(args.agent, renderer, live, wait, once=args.once))
+    return asyncio.run(_render(args.agent, renderer, live, wait, guard, once=args.once))
 
 
-async def _render(agent: str, renderer: Renderer, live: LiveFile, wait: Wait, *, once: bool) -> int:
+async def _render(
+    agent: str, renderer: Renderer, live: LiveFile, wait: Wait, guard: DropGuard, *, once: bool
+) -> int:
     async with AgentClient(agent, retry=ONCE_RETRY if once else DAEMON_RETRY) as client:
-        render_loop = RenderLoop(client, renderer, live, wait=wait)
+        render_loop = RenderLoop(client, renderer, live, wait=wait, guard=guard)
         if once:
             result = await render_loop.render_once()
             if result.error is not None:
@@ -180,6 +203,8 @@ def _log_to_stderr(level: int) -> None:
     if logger.handlers or logging.getLogger().handlers:
         return
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("crdtgossip render: %(message)s"))
+    handler.setFormatter(
+        logging.Formatter("%(asctime)s crdtgossip render: %(levelname)s %(message)s")
+    )
     logger.addHandler(handler)
     logger.setLevel(level)

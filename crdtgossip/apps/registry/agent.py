@@ -7,6 +7,8 @@ an agent in a program (give it an :class:`asyncio.Event` to stop it).
 from __future__ import annotations
 
 import asyncio
+import ipaddress
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -16,7 +18,9 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 from crdtgossip.apps._cli import read_small_file
+from crdtgossip.apps._client import DEFAULT_AGENT_HTTP
 from crdtgossip.apps.registry.api import make_app
+from crdtgossip.apps.registry.fields import RegistryError, check_name
 from crdtgossip.apps.registry.state import Registry
 from crdtgossip.config import GossipConfig
 from crdtgossip.errors import ConfigError, StorageError, TransportError
@@ -39,9 +43,8 @@ __all__ = [
     "run_agent",
 ]
 
-#: Where the REST API listens by default: loopback only, so nothing off the machine
-#: can write to the registry unless the operator says so.
-DEFAULT_HTTP = "127.0.0.1:7700"
+#: Where the REST API listens by default (see :data:`~crdtgossip.apps._client.DEFAULT_AGENT_HTTP`).
+DEFAULT_HTTP = DEFAULT_AGENT_HTTP
 
 #: The gossip timer presets ``--config`` chooses from.
 CONFIG_PRESETS: dict[str, Callable[[], GossipConfig]] = {
@@ -137,6 +140,24 @@ def _announce(line: str) -> None:
     print(line, flush=True)
 
 
+def _check_node_id(node_id: str) -> None:
+    """A node id is a name (it appears in member lists, metrics and logs)."""
+    try:
+        check_name("--node-id", node_id)
+    except RegistryError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def _open_without_token(host: str, token: str | None) -> bool:
+    """Whether the REST API would accept writes from other machines with no token."""
+    if token is not None or host == "localhost":
+        return False
+    try:
+        return not ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return True  # a host name: it may resolve to any interface
+
+
 async def run_agent(
     options: AgentOptions,
     stop: asyncio.Event,
@@ -160,10 +181,18 @@ async def run_agent(
         ConfigError: a bad address, preset, token file; KeyringError: a bad keyring
         file; StorageError: a bad data directory; TransportError: an address in use.
     """
+    _check_node_id(options.node_id)
     http_host, http_port = parse_address(options.http)
     config = _config(options.config)
     keyring = Keyring.from_file(options.keyring) if options.keyring is not None else None
     token = read_token(options.token) if options.token is not None else None
+    if _open_without_token(http_host, token):
+        print(
+            f"crdtgossip agent: warning: --http {options.http} listens beyond this machine "
+            "and no --token is set: anyone who can reach it can change the registry",
+            file=sys.stderr,
+            flush=True,
+        )
     storage = open_storage(options.data_dir) if options.data_dir is not None else None
     node = Node(
         options.node_id,
@@ -174,7 +203,7 @@ async def run_agent(
         config=config,
     )
     await node.start()
-    registry = Registry(node, clock=clock)
+    registry = Registry(node, clock=clock, alone=not options.join)
     runner: web.AppRunner | None = None
     ready = False
     try:

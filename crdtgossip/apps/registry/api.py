@@ -97,6 +97,7 @@ def make_app(
     app.router.add_put("/v1/expectations/{env}/{service}", _expectation)
     app.router.add_get("/v1/health", _health)
     app.router.add_get("/v1/members", _members)
+    app.router.add_get("/v1/ready", _ready)
     app.router.add_get("/metrics", _metrics)
     return app
 
@@ -286,6 +287,12 @@ async def _releases(request: web.Request) -> web.Response:
 async def _members(request: web.Request) -> web.Response:
     index = await _block(request)
     return _reply({"members": request.app[_STATE].registry.members()}, index)
+
+
+async def _ready(request: web.Request) -> web.Response:
+    """``{"ready": bool, "reason": str}``: 200 either way, so a client reads the answer
+    instead of retrying it as a failure."""
+    return _reply(request.app[_STATE].registry.readiness.report())
 
 
 async def _metrics(request: web.Request) -> web.Response:

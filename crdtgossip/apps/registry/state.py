@@ -78,6 +78,7 @@ from crdtgossip.apps.registry.model import (
     ReleaseRequest,
     parse_event,
 )
+from crdtgossip.apps.registry.readiness import Readiness
 from crdtgossip.apps.registry.view import (
     ReleaseElement,
     Snapshot,
@@ -138,6 +139,8 @@ class Registry:
         clock: the current Unix time in seconds; injectable so tests can expire events
             without sleeping.
         expiry_check_interval: see :data:`EXPIRY_CHECK_INTERVAL`.
+        alone: the agent was given no peer to join, so it is ready at once; otherwise
+            it is ready once it has synced with a peer (:mod:`.readiness`).
 
     Call :meth:`start` before serving (it follows the keys into the in-memory view
     and drives the change index) and :meth:`stop` when done.
@@ -149,8 +152,15 @@ class Registry:
         *,
         clock: Callable[[], float] = time.time,
         expiry_check_interval: float = EXPIRY_CHECK_INTERVAL,
+        alone: bool = True,
     ) -> None:
         self._node = node
+        self._readiness = Readiness(
+            alone=alone,
+            read=lambda key, level: node.get(key, _key_type(key), consistency=level),
+            keys=REGISTRY_KEYS,
+            on_ready=self.settle,
+        )
         self._clock = clock
         self._expiry_check_interval = expiry_check_interval
         self._index = ChangeIndex()
@@ -172,6 +182,11 @@ class Registry:
         return self._index
 
     @property
+    def readiness(self) -> Readiness:
+        """Whether this agent has synced with a peer (``GET /v1/ready``)."""
+        return self._readiness
+
+    @property
     def view(self) -> MaterializedView:
         """The in-memory view the reads are served from (settle it first: :meth:`settle`)."""
         return self._view
@@ -189,6 +204,7 @@ class Registry:
             self._view.note_everything(key)
         await self.settle()
         self._tasks.append(asyncio.create_task(self._follow_expiry(), name="registry:expiry"))
+        self._tasks.append(asyncio.create_task(self._readiness.run(), name="registry:ready"))
         self._node.on_member_event(self._on_member_event)
 
     async def stop(self) -> None:

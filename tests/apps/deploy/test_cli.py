@@ -68,6 +68,10 @@ def test_the_additions_parse() -> None:
     assert (args.reason, args.timeout, args.grace) == (None, 10.0, 0.0)
 
 
+def test_the_agent_defaults_to_the_agents_own_default_address() -> None:
+    assert parse("deploy deregister --service s --instance i").agent == "127.0.0.1:7700"
+
+
 @pytest.mark.parametrize(
     "line",
     [
@@ -77,7 +81,7 @@ def test_the_additions_parse() -> None:
         "deploy register --agent a:1 --service s --instance i --address h --port 0",
         "deploy register --agent a:1 --service s --instance i --address h --port http",
         "deploy register --agent a:1 --service s --instance i --address h --port 1 --meta novalue",
-        "deploy deregister --service s --instance i",
+        "deploy deregister --agent a:1 --instance i",
         "deploy drain --agent a:1 --service s --instance i --grace -1",
         "deploy release --agent a:1 --env prod --service web",
     ],

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import re
 import signal
 import socket
 import sys
@@ -40,7 +41,18 @@ def test_options_and_defaults() -> None:
     assert args.wait == "1s:4s"
 
 
-@pytest.mark.parametrize("missing", ["--agent", "--format", "--out"])
+def test_the_agent_defaults_to_the_agents_own_default_address(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert parse("--format", "nginx", "--out", "/x").agent == "127.0.0.1:7700"
+    with pytest.raises(SystemExit):
+        parse("--help")
+    text = capsys.readouterr().out
+    assert "7700" in text
+    assert "8500" not in text
+
+
+@pytest.mark.parametrize("missing", ["--format", "--out"])
 def test_required_options(missing: str, capsys: pytest.CaptureFixture[str]) -> None:
     argv = {"--agent": "http://h:1", "--format": "nginx", "--out": "/x"}
     del argv[missing]
@@ -230,7 +242,14 @@ async def test_the_running_command_follows_changes_and_exits_0_on_sigterm(
             process.kill()
             await process.wait()
     assert process.returncode == 0
-    assert stderr.decode().splitlines() == [f"crdtgossip render: {out} installed"] * 2
+    lines = stderr.decode().splitlines()
+    assert len(lines) == 2
+    for line in lines:
+        # A timestamp, then the line.
+        assert re.fullmatch(
+            rf"\d{{4}}-\d\d-\d\d [\d:,]+ crdtgossip render: INFO {re.escape(str(out))} installed",
+            line,
+        ), line
 
 
 async def test_a_failed_once_is_one_line_on_stderr_and_exit_1(tmp_path: Path) -> None:

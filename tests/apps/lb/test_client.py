@@ -71,7 +71,7 @@ async def test_an_agent_that_stays_down_is_a_transport_error() -> None:
         port = probe.getsockname()[1]
     # Nothing listens on that port any more: connections are refused.
     async with AgentClient(f"http://127.0.0.1:{port}", retry=QUICK) as client:
-        with pytest.raises(TransportError, match=r"unreachable after 3 tries: GET /v1/services"):
+        with pytest.raises(TransportError, match=r"unreachable after 3 tries: GET /v1/ready"):
             await client.snapshot()
 
 
@@ -88,7 +88,11 @@ async def test_a_reply_without_x_index_is_not_an_agent(agent: FakeAgent) -> None
             await client.snapshot()
 
 
-@pytest.mark.parametrize("url", ["127.0.0.1:8500", "ftp://h/", "http://", "not a url"])
+def test_an_agent_without_a_scheme_is_http() -> None:
+    assert AgentClient("127.0.0.1:7700").url == "http://127.0.0.1:7700"
+
+
+@pytest.mark.parametrize("url", ["ftp://h/", "http://", "not a url"])
 def test_a_bad_agent_url_is_refused(url: str) -> None:
     with pytest.raises(ConfigError, match="--agent"):
         AgentClient(url)

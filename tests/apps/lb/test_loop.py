@@ -139,7 +139,7 @@ async def test_unchanged_output_writes_nothing_and_does_not_reload(
     await harness.finish()
 
 
-async def test_a_refused_check_keeps_the_old_file_and_the_loop_running(
+async def test_an_instance_the_check_refuses_is_left_out_and_counted(
     agent: FakeAgent,
     client: AgentClient,
     harness: Harness,
@@ -155,21 +155,47 @@ async def test_a_refused_check_keeps_the_old_file_and_the_loop_running(
     await agent.read_past(agent.index)
     assert harness.out.read_text() == good
     assert harness.reloads == 1
-    refusals = [r.message for r in caplog.records if "refused the new" in r.message]
-    assert refusals == [
-        f"--check refused the new config (exit 1), {harness.out} left unchanged: no output"
-    ]
+    refusals = [r.message for r in caplog.records if r.message.startswith("left out")]
+    assert len(refusals) == 1
+    assert "web/web-9 (10.9.9.9:8080)" in refusals[0]
+    assert "--check refused the new config (exit 1)" in refusals[0]
     # The same refused text again (the index moved for an unrelated reason): not retried.
     agent.set("idle", [])
     agent.set("idle", [])
     agent.remove("idle")
     await agent.read_past(agent.index)
-    assert sum("refused the new" in r.message for r in caplog.records) == 1
+    assert sum(r.message.startswith("left out") for r in caplog.records) == 1
 
-    agent.set("web", web(1, 2))
+    # The bad instance stays registered; every other change still goes through.
+    agent.set("web", [*web(1, 2), instance("web-9", REFUSED_ADDRESS, 8080)])
     await harness.until(lambda: harness.reloads == 2)
     assert "10.0.0.2:8080" in harness.out.read_text()
+    assert REFUSED_ADDRESS not in harness.out.read_text()
     assert not [p for p in harness.directory.iterdir() if p.name.endswith(".tmp")]
+    await harness.finish()
+
+
+async def test_a_check_that_refuses_everything_keeps_the_old_file(
+    agent: FakeAgent,
+    client: AgentClient,
+    harness: Harness,
+    caplog: pytest.LogCaptureFixture,
+    tmp_path: Path,
+) -> None:
+    caplog.set_level(logging.INFO, "crdtgossip.apps.lb")
+    agent.set("web", web(1))
+    flag = tmp_path / "refuse"
+    await harness.start(client, wait=AT_ONCE, check=f"! test -e {flag}")
+    await harness.until(lambda: harness.reloads == 1)
+    good = harness.out.read_text()
+    flag.write_text("")
+    agent.set("web", web(1, 2))
+    await agent.read_past(agent.index)
+    assert harness.out.read_text() == good
+    refusals = [r.message for r in caplog.records if "refused the new" in r.message]
+    assert refusals == [
+        f"--check refused the new config (exit 1), {harness.out} left unchanged: no output"
+    ]
     await harness.finish()
 
 

@@ -88,9 +88,8 @@ def test_unsafe_names(name: str) -> None:
         ("10.0.0.1", 80, "10.0.0.1:80"),
         ("2001:DB8:0:0::1", 443, "[2001:db8::1]:443"),
         ("::1", 1, "[::1]:1"),
-        ("fe80::1%eth0", 80, "[fe80::1%eth0]:80"),
         ("Web-1.Internal", 65535, "web-1.internal:65535"),
-        ("svc_a.local", 8080, "svc_a.local:8080"),
+        ("svc-a.local", 8080, "svc-a.local:8080"),
     ],
 )
 def test_endpoint_formats_what_proxies_accept(address: str, port: int, written: str) -> None:
@@ -108,6 +107,12 @@ def test_endpoint_formats_what_proxies_accept(address: str, port: int, written: 
         ("10.0.0.1:80", 80),
         ("[::1]", 80),
         ("fe80::1%eth0;x", 80),
+        ("fe80::1%lo", 80),
+        ("999.999.999.999", 80),
+        ("010.0.0.1", 80),
+        ("svc_a.local", 80),
+        ("-x", 80),
+        ("a-.b", 80),
         ("host name", 80),
         ("host\nname", 80),
         ("-host", 80),

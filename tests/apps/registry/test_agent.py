@@ -221,3 +221,23 @@ async def test_run_agent_with_a_token_guards_writes(start: Launch, tmp_path: Pat
         headers = {"Authorization": "Bearer t0ken"}
         async with session.put(url, json={"min_passing": 1}, headers=headers) as response:
             assert response.status == 200
+
+
+async def test_a_node_id_that_is_not_a_name_is_refused() -> None:
+    options = AgentOptions(node_id="bad id!", bind="127.0.0.1:0", http="127.0.0.1:0")
+    with pytest.raises(ConfigError, match="--node-id"):
+        await run_agent(options, asyncio.Event())
+
+
+async def test_http_beyond_loopback_without_a_token_warns(
+    start: Launch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    await start(AgentOptions(node_id="open", bind="127.0.0.1:0", http="0.0.0.0:0"))
+    assert "no --token is set" in capsys.readouterr().err
+
+
+async def test_http_on_loopback_does_not_warn(
+    start: Launch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    await start(AgentOptions(node_id="closed", bind="127.0.0.1:0", http="127.0.0.1:0"))
+    assert "warning" not in capsys.readouterr().err

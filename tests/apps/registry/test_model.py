@@ -79,7 +79,7 @@ def test_parse_instance_defaults_and_full() -> None:
     }
     full = parse_instance(
         {
-            "address": "fe80::1%eth0",
+            "address": "fe80::1",
             "port": 65535,
             "env": "prod",
             "tags": ["a", "b"],
@@ -88,7 +88,7 @@ def test_parse_instance_defaults_and_full() -> None:
         }
     )
     assert (full.address, full.port, full.env, full.tags, full.ttl) == (
-        "fe80::1%eth0",
+        "fe80::1",
         65535,
         "prod",
         ("a", "b"),
@@ -119,6 +119,11 @@ def test_parse_instance_null_optional_fields_mean_absent() -> None:
         ({"address": "h", "port": 1, "tags": ["x" * 257]}, "tags"),
         ({"address": "h", "port": 1, "tags": [""]}, "tags"),
         ({"address": "h", "port": 1, "tags": ["a\tb"]}, "tags"),
+        ({"address": "fe80::1%lo", "port": 1}, "zone id"),
+        ({"address": "999.999.999.999", "port": 1}, "IPv4"),
+        ({"address": "-x", "port": 1}, "RFC 1123"),
+        ({"address": "a_b.internal", "port": 1}, "RFC 1123"),
+        ({"address": "h", "port": 1, "meta": {"w": "1\nserver 10.6.6.6:80"}}, "line breaks"),
         ({"address": "h", "port": 1, "ttl": "5"}, "ttl"),
         ({"address": "h", "port": 1, "ttl": 1e9}, "ttl"),
         ({"address": "h", "port": 1, "extra": 1}, "extra"),
@@ -171,6 +176,7 @@ def test_parse_event_keeps_given_fields() -> None:
         ({"metric": True}, "metric"),
         ({"metric": "1"}, "metric"),
         ({"time": -1}, "time"),
+        ({"time": 0}, "more than 0"),
         ({"time": NOW + MAX_EVENT_FUTURE + 1}, "time"),
         ({"ttl": 0}, "ttl"),
         ({"description": "x" * 4097}, "description"),
