@@ -16,8 +16,9 @@ from crdtgossip.crdts import CRDT
 from crdtgossip.errors import DecodeError, MergeError
 from crdtgossip.protocol._engine_base import EngineCore, From
 from crdtgossip.protocol.broadcast import MAX_QUEUE_ITEMS
+from crdtgossip.protocol.delivery import DeliveryLog
 from crdtgossip.protocol.events import KeyChanged
-from crdtgossip.protocol.messages import Delta, State, encode_message
+from crdtgossip.protocol.messages import Delta, DeltaAck, DeltaInterval, State, encode_message
 
 __all__ = ["MAX_JOINED_DELTAS", "MAX_SEEN_DELTAS", "DataEngine"]
 
@@ -43,6 +44,10 @@ class DataEngine(EngineCore):
     _open_deltas: dict[str, tuple[str, str]]
     _joined: dict[str, int]
     _delta_serial: int
+    # Local deltas until every live member acknowledged them, and the acks to send at
+    # the end of this call: (address, stream) -> acknowledged ranges.
+    _delivery: DeliveryLog
+    _acks: dict[tuple[str, int], list[tuple[int, int]]]
 
     def update(self, key: str, delta: CRDT, now: float) -> None:
         """Merge a local delta into the store and queue it for gossip.
@@ -73,7 +78,7 @@ class DataEngine(EngineCore):
         self._counters["local_updates"] += 1
         self._changed(key, delta, payload, local=True)
         self._remember(payload)
-        self._queue_delta(key, delta.copy(), payload, frozenset())
+        self._deliver(key, delta.copy(), payload)
         self._flush()
 
     def begin_local(self, key: str) -> None:
@@ -136,7 +141,7 @@ class DataEngine(EngineCore):
         self._counters["local_updates"] += 1
         self._changed(key, delta, payload, local=True)
         self._remember(payload)
-        self._queue_delta(key, delta, payload, frozenset())
+        self._deliver(key, delta, payload)
         self._flush()
 
     def abort_local(self, key: str, state: CRDT | None, now: float) -> None:
@@ -281,6 +286,41 @@ class DataEngine(EngineCore):
         self._counters["deltas_merged"] += 1
         # Relay it, but never back to the member it came from (Enes et al.).
         self._queue_delta(message.key, delta, message.payload, frozenset((origin.node_id,)))
+
+    def _deliver(self, key: str, delta: CRDT, payload: bytes) -> None:
+        """Hand a local delta to acknowledged delivery (every live member, until acked)."""
+        if len(encode_message(Delta(key, payload))) > self._outbox.reliable_room:
+            self._drops["oversize"] += 1  # no frame can carry it: anti-entropy's job
+            return
+        members = (m.node_id for m in self._membership.live_members())
+        self._delivery.add(key, delta, payload, members)
+
+    def _on_interval(self, message: DeltaInterval, origin: From) -> None:
+        """Merge a writer's delta interval and acknowledge it; it is not relayed."""
+        for key, payload in message.entries:
+            if not self._remember(payload):
+                self._counters["duplicate_deltas"] += 1
+            elif self._merge_payload(key, payload) is not None:
+                self._counters["deltas_merged"] += 1
+        ranges = self._acks.setdefault((origin.address, message.stream), [])
+        ranges.append((message.first, message.last))
+
+    def _on_delta_ack(self, message: DeltaAck, origin: From) -> None:
+        self._delivery.on_ack(origin.node_id, message)
+
+    def _send_acks(self) -> None:
+        """Queue the acks of this call, contiguous ranges joined into one ack."""
+        acks, self._acks = self._acks, {}
+        for (address, stream), ranges in acks.items():
+            ranges.sort()
+            first, last = ranges[0]
+            for start, end in ranges[1:]:
+                if start <= last + 1:
+                    last = max(last, end)
+                    continue
+                self._outbox.send(address, DeltaAck(stream, first, last))
+                first, last = start, end
+            self._outbox.send(address, DeltaAck(stream, first, last))
 
     def _on_state(self, message: State) -> None:
         if self._merge_payload(message.key, message.payload, keep=False) is not None:

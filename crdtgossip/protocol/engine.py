@@ -56,6 +56,7 @@ from crdtgossip.protocol._engine_quorum import QuorumEngine
 from crdtgossip.protocol.antientropy import HashTree, key_digest, push_pull_interval
 from crdtgossip.protocol.awareness import Awareness
 from crdtgossip.protocol.broadcast import BroadcastQueue, retransmit_limit
+from crdtgossip.protocol.delivery import DeliveryLog
 from crdtgossip.protocol.events import Event, Member, Outgoing
 from crdtgossip.protocol.membership import Membership
 from crdtgossip.protocol.messages import (
@@ -65,6 +66,8 @@ from crdtgossip.protocol.messages import (
     Alive,
     Dead,
     Delta,
+    DeltaAck,
+    DeltaInterval,
     Diff,
     Left,
     Members,
@@ -172,6 +175,9 @@ class Engine(DataEngine, QuorumEngine, MembersEngine):
         self._open_deltas: dict[str, tuple[str, str]] = {}
         self._joined: dict[str, int] = {}
         self._delta_serial = 0
+        # A random stream id, so acks meant for a past life of this node are ignored.
+        self._delivery = DeliveryLog(rng.getrandbits(63))
+        self._acks: dict[tuple[str, int], list[tuple[int, int]]] = {}
         self._tree = HashTree(self._digest_of)
         self._seen: OrderedDict[bytes, None] = OrderedDict()
         self._notices: dict[str, float] = {}
@@ -346,6 +352,10 @@ class Engine(DataEngine, QuorumEngine, MembersEngine):
         stats["members_alive"] = self._membership.count(Status.ALIVE)
         stats["queue_length"] = len(self._queue)
         stats["keys"] = len(self._store)
+        stats["delivery_pending"] = len(self._delivery)
+        stats["delivery_retransmits"] = self._delivery.retransmits
+        stats["delivery_abandoned"] = self._delivery.abandoned
+        stats["delivery_stale_acks"] = self._delivery.stale_acks
         stats["health_score"] = self._awareness.score
         return stats
 
@@ -390,6 +400,10 @@ class Engine(DataEngine, QuorumEngine, MembersEngine):
                 self._on_delta(message, origin)
             case State():
                 self._on_state(message)
+            case DeltaInterval():
+                self._on_interval(message, origin)
+            case DeltaAck():
+                self._on_delta_ack(message, origin)
             case Members():
                 self._sync.on_members(message, origin.node_id, origin.address, origin.now)
             case Sync():
@@ -421,7 +435,13 @@ class Engine(DataEngine, QuorumEngine, MembersEngine):
         self._outbox.send(address, message, piggyback_to=piggyback_to)
 
     def _gossip(self) -> None:
-        """One gossip round: queued broadcasts to ``fanout`` random live members."""
+        """One gossip round: local deltas to every live member that has not
+        acknowledged them (see :mod:`~crdtgossip.protocol.delivery`), then queued
+        broadcasts to ``fanout`` random live members."""
+        if len(self._delivery):
+            live = [(m.node_id, m.address) for m in self._membership.live_members()]
+            for address, packed in self._delivery.round(live, self._outbox.reliable_room):
+                self._outbox.send(address, packed)
         if not len(self._queue):
             return
         limit = self._retransmit_limit()
@@ -441,6 +461,8 @@ class Engine(DataEngine, QuorumEngine, MembersEngine):
         return retransmit_limit(self.config.retransmit_mult, self._membership.live_count())
 
     def _flush(self) -> None:
+        if self._acks:
+            self._send_acks()
         if self._outbox.empty:  # most inputs send nothing (a local update waits for gossip)
             return
         frames = self._outbox.flush(self._queue, self._retransmit_limit())

@@ -100,6 +100,10 @@ class Kind(enum.IntEnum):
     READ_REQUEST = 15
     READ_REPLY = 16
     DIFF = 17
+    # Acknowledged delivery (delivery_messages), numbered apart from the rest so the
+    # kinds other modules add meanwhile cannot collide with them.
+    DELTA_INTERVAL = 40
+    DELTA_ACK = 41
 
 
 def fail(what: str) -> DecodeError:
