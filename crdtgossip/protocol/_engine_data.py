@@ -77,7 +77,7 @@ class DataEngine(EngineCore):
             state.merge(delta)
         self._counters["local_updates"] += 1
         self._changed(key, delta, payload, local=True)
-        self._remember(payload)
+        self._remember(key, payload)
         self._deliver(key, delta.copy(), payload)
         self._flush()
 
@@ -140,7 +140,7 @@ class DataEngine(EngineCore):
             current.merge(delta)
         self._counters["local_updates"] += 1
         self._changed(key, delta, payload, local=True)
-        self._remember(payload)
+        self._remember(key, payload)
         self._deliver(key, delta, payload)
         self._flush()
 
@@ -226,9 +226,18 @@ class DataEngine(EngineCore):
         self._tree.touch(key)
         self._events.append(KeyChanged(key, change, payload, local))
 
-    def _remember(self, payload: bytes) -> bool:
-        """Record a delta payload as seen; ``False`` if it already was."""
-        digest = hashlib.blake2b(payload, digest_size=16).digest()
+    def _remember(self, key: str, payload: bytes) -> bool:
+        """Record a delta of ``key`` as seen; ``False`` if it already was.
+
+        The key is part of what is remembered: equal deltas of two keys (one increment
+        by the same replica, say) are two updates, not one seen twice.
+        """
+        key_bytes = key.encode("utf-8", "surrogatepass")
+        hasher = hashlib.blake2b(digest_size=16)
+        hasher.update(len(key_bytes).to_bytes(2, "big"))
+        hasher.update(key_bytes)
+        hasher.update(payload)
+        digest = hasher.digest()
         if digest in self._seen:
             self._seen.move_to_end(digest)
             return False
@@ -277,7 +286,7 @@ class DataEngine(EngineCore):
         return value
 
     def _on_delta(self, message: Delta, origin: From) -> None:
-        if not self._remember(message.payload):
+        if not self._remember(message.key, message.payload):
             self._counters["duplicate_deltas"] += 1
             return
         delta = self._merge_payload(message.key, message.payload)
@@ -298,7 +307,7 @@ class DataEngine(EngineCore):
     def _on_interval(self, message: DeltaInterval, origin: From) -> None:
         """Merge a writer's delta interval and acknowledge it; it is not relayed."""
         for key, payload in message.entries:
-            if not self._remember(payload):
+            if not self._remember(key, payload):
                 self._counters["duplicate_deltas"] += 1
             elif self._merge_payload(key, payload) is not None:
                 self._counters["deltas_merged"] += 1
@@ -354,7 +363,7 @@ class DataEngine(EngineCore):
                 joined_payload = encode(joined)
                 packed = encode_message(Delta(key, joined_payload))
                 if len(packed) <= self._outbox.reliable_room:
-                    self._remember(joined_payload)
+                    self._remember(key, joined_payload)
                     self._joined[key] = self._joined.get(key, 0) + 1
                     self._queue.put(
                         open_name, packed, exclude=exclude & older.exclude, extra=joined
