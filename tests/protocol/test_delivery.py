@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 from crdtgossip.codec import decode, encode
@@ -85,7 +87,7 @@ def test_unacknowledged_deltas_are_resent_every_round_then_with_doubling_backoff
     for round_number in range(200):
         if any(address == "b:1" for address, _ in log.round([("b", "b:1")], ROOM)):
             rounds_sent.append(round_number)
-    gaps = [later - earlier for earlier, later in zip(rounds_sent, rounds_sent[1:], strict=False)]
+    gaps = [later - earlier for earlier, later in itertools.pairwise(rounds_sent)]
     assert gaps[:STEADY_RETRIES] == [1] * STEADY_RETRIES
     assert gaps[STEADY_RETRIES : STEADY_RETRIES + 4] == [2, 4, 8, 16]
     assert max(gaps) == MAX_BACKOFF_ROUNDS
@@ -158,8 +160,9 @@ def test_an_interval_too_large_for_the_room_is_split_into_contiguous_ones() -> N
     assert len(sent) > 1
     assert all(len(encode_message(m)) <= room for _, m in sent)
     ranges = [(m.first, m.last) for _, m in sent]
-    assert ranges[0][0] == 1 and ranges[-1][1] == 40
-    assert all(b[0] == a[1] + 1 for a, b in zip(ranges, ranges[1:], strict=False))
+    assert ranges[0][0] == 1
+    assert ranges[-1][1] == 40
+    assert all(b[0] == a[1] + 1 for a, b in itertools.pairwise(ranges))
 
 
 def test_past_the_cap_the_oldest_deltas_are_left_to_anti_entropy_and_counted() -> None:
