@@ -352,6 +352,7 @@ class Engine(DataEngine, QuorumEngine, MembersEngine):
         stats["members_alive"] = self._membership.count(Status.ALIVE)
         stats["queue_length"] = len(self._queue)
         stats["keys"] = len(self._store)
+        stats["buddy_suspicions"] = self._prober.buddy_suspicions
         stats["delivery_pending"] = len(self._delivery)
         stats["delivery_retransmits"] = self._delivery.retransmits
         stats["delivery_abandoned"] = self._delivery.abandoned
