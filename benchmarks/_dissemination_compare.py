@@ -63,7 +63,7 @@ def legacy_push() -> Iterator[None]:
     def push(self: DataEngine, key: str, delta: object, payload: bytes) -> None:
         self._queue_delta(key, delta, payload, frozenset())  # type: ignore[arg-type]
 
-    DataEngine._deliver = push  # type: ignore[assignment,method-assign]
+    DataEngine._deliver = push  # type: ignore[method-assign]
     try:
         yield
     finally:
@@ -131,6 +131,11 @@ def compare_push(result: BenchResult, quick: bool) -> None:
                 )
 
 
+async def _increment(node: Node) -> None:
+    replica = node.replica_id
+    await node.update("hits", GCounter, lambda c: c.increment(replica))
+
+
 async def _udp_run(index: int, keyring: Keyring) -> float:
     """Seconds from the concurrent writes until all 5 nodes hold all 5 increments."""
     config = GossipConfig.local()
@@ -157,9 +162,7 @@ async def _udp_run(index: int, keyring: Keyring) -> float:
                 return math.inf
             await asyncio.sleep(0.01)
         started = time.monotonic()
-        await asyncio.gather(
-            *(n.update("hits", GCounter, lambda c, n=n: c.increment(n.replica_id)) for n in nodes)
-        )
+        await asyncio.gather(*(_increment(node) for node in nodes))
         while True:
             values = [(await node.get("hits", GCounter)).value for node in nodes]
             if values == [5] * 5:
