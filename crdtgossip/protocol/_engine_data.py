@@ -2,8 +2,10 @@
 
 A local write costs the size of its change: the driver mutates the live state and hands
 over the mutator's delta (:meth:`commit_local`); nothing is copied or re-merged. What
-arrives is decoded once and merged into the live state. Deltas to spread go into the
-transmit-limited gossip queue, a burst to one key joined into bounded items.
+arrives is decoded once and merged into the live state. Local deltas go to acknowledged
+delivery (:mod:`~crdtgossip.protocol.delivery`: pushed to every live member until each
+acknowledges them); a delta received in the older single-delta message is relayed by
+the transmit-limited gossip queue, a burst to one key joined into bounded items.
 """
 
 from __future__ import annotations

@@ -26,7 +26,8 @@ virtual seconds from 0).
 
 The engine is composed of small modules, one concern each: ``membership`` (the member
 table and its transition table in ``states``), ``suspicion``, ``awareness``, ``probe``
-(the failure detector), ``broadcast`` (the transmit-limited queue), ``sync`` (the
+(the failure detector), ``delivery`` (local writes pushed to every live member until
+acknowledged), ``broadcast`` (the transmit-limited queue), ``sync`` (the
 anti-entropy driver, over the hash tree of ``antientropy`` and the repair of a key by
 its difference in ``repair``), ``quorum`` (quorum bookkeeping), ``messages`` (the wire format) and
 ``outbox`` (framing). The class itself is assembled from one part per concern over the
@@ -336,8 +337,13 @@ class Engine(DataEngine, QuorumEngine, MembersEngine):
             the quorum counters (``quorum_writes``, ``quorum_reads``,
             ``quorum_failures``, ``quorum_late_answers``, ``write_requests_served``,
             ``read_requests_served``, ``read_repairs``, ``held_acks_dropped``), one
-            ``drop_<reason>`` per reason in :data:`DROP_REASONS`, and the gauges
-            ``members_alive``, ``queue_length``, ``keys`` and ``health_score``.
+            ``drop_<reason>`` per reason in :data:`DROP_REASONS`, ``buddy_suspicions``
+            (suspicions sent on a probe to the suspect), the delivery counters
+            ``delivery_retransmits``, ``delivery_abandoned`` ((delta, member) pairs
+            left to anti-entropy at the buffer's cap) and ``delivery_stale_acks``, and
+            the gauges ``members_alive``, ``queue_length``, ``delivery_pending`` (local
+            deltas not yet acknowledged by every live member), ``keys`` and
+            ``health_score``.
         """
         self._drops["oversize"] = self._outbox.oversize_drops
         self._drops["queue_overflow"] = self._queue.overflow_drops
