@@ -49,6 +49,7 @@ DROP_REASONS: Final = (
     "relay_limit",
     "stale_reply",
     "out_of_range",
+    "ack_limit",
 )
 """Why the engine drops input or output; each has a ``drop_<reason>`` counter."""
 

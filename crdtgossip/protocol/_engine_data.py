@@ -22,13 +22,20 @@ from crdtgossip.protocol.delivery import DeliveryLog
 from crdtgossip.protocol.events import KeyChanged
 from crdtgossip.protocol.messages import Delta, DeltaAck, DeltaInterval, State, encode_message
 
-__all__ = ["MAX_JOINED_DELTAS", "MAX_SEEN_DELTAS", "DataEngine"]
+__all__ = ["MAX_ACK_RANGES", "MAX_JOINED_DELTAS", "MAX_SEEN_DELTAS", "DataEngine"]
 
 MAX_JOINED_DELTAS: Final = 64
 """Most deltas of one key joined into one gossip queue item before the next delta gets
 an item of its own. Joining saves queue slots and bytes for a burst of writes to one
 key, but each join re-encodes the joined delta, so an unbounded join would cost
 O(burst) per write; 64 small deltas encode in tens of microseconds."""
+
+MAX_ACK_RANGES: Final = 256
+"""Most delta-interval ranges acknowledged per call into the engine (one received
+frame). A writer sends one interval per member per round, split only when it is larger
+than a frame, so an honest frame holds a handful; the bound keeps a hostile frame of
+thousands of tiny intervals (each of its own stream) from making as many acks. An
+interval past it is merged but not acknowledged (the writer sends it again)."""
 
 MAX_SEEN_DELTAS: Final = 16_384
 """Digests of recently received deltas remembered, so a delta that comes back by
@@ -313,6 +320,9 @@ class DataEngine(EngineCore):
                 self._counters["duplicate_deltas"] += 1
             elif self._merge_payload(key, payload) is not None:
                 self._counters["deltas_merged"] += 1
+        if sum(len(r) for r in self._acks.values()) >= MAX_ACK_RANGES:
+            self._drops["ack_limit"] += 1
+            return
         ranges = self._acks.setdefault((origin.address, message.stream), [])
         ranges.append((message.first, message.last))
 

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import itertools
+import random
 
 import pytest
 
 from crdtgossip.codec import decode, encode
+from crdtgossip.config import GossipConfig
 from crdtgossip.crdts import GCounter, ORSet
 from crdtgossip.errors import DecodeError
+from crdtgossip.protocol import Engine
+from crdtgossip.protocol._engine_data import MAX_ACK_RANGES
 from crdtgossip.protocol.delivery import (
     MAX_BACKOFF_ROUNDS,
     MAX_JOINED_PER_ENTRY,
@@ -211,3 +215,54 @@ def test_delivery_messages_survive_a_round_trip() -> None:
     ]
     frame = encode_frame("a", [encode_message(m) for m in messages])
     assert decode_frame(frame, 1 << 20).messages == tuple(messages)
+
+
+def _engine() -> Engine:
+    return Engine("me", "me:1", GossipConfig.local(), random.Random(3), "me-1")
+
+
+def _acks(engine: Engine) -> list[DeltaAck]:
+    return [
+        m
+        for frame in engine.take_outgoing()
+        for m in decode_frame(frame.data, 1 << 22).messages
+        if isinstance(m, DeltaAck)
+    ]
+
+
+def test_an_engine_merges_an_interval_once_and_acknowledges_every_copy() -> None:
+    engine = _engine()
+    delta = GCounter().increment("w-1", 4)
+    interval = DeltaInterval(9, 1, 3, (("hits", encode(delta)),))
+    frame = encode_frame("w", [encode_message(interval)])
+    engine.receive(frame, "w:1", 0.0)
+    engine.receive(frame, "w:1", 0.1)  # retransmitted: its ack was lost
+    assert engine.get("hits") == delta
+    assert engine.stats()["deltas_merged"] == 1
+    assert engine.stats()["duplicate_deltas"] == 1
+    assert _acks(engine) == [DeltaAck(9, 1, 3), DeltaAck(9, 1, 3)]
+
+
+def test_contiguous_intervals_in_one_frame_get_one_ack() -> None:
+    engine = _engine()
+    packed = [
+        encode_message(DeltaInterval(9, 1, 2, (("a", encode(GCounter().increment("w", 1))),))),
+        encode_message(DeltaInterval(9, 3, 5, (("b", encode(GCounter().increment("w", 2))),))),
+        encode_message(DeltaInterval(9, 8, 8, (("c", encode(GCounter().increment("w", 3))),))),
+    ]
+    engine.receive(encode_frame("w", packed), "w:1", 0.0)
+    assert _acks(engine) == [DeltaAck(9, 1, 5), DeltaAck(9, 8, 8)]
+
+
+def test_a_frame_of_many_intervals_gets_a_bounded_number_of_acks() -> None:
+    engine = _engine()
+    payload = encode(GCounter().increment("w", 1))
+    count = MAX_ACK_RANGES + 44
+    packed = [
+        encode_message(DeltaInterval(stream, 1, 1, ((f"k{stream}", payload),)))
+        for stream in range(count)
+    ]
+    engine.receive(encode_frame("w", packed), "w:1", 0.0)
+    assert len(_acks(engine)) == MAX_ACK_RANGES
+    assert engine.stats()["drop_ack_limit"] == 44
+    assert len(engine.keys()) == count  # every one merged all the same
