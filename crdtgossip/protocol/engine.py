@@ -315,6 +315,11 @@ class Engine(DataEngine, QuorumEngine, MembersEngine):
         """Every member known, this node included, sorted by node id."""
         return self._membership.members()
 
+    def member(self, node_id: str) -> Member | None:
+        """What this node knows of ``node_id`` (itself included), or ``None``; O(1)."""
+        row = self._membership.get(node_id)
+        return None if row is None else row.snapshot()
+
     @property
     def incarnation(self) -> int:
         """This node's current incarnation (rises when it refutes a suspicion)."""
