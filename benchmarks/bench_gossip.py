@@ -42,7 +42,7 @@ from crdtgossip import GCounter, ORSet
 from crdtgossip.config import GossipConfig
 from crdtgossip.node import Node
 from crdtgossip.protocol import Engine, Outgoing
-from crdtgossip.protocol.messages import Delta, State, decode_frame
+from crdtgossip.protocol.messages import DeltaInterval, State, decode_frame
 from crdtgossip.security import Keyring, generate_key
 
 __all__ = ["run"]
@@ -472,7 +472,7 @@ def _one_add_delta(result: BenchResult, elements: int) -> None:
     carrying: list[tuple[int, tuple[str, ...]]] = []
 
     def count_delta(sender: Engine, frame: Outgoing, sealed: bytes) -> None:
-        if sender is a and _carries(frame, Delta):
+        if sender is a and _carries(frame, DeltaInterval):
             messages = decode_frame(frame.data, len(frame.data)).messages
             carrying.append((len(sealed), tuple(type(m).__name__ for m in messages)))
 
@@ -483,7 +483,7 @@ def _one_add_delta(result: BenchResult, elements: int) -> None:
     received = b.get("set")
     if not (carrying and received is not None and elements in received.value):
         raise RuntimeError("the one-add delta did not reach the other engine")
-    alone = [size for size, kinds in carrying if kinds == ("Delta",)]
+    alone = [size for size, kinds in carrying if kinds == ("DeltaInterval",)]
     if not alone:
         raise RuntimeError(f"no frame carried the delta alone: {carrying}")
     first_size, first_kinds = carrying[0]
@@ -509,7 +509,7 @@ def _one_add_delta(result: BenchResult, elements: int) -> None:
             "one-add, all transmits",
             sum(size for size, _ in carrying),
             "bytes",
-            note=f"{len(carrying)} transmits to the one peer (the retransmit limit)",
+            note=f"{len(carrying)} transmits to the one peer (acknowledged delivery)",
         )
     )
     result.figure(Figure("one-add delta, encoded", len(crdtgossip.encode(delta)), "bytes"))
@@ -540,7 +540,7 @@ def _one_add_delta(result: BenchResult, elements: int) -> None:
     )
 
 
-def _carries(frame: Outgoing, kind: type[Delta] | type[State]) -> bool:
+def _carries(frame: Outgoing, kind: type[DeltaInterval] | type[State]) -> bool:
     decoded = decode_frame(frame.data, len(frame.data))
     return any(isinstance(message, kind) for message in decoded.messages)
 

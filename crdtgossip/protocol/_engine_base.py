@@ -49,6 +49,7 @@ DROP_REASONS: Final = (
     "relay_limit",
     "stale_reply",
     "out_of_range",
+    "ack_limit",
 )
 """Why the engine drops input or output; each has a ``drop_<reason>`` counter."""
 
@@ -134,7 +135,7 @@ class EngineCore:
     def _send_datagram(self, address: str, message: Message, piggyback_to: str | None) -> None:
         raise NotImplementedError
 
-    def _remember(self, payload: bytes) -> bool:
+    def _remember(self, key: str, payload: bytes) -> bool:
         raise NotImplementedError
 
     def _merge_payload(self, key: str, payload: bytes, *, keep: bool = True) -> CRDT | None:

@@ -2,8 +2,10 @@
 
 A local write costs the size of its change: the driver mutates the live state and hands
 over the mutator's delta (:meth:`commit_local`); nothing is copied or re-merged. What
-arrives is decoded once and merged into the live state. Deltas to spread go into the
-transmit-limited gossip queue, a burst to one key joined into bounded items.
+arrives is decoded once and merged into the live state. Local deltas go to acknowledged
+delivery (:mod:`~crdtgossip.protocol.delivery`: pushed to every live member until each
+acknowledges them); a delta received in the older single-delta message is relayed by
+the transmit-limited gossip queue, a burst to one key joined into bounded items.
 """
 
 from __future__ import annotations
@@ -16,11 +18,18 @@ from crdtgossip.crdts import CRDT
 from crdtgossip.errors import DecodeError, MergeError
 from crdtgossip.protocol._engine_base import EngineCore, From
 from crdtgossip.protocol.broadcast import MAX_QUEUE_ITEMS
+from crdtgossip.protocol.delivery import DeliveryLog
 from crdtgossip.protocol.events import KeyChanged
 from crdtgossip.protocol.keysize import KeySizes
-from crdtgossip.protocol.messages import Delta, State, encode_message
+from crdtgossip.protocol.messages import Delta, DeltaAck, DeltaInterval, State, encode_message
 
-__all__ = ["MAX_JOINED_BYTES", "MAX_JOINED_DELTAS", "MAX_SEEN_DELTAS", "DataEngine"]
+__all__ = [
+    "MAX_ACK_RANGES",
+    "MAX_JOINED_BYTES",
+    "MAX_JOINED_DELTAS",
+    "MAX_SEEN_DELTAS",
+    "DataEngine",
+]
 
 MAX_JOINED_DELTAS: Final = 64
 """Most deltas of one key joined into one gossip queue item before the next delta gets
@@ -33,6 +42,13 @@ MAX_JOINED_BYTES: Final = 16 * 1024
 join re-encodes the joined delta, so joining into a large one (a whole state written in
 one update) would cost its size on every later write. 16 KiB is a few hundred small
 deltas, and well inside one reliable frame."""
+
+MAX_ACK_RANGES: Final = 256
+"""Most delta-interval ranges acknowledged per call into the engine (one received
+frame). A writer sends one interval per member per round, split only when it is larger
+than a frame, so an honest frame holds a handful; the bound keeps a hostile frame of
+thousands of tiny intervals (each of its own stream) from making as many acks. An
+interval past it is merged but not acknowledged (the writer sends it again)."""
 
 MAX_SEEN_DELTAS: Final = 16_384
 """Digests of recently received deltas remembered, so a delta that comes back by
@@ -51,6 +67,10 @@ class DataEngine(EngineCore):
     _joined: dict[str, int]
     _delta_serial: int
     _sizes: KeySizes
+    # Local deltas until every live member acknowledged them, and the acks to send at
+    # the end of this call: (address, stream) -> acknowledged ranges.
+    _delivery: DeliveryLog
+    _acks: dict[tuple[str, int], list[tuple[int, int]]]
 
     def check_room(self, key: str) -> None:
         """Refuse a write to ``key`` when its state has reached
@@ -89,8 +109,8 @@ class DataEngine(EngineCore):
             state.merge(delta)
         self._counters["local_updates"] += 1
         self._changed(key, delta, payload, local=True)
-        self._remember(payload)
-        self._queue_delta(key, delta.copy(), payload, frozenset())
+        self._remember(key, payload)
+        self._deliver(key, delta.copy(), payload)
         self._flush()
 
     def begin_local(self, key: str) -> None:
@@ -152,8 +172,8 @@ class DataEngine(EngineCore):
             current.merge(delta)
         self._counters["local_updates"] += 1
         self._changed(key, delta, payload, local=True)
-        self._remember(payload)
-        self._queue_delta(key, delta, payload, frozenset())
+        self._remember(key, payload)
+        self._deliver(key, delta, payload)
         self._flush()
 
     def abort_local(self, key: str, state: CRDT | None, now: float) -> None:
@@ -239,9 +259,18 @@ class DataEngine(EngineCore):
         self._tree.touch(key)
         self._events.append(KeyChanged(key, change, payload, local))
 
-    def _remember(self, payload: bytes) -> bool:
-        """Record a delta payload as seen; ``False`` if it already was."""
-        digest = hashlib.blake2b(payload, digest_size=16).digest()
+    def _remember(self, key: str, payload: bytes) -> bool:
+        """Record a delta of ``key`` as seen; ``False`` if it already was.
+
+        The key is part of what is remembered: equal deltas of two keys (one increment
+        by the same replica, say) are two updates, not one seen twice.
+        """
+        key_bytes = key.encode("utf-8", "surrogatepass")
+        hasher = hashlib.blake2b(digest_size=16)
+        hasher.update(len(key_bytes).to_bytes(2, "big"))
+        hasher.update(key_bytes)
+        hasher.update(payload)
+        digest = hasher.digest()
         if digest in self._seen:
             self._seen.move_to_end(digest)
             return False
@@ -290,7 +319,7 @@ class DataEngine(EngineCore):
         return value
 
     def _on_delta(self, message: Delta, origin: From) -> None:
-        if not self._remember(message.payload):
+        if not self._remember(message.key, message.payload):
             self._counters["duplicate_deltas"] += 1
             return
         delta = self._merge_payload(message.key, message.payload)
@@ -299,6 +328,44 @@ class DataEngine(EngineCore):
         self._counters["deltas_merged"] += 1
         # Relay it, but never back to the member it came from (Enes et al.).
         self._queue_delta(message.key, delta, message.payload, frozenset((origin.node_id,)))
+
+    def _deliver(self, key: str, delta: CRDT, payload: bytes) -> None:
+        """Hand a local delta to acknowledged delivery (every live member, until acked)."""
+        if len(encode_message(Delta(key, payload))) > self._outbox.reliable_room:
+            self._drops["oversize"] += 1  # no frame can carry it: anti-entropy's job
+            return
+        members = (m.node_id for m in self._membership.live_members())
+        self._delivery.add(key, delta, payload, members)
+
+    def _on_interval(self, message: DeltaInterval, origin: From) -> None:
+        """Merge a writer's delta interval and acknowledge it; it is not relayed."""
+        for key, payload in message.entries:
+            if not self._remember(key, payload):
+                self._counters["duplicate_deltas"] += 1
+            elif self._merge_payload(key, payload) is not None:
+                self._counters["deltas_merged"] += 1
+        if sum(len(r) for r in self._acks.values()) >= MAX_ACK_RANGES:
+            self._drops["ack_limit"] += 1
+            return
+        ranges = self._acks.setdefault((origin.address, message.stream), [])
+        ranges.append((message.first, message.last))
+
+    def _on_delta_ack(self, message: DeltaAck, origin: From) -> None:
+        self._delivery.on_ack(origin.node_id, message)
+
+    def _send_acks(self) -> None:
+        """Queue the acks of this call, contiguous ranges joined into one ack."""
+        acks, self._acks = self._acks, {}
+        for (address, stream), ranges in acks.items():
+            ranges.sort()
+            first, last = ranges[0]
+            for start, end in ranges[1:]:
+                if start <= last + 1:
+                    last = max(last, end)
+                    continue
+                self._outbox.send(address, DeltaAck(stream, first, last))
+                first, last = start, end
+            self._outbox.send(address, DeltaAck(stream, first, last))
 
     def _on_state(self, message: State) -> None:
         if len(message.payload) > self._sizes.max_key_bytes:
@@ -338,7 +405,7 @@ class DataEngine(EngineCore):
                 joined_payload = encode(joined)
                 packed = encode_message(Delta(key, joined_payload))
                 if len(packed) <= self._outbox.reliable_room:
-                    self._remember(joined_payload)
+                    self._remember(key, joined_payload)
                     self._joined[key] = self._joined.get(key, 0) + 1
                     self._queue.put(
                         open_name, packed, exclude=exclude & older.exclude, extra=joined

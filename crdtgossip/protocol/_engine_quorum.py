@@ -191,7 +191,7 @@ class QuorumEngine(EngineCore):
             self._ask(pending, everyone=True)
 
     def _on_write_request(self, message: WriteRequest, origin: From) -> None:
-        if self._remember(message.payload):
+        if self._remember(message.key, message.payload):
             if self._merge_payload(message.key, message.payload) is None:
                 return  # not merged: no ack, the coordinator counts someone else
             self._counters["deltas_merged"] += 1

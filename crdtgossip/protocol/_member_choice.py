@@ -38,6 +38,21 @@ class MemberChoice:
     def _row(self, node_id: str) -> MemberState:
         raise NotImplementedError
 
+    def live_members(self) -> list[MemberState]:
+        """Every member alive or suspect, this node left out, in node id order.
+
+        Returns:
+            The rows (read them; never change them). O(N): for the acknowledged
+            delivery of local writes, which sends to each of them anyway.
+        """
+        row = self._row
+        live = set(_LIVE)
+        return [
+            member
+            for member in map(row, self._sorted_ids)
+            if member.status in live and member.node_id != self.local_id
+        ]
+
     def random_members(
         self, count: int, statuses: Iterable[Status], exclude: Iterable[str] = ()
     ) -> list[MemberState]:

@@ -26,7 +26,8 @@ virtual seconds from 0).
 
 The engine is composed of small modules, one concern each: ``membership`` (the member
 table and its transition table in ``states``), ``suspicion``, ``awareness``, ``probe``
-(the failure detector), ``broadcast`` (the transmit-limited queue), ``sync`` (the
+(the failure detector), ``delivery`` (local writes pushed to every live member until
+acknowledged), ``broadcast`` (the transmit-limited queue), ``sync`` (the
 anti-entropy driver, over the hash tree of ``antientropy`` and the repair of a key by
 its difference in ``repair``), ``quorum`` (quorum bookkeeping), ``messages`` (the wire format) and
 ``outbox`` (framing). The class itself is assembled from one part per concern over the
@@ -56,6 +57,7 @@ from crdtgossip.protocol._engine_quorum import QuorumEngine
 from crdtgossip.protocol.antientropy import HashTree, key_digest, push_pull_interval
 from crdtgossip.protocol.awareness import Awareness
 from crdtgossip.protocol.broadcast import BroadcastQueue, retransmit_limit
+from crdtgossip.protocol.delivery import DeliveryLog
 from crdtgossip.protocol.events import Event, Member, Outgoing
 from crdtgossip.protocol.keysize import KeySizes
 from crdtgossip.protocol.membership import Membership
@@ -66,6 +68,8 @@ from crdtgossip.protocol.messages import (
     Alive,
     Dead,
     Delta,
+    DeltaAck,
+    DeltaInterval,
     Diff,
     Left,
     Members,
@@ -174,6 +178,9 @@ class Engine(DataEngine, QuorumEngine, MembersEngine):
         self._open_deltas: dict[str, tuple[str, str]] = {}
         self._joined: dict[str, int] = {}
         self._delta_serial = 0
+        # A random stream id, so acks meant for a past life of this node are ignored.
+        self._delivery = DeliveryLog(rng.getrandbits(63))
+        self._acks: dict[tuple[str, int], list[tuple[int, int]]] = {}
         self._tree = HashTree(self._digest_of)
         self._seen: OrderedDict[bytes, None] = OrderedDict()
         self._notices: dict[str, float] = {}
@@ -317,6 +324,11 @@ class Engine(DataEngine, QuorumEngine, MembersEngine):
         """Every member known, this node included, sorted by node id."""
         return self._membership.members()
 
+    def member(self, node_id: str) -> Member | None:
+        """What this node knows of ``node_id`` (itself included), or ``None``; O(1)."""
+        row = self._membership.get(node_id)
+        return None if row is None else row.snapshot()
+
     @property
     def incarnation(self) -> int:
         """This node's current incarnation (rises when it refutes a suspicion)."""
@@ -339,8 +351,13 @@ class Engine(DataEngine, QuorumEngine, MembersEngine):
             the quorum counters (``quorum_writes``, ``quorum_reads``,
             ``quorum_failures``, ``quorum_late_answers``, ``write_requests_served``,
             ``read_requests_served``, ``read_repairs``, ``held_acks_dropped``), one
-            ``drop_<reason>`` per reason in :data:`DROP_REASONS`, and the gauges
-            ``members_alive``, ``queue_length``, ``keys`` and ``health_score``.
+            ``drop_<reason>`` per reason in :data:`DROP_REASONS`, ``buddy_suspicions``
+            (suspicions sent on a probe to the suspect), the delivery counters
+            ``delivery_retransmits``, ``delivery_abandoned`` ((delta, member) pairs
+            left to anti-entropy at the buffer's cap) and ``delivery_stale_acks``, and
+            the gauges ``members_alive``, ``queue_length``, ``delivery_pending`` (local
+            deltas not yet acknowledged by every live member), ``keys`` and
+            ``health_score``.
         """
         self._drops["oversize"] = self._outbox.oversize_drops
         self._drops["queue_overflow"] = self._queue.overflow_drops
@@ -355,6 +372,11 @@ class Engine(DataEngine, QuorumEngine, MembersEngine):
         stats["members_alive"] = self._membership.count(Status.ALIVE)
         stats["queue_length"] = len(self._queue)
         stats["keys"] = len(self._store)
+        stats["buddy_suspicions"] = self._prober.buddy_suspicions
+        stats["delivery_pending"] = len(self._delivery)
+        stats["delivery_retransmits"] = self._delivery.retransmits
+        stats["delivery_abandoned"] = self._delivery.abandoned
+        stats["delivery_stale_acks"] = self._delivery.stale_acks
         stats["health_score"] = self._awareness.score
         return stats
 
@@ -399,6 +421,10 @@ class Engine(DataEngine, QuorumEngine, MembersEngine):
                 self._on_delta(message, origin)
             case State():
                 self._on_state(message)
+            case DeltaInterval():
+                self._on_interval(message, origin)
+            case DeltaAck():
+                self._on_delta_ack(message, origin)
             case Members():
                 self._sync.on_members(message, origin.node_id, origin.address, origin.now)
             case Sync():
@@ -432,7 +458,13 @@ class Engine(DataEngine, QuorumEngine, MembersEngine):
         self._outbox.send(address, message, piggyback_to=piggyback_to)
 
     def _gossip(self) -> None:
-        """One gossip round: queued broadcasts to ``fanout`` random live members."""
+        """One gossip round: local deltas to every live member that has not
+        acknowledged them (see :mod:`~crdtgossip.protocol.delivery`), then queued
+        broadcasts to ``fanout`` random live members."""
+        if len(self._delivery):
+            live = [(m.node_id, m.address) for m in self._membership.live_members()]
+            for address, packed in self._delivery.round(live, self._outbox.reliable_room):
+                self._outbox.send(address, packed)
         if not len(self._queue):
             return
         limit = self._retransmit_limit()
@@ -452,6 +484,8 @@ class Engine(DataEngine, QuorumEngine, MembersEngine):
         return retransmit_limit(self.config.retransmit_mult, self._membership.live_count())
 
     def _flush(self) -> None:
+        if self._acks:
+            self._send_acks()
         if self._outbox.empty:  # most inputs send nothing (a local update waits for gossip)
             return
         frames = self._outbox.flush(self._queue, self._retransmit_limit())

@@ -36,7 +36,7 @@ import msgpack
 from crdtgossip._codec.limits import Limits
 from crdtgossip._codec.reader import UNCHECKED_INPUT, check_complete
 from crdtgossip.errors import DecodeError
-from crdtgossip.protocol import data_messages, member_messages, sync_messages
+from crdtgossip.protocol import data_messages, delivery_messages, member_messages, sync_messages
 from crdtgossip.protocol.data_messages import (
     DataMessage,
     Delta,
@@ -46,6 +46,7 @@ from crdtgossip.protocol.data_messages import (
     WriteAck,
     WriteRequest,
 )
+from crdtgossip.protocol.delivery_messages import DeliveryMessage, DeltaAck, DeltaInterval
 from crdtgossip.protocol.member_messages import (
     Ack,
     Alive,
@@ -105,6 +106,8 @@ __all__ = [
     "Alive",
     "Dead",
     "Delta",
+    "DeltaAck",
+    "DeltaInterval",
     "Diff",
     "Frame",
     "Kind",
@@ -134,7 +137,7 @@ __all__ = [
 
 _PACKER = msgpack.Packer(use_bin_type=True)
 
-Message: TypeAlias = MemberMessage | DataMessage | SyncMessage
+Message: TypeAlias = MemberMessage | DataMessage | SyncMessage | DeliveryMessage
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,6 +152,7 @@ class Frame:
 
 _MEMBER_TYPES = (Ping, PingReq, Ack, Nack, Alive, Suspect, Dead, Left, Members)
 _SYNC_TYPES = (Sync, Diff, StateChunk)
+_DELIVERY_TYPES = (DeltaInterval, DeltaAck)
 
 
 def _wire(message: Message) -> list[object]:
@@ -157,6 +161,8 @@ def _wire(message: Message) -> list[object]:
         return member_messages.to_wire(message)
     if isinstance(message, _SYNC_TYPES):
         return sync_messages.to_wire(message)
+    if isinstance(message, _DELIVERY_TYPES):
+        return delivery_messages.to_wire(message)
     return data_messages.to_wire(message)
 
 
@@ -223,6 +229,7 @@ _DECODERS: dict[Kind, tuple[int, _Decoder]] = {
     **member_messages.DECODERS,
     **data_messages.DECODERS,
     **sync_messages.DECODERS,
+    **delivery_messages.DECODERS,
 }
 
 _KINDS: dict[int, Kind] = {kind.value: kind for kind in Kind}

@@ -10,6 +10,12 @@ Local health (:mod:`crdtgossip.protocol.awareness`): an ack in time lowers the s
 failed probe raises it by the number of nacks that did not come back (each one hints
 that this node, not the target, is the problem), or by one when nobody was asked.
 
+Lifeguard's buddy system: a ping to a member this node suspects carries the suspicion
+with it (a :class:`Suspect` in the same datagram), so the suspected member learns of it
+from the one node sure to reach it soon and refutes at once; its refutation rides back
+on the ack. Without it the member hears of the suspicion only when gossip happens to
+pick it, which may come after the suspicion timeout (Dadgar et al., 2017).
+
 This node also serves other members' indirect probes: it pings the target with a
 sequence number of its own and forwards the outcome.
 """
@@ -24,7 +30,7 @@ from typing import Final
 from crdtgossip.config import GossipConfig
 from crdtgossip.protocol.awareness import Awareness
 from crdtgossip.protocol.membership import Membership
-from crdtgossip.protocol.messages import Ack, Message, Nack, Ping, PingReq
+from crdtgossip.protocol.messages import Ack, Message, Nack, Ping, PingReq, Suspect
 from crdtgossip.protocol.states import Status
 
 __all__ = ["MAX_RELAYS", "Probe", "Prober", "Send"]
@@ -104,6 +110,8 @@ class Prober:
         self.relay_drops = 0
         #: Acks and nacks that matched no probe (late, duplicated or forged).
         self.stale_replies = 0
+        #: Suspicions sent on a probe to the suspected member (the buddy system).
+        self.buddy_suspicions = 0
 
     def _next_seq(self) -> int:
         self._seq = (self._seq + 1) & 0xFFFF_FFFF_FFFF_FFFF
@@ -166,6 +174,11 @@ class Prober:
         timeout = self._awareness.scale(self._config.probe_timeout)
         self.current = Probe(target.node_id, target.address, seq, now + timeout, now + interval)
         self._send(target.address, Ping(seq, target.node_id), target.node_id)
+        if target.status is Status.SUSPECT:
+            # The buddy system: the suspicion rides on the probe (same datagram).
+            accusation = Suspect(target.node_id, target.incarnation, self._membership.local_id)
+            self._send(target.address, accusation, None)
+            self.buddy_suspicions += 1
 
     def _go_indirect(self, probe: Probe) -> None:
         probe.indirect = True

@@ -100,7 +100,10 @@ class Kind(enum.IntEnum):
     READ_REQUEST = 15
     READ_REPLY = 16
     DIFF = 17
-    STATE_CHUNK = 40  # numbered apart, so kinds added elsewhere meanwhile do not clash
+    STATE_CHUNK = 18
+    # Acknowledged delivery (delivery_messages).
+    DELTA_INTERVAL = 19
+    DELTA_ACK = 20
 
 
 def fail(what: str) -> DecodeError:

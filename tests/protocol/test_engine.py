@@ -28,6 +28,8 @@ from crdtgossip.protocol.membership import FormedTable
 from crdtgossip.protocol.messages import (
     SEAL_OVERHEAD,
     Delta,
+    DeltaAck,
+    DeltaInterval,
     MemberRecord,
     Members,
     State,
@@ -240,13 +242,20 @@ def test_a_delta_is_never_sent_back_to_the_engine_it_came_from() -> None:
         s
         for s in cluster.sent
         if s.source == names[1]
-        and any(isinstance(m, Delta) for m in decode_frame(s.data, 1 << 30).messages)
+        and any(
+            isinstance(m, Delta | DeltaInterval) for m in decode_frame(s.data, 1 << 30).messages
+        )
     ]
     assert back == []
-    # and in the other direction it did go
+    # and in the other direction it did go, and came back acknowledged
     assert any(
         s.source == names[0]
-        and any(isinstance(m, Delta) for m in decode_frame(s.data, 1 << 30).messages)
+        and any(isinstance(m, DeltaInterval) for m in decode_frame(s.data, 1 << 30).messages)
+        for s in cluster.sent
+    )
+    assert any(
+        s.source == names[1]
+        and any(isinstance(m, DeltaAck) for m in decode_frame(s.data, 1 << 30).messages)
         for s in cluster.sent
     )
 
@@ -265,9 +274,12 @@ def test_datagrams_fit_the_budget_and_small_deltas_share_frames() -> None:
     datagrams = [s for s in cluster.sent[start:] if not s.reliable]
     assert all(len(s.data) <= budget for s in datagrams)
     delta_counts = [
-        sum(isinstance(m, Delta) for m in decode_frame(s.data, 1 << 30).messages) for s in datagrams
+        len(m.entries)
+        for s in cluster.sent[start:]
+        for m in decode_frame(s.data, 1 << 30).messages
+        if isinstance(m, DeltaInterval)
     ]
-    assert max(delta_counts) >= 10  # batched, not one delta per datagram
+    assert max(delta_counts) >= 10  # batched, not one delta per message
 
 
 def test_a_delta_too_large_for_a_datagram_goes_reliable() -> None:
@@ -287,7 +299,8 @@ def test_a_delta_too_large_for_a_datagram_goes_reliable() -> None:
     reliable = [
         s
         for s in cluster.sent
-        if s.reliable and any(isinstance(m, Delta) for m in decode_frame(s.data, 1 << 30).messages)
+        if s.reliable
+        and any(isinstance(m, DeltaInterval) for m in decode_frame(s.data, 1 << 30).messages)
     ]
     assert reliable
     assert all(len(s.data) > CONFIG.max_datagram - SEAL_OVERHEAD for s in reliable)

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import random
 
-from crdtgossip.codec import decode, encode
+from crdtgossip.codec import decode
 from crdtgossip.config import GossipConfig
 from crdtgossip.crdts import GCounter, ORSet
 from crdtgossip.protocol import Engine, KeyChanged
-from crdtgossip.protocol._engine_data import MAX_JOINED_BYTES
-from crdtgossip.protocol.engine import MAX_JOINED_DELTAS
-from crdtgossip.protocol.messages import Delta, ReadReply, ReadRequest, decode_frame
+from crdtgossip.protocol.delivery import MAX_JOINED_PER_ENTRY
+from crdtgossip.protocol.messages import DeltaInterval, ReadReply, ReadRequest, decode_frame
 from crdtgossip.protocol.outbox import Outbox
 from tests.protocol.cluster import VirtualCluster
 
@@ -108,18 +107,32 @@ def test_abort_local_puts_back_the_stored_state_and_answers_waiting_reads() -> N
     assert engine.get("new") is None
 
 
-def test_a_burst_of_writes_to_one_key_joins_into_bounded_queue_items() -> None:
+def _intervals(cluster: VirtualCluster, source: str) -> list[DeltaInterval]:
+    return [
+        m
+        for s in cluster.sent
+        if s.source == source
+        for m in decode_frame(s.data, CONFIG.max_reliable_frame).messages
+        if isinstance(m, DeltaInterval)
+    ]
+
+
+def test_a_burst_of_writes_to_one_key_joins_into_bounded_payloads() -> None:
     cluster = VirtualCluster(seed=3, config=CONFIG)
     names = cluster.start(2)
     assert cluster.run_until(lambda: cluster.sees_all(names), max_seconds=30)
     source = cluster.engines[names[0]]
     state: ORSet[int] = ORSet()
-    writes = 2 * MAX_JOINED_DELTAS + 1
-    queued = source.stats()["queue_length"]  # membership news may still be queued
+    writes = 2 * MAX_JOINED_PER_ENTRY + 1
     for i in range(writes):
         source.commit_local("k", state, state.add(i, "w"), cluster.now)
-    assert source.stats()["queue_length"] == queued + 3  # 64 + 64 + 1 deltas
+    assert source.stats()["delivery_pending"] == writes
     assert cluster.run_until(lambda: cluster.engines[names[1]].get("k") == state, max_seconds=30)
+    first, *_ = _intervals(cluster, names[0])
+    assert (first.first, first.last) == (1, writes)
+    assert [len(decode(p).value) for _, p in first.entries] == [64, 64, 1]
+    cluster.run(CONFIG.gossip_interval * 2)
+    assert source.stats()["delivery_pending"] == 0  # acknowledged, so forgotten
 
 
 def test_a_delta_already_sent_is_never_joined_into() -> None:
@@ -133,30 +146,6 @@ def test_a_delta_already_sent_is_never_joined_into() -> None:
     source.commit_local("k", state, state.add("second", "w"), cluster.now)
     assert cluster.run_until(lambda: target.get("k") == state, max_seconds=30)
     # Each delta travelled as written: the second was not joined into the first.
-    sent = [
-        decode(m.payload)
-        for s in cluster.sent
-        if s.source == names[0]
-        for m in decode_frame(s.data, CONFIG.max_reliable_frame).messages
-        if isinstance(m, Delta)
-    ]
+    sent = [decode(p) for m in _intervals(cluster, names[0]) for _, p in m.entries]
     assert all(len(d.value) == 1 for d in sent)
     assert {e for d in sent for e in d.value} == {"first", "second"}
-
-
-def test_a_large_queued_delta_is_never_joined_into() -> None:
-    # A whole state written in one update is queued as it is; joining every later small
-    # delta into it would re-encode it, costing its size on each write.
-    engine = _engine()
-    state: ORSet[int] = ORSet()
-    big: ORSet[int] = ORSet()
-    for element in range(5_000):
-        big.add(element, "w")
-    state.merge(big)
-    engine.commit_local("k", state, big, 0.0)
-    queued = engine.stats()["queue_length"]
-    before = encode(big)
-    engine.commit_local("k", state, state.add(-1, "w"), 0.0)
-    assert engine.stats()["queue_length"] == queued + 1  # an item of its own
-    assert encode(big) == before  # the large delta was left as it was
-    assert len(before) > MAX_JOINED_BYTES

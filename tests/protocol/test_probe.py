@@ -6,11 +6,13 @@ import random
 
 from crdtgossip.config import GossipConfig
 from crdtgossip.protocol.awareness import Awareness
+from crdtgossip.protocol.broadcast import BroadcastQueue
 from crdtgossip.protocol.events import Event
 from crdtgossip.protocol.membership import Membership
-from crdtgossip.protocol.messages import Ack, Alive, Message, Nack, Ping, PingReq
+from crdtgossip.protocol.messages import Ack, Alive, Message, Nack, Ping, PingReq, Suspect
 from crdtgossip.protocol.probe import MAX_RELAYS, Prober
 from crdtgossip.protocol.states import Status
+from tests.protocol.cluster import VirtualCluster
 
 CONFIG = GossipConfig.lan()  # probe 1 s, timeout 0.5 s, 3 indirect checks
 
@@ -143,3 +145,46 @@ def test_stale_replies_are_counted() -> None:
     rig.prober.on_ack(Ack(12345))
     rig.prober.on_nack(Nack(12345))
     assert rig.prober.stale_replies == 2
+
+
+def test_a_probe_of_a_suspect_carries_the_suspicion_to_it() -> None:
+    rig = Rig()
+    for i in range(4):
+        rig.table.suspect(f"n{i}", 0.0)
+    deadline = rig.prober.next_deadline()
+    assert deadline is not None
+    rig.sent.clear()
+    rig.prober.tick(deadline)
+    (ping_address, ping, _), (address, accusation, to) = rig.sent
+    assert isinstance(ping, Ping)
+    member = rig.table.get(ping.target)
+    assert member is not None
+    assert address == ping_address == member.address
+    assert accusation == Suspect(ping.target, member.incarnation, "me")
+    assert to is None  # gossip rides on the ping already
+    assert rig.prober.buddy_suspicions == 1
+
+
+def test_a_probe_of_an_alive_member_carries_no_suspicion() -> None:
+    rig = Rig()
+    rig.first_probe()
+    assert not any(isinstance(m, Suspect) for _, m, _ in rig.sent)
+    assert rig.prober.buddy_suspicions == 0
+
+
+def test_a_suspected_engine_refutes_on_the_probe_alone() -> None:
+    cluster = VirtualCluster(seed=5, config=CONFIG)
+    names = cluster.start(2)
+    assert cluster.run_until(lambda: cluster.sees_all(names), max_seconds=30)
+    prober, target = (cluster.engines[name] for name in names)
+    before = target.incarnation
+    prober._membership.suspect(names[1], cluster.now)
+    # The suspicion's rumor spent elsewhere: only the probe can carry it now.
+    prober._queue = BroadcastQueue()
+
+    def refuted() -> bool:
+        return target.incarnation > before and cluster.status(names[0], names[1]) is Status.ALIVE
+
+    # Well inside the suspicion timeout (3 probe intervals and more): not declared dead.
+    assert cluster.run_until(refuted, max_seconds=2 * CONFIG.probe_interval)
+    assert prober.stats()["buddy_suspicions"] >= 1
