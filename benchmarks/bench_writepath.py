@@ -331,7 +331,11 @@ async def _point(
 
             return get
 
-        updates = await _timed_ops(update_action, max_ops, budget)
+        try:
+            updates = await _timed_ops(update_action, max_ops, budget)
+        except OperationError as exc:  # past GossipConfig.max_key_bytes: a bound too
+            known.stopped = f"stopped at {n:,} entries: {exc}"
+            return
         gets = await _timed_ops(get_action, max_ops, budget)
     finally:
         await node.stop()
