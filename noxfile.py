@@ -81,4 +81,4 @@ def soak(session: nox.Session) -> None:
     """
     session.install(PACKAGE_WITH_TESTS)
     args = session.posargs or ["--soak", "10000"]
-    session.run("python", "-m", "crdtgossip.testing.simulation", *args)
+    session.run("python", "-m", "crdtgossip.testing.chaos", *args)

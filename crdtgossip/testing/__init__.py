@@ -38,7 +38,8 @@ from crdtgossip.testing.laws import (
 )
 
 if TYPE_CHECKING:
-    from crdtgossip.testing.simulation import ChaosOutcome, RunResult, Simulation, run_chaos
+    from crdtgossip.testing.chaos import ChaosOutcome, run_chaos
+    from crdtgossip.testing.simulation import RunResult, Simulation
 
 __all__ = [
     "ChaosOutcome",
@@ -63,12 +64,16 @@ __all__ = [
 
 
 # The simulator is imported on first use: checking laws does not load it, and
-# ``python -m crdtgossip.testing.simulation`` does not import it twice.
+# ``python -m crdtgossip.testing.chaos`` does not import it twice.
 _LAZY = frozenset({"ChaosOutcome", "RunResult", "Simulation", "run_chaos"})
 
 
 def __getattr__(name: str) -> object:
     if name in _LAZY:
+        if name in ("ChaosOutcome", "run_chaos"):
+            from crdtgossip.testing import chaos
+
+            return getattr(chaos, name)
         from crdtgossip.testing import simulation
 
         return getattr(simulation, name)

@@ -3,10 +3,10 @@
 :func:`run_chaos` runs one scenario on a :class:`~crdtgossip.testing.simulation.Simulation`
 and checks the invariants (convergence within a bound, no write lost, none invented, no
 acknowledged quorum write lost); :func:`soak` runs many; :func:`main` is the command
-line of ``python -m crdtgossip.testing.simulation``::
+line of ``python -m crdtgossip.testing.chaos``::
 
-    python -m crdtgossip.testing.simulation --replay 1234
-    python -m crdtgossip.testing.simulation --soak 10000
+    python -m crdtgossip.testing.chaos --replay 1234
+    python -m crdtgossip.testing.chaos --soak 10000
 """
 
 from __future__ import annotations
@@ -114,7 +114,7 @@ class ChaosOutcome:
 
 def replay_command(seed: int) -> str:
     """The one-line shell command that replays chaos scenario ``seed``."""
-    return f"python -m crdtgossip.testing.simulation --replay {seed}"
+    return f"python -m crdtgossip.testing.chaos --replay {seed}"
 
 
 @dataclass(slots=True)
@@ -393,7 +393,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         0 when every scenario held, 1 when one failed.
     """
     parser = argparse.ArgumentParser(
-        prog="python -m crdtgossip.testing.simulation",
+        prog="python -m crdtgossip.testing.chaos",
         description="Replay a seeded chaos scenario, or run many (a soak).",
     )
     mode = parser.add_mutually_exclusive_group(required=True)

@@ -17,11 +17,11 @@ crosses a partition (a frame in flight when the cut happens is lost too), and ne
 reaches a crashed node.
 
 :func:`~crdtgossip.testing.chaos.run_chaos` (in :mod:`crdtgossip.testing.chaos`,
-importable from here too) runs one seeded mixed-fault scenario and checks the
-invariants; the command line replays one or soaks many::
+which builds on this module) runs one seeded mixed-fault scenario and checks the
+invariants; its command line replays one or soaks many::
 
-    python -m crdtgossip.testing.simulation --replay 1234
-    python -m crdtgossip.testing.simulation --soak 10000
+    python -m crdtgossip.testing.chaos --replay 1234
+    python -m crdtgossip.testing.chaos --soak 10000
 
 Example:
     >>> from crdtgossip import GCounter
@@ -38,10 +38,9 @@ from __future__ import annotations
 import heapq
 import math
 import random
-import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Final, TypeVar
+from typing import Final, TypeVar
 
 from crdtgossip.config import GossipConfig
 from crdtgossip.crdts import CRDT
@@ -56,28 +55,11 @@ from crdtgossip.testing._sim_data import DataOps
 from crdtgossip.testing._sim_lives import NodeLives
 from crdtgossip.testing._sim_network import DEFAULT_DELAY, SimNetwork
 
-if TYPE_CHECKING:
-    from crdtgossip.testing.chaos import (
-        CHAOS_MAX_NODES,
-        CHAOS_MIN_NODES,
-        ChaosOutcome,
-        replay_command,
-        run_chaos,
-        soak,
-    )
-
 __all__ = [
-    "CHAOS_MAX_NODES",
-    "CHAOS_MIN_NODES",
     "DEFAULT_DELAY",
     "MAX_STEPS_PER_RUN",
-    "ChaosOutcome",
     "RunResult",
     "Simulation",
-    "main",
-    "replay_command",
-    "run_chaos",
-    "soak",
 ]
 
 T = TypeVar("T", bound=CRDT)
@@ -453,35 +435,3 @@ class Simulation(DataOps, NodeLives):
             destination = self._index.get(frame.address)
             if destination is not None:
                 network.send(now, i, destination, frame.data, frame.reliable)
-
-
-# The chaos scenarios live in crdtgossip.testing.chaos, which imports this module; their
-# names are served from here on first use, as before the split.
-_CHAOS_NAMES = frozenset(
-    {"CHAOS_MAX_NODES", "CHAOS_MIN_NODES", "ChaosOutcome", "replay_command", "run_chaos", "soak"}
-)
-
-
-def __getattr__(name: str) -> object:
-    if name in _CHAOS_NAMES or name.startswith("_"):
-        from crdtgossip.testing import chaos
-
-        if hasattr(chaos, name):
-            return getattr(chaos, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """The command line: replay one chaos scenario or soak many (see
-    :func:`crdtgossip.testing.chaos.main`).
-
-    Returns:
-        0 when every scenario held, 1 when one failed.
-    """
-    from crdtgossip.testing.chaos import main as chaos_main
-
-    return chaos_main(argv)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -4,7 +4,7 @@ Each scenario (:func:`crdtgossip.testing.simulation.run_chaos`) draws a cluster 
 to 20 nodes and a mix of datagram loss, delay, duplication, reordering, partitions,
 crashes, restarts with and without state and leaves, then checks the invariants. A
 failure prints the seed and the command that replays it; the soak of 10,000 runs is
-``python -m crdtgossip.testing.simulation --soak 10000``.
+``python -m crdtgossip.testing.chaos --soak 10000``.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import math
 
 import pytest
 
-from crdtgossip.testing.simulation import (
+from crdtgossip.testing.chaos import (
     CHAOS_MAX_NODES,
     CHAOS_MIN_NODES,
     ChaosOutcome,
@@ -82,7 +82,7 @@ def test_a_failure_report_names_the_seed_and_the_replay_command() -> None:
     assert "FAILED" in report
     assert "broke: lost" in report
     assert replay_command(123) in report
-    assert replay_command(123) == "python -m crdtgossip.testing.simulation --replay 123"
+    assert replay_command(123) == "python -m crdtgossip.testing.chaos --replay 123"
     assert math.isnan(outcome.settle_seconds)
 
 

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from crdtgossip import AtLeast, Local, Majority, ORSet
-from crdtgossip.testing.simulation import (
+from crdtgossip.testing.chaos import (
     ChaosOutcome,
-    Simulation,
     _check_quorum_writes,
     _Lineage,
     _QuorumWrite,
     run_chaos,
 )
+from crdtgossip.testing.simulation import Simulation
 
 
 def _formed(nodes: int, seed: int) -> Simulation:

@@ -9,7 +9,8 @@ from crdtgossip.config import GossipConfig
 from crdtgossip.errors import ConfigError, CRDTGossipError, MergeError
 from crdtgossip.protocol import Status
 from crdtgossip.protocol.messages import Suspect, encode_frame, encode_message
-from crdtgossip.testing.simulation import RunResult, Simulation, main
+from crdtgossip.testing.chaos import main
+from crdtgossip.testing.simulation import RunResult, Simulation
 
 LOCAL = GossipConfig.local()
 
@@ -242,7 +243,7 @@ def test_the_command_line_replays_a_seed(capsys: pytest.CaptureFixture[str]) -> 
     assert main(["--replay", "3"]) == 0
     out = capsys.readouterr().out
     assert "seed=3" in out
-    assert "python -m crdtgossip.testing.simulation --replay 3" in out
+    assert "python -m crdtgossip.testing.chaos --replay 3" in out
 
 
 def test_the_command_line_requires_a_mode() -> None:
