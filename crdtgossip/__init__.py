@@ -38,6 +38,7 @@ from crdtgossip.node import Node
 from crdtgossip.protocol import Member, Status
 from crdtgossip.security import Keyring
 from crdtgossip.storage import MemoryStorage, SQLiteStorage
+from crdtgossip.transport import MemoryNetwork, TlsConfig
 
 __all__ = [
     "CRDT",
@@ -60,6 +61,7 @@ __all__ = [
     "MVRegister",
     "Majority",
     "Member",
+    "MemoryNetwork",
     "MemoryStorage",
     "MergeError",
     "Node",
@@ -70,6 +72,7 @@ __all__ = [
     "QuorumError",
     "SQLiteStorage",
     "Status",
+    "TlsConfig",
     "StorageError",
     "TransportError",
     "TypeCodec",

@@ -21,42 +21,28 @@ from typing import Any, TypeVar
 
 from crdtgossip._driver import Driver
 from crdtgossip._listeners import Listeners
-from crdtgossip._persistence import Persistence, decode_all
+from crdtgossip._persistence import Persistence
+from crdtgossip._quorum_wait import QuorumWaiters
+from crdtgossip._startup import close_storage, new_replica_id, open_storage
 from crdtgossip.codec import encode
 from crdtgossip.config import GossipConfig
 from crdtgossip.consistency import Consistency, Local
 from crdtgossip.crdts._base import CRDT, delta_of, state_of
-from crdtgossip.errors import (
-    ConfigError,
-    CRDTGossipError,
-    QuorumError,
-    StorageError,
-)
+from crdtgossip.errors import ConfigError, CRDTGossipError, StorageError
 from crdtgossip.protocol import Engine, Event, KeyChanged, Member
-from crdtgossip.protocol.quorum import QuorumResult
 from crdtgossip.security import Keyring
-from crdtgossip.storage import MAX_INCARNATION, Storage
-from crdtgossip.transport import parse_address
+from crdtgossip.storage import Storage
+from crdtgossip.transport import TlsConfig, TransportFactory, parse_address
 
 __all__ = ["Node"]
 
 _log = logging.getLogger(__name__)
 
 T = TypeVar("T", bound=CRDT)
-_R = TypeVar("_R")
 
 #: After ``leave()``, how many gossip intervals to keep running so the goodbye spreads
 #: (the goodbye is also sent directly to every live member at once).
 LEAVE_GOSSIP_ROUNDS = 5
-
-
-def _new_replica_id(node_id: str) -> str:
-    """A replica id never used before: the node id plus 64 random bits.
-
-    A node that lost its state must not reuse its old replica id, or its new counter
-    slots and dots would collide with ones it already issued (riak_kv#679).
-    """
-    return f"{node_id}.{secrets.token_hex(8)}"
 
 
 class Node:
@@ -74,6 +60,16 @@ class Node:
         config: protocol timers and limits; :meth:`GossipConfig.lan` by default.
         seed: seed of the engine's random choices (tests and reproducible runs);
             random by default.
+        transport: the node's own transport instead of UDP and TCP, made at every
+            start as ``transport(bind, on_receive)``: ``network.transport`` of a
+            :class:`~crdtgossip.transport.MemoryNetwork` runs a cluster in one process
+            with seeded faults. Every frame goes through it.
+        tls: carry the default transport's TCP frames over TLS (not with
+            ``transport``).
+
+    Raises:
+        ConfigError: ``node_id`` is empty, an address is malformed, or both
+            ``transport`` and ``tls`` are given.
 
     Example:
         >>> import asyncio
@@ -97,9 +93,15 @@ class Node:
         config: GossipConfig | None = None,
         *,
         seed: int | None = None,
+        transport: TransportFactory | None = None,
+        tls: TlsConfig | None = None,
     ) -> None:
         if not isinstance(node_id, str) or not node_id:
             raise ConfigError(f"node_id must be a non-empty str, not {node_id!r}")
+        if transport is not None and tls is not None:
+            raise ConfigError("tls is an option of the default transport, not of a given one")
+        if tls is not None and not isinstance(tls, TlsConfig):
+            raise ConfigError(f"tls must be a TlsConfig, not {type(tls).__name__}")
         parse_address(bind)
         for address in seeds:
             parse_address(address)
@@ -111,7 +113,9 @@ class Node:
         self._config = config if config is not None else GossipConfig.lan()
         self._rng = random.Random(seed if seed is not None else secrets.randbits(64))
         self._engine: Engine | None = None
-        self._driver = Driver(node_id, self._config, keyring, self._deliver)
+        self._driver = Driver(
+            node_id, self._config, keyring, self._deliver, transport=transport, tls=tls
+        )
         self._listeners = Listeners()
         self._replica_id: str | None = None
         self._running = False
@@ -124,7 +128,7 @@ class Node:
         # next one reads the state, so the storage sees them in order.
         self._write_lock = asyncio.Lock()
         self._flusher: asyncio.Task[None] | None = None
-        self._waiters: dict[int, asyncio.Future[QuorumResult]] = {}
+        self._waiters = QuorumWaiters(node_id, self._pump)
 
     # ---- lifecycle -------------------------------------------------------------------
     async def __aenter__(self) -> Node:
@@ -153,36 +157,11 @@ class Node:
         restored: dict[str, CRDT] = {}
         storage, persistence = self._storage, self._persistence
         if storage is None or persistence is None:
-            self._replica_id = _new_replica_id(self.node_id)
+            self._replica_id = new_replica_id(self.node_id)
         else:
-            try:
-                stored = await persistence.call(storage.open)
-            except StorageError as exc:
-                raise StorageError(f"node {self.node_id!r} cannot start: {exc}") from exc
-            try:
-                restored = decode_all(stored)
-                if stored.rolled_back:
-                    _log.warning(
-                        "crdtgossip: the storage of %s lost commits it had acknowledged "
-                        "(a damaged write-ahead log, or an older copy); it keeps the %d "
-                        "keys found and takes a fresh replica id, and peers bring back "
-                        "the rest",
-                        self.node_id,
-                        len(restored),
-                    )
-                if stored.replica_id is not None:
-                    self._replica_id = stored.replica_id
-                    incarnation = min(stored.incarnation + 1, MAX_INCARNATION)
-                else:
-                    self._replica_id = _new_replica_id(self.node_id)
-                # Before any write: a crash after a write must not lose the id it used.
-                await persistence.call(storage.save_identity, self._replica_id, incarnation)
-            except StorageError as exc:
-                await self._close_storage()
-                raise StorageError(f"node {self.node_id!r} cannot start: {exc}") from exc
-            except BaseException:
-                await self._close_storage()
-                raise
+            self._replica_id, incarnation, restored = await open_storage(
+                self.node_id, storage, persistence
+            )
         try:
             address = await self._driver.bind(self._bind)
         except BaseException:
@@ -211,12 +190,8 @@ class Node:
             )
 
     async def _close_storage(self) -> None:
-        if self._storage is None or self._persistence is None:
-            return
-        try:
-            await self._persistence.call(self._storage.close)
-        except StorageError:
-            _log.exception("crdtgossip: closing the storage of %s failed", self.node_id)
+        if self._storage is not None and self._persistence is not None:
+            await close_storage(self.node_id, self._storage, self._persistence)
 
     async def stop(self) -> None:
         """Stop at once (others will see this node fail, then mark it dead).
@@ -243,11 +218,7 @@ class Node:
             except StorageError:
                 _log.exception("crdtgossip: final flush of %s failed", self.node_id)
             await self._close_storage()
-        stopped = CRDTGossipError(f"node {self.node_id!r} stopped")
-        for waiter in self._waiters.values():
-            if not waiter.done():
-                waiter.set_exception(stopped)
-        self._waiters.clear()
+        self._waiters.fail_all()
         self._listeners.wake_all()
 
     async def leave(self) -> None:
@@ -265,10 +236,10 @@ class Node:
     @property
     def address(self) -> str:
         """The ``"host:port"`` actually bound (UDP and TCP share it)."""
-        udp = self._driver.udp
-        if udp is None:
+        address = self._driver.address
+        if address is None:
             raise CRDTGossipError("the node is not started: no address yet")
-        return udp.address
+        return address
 
     @property
     def replica_id(self) -> str:
@@ -387,22 +358,7 @@ class Node:
             await self._persistence.before_visible(key)
 
     async def _await_quorum(self, request: int, what: str) -> None:
-        """Wait for the engine's result of a quorum request; raise if it failed."""
-        if not self._running:
-            raise CRDTGossipError(f"node {self.node_id!r} stopped before the {what} completed")
-        waiter: asyncio.Future[QuorumResult] = asyncio.get_running_loop().create_future()
-        self._waiters[request] = waiter
-        self._pump()  # sends the requests, delivers a result already reached, sets the timer
-        try:
-            result = await waiter
-        finally:
-            self._waiters.pop(request, None)
-        if not result.ok:
-            raise QuorumError(
-                f"{what}: {result.answered} of the {result.needed} members needed answered in time",
-                answered=result.answered,
-                needed=result.needed,
-            )
+        await self._waiters.wait(request, what, self._running)
 
     @staticmethod
     def _current(engine: Engine, key: str, value_type: type[T] | T) -> T:
@@ -487,10 +443,7 @@ class Node:
         persistence = self._persistence
         if engine.held_acks and persistence is not None:
             persistence.acks_waiting()
-        for result in engine.take_quorum_results():
-            waiter = self._waiters.get(result.request_id)
-            if waiter is not None and not waiter.done():
-                waiter.set_result(result)
+        self._waiters.resolve(engine.take_quorum_results())
         for event in engine.take_events():
             if isinstance(event, KeyChanged):
                 if persistence is not None and not event.local and event.payload:
