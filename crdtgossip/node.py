@@ -19,6 +19,7 @@ import secrets
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any, TypeVar
 
+from crdtgossip import _node_log
 from crdtgossip._driver import Driver
 from crdtgossip._listeners import Listeners
 from crdtgossip._persistence import Persistence
@@ -29,7 +30,7 @@ from crdtgossip.config import GossipConfig
 from crdtgossip.consistency import Consistency, Local
 from crdtgossip.crdts._base import CRDT, delta_of, state_of
 from crdtgossip.errors import ConfigError, CRDTGossipError, StorageError
-from crdtgossip.protocol import Engine, Event, KeyChanged, Member
+from crdtgossip.protocol import Engine, Event, KeyChanged, Member, Status
 from crdtgossip.security import Keyring
 from crdtgossip.storage import Storage
 from crdtgossip.transport import TlsConfig, TransportFactory, parse_address
@@ -129,6 +130,8 @@ class Node:
         self._write_lock = asyncio.Lock()
         self._flusher: asyncio.Task[None] | None = None
         self._waiters = QuorumWaiters(node_id, self._pump)
+        self._node_log = _node_log.NodeLog(node_id, self._seeds)
+        self._monitor: asyncio.Task[None] | None = None
 
     # ---- lifecycle -------------------------------------------------------------------
     async def __aenter__(self) -> Node:
@@ -183,6 +186,8 @@ class Node:
         self._driver.engine = self._engine
         self._engine.join(self._seeds, loop.time())
         self._driver.pump()
+        self._node_log.started(self.stats())
+        self._monitor = asyncio.create_task(self._run_log(), name=f"crdtgossip-log:{self.node_id}")
         if persistence is not None:
             persistence.reset()
             self._flusher = asyncio.create_task(
@@ -203,6 +208,11 @@ class Node:
         if not self._running:
             return
         self._running = False
+        if self._monitor is not None:
+            self._monitor.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._monitor
+        self._monitor = None
         if self._flusher is not None:
             self._flusher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -434,6 +444,17 @@ class Node:
         return stats
 
     # ---- what the engine says ---------------------------------------------------------
+    async def _run_log(self) -> None:
+        """Every ``LOG_INTERVAL``: log the frames refused meanwhile and a pending join."""
+        while self._running:
+            await asyncio.sleep(_node_log.LOG_INTERVAL)
+            if self._running:
+                alive = sum(
+                    member.status is Status.ALIVE and member.node_id != self.node_id
+                    for member in self.members()
+                )
+                self._node_log.check(self.stats(), alive)
+
     def _pump(self) -> None:
         self._driver.pump()
 
@@ -450,4 +471,5 @@ class Node:
                     persistence.merged(event.key, event.payload)
                 self._listeners.key_changed(event.key, event.change)
             else:
+                self._node_log.member_event(event)
                 self._listeners.member_event(event)
