@@ -16,7 +16,7 @@ import contextlib
 import logging
 import random
 import secrets
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncGenerator, Callable, Sequence
 from typing import Any, TypeVar
 
 from crdtgossip import _node_log
@@ -378,30 +378,35 @@ class Node:
         """Every key this node holds, sorted."""
         return self._require_engine().keys()
 
-    async def watch(self, key: str) -> AsyncIterator[Any]:
+    async def watch(self, key: str) -> AsyncGenerator[Any, None]:
         """Yield the ``value`` of ``key`` now (if present) and after every change.
 
         Changes that arrive faster than the consumer reads are coalesced: the next
         value yielded is the latest. The iteration ends when the node stops.
         """
         engine = self._require_engine()
-        changed = self._listeners.watch(key)
-        try:
-            state = engine.get(key)
-            if state is not None:
-                await self._durable_before_visible(key)
-                yield state.value
-            while self._running:
-                await changed.wait()
-                changed.clear()
-                if not self._running:
-                    return
-                state = engine.get(key)
-                if state is not None:
-                    await self._durable_before_visible(key)
-                    yield state.value
-        finally:
-            self._listeners.unwatch(key, changed)
+        values = self._listeners.values(
+            key, engine.get, self._durable_before_visible, lambda: self._running
+        )
+        async with contextlib.aclosing(values):
+            async for value in values:
+                yield value
+
+    async def watch_prefix(self, prefix: str = "") -> AsyncGenerator[tuple[str, Any], None]:
+        """Yield ``(key, value)`` for every key starting with ``prefix`` (every key for
+        ``""``): each one held now, sorted, then each key as it changes.
+
+        A key that changes several times before the consumer reads is yielded once,
+        with its latest value; keys come in the order they first changed. The
+        iteration ends when the node stops.
+        """
+        engine = self._require_engine()
+        pairs = self._listeners.prefixed(
+            prefix, engine.keys, engine.get, self._durable_before_visible, lambda: self._running
+        )
+        async with contextlib.aclosing(pairs):
+            async for pair in pairs:
+                yield pair
 
     def on_key_changed(self, listener: Callable[[str, CRDT], None]) -> Callable[[], None]:
         """Call ``listener(key, change)`` after every change of a key on this node.
