@@ -163,6 +163,10 @@ async def test_quorum_write_and_read_survive_a_partition_and_converge_after_heal
     else:  # the joins' push-pull exchanges went by TCP (over TLS in that case)
         assert stats["udp_frames_sent"] > 0
         assert stats["tcp_frames_sent"] > 0
+        tcp = first._driver.tcp
+        assert tcp is not None
+        assert (tcp._server_ssl is not None) == (harness.kind == "tls")
+        assert (tcp._client_ssl is not None) == (harness.kind == "tls")
 
 
 async def test_a_memory_node_restarts_at_its_address() -> None:
