@@ -3,13 +3,14 @@
 The data types (:mod:`crdtgossip.crdts`), the codec (:func:`encode`, :func:`decode`,
 and :func:`register_type` for types of your own),
 the gossip :class:`Node` with its configuration, keyring, consistency levels and
-storage, and the error hierarchy are all importable from here.
+storage, and the error hierarchy are all importable from here; Prometheus text of a node's
+numbers is :mod:`crdtgossip.metrics`.
 """
 
 from crdtgossip._version import __version__
 from crdtgossip.codec import Body, TypeCodec, decode, encode, register_type, unregister_type
 from crdtgossip.config import GossipConfig
-from crdtgossip.consistency import All, AtLeast, Local, Majority
+from crdtgossip.consistency import All, AtLeast, Local, Majority, MajorityPlus
 from crdtgossip.crdts import (
     CRDT,
     EWFlag,
@@ -38,6 +39,7 @@ from crdtgossip.node import Node
 from crdtgossip.protocol import Member, Status
 from crdtgossip.security import Keyring
 from crdtgossip.storage import MemoryStorage, SQLiteStorage
+from crdtgossip.transport import MemoryNetwork, TlsConfig
 
 __all__ = [
     "CRDT",
@@ -59,7 +61,9 @@ __all__ = [
     "Local",
     "MVRegister",
     "Majority",
+    "MajorityPlus",
     "Member",
+    "MemoryNetwork",
     "MemoryStorage",
     "MergeError",
     "Node",
@@ -71,6 +75,7 @@ __all__ = [
     "SQLiteStorage",
     "Status",
     "StorageError",
+    "TlsConfig",
     "TransportError",
     "TypeCodec",
     "__version__",

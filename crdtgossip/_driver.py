@@ -10,7 +10,9 @@
   wakeup earlier, so a frame costs no extra task switch.
 
 UDP and TCP listen on the same port number, as memberlist does, so a member has one
-address.
+address; TCP may run over TLS. A node given its own transport (a
+:data:`~crdtgossip.transport.TransportFactory`, e.g. a
+:class:`~crdtgossip.transport.MemoryNetwork`'s) sends every frame through that one.
 """
 
 from __future__ import annotations
@@ -24,7 +26,15 @@ from crdtgossip.config import GossipConfig
 from crdtgossip.errors import DecodeError, TransportError
 from crdtgossip.protocol import Engine
 from crdtgossip.security import Keyring
-from crdtgossip.transport import TcpTransport, UdpTransport, format_address, parse_address
+from crdtgossip.transport import (
+    TcpTransport,
+    TlsConfig,
+    Transport,
+    TransportFactory,
+    UdpTransport,
+    format_address,
+    parse_address,
+)
 
 __all__ = ["BIND_ATTEMPTS", "Driver"]
 
@@ -43,6 +53,8 @@ class Driver:
         keyring: seals and opens every frame, or None.
         deliver: called after every call into the engine, to take its events and
             quorum results (the node's half).
+        transport: makes the one transport to use instead of UDP and TCP, or None.
+        tls: run the default TCP transport over TLS, or None (not with ``transport``).
     """
 
     def __init__(
@@ -51,27 +63,49 @@ class Driver:
         config: GossipConfig,
         keyring: Keyring | None,
         deliver: Callable[[Engine], None],
+        *,
+        transport: TransportFactory | None = None,
+        tls: TlsConfig | None = None,
     ) -> None:
         self._node_id = node_id
+        self._factory = transport
+        self._tls = tls
         self._config = config
         self._keyring = keyring
         self._deliver = deliver
         self.engine: Engine | None = None
         self.udp: UdpTransport | None = None
         self.tcp: TcpTransport | None = None
+        # Where small frames go, and reliable or large ones: UDP and TCP by default,
+        # the same transport twice when the node was given its own.
+        self._small: Transport | None = None
+        self._large: Transport | None = None
         # The loop timer that ticks the engine, and the loop time it is set for.
         self._tick_handle: asyncio.TimerHandle | None = None
         self._tick_at = math.inf
         self.auth_drops = 0
         self.receive_errors = 0
 
+    @property
+    def address(self) -> str | None:
+        """The ``"host:port"`` bound, or None before :meth:`bind`."""
+        return None if self._small is None else self._small.address
+
     async def bind(self, bind: str) -> str:
-        """Bind UDP and TCP on one port; returns the ``"host:port"`` bound.
+        """Bind UDP and TCP on one port (or start the node's own transport); returns
+        the ``"host:port"`` bound.
 
         Raises:
             TransportError: the address cannot be bound.
         """
+        if self._factory is not None:
+            transport = self._factory(bind, self._on_frame)
+            await transport.start()
+            self._small = self._large = transport
+            return transport.address
         host, port = parse_address(bind)
+        server_tls = None if self._tls is None else self._tls.server
+        client_tls = None if self._tls is None else self._tls.client
         attempts = BIND_ATTEMPTS if port == 0 else 1
         last_error: Exception | None = None
         for _ in range(attempts):
@@ -83,7 +117,9 @@ class Driver:
             tcp = TcpTransport(
                 format_address(host, bound_port),
                 self._on_frame,
+                server_tls,
                 max_frame=self._config.max_reliable_frame + 64,
+                client_ssl_context=client_tls,
                 authenticator=self._keyring,
             )
             try:
@@ -93,6 +129,7 @@ class Driver:
                 await udp.close()
                 continue
             self.udp, self.tcp = udp, tcp
+            self._small, self._large = udp, tcp
             return udp.address
         raise TransportError(f"could not bind UDP and TCP on the same port at {bind}: {last_error}")
 
@@ -100,14 +137,21 @@ class Driver:
         """Stop the timer and close the transports; the engine gets no more input."""
         self.engine = None
         self._disarm_timer()
-        for transport in (self.udp, self.tcp):
+        small, large = self._small, self._large
+        for transport in (small, large) if large is not small else (small,):
             if transport is not None:
                 await transport.close()
 
     def stats(self) -> dict[str, int]:
-        """Each transport's counters, prefixed ``udp_`` and ``tcp_``."""
+        """Each transport's counters, prefixed ``udp_`` and ``tcp_`` (``transport_``
+        for a node's own transport)."""
         stats: dict[str, int] = {}
-        for prefix, transport in (("udp", self.udp), ("tcp", self.tcp)):
+        pairs: tuple[tuple[str, Transport | None], ...] = (
+            (("udp", self.udp), ("tcp", self.tcp))
+            if self._factory is None
+            else (("transport", self._small),)
+        )
+        for prefix, transport in pairs:
             if transport is not None:
                 stats.update({f"{prefix}_{name}": n for name, n in transport.stats().items()})
         return stats
@@ -133,15 +177,15 @@ class Driver:
     def pump(self) -> None:
         """Send what the engine produced, let the node take its events and results, and
         set the timer for its next wakeup."""
-        engine, udp, tcp = self.engine, self.udp, self.tcp
-        if engine is None or udp is None or tcp is None:
+        engine, small, large = self.engine, self._small, self._large
+        if engine is None or small is None or large is None:
             return
         for frame in engine.take_outgoing():
             data = frame.data if self._keyring is None else self._keyring.seal(frame.data)
-            if frame.reliable or len(data) > udp.max_datagram:
-                tcp.send(frame.address, data)
+            if frame.reliable or len(data) > small.max_datagram:
+                large.send(frame.address, data)
             else:
-                udp.send(frame.address, data)
+                small.send(frame.address, data)
         self._deliver(engine)
         if self.engine is engine:  # (the node may have stopped meanwhile)
             self._arm_timer(engine.next_wakeup())

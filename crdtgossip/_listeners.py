@@ -1,7 +1,9 @@
 """Who hears of a :class:`~crdtgossip.Node`'s changes: watchers and listeners.
 
-Watchers (``Node.watch``) are woken per key and read the latest value themselves, so
-changes that come faster than they read are coalesced. Listeners are called
+Watchers (``Node.watch``, ``Node.watch_prefix``) are woken per key and read the latest
+value themselves, so changes that come faster than they read are coalesced: a key
+watcher sees the latest value, a prefix watcher each changed key once with its latest
+value. Listeners are called
 synchronously with each change (keys) or event (members); one that raises is logged
 and never affects the node or the other listeners.
 """
@@ -11,14 +13,33 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
+from typing import Any
 
 from crdtgossip.crdts._base import CRDT
 from crdtgossip.protocol import Event
 
-__all__ = ["Listeners"]
+__all__ = ["Listeners", "PrefixWatch"]
 
 _log = logging.getLogger("crdtgossip.node")
+
+
+#: Reads a key's live state (None when absent).
+Getter = Callable[[str], CRDT | None]
+#: Waits until a key's state is durable, before it is shown.
+Durable = Callable[[str], Awaitable[None]]
+
+
+class PrefixWatch:
+    """One prefix watcher: the keys changed since it last read, in order of change."""
+
+    __slots__ = ("changed", "pending", "prefix")
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+        self.changed = asyncio.Event()
+        # An ordered set: a key changed twice before it is read is yielded once.
+        self.pending: dict[str, None] = {}
 
 
 class Listeners:
@@ -26,6 +47,7 @@ class Listeners:
 
     def __init__(self) -> None:
         self._watchers: dict[str, set[asyncio.Event]] = {}
+        self._prefixes: list[PrefixWatch] = []
         self._keys: list[Callable[[str, CRDT], None]] = []
         self._members: list[Callable[[Event], None]] = []
 
@@ -47,6 +69,59 @@ class Listeners:
         for events in self._watchers.values():
             for event in events:
                 event.set()
+        for watch in self._prefixes:
+            watch.changed.set()
+
+    async def values(
+        self, key: str, get: Getter, durable: Durable, running: Callable[[], bool]
+    ) -> AsyncGenerator[Any, None]:
+        """The ``value`` of ``key`` now (if present) and after every change."""
+        changed = self.watch(key)
+        try:
+            state = get(key)
+            if state is not None:
+                await durable(key)
+                yield state.value
+            while running():
+                await changed.wait()
+                changed.clear()
+                if not running():
+                    return
+                state = get(key)
+                if state is not None:
+                    await durable(key)
+                    yield state.value
+        finally:
+            self.unwatch(key, changed)
+
+    async def prefixed(
+        self,
+        prefix: str,
+        keys: Callable[[], list[str]],
+        get: Getter,
+        durable: Durable,
+        running: Callable[[], bool],
+    ) -> AsyncGenerator[tuple[str, Any], None]:
+        """``(key, value)`` of every key under ``prefix`` now, then of each changed."""
+        watch = PrefixWatch(prefix)
+        self._prefixes.append(watch)
+        try:
+            watch.pending.update(dict.fromkeys(k for k in keys() if k.startswith(prefix)))
+            while running():
+                while watch.pending and running():
+                    key = next(iter(watch.pending))
+                    del watch.pending[key]
+                    state = get(key)
+                    if state is not None:
+                        await durable(key)
+                        yield key, state.value
+                if not running():
+                    return
+                await watch.changed.wait()
+                watch.changed.clear()
+        finally:
+            with contextlib.suppress(ValueError):
+                self._prefixes.remove(watch)
 
     def add_key_listener(self, listener: Callable[[str, CRDT], None]) -> Callable[[], None]:
         """Add a key listener; returns the function that removes it."""
@@ -65,6 +140,10 @@ class Listeners:
         """Wake the key's watchers and tell the key listeners (when ``change`` is known)."""
         for changed in self._watchers.get(key, ()):
             changed.set()
+        for watch in self._prefixes:
+            if key.startswith(watch.prefix):
+                watch.pending[key] = None
+                watch.changed.set()
         if change is None:
             return
         for listener in list(self._keys):

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 from crdtgossip.errors import ConfigError
 
-__all__ = ["All", "AtLeast", "Consistency", "Local", "Majority"]
+__all__ = ["All", "AtLeast", "Consistency", "Local", "Majority", "MajorityPlus"]
 
 #: The default timeout of the quorum levels, in seconds: a few LAN gossip rounds.
 DEFAULT_TIMEOUT = 2.0
@@ -76,6 +76,31 @@ class Majority:
 
 
 @dataclass(frozen=True, slots=True)
+class MajorityPlus:
+    """A majority and ``n`` more members, capped at all of them (Akka's
+    ``WriteMajorityPlus``), within ``timeout`` seconds.
+
+    More margin than :class:`Majority` against members lost right after the write,
+    without the all-or-nothing of :class:`All`. ``MajorityPlus(0)`` is ``Majority()``.
+
+    Raises:
+        ConfigError: ``n`` is not an int >= 0, or the timeout is out of range.
+    """
+
+    n: int
+    timeout: float = DEFAULT_TIMEOUT
+
+    def __post_init__(self) -> None:
+        if isinstance(self.n, bool) or not isinstance(self.n, int) or self.n < 0:
+            raise ConfigError(f"MajorityPlus needs n >= 0 more members, not {self.n!r}")
+        _check_timeout(self.timeout)
+
+    def required(self, members: int) -> int:
+        """``min(members // 2 + 1 + n, members)``."""
+        return min(members // 2 + 1 + self.n, members)
+
+
+@dataclass(frozen=True, slots=True)
 class All:
     """Every member alive or suspect (this node included), within ``timeout`` seconds."""
 
@@ -89,4 +114,4 @@ class All:
         return members
 
 
-Consistency = Local | AtLeast | Majority | All
+Consistency = Local | AtLeast | Majority | MajorityPlus | All

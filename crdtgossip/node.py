@@ -16,47 +16,34 @@ import contextlib
 import logging
 import random
 import secrets
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncGenerator, Callable, Sequence
 from typing import Any, TypeVar
 
+from crdtgossip import _node_log
 from crdtgossip._driver import Driver
 from crdtgossip._listeners import Listeners
-from crdtgossip._persistence import Persistence, decode_all
+from crdtgossip._persistence import Persistence
+from crdtgossip._quorum_wait import QuorumWaiters
+from crdtgossip._startup import close_storage, new_replica_id, open_storage
 from crdtgossip.codec import encode
 from crdtgossip.config import GossipConfig
 from crdtgossip.consistency import Consistency, Local
 from crdtgossip.crdts._base import CRDT, delta_of, state_of
-from crdtgossip.errors import (
-    ConfigError,
-    CRDTGossipError,
-    QuorumError,
-    StorageError,
-)
-from crdtgossip.protocol import Engine, Event, KeyChanged, Member
-from crdtgossip.protocol.quorum import QuorumResult
+from crdtgossip.errors import ConfigError, CRDTGossipError, StorageError
+from crdtgossip.protocol import Engine, Event, KeyChanged, Member, Status
 from crdtgossip.security import Keyring
-from crdtgossip.storage import MAX_INCARNATION, Storage
-from crdtgossip.transport import parse_address
+from crdtgossip.storage import Storage
+from crdtgossip.transport import TlsConfig, TransportFactory, parse_address
 
 __all__ = ["Node"]
 
 _log = logging.getLogger(__name__)
 
 T = TypeVar("T", bound=CRDT)
-_R = TypeVar("_R")
 
 #: After ``leave()``, how many gossip intervals to keep running so the goodbye spreads
 #: (the goodbye is also sent directly to every live member at once).
 LEAVE_GOSSIP_ROUNDS = 5
-
-
-def _new_replica_id(node_id: str) -> str:
-    """A replica id never used before: the node id plus 64 random bits.
-
-    A node that lost its state must not reuse its old replica id, or its new counter
-    slots and dots would collide with ones it already issued (riak_kv#679).
-    """
-    return f"{node_id}.{secrets.token_hex(8)}"
 
 
 class Node:
@@ -74,6 +61,16 @@ class Node:
         config: protocol timers and limits; :meth:`GossipConfig.lan` by default.
         seed: seed of the engine's random choices (tests and reproducible runs);
             random by default.
+        transport: the node's own transport instead of UDP and TCP, made at every
+            start as ``transport(bind, on_receive)``: ``network.transport`` of a
+            :class:`~crdtgossip.transport.MemoryNetwork` runs a cluster in one process
+            with seeded faults. Every frame goes through it.
+        tls: carry the default transport's TCP frames over TLS (not with
+            ``transport``).
+
+    Raises:
+        ConfigError: ``node_id`` is empty, an address is malformed, or both
+            ``transport`` and ``tls`` are given.
 
     Example:
         >>> import asyncio
@@ -97,9 +94,15 @@ class Node:
         config: GossipConfig | None = None,
         *,
         seed: int | None = None,
+        transport: TransportFactory | None = None,
+        tls: TlsConfig | None = None,
     ) -> None:
         if not isinstance(node_id, str) or not node_id:
             raise ConfigError(f"node_id must be a non-empty str, not {node_id!r}")
+        if transport is not None and tls is not None:
+            raise ConfigError("tls is an option of the default transport, not of a given one")
+        if tls is not None and not isinstance(tls, TlsConfig):
+            raise ConfigError(f"tls must be a TlsConfig, not {type(tls).__name__}")
         parse_address(bind)
         for address in seeds:
             parse_address(address)
@@ -111,7 +114,9 @@ class Node:
         self._config = config if config is not None else GossipConfig.lan()
         self._rng = random.Random(seed if seed is not None else secrets.randbits(64))
         self._engine: Engine | None = None
-        self._driver = Driver(node_id, self._config, keyring, self._deliver)
+        self._driver = Driver(
+            node_id, self._config, keyring, self._deliver, transport=transport, tls=tls
+        )
         self._listeners = Listeners()
         self._replica_id: str | None = None
         self._running = False
@@ -124,7 +129,9 @@ class Node:
         # next one reads the state, so the storage sees them in order.
         self._write_lock = asyncio.Lock()
         self._flusher: asyncio.Task[None] | None = None
-        self._waiters: dict[int, asyncio.Future[QuorumResult]] = {}
+        self._waiters = QuorumWaiters(node_id, self._pump)
+        self._node_log = _node_log.NodeLog(node_id, self._seeds)
+        self._monitor: asyncio.Task[None] | None = None
 
     # ---- lifecycle -------------------------------------------------------------------
     async def __aenter__(self) -> Node:
@@ -153,36 +160,11 @@ class Node:
         restored: dict[str, CRDT] = {}
         storage, persistence = self._storage, self._persistence
         if storage is None or persistence is None:
-            self._replica_id = _new_replica_id(self.node_id)
+            self._replica_id = new_replica_id(self.node_id)
         else:
-            try:
-                stored = await persistence.call(storage.open)
-            except StorageError as exc:
-                raise StorageError(f"node {self.node_id!r} cannot start: {exc}") from exc
-            try:
-                restored = decode_all(stored)
-                if stored.rolled_back:
-                    _log.warning(
-                        "crdtgossip: the storage of %s lost commits it had acknowledged "
-                        "(a damaged write-ahead log, or an older copy); it keeps the %d "
-                        "keys found and takes a fresh replica id, and peers bring back "
-                        "the rest",
-                        self.node_id,
-                        len(restored),
-                    )
-                if stored.replica_id is not None:
-                    self._replica_id = stored.replica_id
-                    incarnation = min(stored.incarnation + 1, MAX_INCARNATION)
-                else:
-                    self._replica_id = _new_replica_id(self.node_id)
-                # Before any write: a crash after a write must not lose the id it used.
-                await persistence.call(storage.save_identity, self._replica_id, incarnation)
-            except StorageError as exc:
-                await self._close_storage()
-                raise StorageError(f"node {self.node_id!r} cannot start: {exc}") from exc
-            except BaseException:
-                await self._close_storage()
-                raise
+            self._replica_id, incarnation, restored = await open_storage(
+                self.node_id, storage, persistence
+            )
         try:
             address = await self._driver.bind(self._bind)
         except BaseException:
@@ -204,6 +186,8 @@ class Node:
         self._driver.engine = self._engine
         self._engine.join(self._seeds, loop.time())
         self._driver.pump()
+        self._node_log.started(self.stats())
+        self._monitor = asyncio.create_task(self._run_log(), name=f"crdtgossip-log:{self.node_id}")
         if persistence is not None:
             persistence.reset()
             self._flusher = asyncio.create_task(
@@ -211,12 +195,8 @@ class Node:
             )
 
     async def _close_storage(self) -> None:
-        if self._storage is None or self._persistence is None:
-            return
-        try:
-            await self._persistence.call(self._storage.close)
-        except StorageError:
-            _log.exception("crdtgossip: closing the storage of %s failed", self.node_id)
+        if self._storage is not None and self._persistence is not None:
+            await close_storage(self.node_id, self._storage, self._persistence)
 
     async def stop(self) -> None:
         """Stop at once (others will see this node fail, then mark it dead).
@@ -228,6 +208,11 @@ class Node:
         if not self._running:
             return
         self._running = False
+        if self._monitor is not None:
+            self._monitor.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._monitor
+        self._monitor = None
         if self._flusher is not None:
             self._flusher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -243,11 +228,7 @@ class Node:
             except StorageError:
                 _log.exception("crdtgossip: final flush of %s failed", self.node_id)
             await self._close_storage()
-        stopped = CRDTGossipError(f"node {self.node_id!r} stopped")
-        for waiter in self._waiters.values():
-            if not waiter.done():
-                waiter.set_exception(stopped)
-        self._waiters.clear()
+        self._waiters.fail_all()
         self._listeners.wake_all()
 
     async def leave(self) -> None:
@@ -265,10 +246,10 @@ class Node:
     @property
     def address(self) -> str:
         """The ``"host:port"`` actually bound (UDP and TCP share it)."""
-        udp = self._driver.udp
-        if udp is None:
+        address = self._driver.address
+        if address is None:
             raise CRDTGossipError("the node is not started: no address yet")
-        return udp.address
+        return address
 
     @property
     def replica_id(self) -> str:
@@ -387,22 +368,7 @@ class Node:
             await self._persistence.before_visible(key)
 
     async def _await_quorum(self, request: int, what: str) -> None:
-        """Wait for the engine's result of a quorum request; raise if it failed."""
-        if not self._running:
-            raise CRDTGossipError(f"node {self.node_id!r} stopped before the {what} completed")
-        waiter: asyncio.Future[QuorumResult] = asyncio.get_running_loop().create_future()
-        self._waiters[request] = waiter
-        self._pump()  # sends the requests, delivers a result already reached, sets the timer
-        try:
-            result = await waiter
-        finally:
-            self._waiters.pop(request, None)
-        if not result.ok:
-            raise QuorumError(
-                f"{what}: {result.answered} of the {result.needed} members needed answered in time",
-                answered=result.answered,
-                needed=result.needed,
-            )
+        await self._waiters.wait(request, what, self._running)
 
     @staticmethod
     def _current(engine: Engine, key: str, value_type: type[T] | T) -> T:
@@ -412,30 +378,35 @@ class Node:
         """Every key this node holds, sorted."""
         return self._require_engine().keys()
 
-    async def watch(self, key: str) -> AsyncIterator[Any]:
+    async def watch(self, key: str) -> AsyncGenerator[Any, None]:
         """Yield the ``value`` of ``key`` now (if present) and after every change.
 
         Changes that arrive faster than the consumer reads are coalesced: the next
         value yielded is the latest. The iteration ends when the node stops.
         """
         engine = self._require_engine()
-        changed = self._listeners.watch(key)
-        try:
-            state = engine.get(key)
-            if state is not None:
-                await self._durable_before_visible(key)
-                yield state.value
-            while self._running:
-                await changed.wait()
-                changed.clear()
-                if not self._running:
-                    return
-                state = engine.get(key)
-                if state is not None:
-                    await self._durable_before_visible(key)
-                    yield state.value
-        finally:
-            self._listeners.unwatch(key, changed)
+        values = self._listeners.values(
+            key, engine.get, self._durable_before_visible, lambda: self._running
+        )
+        async with contextlib.aclosing(values):
+            async for value in values:
+                yield value
+
+    async def watch_prefix(self, prefix: str = "") -> AsyncGenerator[tuple[str, Any], None]:
+        """Yield ``(key, value)`` for every key starting with ``prefix`` (every key for
+        ``""``): each one held now, sorted, then each key as it changes.
+
+        A key that changes several times before the consumer reads is yielded once,
+        with its latest value; keys come in the order they first changed. The
+        iteration ends when the node stops.
+        """
+        engine = self._require_engine()
+        pairs = self._listeners.prefixed(
+            prefix, engine.keys, engine.get, self._durable_before_visible, lambda: self._running
+        )
+        async with contextlib.aclosing(pairs):
+            async for pair in pairs:
+                yield pair
 
     def on_key_changed(self, listener: Callable[[str, CRDT], None]) -> Callable[[], None]:
         """Call ``listener(key, change)`` after every change of a key on this node.
@@ -478,6 +449,17 @@ class Node:
         return stats
 
     # ---- what the engine says ---------------------------------------------------------
+    async def _run_log(self) -> None:
+        """Every ``LOG_INTERVAL``: log the frames refused meanwhile and a pending join."""
+        while self._running:
+            await asyncio.sleep(_node_log.LOG_INTERVAL)
+            if self._running:
+                alive = sum(
+                    member.status is Status.ALIVE and member.node_id != self.node_id
+                    for member in self.members()
+                )
+                self._node_log.check(self.stats(), alive)
+
     def _pump(self) -> None:
         self._driver.pump()
 
@@ -487,14 +469,12 @@ class Node:
         persistence = self._persistence
         if engine.held_acks and persistence is not None:
             persistence.acks_waiting()
-        for result in engine.take_quorum_results():
-            waiter = self._waiters.get(result.request_id)
-            if waiter is not None and not waiter.done():
-                waiter.set_result(result)
+        self._waiters.resolve(engine.take_quorum_results())
         for event in engine.take_events():
             if isinstance(event, KeyChanged):
                 if persistence is not None and not event.local and event.payload:
                     persistence.merged(event.key, event.payload)
                 self._listeners.key_changed(event.key, event.change)
             else:
+                self._node_log.member_event(event)
                 self._listeners.member_event(event)

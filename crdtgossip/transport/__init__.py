@@ -7,7 +7,13 @@ duplication, reordering and partitions, on asyncio or on virtual time.
 """
 
 from crdtgossip.transport._address import format_address, parse_address
-from crdtgossip.transport._base import ReceiveCallback, Transport, TransportStats
+from crdtgossip.transport._base import (
+    ReceiveCallback,
+    Transport,
+    TransportFactory,
+    TransportStats,
+)
+from crdtgossip.transport._tls import TlsConfig
 from crdtgossip.transport.memory import (
     MEMORY_MAX_DATAGRAM,
     REORDER_HOLDBACK,
@@ -32,7 +38,9 @@ __all__ = [
     "ReceiveCallback",
     "Scheduler",
     "TcpTransport",
+    "TlsConfig",
     "Transport",
+    "TransportFactory",
     "TransportStats",
     "UdpTransport",
     "format_address",

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Protocol
 
-__all__ = ["ReceiveCallback", "Transport", "TransportStats"]
+__all__ = ["ReceiveCallback", "Transport", "TransportFactory", "TransportStats"]
 
 _log = logging.getLogger(__name__)
 
@@ -73,6 +73,14 @@ class Transport(Protocol):
         """Counters since construction; keys as in :class:`TransportStats`, plus
         transport-specific ones."""
         ...
+
+
+TransportFactory = Callable[[str, ReceiveCallback], "Transport"]
+"""Makes a node's transport: called with ``(bind, on_receive)`` at every start.
+
+:meth:`MemoryNetwork.transport <crdtgossip.transport.MemoryNetwork.transport>` is one
+(``Node("a", bind="a:7000", transport=network.transport)``); so is a transport class
+whose constructor takes ``(bind, on_receive)``."""
 
 
 @dataclass(slots=True)

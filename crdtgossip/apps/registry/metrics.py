@@ -2,71 +2,31 @@
 
 Four families of samples:
 
-* ``crdtgossip_node_*``: every counter of :meth:`Node.stats` (messages, bytes, drops
-  by reason, decode and merge errors ...), as counters with the ``_total`` suffix, and
-  its point-in-time values (:data:`NODE_GAUGES`) as gauges;
-* ``crdtgossip_members``: members by status, as this agent sees them;
+* ``crdtgossip_node_*`` and ``crdtgossip_members``: the node's, as the library renders
+  them for any service that embeds a node (:func:`crdtgossip.metrics.node_families`);
 * ``crdtgossip_registry_*``: the registry: the change index, instances by service,
   environment and health, instances in maintenance, and per (env, service) what is
   available against the expectation, so an alert can fire on ``shortfall > 0``;
 * ``crdtgossip_http_requests_total``: requests answered, by method and status code.
 
-The format is small enough to write directly (text format 0.0.4: ``# HELP``,
-``# TYPE``, then ``name{label="value"} number`` lines).
+The format (text format 0.0.4) is :mod:`crdtgossip.metrics`'s.
 """
 
 from __future__ import annotations
 
-import re
-from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from crdtgossip.apps.registry.health import HEALTH_STATES
+from crdtgossip.metrics import CONTENT_TYPE, GAUGES, family, node_families
 
 __all__ = ["CONTENT_TYPE", "NODE_GAUGES", "render_metrics"]
 
-#: The Content-Type of the Prometheus text format.
-CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+#: Entries of :meth:`Node.stats` that are values at a moment, not running totals
+#: (the library's :data:`crdtgossip.metrics.GAUGES`).
+NODE_GAUGES = GAUGES
 
-#: Entries of :meth:`Node.stats` that are values at a moment, not running totals.
-NODE_GAUGES = frozenset(
-    {"members_alive", "queue_length", "keys", "health_score", "tcp_open_connections"}
-)
-
-Labels = Mapping[str, str]
-
-
-def _metric_name(name: str) -> str:
-    # Prometheus names are [a-zA-Z_:][a-zA-Z0-9_:]*; a stats key is used as it is when
-    # it already fits, which every current one does.
-    return re.sub(r"[^A-Za-z0-9_]", "_", name)
-
-
-def _escape(value: str) -> str:
-    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
-
-
-def _number(value: float) -> str:
-    # Integers exactly (a "g" format would round a large counter); floats by repr.
-    if isinstance(value, int) or value.is_integer():
-        return str(int(value))
-    return repr(value)
-
-
-def _sample(name: str, labels: Labels, value: float) -> str:
-    if labels:
-        inner = ",".join(f'{key}="{_escape(str(item))}"' for key, item in labels.items())
-        return f"{name}{{{inner}}} {_number(value)}"
-    return f"{name} {_number(value)}"
-
-
-def _family(
-    name: str, kind: str, help_text: str, samples: Iterable[tuple[Labels, float]]
-) -> list[str]:
-    lines = [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}"]
-    lines.extend(_sample(name, labels, value) for labels, value in samples)
-    return lines
+_family = family
 
 
 def render_metrics(
@@ -92,27 +52,7 @@ def render_metrics(
     Returns:
         The text, ending with a newline.
     """
-    lines: list[str] = []
-    for name in sorted(stats):
-        metric = _metric_name(name)
-        if name in NODE_GAUGES:
-            lines += _family(
-                f"crdtgossip_node_{metric}", "gauge", f"Node.stats()['{name}']", [({}, stats[name])]
-            )
-        else:
-            lines += _family(
-                f"crdtgossip_node_{metric}_total",
-                "counter",
-                f"Node.stats()['{name}']",
-                [({}, stats[name])],
-            )
-    by_status = Counter(str(member["status"]) for member in members)
-    lines += _family(
-        "crdtgossip_members",
-        "gauge",
-        "Members known to this agent, by status.",
-        [({"status": status}, count) for status, count in sorted(by_status.items())],
-    )
+    lines = node_families(stats, (str(member["status"]) for member in members))
     lines += _family(
         "crdtgossip_registry_index", "gauge", "This agent's change index.", [({}, index)]
     )
