@@ -79,12 +79,8 @@ from crdtgossip.apps.registry.model import (
     parse_event,
 )
 from crdtgossip.apps.registry.readiness import Readiness
-from crdtgossip.apps.registry.view import (
-    ReleaseElement,
-    Snapshot,
-    instance_view,
-    release_record,
-)
+from crdtgossip.apps.registry.releases import Release, release_element
+from crdtgossip.apps.registry.view import Snapshot, instance_view
 from crdtgossip.consistency import Consistency, Local, Majority
 from crdtgossip.crdts import GSet, LWWMap
 from crdtgossip.errors import CRDTGossipError
@@ -425,21 +421,28 @@ class Registry:
     async def record_release(
         self, env: str, service: str, request: ReleaseRequest
     ) -> dict[str, Any]:
-        """Record that ``service`` runs ``request.version`` in ``env`` from now on.
+        """Record that ``service`` (or ``request.instance`` of it) runs
+        ``request.version`` in ``env`` from now on (see :mod:`.releases`).
 
         Returns:
             The release as recorded (with its ``time``), plus ``env`` and ``service``.
         """
-        element: ReleaseElement = (
+        release = Release(
             env,
             service,
             self.now(),
             request.version,
             request.build,
             request.commit,
+            request.instance,
+            request.url,
+            request.initiator,
+            request.started,
+            request.finished,
         )
+        element = release_element(release)
         await self._write(RELEASES_KEY, GSet, lambda releases: releases.add(element))
-        return {"env": env, "service": service, **release_record(element)}
+        return {"env": env, "service": service, **release.record()}
 
     async def set_expectation(self, env: str, service: str, min_passing: int) -> dict[str, Any]:
         """Expect at least ``min_passing`` available instances of ``service`` in ``env``."""

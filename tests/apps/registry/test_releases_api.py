@@ -1,0 +1,89 @@
+"""The release routes in process: full records, reads per env, service and instance,
+filters that work, and a 400 for a filter that does not exist."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.apps.registry.conftest import Client, FakeClock
+from tests.apps.registry.test_api import call, ok
+
+FULL = {
+    "version": "1.2.4",
+    "build": "77",
+    "commit": "abc123",
+    "url": "https://ci.example/job/77",
+    "initiator": "alice",
+    "started": 1000.0,
+    "finished": 1060.0,
+}
+
+
+async def test_a_full_record_is_kept_and_shown_everywhere(client: Client, clock: FakeClock) -> None:
+    reply = await ok(client, "PUT", "/v1/releases/prod/web", {**FULL, "instance": "web-1"})
+    record = {**FULL, "instance": "web-1", "time": clock.now}
+    assert reply["release"] == {"env": "prod", "service": "web", **record}
+    every = await ok(client, "GET", "/v1/releases")
+    assert every["releases"]["prod"]["web"]["instances"] == {"web-1": record}
+    one = await ok(client, "GET", "/v1/releases/prod/web/web-1")
+    assert (one["env"], one["service"], one["instance"]) == ("prod", "web", "web-1")
+    assert one["current"] == record and one["history"] == [record]
+    assert await ok(client, "GET", "/v1/releases/prod/web?instance=web-1") == one
+
+
+async def test_reads_per_env_and_service_at_a_time(client: Client, clock: FakeClock) -> None:
+    await ok(client, "PUT", "/v1/releases/prod/web", {"version": "1"})
+    first = clock.now
+    clock.advance(10)
+    await ok(client, "PUT", "/v1/releases/prod/web", {"version": "2"})
+    await ok(client, "PUT", "/v1/releases/prod/db", {"version": "7"})
+    await ok(client, "PUT", "/v1/releases/staging/web", {"version": "3"})
+    env = await ok(client, "GET", "/v1/releases/prod")
+    assert env["env"] == "prod" and list(env["services"]) == ["db", "web"]
+    assert env["services"]["web"]["current"]["version"] == "2"
+    then = await ok(client, "GET", f"/v1/releases/prod?at={first}")
+    assert list(then["services"]) == ["web"]
+    assert then["services"]["web"]["current"]["version"] == "1"
+    service = await ok(client, "GET", "/v1/releases/prod/web?limit=1")
+    assert [found["version"] for found in service["history"]] == ["2"]
+    assert (await ok(client, "GET", f"/v1/releases/prod/web?at={first - 1}"))["current"] is None
+    filtered = await ok(client, "GET", "/v1/releases?env=staging&service=web")
+    single = await ok(client, "GET", "/v1/releases/staging/web")
+    entry = {name: single[name] for name in ("current", "history", "instances")}
+    assert filtered["releases"] == {"staging": {"web": entry}}
+
+
+@pytest.mark.parametrize(
+    ("path", "status", "words"),
+    [
+        ("/v1/releases?envv=prod", 400, "unknown query parameter 'envv'"),
+        ("/v1/releases/prod?service=web", 400, "unknown query parameter 'service'"),
+        ("/v1/releases/prod/web/web-1?instance=web-2", 400, "unknown query parameter"),
+        ("/v1/releases?limit=0", 400, "limit must be"),
+        ("/v1/releases?env=pr%20od", 400, "not a valid name"),
+        ("/v1/releases/nowhere", 404, "no release was ever recorded in env 'nowhere'"),
+        ("/v1/releases/prod/nothing", 404, "no release of service 'nothing'"),
+        ("/v1/releases/prod/web/ghost", 404, "instance 'ghost'"),
+    ],
+)
+async def test_refusals_are_json_errors(client: Client, path: str, status: int, words: str) -> None:
+    await ok(client, "PUT", "/v1/releases/prod/web", {"version": "1"})
+    got, reply, _ = await call(client, "GET", path)
+    assert got == status and words in reply["error"], reply
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"version": "1", "instance": "a b"},
+        {"version": "1", "started": "noon"},
+        {"version": "1", "started": 0},
+        {"version": "1", "started": 20, "finished": 10},
+        {"version": "1", "initiator": ""},
+        {"version": "1", "who": "me"},
+    ],
+)
+async def test_a_bad_release_body_is_refused(client: Client, body: dict[str, object]) -> None:
+    status, reply, _ = await call(client, "PUT", "/v1/releases/prod/web", body)
+    assert status == 400 and reply["error"]
+    assert (await ok(client, "GET", "/v1/releases"))["releases"] == {}
