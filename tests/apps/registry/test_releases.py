@@ -23,7 +23,8 @@ def test_a_release_with_only_the_old_fields_keeps_the_old_shape() -> None:
     assert release_element(legacy) == ("prod", "web", 10.0, "1.0", "41", None)
     full = Release("prod", "web", 10.0, "1.0", instance="web-1", initiator="ci")
     element = release_element(full)
-    assert len(element) == 11 and element[:6] == ("prod", "web", 10.0, "1.0", None, None)
+    assert len(element) == 11
+    assert element[:6] == ("prod", "web", 10.0, "1.0", None, None)
     assert Release.of(element) == full
     assert Release.of(release_element(legacy)) == legacy
 
@@ -80,7 +81,8 @@ def test_filters_by_env_service_instance_and_limit() -> None:
         "staging": ["web"],
     }
     one = releases_view(state, instance="web-1")["releases"]
-    assert list(one) == ["prod"] and list(one["prod"]) == ["web"]
+    assert list(one) == ["prod"]
+    assert list(one["prod"]) == ["web"]
     assert one["prod"]["web"]["current"]["version"] == "2"
     # A registered instance that was never released on its own gets its service's.
     registered = releases_view(state, instance="db-1")["releases"]

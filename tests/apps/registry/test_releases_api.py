@@ -27,7 +27,8 @@ async def test_a_full_record_is_kept_and_shown_everywhere(client: Client, clock:
     assert every["releases"]["prod"]["web"]["instances"] == {"web-1": record}
     one = await ok(client, "GET", "/v1/releases/prod/web/web-1")
     assert (one["env"], one["service"], one["instance"]) == ("prod", "web", "web-1")
-    assert one["current"] == record and one["history"] == [record]
+    assert one["current"] == record
+    assert one["history"] == [record]
     assert await ok(client, "GET", "/v1/releases/prod/web?instance=web-1") == one
 
 
@@ -39,7 +40,8 @@ async def test_reads_per_env_and_service_at_a_time(client: Client, clock: FakeCl
     await ok(client, "PUT", "/v1/releases/prod/db", {"version": "7"})
     await ok(client, "PUT", "/v1/releases/staging/web", {"version": "3"})
     env = await ok(client, "GET", "/v1/releases/prod")
-    assert env["env"] == "prod" and list(env["services"]) == ["db", "web"]
+    assert env["env"] == "prod"
+    assert list(env["services"]) == ["db", "web"]
     assert env["services"]["web"]["current"]["version"] == "2"
     then = await ok(client, "GET", f"/v1/releases/prod?at={first}")
     assert list(then["services"]) == ["web"]
@@ -69,7 +71,8 @@ async def test_reads_per_env_and_service_at_a_time(client: Client, clock: FakeCl
 async def test_refusals_are_json_errors(client: Client, path: str, status: int, words: str) -> None:
     await ok(client, "PUT", "/v1/releases/prod/web", {"version": "1"})
     got, reply, _ = await call(client, "GET", path)
-    assert got == status and words in reply["error"], reply
+    assert got == status, reply
+    assert words in reply["error"]
 
 
 @pytest.mark.parametrize(
@@ -85,5 +88,6 @@ async def test_refusals_are_json_errors(client: Client, path: str, status: int, 
 )
 async def test_a_bad_release_body_is_refused(client: Client, body: dict[str, object]) -> None:
     status, reply, _ = await call(client, "PUT", "/v1/releases/prod/web", body)
-    assert status == 400 and reply["error"]
+    assert status == 400
+    assert reply["error"]
     assert (await ok(client, "GET", "/v1/releases"))["releases"] == {}
