@@ -16,6 +16,10 @@ service or instance with no release ever recorded is a 404; with ``at`` before i
 first release, it answers with ``current`` null and an empty history.
 
 What "current" means, for a service and an instance, is in :mod:`.releases`.
+
+``GET /v1/perf/{env}/{service}?version=V&metric=M`` answers the percentiles of one
+version's metric (:mod:`.perf`): ``{env, service, version, metric, count, min, max,
+p50, p95, p99}``, with ``count`` 0 and null percentiles when nothing was recorded.
 """
 
 from __future__ import annotations
@@ -27,7 +31,9 @@ from typing import Any
 from aiohttp import web
 
 from crdtgossip.apps.registry.model import RegistryError, check_name, parse_json, parse_release
+from crdtgossip.apps.registry.perf import DEFAULT_METRIC, perf_key, perf_view
 from crdtgossip.apps.registry.releases import ServiceReleases, service_releases
+from crdtgossip.apps.registry.sketch import DDSketch
 from crdtgossip.apps.registry.state import Registry
 from crdtgossip.apps.registry.view import releases_view
 
@@ -166,6 +172,21 @@ def add_release_routes(app: web.Application, registry_of: RegistryOf, block: Blo
             del answer["instances"]
         return _reply(answer, index)
 
+    async def performance(request: web.Request) -> web.Response:
+        _only(request, ("version", "metric"))
+        env = check_name("env", request.match_info["env"])
+        service = check_name("service", request.match_info["service"])
+        version = request.query.get("version")
+        if not version:
+            raise RegistryError("GET /v1/perf/{env}/{service} needs ?version=V")
+        metric = check_name("metric", request.query.get("metric", DEFAULT_METRIC))
+        index = await block(request)
+        key = perf_key(env, service, version, metric)
+        sketch = await registry_of(request).node.get(key, DDSketch)
+        answer = {"env": env, "service": service, "version": version, "metric": metric}
+        return _reply({**answer, **perf_view(sketch)}, index)
+
+    app.router.add_get("/v1/perf/{env}/{service}", performance)
     app.router.add_put("/v1/releases/{env}/{service}", record)
     app.router.add_get("/v1/releases", every)
     app.router.add_get("/v1/releases/{env}", one_env)

@@ -78,8 +78,10 @@ from crdtgossip.apps.registry.model import (
     ReleaseRequest,
     parse_event,
 )
+from crdtgossip.apps.registry.perf import sample_of
 from crdtgossip.apps.registry.readiness import Readiness
 from crdtgossip.apps.registry.releases import Release, release_element
+from crdtgossip.apps.registry.sketch import DDSketch
 from crdtgossip.apps.registry.view import Snapshot, instance_view
 from crdtgossip.consistency import Consistency, Local, Majority
 from crdtgossip.crdts import GSet, LWWMap
@@ -407,15 +409,19 @@ class Registry:
         """
         now = self.now()
         event: HealthEvent = parse_event(body, now)
-        record = self._require(await self.current(), event.service, event.host)
+        current = await self.current()
+        record = self._require(current, event.service, event.host)
         if body.get("ttl") is None and record.get("ttl") is not None:
             event = dataclasses.replace(event, ttl=float(record["ttl"]))
+        sample = sample_of(event, record, current)  # checked before anything is written
         stored = event.stored()
         await self._write(
             EVENTS_KEY,
             keyed_type(),
             put_op(self._node.replica_id, (event.service, event.host), stored),
         )
+        if sample is not None:  # performance history (:mod:`.perf`)
+            await self._node.update(sample.key, DDSketch, sample.update(self._node.replica_id))
         return {"event": stored, "health": instance_health(stored, now)}
 
     async def record_release(

@@ -91,3 +91,39 @@ async def test_a_bad_release_body_is_refused(client: Client, body: dict[str, obj
     assert status == 400
     assert reply["error"]
     assert (await ok(client, "GET", "/v1/releases"))["releases"] == {}
+
+
+# ---- performance history -----------------------------------------------------------------
+async def test_event_metrics_are_kept_per_version_and_metric(client: Client) -> None:
+    await ok(
+        client,
+        "PUT",
+        "/v1/services/web/instances/web-1",
+        {"address": "h", "port": 1, "env": "prod"},
+    )
+    event = {"host": "web-1", "service": "web", "state": "ok", "tags": ["metric:latency"]}
+    await ok(client, "POST", "/v1/events", {**event, "metric": 5.0})  # no release yet
+    await ok(client, "PUT", "/v1/releases/prod/web", {"version": "1.0"})
+    for value in (1.0, 2.0, 3.0, 4.0, 100.0):
+        await ok(client, "POST", "/v1/events", {**event, "metric": value})
+    await ok(client, "PUT", "/v1/releases/prod/web", {"version": "1.1"})
+    await ok(client, "POST", "/v1/events", {**event, "metric": 9.0})
+    await ok(client, "POST", "/v1/events", {**event, "metric": 7.0, "tags": []})
+    old = await ok(client, "GET", "/v1/perf/prod/web?version=1.0&metric=latency")
+    assert (old["count"], old["min"], old["max"]) == (5, 1.0, 100.0)
+    assert old["p50"] == pytest.approx(3.0, rel=0.01)
+    assert old["p99"] == pytest.approx(4.0, rel=0.01)  # rank floor(0.99 * 4)
+    new = await ok(client, "GET", "/v1/perf/prod/web?version=1.1&metric=latency")
+    assert new["count"] == 1
+    assert (await ok(client, "GET", "/v1/perf/prod/web?version=1.1"))["count"] == 1  # untagged
+    none = await ok(client, "GET", "/v1/perf/prod/web?version=0.9&metric=latency")
+    assert (none["count"], none["p50"]) == (0, None)
+    status, reply, _ = await call(client, "GET", "/v1/perf/prod/web?metric=latency")
+    assert status == 400
+    assert "version" in reply["error"]
+    status, reply, _ = await call(
+        client, "POST", "/v1/events", {**event, "metric": 1.0, "tags": ["metric:a b"]}
+    )
+    assert status == 400
+    assert "metric" in reply["error"]
+    assert (await ok(client, "GET", "/v1/perf/prod/web?version=1.1&metric=latency"))["count"] == 1
