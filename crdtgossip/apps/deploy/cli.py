@@ -9,9 +9,12 @@
 
 Additions to that contract, all optional: ``--token FILE`` (every action), ``--meta
 KEY=VALUE`` and ``--ttl SECONDS`` (register), ``--reason``, ``--timeout`` and
-``--grace`` (drain).
+``--grace`` (drain), ``--instance``, ``--url``, ``--initiator``, ``--started`` and
+``--finished`` (release); and the actions ``plan``, ``diff`` and ``compare``
+(:mod:`.release_cli`).
 
-Success prints one line on stdout; failure one line on stderr and exit status 1.
+Success prints on stdout (one line, but for plan, diff and compare); failure one line
+on stderr and exit status 1; ``compare`` exits 3 on a regression.
 """
 
 from __future__ import annotations
@@ -28,6 +31,14 @@ from crdtgossip.apps.deploy.client import (
     MAX_GRACE,
     AgentClient,
     AgentError,
+)
+from crdtgossip.apps.deploy.release_cli import ACTIONS as RELEASE_ACTIONS
+from crdtgossip.apps.deploy.release_cli import (
+    EXIT_REGRESSION,
+    Outcome,
+    add_release_actions,
+    parse_moment,
+    run_release_action,
 )
 from crdtgossip.apps.registry.agent import read_token
 from crdtgossip.errors import CRDTGossipError
@@ -68,7 +79,7 @@ def add_deploy_command(
     """
     parser = subparsers.add_parser(
         "deploy",
-        help="deploy hooks: register, deregister, drain, undrain, release",
+        help="deploy hooks: register, deregister, drain, undrain, release, plan, diff, compare",
         description="Tell a registry agent about an instance or a release.",
     )
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
@@ -132,12 +143,20 @@ def add_deploy_command(
     release.add_argument("--version", required=True, metavar="V")
     release.add_argument("--build", metavar="B")
     release.add_argument("--commit", metavar="C")
+    release.add_argument("--instance", metavar="I", help="one instance only (a canary)")
+    release.add_argument("--url", metavar="URL", help="link to the build or deploy job")
+    release.add_argument("--initiator", metavar="WHO", help="who or what started it")
+    release.add_argument("--started", type=parse_moment, metavar="TIME", help="deploy start")
+    release.add_argument("--finished", type=parse_moment, metavar="TIME", help="deploy end")
+    add_release_actions(actions, common)
     return parser
 
 
-async def _act(args: argparse.Namespace) -> str:
+async def _act(args: argparse.Namespace) -> str | Outcome:
     token = read_token(args.token) if args.token is not None else None
     async with AgentClient(args.agent, token=token) as agent:
+        if args.action in RELEASE_ACTIONS:
+            return await run_release_action(args, agent)
         if args.action == "register":
             found = await agent.register(
                 args.service,
@@ -171,12 +190,19 @@ async def _act(args: argparse.Namespace) -> str:
             return f"undrained {args.service}/{args.instance}"
         if args.action == "release":
             recorded = await agent.release(
-                args.env, args.service, args.version, build=args.build, commit=args.commit
+                args.env,
+                args.service,
+                args.version,
+                build=args.build,
+                commit=args.commit,
+                instance=args.instance,
+                url=args.url,
+                initiator=args.initiator,
+                started=args.started,
+                finished=args.finished,
             )
-            return (
-                f"released {args.service} {recorded['version']} in {args.env} "
-                f"at {recorded['time']:.3f}"
-            )
+            where = args.service if args.instance is None else f"{args.service}/{args.instance}"
+            return f"released {where} {recorded['version']} in {args.env} at {recorded['time']:.3f}"
         raise AgentError(f"unknown deploy action {args.action!r}")
 
 
@@ -187,9 +213,12 @@ def run(args: argparse.Namespace) -> int:
     returns 1.
     """
     try:
-        line = asyncio.run(_act(args))
+        done = asyncio.run(_act(args))
     except CRDTGossipError as exc:
         print(f"crdtgossip: error: {exc}", file=sys.stderr)
         return 1
-    print(line, flush=True)
-    return 0
+    outcome = done if isinstance(done, Outcome) else Outcome(done)
+    print(outcome.text, flush=True)
+    if outcome.status == EXIT_REGRESSION:
+        print("crdtgossip: the candidate regressed (see above)", file=sys.stderr)
+    return outcome.status

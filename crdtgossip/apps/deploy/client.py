@@ -27,6 +27,7 @@ import math
 from asyncio import sleep
 from collections.abc import Mapping, Sequence
 from typing import Any
+from urllib.parse import urlencode
 
 from crdtgossip.apps._client import (
     DEFAULT_HTTP_TIMEOUT,
@@ -188,15 +189,47 @@ class AgentClient(BaseAgentClient):
         *,
         build: str | None = None,
         commit: str | None = None,
+        **details: str | float | None,
     ) -> dict[str, Any]:
-        """Record a release; returns it with the ``time`` the agent gave it."""
+        """Record a release; returns it with the ``time`` the agent gave it.
+
+        Args:
+            env: the environment.
+            service: the service.
+            version: the version released.
+            build: the CI build id.
+            commit: the source commit.
+            details: any of ``instance``, ``url``, ``initiator`` (str), ``started``
+                and ``finished`` (Unix seconds); None ones are left out.
+        """
         body: dict[str, Any] = {"version": version}
         if build is not None:
             body["build"] = build
         if commit is not None:
             body["commit"] = commit
+        body.update((name, value) for name, value in details.items() if value is not None)
         reply = await self.request("PUT", agent_path("v1", "releases", env, service), body)
         return dict(reply["release"])
+
+    async def releases_of(self, env: str, *, at: float | None = None) -> dict[str, Any]:
+        """``GET /v1/releases/{env}``: every service of ``env`` (as of ``at``).
+
+        Raises:
+            AgentError: no release was ever recorded in ``env`` (404), or as
+                :meth:`request`.
+        """
+        path = agent_path("v1", "releases", env)
+        if at is not None:
+            path += f"?at={at!r}"
+        return await self.request("GET", path)
+
+    async def performance(
+        self, env: str, service: str, version: str, metric: str
+    ) -> dict[str, Any]:
+        """``GET /v1/perf/{env}/{service}``: the percentiles of ``metric`` for
+        ``version`` (``count`` 0 when none was recorded)."""
+        query = urlencode({"version": version, "metric": metric})
+        return await self.request("GET", agent_path("v1", "perf", env, service) + "?" + query)
 
     @staticmethod
     def _instance_path(service: str, instance: str) -> str:

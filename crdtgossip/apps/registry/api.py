@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import hmac
 import logging
-import math
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -36,10 +35,10 @@ from crdtgossip.apps.registry.model import (
     parse_instance,
     parse_json,
     parse_maintenance,
-    parse_release,
 )
+from crdtgossip.apps.registry.releases_api import add_release_routes
 from crdtgossip.apps.registry.state import Registry
-from crdtgossip.apps.registry.view import releases_view, service_view, services_view
+from crdtgossip.apps.registry.view import service_view, services_view
 from crdtgossip.errors import ConfigError, QuorumError
 
 __all__ = ["MAX_BODY_BYTES", "make_app"]
@@ -92,8 +91,7 @@ def make_app(
     app.router.add_get("/v1/services", _services)
     app.router.add_get("/v1/services/{service}", _service)
     app.router.add_post("/v1/events", _event)
-    app.router.add_put("/v1/releases/{env}/{service}", _record_release)
-    app.router.add_get("/v1/releases", _releases)
+    add_release_routes(app, lambda request: request.app[_STATE].registry, _block)
     app.router.add_put("/v1/expectations/{env}/{service}", _expectation)
     app.router.add_get("/v1/health", _health)
     app.router.add_get("/v1/members", _members)
@@ -187,19 +185,6 @@ def _flag(query: Mapping[str, str], name: str) -> bool:
     raise RegistryError(f"{name} must be true or false, not {value[:40]!r}")
 
 
-def _time(query: Mapping[str, str], name: str) -> float | None:
-    value = query.get(name)
-    if value is None:
-        return None
-    try:
-        moment = float(value)
-    except ValueError:
-        moment = math.nan
-    if not math.isfinite(moment) or moment < 0:
-        raise RegistryError(f"{name} must be a Unix time in seconds, not {value[:40]!r}")
-    return moment
-
-
 def _path_name(request: web.Request, kind: str) -> str:
     return check_name(kind, request.match_info[kind])
 
@@ -267,20 +252,6 @@ async def _health(request: web.Request) -> web.Response:
     index = await _block(request)
     registry = request.app[_STATE].registry
     return _reply(await registry.health(), index)
-
-
-# ---- releases --------------------------------------------------------------------------
-async def _record_release(request: web.Request) -> web.Response:
-    env, service = _path_name(request, "env"), _path_name(request, "service")
-    release = parse_release(await _body(request))
-    registry = request.app[_STATE].registry
-    return _reply({"release": await registry.record_release(env, service, release)})
-
-
-async def _releases(request: web.Request) -> web.Response:
-    at = _time(request.query, "at")
-    index = await _block(request)
-    return _reply(releases_view(await request.app[_STATE].registry.current(), at), index)
 
 
 # ---- cluster ---------------------------------------------------------------------------

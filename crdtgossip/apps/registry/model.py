@@ -179,11 +179,22 @@ class ReleaseRequest:
         version: the version deployed.
         build: the CI build id, or None.
         commit: the source commit, or None.
+        instance: the one instance released (a canary, a host), or None for the
+            whole service.
+        url: a link to the build or the deploy job, or None.
+        initiator: who or what started the deploy (a user, a CI job), or None.
+        started: Unix seconds when the deploy started, or None.
+        finished: Unix seconds when it finished, or None.
     """
 
     version: str
     build: str | None = None
     commit: str | None = None
+    instance: str | None = None
+    url: str | None = None
+    initiator: str | None = None
+    started: float | None = None
+    finished: float | None = None
 
 
 # ---- request bodies --------------------------------------------------------------------
@@ -299,21 +310,51 @@ def parse_maintenance(body: Mapping[str, Any]) -> MaintenanceRequest:
     )
 
 
-_RELEASE_FIELDS = ("version", "build", "commit")
+_RELEASE_FIELDS = (
+    "version",
+    "build",
+    "commit",
+    "instance",
+    "url",
+    "initiator",
+    "started",
+    "finished",
+)
+
+
+def _moment(body: Mapping[str, Any], field: str) -> float | None:
+    value = body.get(field)
+    if value is None:
+        return None
+    moment = number(value, field)
+    if moment <= 0:
+        raise RegistryError(f"{field} must be Unix seconds, more than 0")
+    return moment
 
 
 def parse_release(body: Mapping[str, Any]) -> ReleaseRequest:
-    """Check a release body ``{version, build?, commit?}``.
+    """Check a release body ``{version, build?, commit?, instance?, url?, initiator?,
+    started?, finished?}``.
 
     Raises:
-        RegistryError: (400) a field is missing, mistyped, too long or unknown.
+        RegistryError: (400) a field is missing, mistyped, too long or unknown, or
+            ``finished`` is before ``started``.
     """
     what = "a release"
     only_fields(body, _RELEASE_FIELDS, what)
+    instance = body.get("instance")
+    started, finished = _moment(body, "started"), _moment(body, "finished")
+    if started is not None and finished is not None and finished < started:
+        raise RegistryError("finished must not be before started")
     return ReleaseRequest(
         version=text_field(required(body, "version", what), "version", MAX_TEXT_LENGTH),
         build=optional_text(body, "build", MAX_TEXT_LENGTH),
         commit=optional_text(body, "commit", MAX_TEXT_LENGTH),
+        instance=None if instance is None else check_name("instance", instance),
+        url=optional_text(body, "url", MAX_TEXT_LENGTH),
+        initiator=optional_text(body, "initiator", MAX_TEXT_LENGTH),
+        started=started,
+        finished=finished,
     )
 
 

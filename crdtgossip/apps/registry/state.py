@@ -78,13 +78,11 @@ from crdtgossip.apps.registry.model import (
     ReleaseRequest,
     parse_event,
 )
+from crdtgossip.apps.registry.perf import sample_of
 from crdtgossip.apps.registry.readiness import Readiness
-from crdtgossip.apps.registry.view import (
-    ReleaseElement,
-    Snapshot,
-    instance_view,
-    release_record,
-)
+from crdtgossip.apps.registry.releases import Release, release_element
+from crdtgossip.apps.registry.sketch import DDSketch
+from crdtgossip.apps.registry.view import Snapshot, instance_view
 from crdtgossip.consistency import Consistency, Local, Majority
 from crdtgossip.crdts import GSet, LWWMap
 from crdtgossip.errors import CRDTGossipError
@@ -411,35 +409,46 @@ class Registry:
         """
         now = self.now()
         event: HealthEvent = parse_event(body, now)
-        record = self._require(await self.current(), event.service, event.host)
+        current = await self.current()
+        record = self._require(current, event.service, event.host)
         if body.get("ttl") is None and record.get("ttl") is not None:
             event = dataclasses.replace(event, ttl=float(record["ttl"]))
+        sample = sample_of(event, record, current)  # checked before anything is written
         stored = event.stored()
         await self._write(
             EVENTS_KEY,
             keyed_type(),
             put_op(self._node.replica_id, (event.service, event.host), stored),
         )
+        if sample is not None:  # performance history (:mod:`.perf`)
+            await self._node.update(sample.key, DDSketch, sample.update(self._node.replica_id))
         return {"event": stored, "health": instance_health(stored, now)}
 
     async def record_release(
         self, env: str, service: str, request: ReleaseRequest
     ) -> dict[str, Any]:
-        """Record that ``service`` runs ``request.version`` in ``env`` from now on.
+        """Record that ``service`` (or ``request.instance`` of it) runs
+        ``request.version`` in ``env`` from now on (see :mod:`.releases`).
 
         Returns:
             The release as recorded (with its ``time``), plus ``env`` and ``service``.
         """
-        element: ReleaseElement = (
+        release = Release(
             env,
             service,
             self.now(),
             request.version,
             request.build,
             request.commit,
+            request.instance,
+            request.url,
+            request.initiator,
+            request.started,
+            request.finished,
         )
+        element = release_element(release)
         await self._write(RELEASES_KEY, GSet, lambda releases: releases.add(element))
-        return {"env": env, "service": service, **release_record(element)}
+        return {"env": env, "service": service, **release.record()}
 
     async def set_expectation(self, env: str, service: str, min_passing: int) -> dict[str, Any]:
         """Expect at least ``min_passing`` available instances of ``service`` in ``env``."""

@@ -18,6 +18,7 @@ from typing import Any
 
 from crdtgossip.apps.registry.health import CRITICAL, PASSING, WARNING, instance_health
 from crdtgossip.apps.registry.model import RegistryError
+from crdtgossip.apps.registry.releases import Release, ReleaseElement, service_releases
 
 __all__ = [
     "ReleaseElement",
@@ -29,10 +30,6 @@ __all__ = [
     "service_view",
     "services_view",
 ]
-
-#: A release as kept in the replicated set: (env, service, time, version, build,
-#: commit); ``time`` is Unix seconds on the agent that recorded it.
-ReleaseElement = tuple[str, str, float, str, str | None, str | None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,18 +144,26 @@ def service_view(
 
 
 def release_record(element: ReleaseElement) -> dict[str, Any]:
-    """A stored release as the API shows it."""
-    _, _, time, version, build, commit = element
-    return {"version": version, "build": build, "commit": commit, "time": time}
+    """A stored release as the API shows it (see :meth:`Release.record`).
+
+    Raises:
+        RegistryError: (500) the element is of neither release shape.
+    """
+    release = Release.of(element)
+    if release is None:
+        raise RegistryError("a stored release has an unknown shape", status=500)
+    return release.record()
 
 
-def _release_order(element: ReleaseElement) -> tuple[Any, ...]:
-    # Time first; the rest only breaks exact ties, the same way on every agent.
-    _, _, time, version, build, commit = element
-    return (time, version, build or "", commit or "")
-
-
-def releases_view(snapshot: Snapshot, at: float | None = None) -> dict[str, Any]:
+def releases_view(
+    snapshot: Snapshot,
+    at: float | None = None,
+    *,
+    env: str | None = None,
+    service: str | None = None,
+    instance: str | None = None,
+    limit: int | None = None,
+) -> dict[str, Any]:
     """``GET /v1/releases``: per env and service, the current release and the history.
 
     Args:
@@ -166,28 +171,29 @@ def releases_view(snapshot: Snapshot, at: float | None = None) -> dict[str, Any]
         at: a past Unix time: answer as of then (only releases recorded at or before
             ``at`` count; environments and services with none are left out). None:
             now, all releases.
+        env: keep only this environment.
+        service: keep only this service.
+        instance: keep only the releases that concern this instance (its own, and its
+            service's where it is released on its own or registered under that
+            service); ``current`` is then the instance's.
+        limit: keep at most this many history entries per service (newest first).
 
     Returns:
         ``{"at": at, "releases": {env: {service: {"current": record, "history":
-        [record, ...]}}}}``, the history newest first.
+        [record, ...], "instances": {id: record}}}}}``, the history newest first
+        (see :mod:`.releases` for what is current).
     """
-    chosen = sorted(
-        (element for element in snapshot.releases if at is None or element[2] <= at),
-        key=_release_order,
-        reverse=True,
-    )
+    grouped = service_releases(snapshot.releases, at, env=env, service=service)
     releases: dict[str, dict[str, dict[str, Any]]] = {}
-    for element in chosen:
-        env, service = element[0], element[1]
-        entry = releases.setdefault(env, {}).setdefault(
-            service, {"current": release_record(element), "history": []}
-        )
-        entry["history"].append(release_record(element))
-    ordered = {
-        env: {service: by_service[service] for service in sorted(by_service)}
-        for env, by_service in sorted(releases.items())
-    }
-    return {"at": at, "releases": ordered}
+    for name, by_service in grouped.items():
+        for svc, found in by_service.items():
+            chosen = found
+            if instance is not None:
+                if not found.names(instance) and snapshot.record(svc, instance) is None:
+                    continue  # neither released on its own nor registered under svc
+                chosen = found.of_instance(instance)
+            releases.setdefault(name, {})[svc] = chosen.view(limit)
+    return {"at": at, "releases": releases}
 
 
 def health_view(snapshot: Snapshot, now: float) -> dict[str, Any]:
