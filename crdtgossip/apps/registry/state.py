@@ -30,6 +30,13 @@ What concurrent writes do (every agent reaches the same answer, in any order):
   agents recording the same release at the same instant keep one copy.
 * **expectations**: the later write wins per (env, service).
 
+Each registration records the agent it came through (its node id); every agent follows
+the membership (``Node.on_member_event``) and shows the instances of an agent it knows
+dead or gone as critical, until that agent is seen alive again. So a dead agent's
+instances turn critical everywhere within the failure-detection time. Once an agent
+is ready (synced with a peer, :mod:`.readiness`), an agent that is no member it knows
+counts as gone too: a fresh agent never hears of members that died before it joined.
+
 Each write updates one key, except deregister, which updates up to three in turn; a
 reader may see the instance gone before its flag and event are, which changes nothing
 it shows (flags and events of unregistered instances are not shown).
@@ -89,6 +96,7 @@ from crdtgossip.consistency import Consistency, Local, Majority
 from crdtgossip.crdts import GSet, LWWMap
 from crdtgossip.errors import CRDTGossipError
 from crdtgossip.node import Node
+from crdtgossip.protocol import Event, MemberAlive, MemberDead, MemberJoined, MemberLeft, Status
 
 __all__ = [
     "EVENTS_KEY",
@@ -108,6 +116,9 @@ __all__ = [
 ]
 
 _log = logging.getLogger(__name__)
+
+#: Member states whose agent's instances are critical: it failed or left.
+_GONE = frozenset({Status.DEAD, Status.LEFT})
 
 #: Longest pause, in seconds, between two looks at the soonest event expiry. The agent
 #: sleeps until the next expiry when it knows it; this bound also catches clock jumps
@@ -159,7 +170,7 @@ class Registry:
             alone=alone,
             read=lambda key, level: node.get(key, _key_type(key), consistency=level),
             keys=REGISTRY_KEYS,
-            on_ready=self.settle,
+            on_ready=self._on_ready,
         )
         self._clock = clock
         self._expiry_check_interval = expiry_check_interval
@@ -203,6 +214,11 @@ class Registry:
         for key in REGISTRY_KEYS:
             self._view.note_everything(key)
         await self.settle()
+        self._view.set_agent(self._node.node_id, alive=True, now=self._clock())
+        for member in self._node.members():
+            self._set_agent(member.node_id, alive=member.status not in _GONE)
+        if self._readiness.ready:
+            self._view.count_strangers_gone(self._clock())
         self._tasks.append(asyncio.create_task(self._follow_expiry(), name="registry:expiry"))
         self._tasks.append(asyncio.create_task(self._readiness.run(), name="registry:ready"))
         self._node.on_member_event(self._on_member_event)
@@ -222,9 +238,26 @@ class Registry:
         self._tasks.clear()
         self._kick = None
 
-    def _on_member_event(self, _: object) -> None:
-        if not self._index.closed:
+    def _on_member_event(self, event: Event) -> None:
+        """A membership change: an agent's death or return changes its instances'
+        health here, at once (the index moves so watchers see it)."""
+        if self._index.closed:
+            return
+        if isinstance(event, MemberJoined | MemberAlive | MemberDead | MemberLeft):
+            alive = isinstance(event, MemberJoined | MemberAlive)
+            self._set_agent(event.member.node_id, alive=alive)
+        self._index.bump()
+
+    async def _on_ready(self) -> None:
+        """Synced with a peer: the member table now holds every live agent."""
+        await self.settle()
+        if self._view.count_strangers_gone(self._clock()) and not self._index.closed:
             self._index.bump()
+
+    def _set_agent(self, node_id: str, *, alive: bool) -> bool:
+        if node_id == self._node.node_id:  # this agent answers, so it is alive
+            return False
+        return self._view.set_agent(node_id, alive=alive, now=self._clock())
 
     def _on_key_changed(self, key: str, change: Any) -> None:
         """The node's change notification: note what changed, settle soon."""
@@ -343,14 +376,18 @@ class Registry:
     async def register(self, service: str, instance: str, record: InstanceRecord) -> dict[str, Any]:
         """Register ``instance`` of ``service`` (or replace its registration).
 
+        The record keeps this agent's node id (``agent``): while that agent is dead or
+        gone, every agent shows the instance critical.
+
         Returns:
             The instance as :func:`~crdtgossip.apps.registry.view.instance_view` shows it.
         """
         replica = self._node.replica_id
+        stored = {**record.stored(), "agent": self._node.node_id}
         await self._write(
             INSTANCES_KEY,
             instances_type(),
-            register_op(replica, service, instance, record.stored()),
+            register_op(replica, service, instance, stored),
         )
         return instance_view(await self.current(), service, instance, self.now())
 
@@ -411,7 +448,9 @@ class Registry:
         """
         now = self.now()
         event: HealthEvent = parse_event(body, now)
-        record = self._require(await self.current(), event.service, event.host)
+        current = await self.current()
+        record = self._require(current, event.service, event.host)
+        alive = current.agent_alive(record)
         if body.get("ttl") is None and record.get("ttl") is not None:
             event = dataclasses.replace(event, ttl=float(record["ttl"]))
         stored = event.stored()
@@ -420,7 +459,7 @@ class Registry:
             keyed_type(),
             put_op(self._node.replica_id, (event.service, event.host), stored),
         )
-        return {"event": stored, "health": instance_health(stored, now)}
+        return {"event": stored, "health": instance_health(stored, now, agent_alive=alive)}
 
     async def record_release(
         self, env: str, service: str, request: ReleaseRequest
