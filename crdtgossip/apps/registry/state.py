@@ -76,6 +76,7 @@ from crdtgossip.apps.registry.layout import (
     register_op,
     remove_op,
 )
+from crdtgossip.apps.registry.liveness import AgentLiveness
 from crdtgossip.apps.registry.materialized import MaterializedView
 from crdtgossip.apps.registry.model import (
     HealthEvent,
@@ -96,7 +97,6 @@ from crdtgossip.consistency import Consistency, Local, Majority
 from crdtgossip.crdts import GSet, LWWMap
 from crdtgossip.errors import CRDTGossipError
 from crdtgossip.node import Node
-from crdtgossip.protocol import Event, MemberAlive, MemberDead, MemberJoined, MemberLeft, Status
 
 __all__ = [
     "EVENTS_KEY",
@@ -116,9 +116,6 @@ __all__ = [
 ]
 
 _log = logging.getLogger(__name__)
-
-#: Member states whose agent's instances are critical: it failed or left.
-_GONE = frozenset({Status.DEAD, Status.LEFT})
 
 #: Longest pause, in seconds, between two looks at the soonest event expiry. The agent
 #: sleeps until the next expiry when it knows it; this bound also catches clock jumps
@@ -176,6 +173,7 @@ class Registry:
         self._expiry_check_interval = expiry_check_interval
         self._index = ChangeIndex()
         self._view = MaterializedView()
+        self._liveness = AgentLiveness(node, self._view, clock, self._membership_changed)
         self._settling = asyncio.Lock()
         self._kick: asyncio.Task[None] | None = None
         self._unsubscribe: Callable[[], None] | None = None
@@ -214,18 +212,14 @@ class Registry:
         for key in REGISTRY_KEYS:
             self._view.note_everything(key)
         await self.settle()
-        self._view.set_agent(self._node.node_id, alive=True, now=self._clock())
-        for member in self._node.members():
-            self._set_agent(member.node_id, alive=member.status not in _GONE)
-        if self._readiness.ready:
-            self._view.count_strangers_gone(self._clock())
+        self._liveness.start(synced=self._readiness.ready)
         self._tasks.append(asyncio.create_task(self._follow_expiry(), name="registry:expiry"))
         self._tasks.append(asyncio.create_task(self._readiness.run(), name="registry:ready"))
-        self._node.on_member_event(self._on_member_event)
 
     async def stop(self) -> None:
         """Stop following and release every blocked reader."""
         self._index.close()
+        self._liveness.stop()
         if self._unsubscribe is not None:
             self._unsubscribe()
             self._unsubscribe = None
@@ -238,26 +232,14 @@ class Registry:
         self._tasks.clear()
         self._kick = None
 
-    def _on_member_event(self, event: Event) -> None:
-        """A membership change: an agent's death or return changes its instances'
-        health here, at once (the index moves so watchers see it)."""
-        if self._index.closed:
-            return
-        if isinstance(event, MemberJoined | MemberAlive | MemberDead | MemberLeft):
-            alive = isinstance(event, MemberJoined | MemberAlive)
-            self._set_agent(event.member.node_id, alive=alive)
-        self._index.bump()
-
     async def _on_ready(self) -> None:
         """Synced with a peer: the member table now holds every live agent."""
         await self.settle()
-        if self._view.count_strangers_gone(self._clock()) and not self._index.closed:
-            self._index.bump()
+        self._liveness.synced()
 
-    def _set_agent(self, node_id: str, *, alive: bool) -> bool:
-        if node_id == self._node.node_id:  # this agent answers, so it is alive
-            return False
-        return self._view.set_agent(node_id, alive=alive, now=self._clock())
+    def _membership_changed(self) -> None:
+        if not self._index.closed:
+            self._index.bump()
 
     def _on_key_changed(self, key: str, change: Any) -> None:
         """The node's change notification: note what changed, settle soon."""
@@ -489,6 +471,21 @@ class Registry:
             lambda expectations: expectations.set((env, service), min_passing, replica),
         )
         return {"env": env, "service": service, "min_passing": min_passing}
+
+    async def delete_expectation(self, env: str, service: str) -> None:
+        """Expect nothing of ``service`` in ``env`` any more.
+
+        Raises:
+            RegistryError: (404) no expectation is set for the pair.
+        """
+        if (env, service) not in (await self.current()).expectations:
+            raise RegistryError(f"no expectation for {service!r} in {env!r}", status=404)
+        replica = self._node.replica_id
+        await self._write(
+            EXPECTATIONS_KEY,
+            LWWMap,
+            lambda expectations: expectations.remove((env, service), replica),
+        )
 
     @staticmethod
     def _require(snapshot: Snapshot, service: str, instance: str) -> Mapping[str, Any]:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
+
+import pytest
 
 from crdtgossip import decode, encode
 from crdtgossip.apps.registry import CRITICAL, PASSING, Registry
@@ -186,7 +189,9 @@ async def service_instances(registry: Registry, service: str) -> list[dict[str, 
     return list(found["instances"])
 
 
-async def test_the_instances_of_a_dead_or_gone_agent_are_critical_everywhere() -> None:
+async def test_the_instances_of_a_dead_or_gone_agent_are_critical_everywhere(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     """Agent a crashes, agent c leaves: their instances turn critical on b (and on the
     survivors' health counts); a restarted a makes its instance passing again."""
     first = Node("a", "127.0.0.1:0", config=FAST, seed=1)
@@ -219,7 +224,10 @@ async def test_the_instances_of_a_dead_or_gone_agent_are_critical_everywhere() -
             healths = [await health_of(on_b, "web", f"web-{n}") for n in (1, 2, 3)]
             return healths == [CRITICAL, PASSING, CRITICAL]
 
+        caplog.set_level(logging.INFO, logger="crdtgossip.apps.registry")
         await eventually(gone_on_b, "the dead and the gone agent's instances turn critical")
+        logged = [record.getMessage() for record in caplog.records]
+        assert any(line.startswith("member c (") and "left the cluster" in line for line in logged)
         counts = (await on_b.health())["health"]["prod"]["web"]
         assert (counts["passing"], counts["critical"], counts["available"]) == (1, 2, 1)
         assert (await on_b.current()).dead_agents == {"a", "c"}
