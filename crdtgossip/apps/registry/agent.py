@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import logging
 import sys
 import time
 from collections.abc import Callable
@@ -21,6 +22,7 @@ from crdtgossip.apps._cli import read_small_file
 from crdtgossip.apps._client import DEFAULT_AGENT_HTTP
 from crdtgossip.apps.registry.api import make_app
 from crdtgossip.apps.registry.fields import RegistryError, check_name
+from crdtgossip.apps.registry.server import JsonErrorRunner
 from crdtgossip.apps.registry.state import Registry
 from crdtgossip.config import GossipConfig
 from crdtgossip.errors import ConfigError, StorageError, TransportError
@@ -62,6 +64,13 @@ MAX_TOKEN_FILE_SIZE = 4096
 #: Seconds the HTTP server waits for requests in flight when the agent stops. Blocked
 #: readers are released first, so this only covers writes already under way.
 HTTP_SHUTDOWN_TIMEOUT = 5.0
+
+#: Seconds between two looks at the count of gossip frames refused for their key: a
+#: peer with a wrong key sends several a second, so one line per interval says it
+#: without flooding the log.
+AUTH_DROP_REPORT_INTERVAL = 10.0
+
+_log = logging.getLogger("crdtgossip.apps.registry")
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,6 +167,22 @@ def _open_without_token(host: str, token: str | None) -> bool:
         return True  # a host name: it may resolve to any interface
 
 
+async def _report_refused_frames(node: Node) -> None:
+    """Log, at most every :data:`AUTH_DROP_REPORT_INTERVAL`, how many frames no key of
+    the keyring opened: a peer with another key (or none) looks like silence otherwise."""
+    reported = node.stats().get("drop_unauthenticated", 0)
+    while True:
+        await asyncio.sleep(AUTH_DROP_REPORT_INTERVAL)
+        dropped = node.stats().get("drop_unauthenticated", 0)
+        if dropped > reported:
+            _log.warning(
+                "refused %d gossip frame(s) that no key of the keyring opens: a peer "
+                "with another keyring, or none? (check --keyring on every agent)",
+                dropped - reported,
+            )
+        reported = dropped
+
+
 async def run_agent(
     options: AgentOptions,
     stop: asyncio.Event,
@@ -208,7 +233,7 @@ async def run_agent(
     ready = False
     try:
         await registry.start()
-        runner = web.AppRunner(
+        runner = JsonErrorRunner(
             make_app(registry, token=token),
             access_log=None,
             shutdown_timeout=HTTP_SHUTDOWN_TIMEOUT,
@@ -224,7 +249,11 @@ async def run_agent(
         http_address = format_address(str(bound_host), int(bound_port))
         announce(f"agent {options.node_id} listening gossip={node.address} http={http_address}")
         ready = True
-        await stop.wait()
+        watch = asyncio.create_task(_report_refused_frames(node), name="agent:auth-drops")
+        try:
+            await stop.wait()
+        finally:
+            watch.cancel()
     finally:
         await registry.stop()
         if runner is not None:

@@ -17,6 +17,7 @@ blocks until the index passes ``N`` or ``wait`` ends (:mod:`.index`).
 from __future__ import annotations
 
 import hmac
+import json
 import logging
 from collections import Counter
 from collections.abc import Mapping
@@ -26,6 +27,7 @@ from typing import Any
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from crdtgossip.apps.registry.fields import NAME_RULE
 from crdtgossip.apps.registry.index import parse_blocking
 from crdtgossip.apps.registry.metrics import CONTENT_TYPE, render_metrics
 from crdtgossip.apps.registry.model import (
@@ -38,7 +40,7 @@ from crdtgossip.apps.registry.model import (
 )
 from crdtgossip.apps.registry.releases_api import add_release_routes
 from crdtgossip.apps.registry.state import Registry
-from crdtgossip.apps.registry.view import service_view, services_view
+from crdtgossip.apps.registry.view import instance_view, service_view, services_view
 from crdtgossip.errors import ConfigError, QuorumError
 
 __all__ = ["MAX_BODY_BYTES", "make_app"]
@@ -52,6 +54,9 @@ MAX_BODY_BYTES = 64 * 1024
 
 #: Methods that only read; every other method is a write and needs the token, if set.
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+#: Characters no name may hold that the router cannot even match (a 400, not a 404).
+_BRACES = frozenset("{}")
 
 _TRUE = frozenset({"", "1", "true", "yes"})
 _FALSE = frozenset({"0", "false", "no"})
@@ -86,6 +91,7 @@ def make_app(
     app[_STATE] = _ApiState(registry=registry, token=token, max_body=client_max_size)
     instance = "/v1/services/{service}/instances/{instance}"
     app.router.add_put(instance, _register)
+    app.router.add_get(instance, _instance)
     app.router.add_delete(instance, _deregister)
     app.router.add_put(instance + "/maintenance", _maintenance)
     app.router.add_get("/v1/services", _services)
@@ -93,6 +99,7 @@ def make_app(
     app.router.add_post("/v1/events", _event)
     add_release_routes(app, lambda request: request.app[_STATE].registry, _block)
     app.router.add_put("/v1/expectations/{env}/{service}", _expectation)
+    app.router.add_delete("/v1/expectations/{env}/{service}", _delete_expectation)
     app.router.add_get("/v1/health", _health)
     app.router.add_get("/v1/members", _members)
     app.router.add_get("/v1/ready", _ready)
@@ -109,6 +116,10 @@ def _error(status: int, message: str) -> web.Response:
 
 
 def _http_message(exc: web.HTTPException, request: web.Request) -> str:
+    if exc.status == 404 and request.path.startswith("/v1/") and _BRACES & set(request.path):
+        # The router's {name} segments never match a brace, so such a name would be
+        # an unknown endpoint; it is a bad name.
+        return f"{request.path!r} holds a name with '{{' or '}}': {NAME_RULE}"
     if exc.status == 404:
         return f"no such endpoint: {request.method} {request.path}"
     if exc.status == 405:
@@ -143,15 +154,38 @@ async def _middleware(request: web.Request, handler: Handler) -> web.StreamRespo
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        response = _error(exc.status, _http_message(exc, request))
+        status = 400 if exc.status == 404 and _BRACES & set(request.path) else exc.status
+        response = _error(status, _http_message(exc, request))
         if "Allow" in exc.headers:
             response.headers["Allow"] = exc.headers["Allow"]
+    except ConnectionResetError:
+        # The client hung up mid-request (its body cut short): nothing to answer.
+        _log.info(
+            "%s %s: the client hung up before the request ended", request.method, request.path
+        )
+        response = _error(400, "the request ended early")
     except Exception:
         _log.exception("crdtgossip registry: error answering %s %s", request.method, request.path)
         response = _error(500, "internal error; see the agent's log")
     response.headers.setdefault("X-Index", str(state.registry.index.value))
     state.requests[(request.method, response.status)] += 1
+    if response.status >= 400 and isinstance(response, web.Response):
+        _log.info(
+            "refused %s %s: %d %s",
+            request.method,
+            request.path,
+            response.status,
+            _error_text(response),
+        )
     return response
+
+
+def _error_text(response: web.Response) -> str:
+    """The ``error`` of an answer built by :func:`_error` (for the log line)."""
+    try:
+        return str(json.loads(response.body or b"{}").get("error", ""))  # type: ignore[arg-type]
+    except (ValueError, AttributeError):
+        return ""
 
 
 def _reply(data: Mapping[str, Any], index: int | None = None) -> web.Response:
@@ -195,6 +229,16 @@ async def _register(request: web.Request) -> web.Response:
     record = parse_instance(await _body(request))
     view = await request.app[_STATE].registry.register(service, instance, record)
     return _reply({"instance": view})
+
+
+async def _instance(request: web.Request) -> web.Response:
+    service, instance = _path_name(request, "service"), _path_name(request, "instance")
+    index = await _block(request)
+    registry = request.app[_STATE].registry
+    return _reply(
+        {"instance": instance_view(await registry.current(), service, instance, registry.now())},
+        index,
+    )
 
 
 async def _deregister(request: web.Request) -> web.Response:
@@ -246,6 +290,12 @@ async def _expectation(request: web.Request) -> web.Response:
     min_passing = parse_expectation(await _body(request))
     registry = request.app[_STATE].registry
     return _reply({"expectation": await registry.set_expectation(env, service, min_passing)})
+
+
+async def _delete_expectation(request: web.Request) -> web.Response:
+    env, service = _path_name(request, "env"), _path_name(request, "service")
+    await request.app[_STATE].registry.delete_expectation(env, service)
+    return _reply({"deleted": {"env": env, "service": service}})
 
 
 async def _health(request: web.Request) -> web.Response:

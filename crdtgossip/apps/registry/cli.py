@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import signal
 import sys
 from pathlib import Path
@@ -95,12 +96,27 @@ def run(args: argparse.Namespace) -> int:
         config=args.config,
         token=args.token,
     )
+    _log_to_stderr()
     try:
         asyncio.run(_serve(options))
     except CRDTGossipError as exc:
         print(f"crdtgossip: error: {exc}", file=sys.stderr)
         return 1
     return 0
+
+
+def _log_to_stderr() -> None:
+    """Log the agent's joins, failures and refusals on stderr, timestamped (unless the
+    program embedding the agent configured logging itself)."""
+    logger = logging.getLogger("crdtgossip")
+    if logger.handlers or logging.getLogger().handlers:
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(
+        logging.Formatter("%(asctime)s crdtgossip agent: %(levelname)s %(message)s")
+    )
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
 
 
 async def _serve(options: AgentOptions) -> None:

@@ -137,6 +137,12 @@ def kind_of(value: object) -> str:
 
 
 # ---- field checks ----------------------------------------------------------------------
+#: What a valid name is, as error messages say it.
+NAME_RULE = (
+    f"use 1 to {MAX_NAME_LENGTH} letters, digits, '_', '.' or '-', starting with a letter or digit"
+)
+
+
 def check_name(kind: str, value: object) -> str:
     """Check a service, instance or environment name.
 
@@ -147,11 +153,7 @@ def check_name(kind: str, value: object) -> str:
     if not isinstance(value, str):
         raise RegistryError(f"{kind} must be a string, not {kind_of(value)}")
     if not value or len(value) > MAX_NAME_LENGTH or not _NAME.fullmatch(value):
-        raise RegistryError(
-            f"{kind} {value[:MAX_NAME_LENGTH]!r} is not a valid name: use 1 to "
-            f"{MAX_NAME_LENGTH} letters, digits, '_', '.' or '-', starting with a "
-            "letter or digit"
-        )
+        raise RegistryError(f"{kind} {value[:MAX_NAME_LENGTH]!r} is not a valid name: {NAME_RULE}")
     return value
 
 

@@ -7,7 +7,10 @@ The rules, as in Consul's TTL checks and Riemann's index:
 * otherwise the latest event's state: ``ok`` is **passing**, ``warning`` is
   **warning**, ``critical`` is **critical**;
 * once ``time + ttl`` of that event has passed: **critical**, whatever it said. A host
-  that stops reporting is presumed broken, not presumed fine.
+  that stops reporting is presumed broken, not presumed fine;
+* whatever the events say, **critical** while the agent that registered the instance
+  is known dead or gone (Consul's serf health check does the same): an instance whose
+  agent is not there to report for it is not taken at its registration's word.
 """
 
 from __future__ import annotations
@@ -43,16 +46,22 @@ def expires_at(event: Mapping[str, Any]) -> float:
     return float(event["time"]) + float(event["ttl"])
 
 
-def instance_health(event: Mapping[str, Any] | None, now: float) -> str:
+def instance_health(
+    event: Mapping[str, Any] | None, now: float, *, agent_alive: bool = True
+) -> str:
     """The health of an instance whose latest event is ``event`` (None: no event).
 
     Args:
         event: the stored event dict (``state``, ``time``, ``ttl`` ...), or None.
         now: the current Unix time.
+        agent_alive: False when the agent that registered the instance is known dead
+            or gone from the cluster.
 
     Returns:
         :data:`PASSING`, :data:`WARNING` or :data:`CRITICAL`.
     """
+    if not agent_alive:
+        return CRITICAL
     if event is None:
         return PASSING
     if now >= expires_at(event):

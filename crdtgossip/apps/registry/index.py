@@ -71,29 +71,32 @@ def parse_blocking(query: Mapping[str, str]) -> BlockingQuery | None:
 
     ``wait`` is a number with an optional unit: ``ms``, ``s`` (the default), ``m`` or
     ``h`` (``10s``, ``1.5m``, ``250ms``); above :data:`MAX_WAIT` it is cut to it. Without
-    ``index`` the read does not block and ``wait`` is ignored (as Consul does).
+    ``index`` the read does not block (as in Consul), but a malformed ``wait`` is still
+    refused.
 
     Returns:
         The parameters, or None for a read that does not block.
 
     Raises:
-        RegistryError: (400) ``index`` is not a non-negative integer, or ``wait`` is not
-            a duration.
+        RegistryError: (400) ``index`` is not a non-negative integer, or ``wait`` (with or
+            without ``index``) is not a duration.
     """
     index_text = query.get("index")
-    if index_text is None:
-        return None
-    if not index_text.isdigit() or not index_text.isascii() or int(index_text) > MAX_INDEX:
-        raise RegistryError(f"index must be a non-negative integer, not {index_text[:40]!r}")
     wait_text = query.get("wait")
     wait = DEFAULT_WAIT
     if wait_text is not None:
+        # Checked even without index: a malformed wait is a mistake to report, not to
+        # ignore (Consul ignores it, and the caller never learns it never blocked).
         match = _WAIT.fullmatch(wait_text)
         if match is None:
             raise RegistryError(
                 f"wait must be a duration like '10s', '250ms' or '5m', not {wait_text[:40]!r}"
             )
         wait = min(MAX_WAIT, float(match.group(1)) * _UNITS[match.group(2)])
+    if index_text is None:
+        return None
+    if not index_text.isdigit() or not index_text.isascii() or int(index_text) > MAX_INDEX:
+        raise RegistryError(f"index must be a non-negative integer, not {index_text[:40]!r}")
     return BlockingQuery(index=int(index_text), wait=wait)
 
 

@@ -15,6 +15,11 @@ Between the two, the recorded leaves are *pending*; a reader settles them first.
 can also be marked for a full re-read (:meth:`MaterializedView.note_everything`: at
 start, or when the node cannot say what changed). No I/O here: the
 :class:`~crdtgossip.apps.registry.state.Registry` drives it.
+
+The view also knows which agents are dead or gone (:meth:`MaterializedView.set_agent`,
+driven by the node's membership events, and
+:meth:`MaterializedView.count_strangers_gone`) and which instances each agent
+registered, so an agent's death recounts its own instances and nothing else.
 """
 
 from __future__ import annotations
@@ -51,7 +56,15 @@ class MaterializedView:
         self._instances: dict[str, dict[str, Any]] = {}
         self._releases: set[ReleaseElement] = set()
         self._expectations: dict[tuple[str, str], int] = {}
-        self._tally = HealthTally(self._records.values, self._flags.values, self._events.values)
+        # Member -> whether it is alive (or suspect); agent -> the instances registered
+        # through it; the agents of those that are dead or gone (what the tally reads).
+        self._agents: dict[str, bool] = {}
+        self._by_agent: dict[str, set[Path]] = {}
+        self._dead_agents: set[str] = set()
+        self._strangers_gone = False
+        self._tally = HealthTally(
+            self._records.values, self._flags.values, self._events.values, self._dead_agents
+        )
         # key -> leaves to re-read, or None for all of them.
         self._pending: dict[str, set[Path] | None] = {}
 
@@ -118,15 +131,84 @@ class MaterializedView:
         return bool(changes)
 
     def _place(self, changes: dict[Path, Any]) -> None:
-        for (service, instance), record in changes.items():
+        for path, record in changes.items():
+            service, instance = path
+            found = self._instances.get(service)
+            before = None if found is None else found.get(instance)
+            self._move_agent(path, before, record)
             if record is not None:
                 self._instances.setdefault(service, {})[instance] = record
                 continue
-            found = self._instances.get(service)
             if found is not None:
                 found.pop(instance, None)
                 if not found:
                     del self._instances[service]
+
+    def _move_agent(self, path: Path, before: Any, after: Any) -> None:
+        old = None if before is None else before.get("agent")
+        new = None if after is None else after.get("agent")
+        if old == new:
+            return
+        if old is not None:
+            paths = self._by_agent.get(old)
+            if paths is not None:
+                paths.discard(path)
+                if not paths:
+                    del self._by_agent[old]
+                    self._dead_agents.discard(old)
+        if new is not None:
+            self._by_agent.setdefault(new, set()).add(path)
+            if self._gone(new):
+                self._dead_agents.add(new)
+
+    def _gone(self, agent: str) -> bool:
+        known = self._agents.get(agent)
+        return not known if known is not None else self._strangers_gone
+
+    def _reevaluate(self, agent: str, now: float) -> bool:
+        paths = self._by_agent.get(agent)
+        if paths is None or self._gone(agent) == (agent in self._dead_agents):
+            return False
+        if agent in self._dead_agents:
+            self._dead_agents.discard(agent)
+        else:
+            self._dead_agents.add(agent)
+        for path in paths:
+            self._tally.update(path, now)
+        return True
+
+    def set_agent(self, agent: str, *, alive: bool, now: float) -> bool:
+        """Record that the member ``agent`` is alive (or suspect), or dead or gone, and
+        recount the instances registered through it.
+
+        Costs the number of instances registered through ``agent``.
+
+        Returns:
+            Whether any health a reader sees changed.
+        """
+        self._agents[agent] = alive
+        return self._reevaluate(agent, now)
+
+    def count_strangers_gone(self, now: float) -> bool:
+        """From now on, an agent that is no known member counts as gone.
+
+        Call it once this agent has synced with the cluster: its member table then
+        holds every member alive anywhere, so an agent missing from it has failed or
+        left (a new member's record can beat the news of its join by a gossip round;
+        its instances are critical that long). Costs the agents with instances.
+
+        Returns:
+            Whether any health a reader sees changed.
+        """
+        self._strangers_gone = True
+        changed = False
+        for agent in list(self._by_agent):
+            changed = self._reevaluate(agent, now) or changed
+        return changed
+
+    def dead_agents(self) -> frozenset[str]:
+        """The agents with instances here that are known dead or gone."""
+        return frozenset(self._dead_agents)
 
     def advance(self, now: float) -> bool:
         """Count the event expiries due by ``now``; whether any count changed."""
@@ -149,6 +231,7 @@ class MaterializedView:
             events=self._events.values,
             releases=self._releases,
             expectations=self._expectations,
+            dead_agents=self._dead_agents,
         )
 
     def snapshot(self) -> Snapshot:
@@ -159,6 +242,7 @@ class MaterializedView:
             events=dict(self._events.values),
             releases=frozenset(self._releases),
             expectations=dict(self._expectations),
+            dead_agents=frozenset(self._dead_agents),
         )
 
     def health(self) -> dict[str, Any]:

@@ -83,6 +83,12 @@ class Readiness:
                     await self._read(key, level)
             except CRDTGossipError as exc:
                 self._reason = f"has not synced with a peer since it started ({exc})"
+                if self.attempts == 1:  # one line, not one per retry
+                    _log.warning(
+                        "not synced with a peer yet (%s); not ready, retrying every %g s",
+                        exc,
+                        SYNC_RETRY,
+                    )
                 await asyncio.sleep(SYNC_RETRY)
                 continue
             self._ready = True

@@ -30,6 +30,13 @@ What concurrent writes do (every agent reaches the same answer, in any order):
   agents recording the same release at the same instant keep one copy.
 * **expectations**: the later write wins per (env, service).
 
+Each registration records the agent it came through (its node id); every agent follows
+the membership (``Node.on_member_event``) and shows the instances of an agent it knows
+dead or gone as critical, until that agent is seen alive again. So a dead agent's
+instances turn critical everywhere within the failure-detection time. Once an agent
+is ready (synced with a peer, :mod:`.readiness`), an agent that is no member it knows
+counts as gone too: a fresh agent never hears of members that died before it joined.
+
 Each write updates one key, except deregister, which updates up to three in turn; a
 reader may see the instance gone before its flag and event are, which changes nothing
 it shows (flags and events of unregistered instances are not shown).
@@ -46,13 +53,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any
 
-from crdtgossip.apps.registry.health import instance_health
 from crdtgossip.apps.registry.index import ChangeIndex
 from crdtgossip.apps.registry.layout import (
     EVENTS_KEY,
@@ -61,7 +66,6 @@ from crdtgossip.apps.registry.layout import (
     MAINTENANCE_KEY,
     REGISTRY_KEYS,
     RELEASES_KEY,
-    Update,
     deregister_op,
     instances_type,
     keyed_type,
@@ -69,21 +73,11 @@ from crdtgossip.apps.registry.layout import (
     register_op,
     remove_op,
 )
+from crdtgossip.apps.registry.liveness import AgentLiveness
 from crdtgossip.apps.registry.materialized import MaterializedView
-from crdtgossip.apps.registry.model import (
-    HealthEvent,
-    InstanceRecord,
-    MaintenanceRequest,
-    RegistryError,
-    ReleaseRequest,
-    parse_event,
-)
-from crdtgossip.apps.registry.perf import sample_of
 from crdtgossip.apps.registry.readiness import Readiness
-from crdtgossip.apps.registry.releases import Release, release_element
-from crdtgossip.apps.registry.sketch import DDSketch
-from crdtgossip.apps.registry.view import Snapshot, instance_view
-from crdtgossip.consistency import Consistency, Local, Majority
+from crdtgossip.apps.registry.view import Snapshot
+from crdtgossip.apps.registry.writes import RegistryWrites
 from crdtgossip.crdts import GSet, LWWMap
 from crdtgossip.errors import CRDTGossipError
 from crdtgossip.node import Node
@@ -128,7 +122,7 @@ def _key_type(key: str) -> Any:
     return LWWMap
 
 
-class Registry:
+class Registry(RegistryWrites):
     """The service registry on top of a running :class:`~crdtgossip.node.Node`.
 
     Args:
@@ -157,12 +151,13 @@ class Registry:
             alone=alone,
             read=lambda key, level: node.get(key, _key_type(key), consistency=level),
             keys=REGISTRY_KEYS,
-            on_ready=self.settle,
+            on_ready=self._on_ready,
         )
         self._clock = clock
         self._expiry_check_interval = expiry_check_interval
         self._index = ChangeIndex()
         self._view = MaterializedView()
+        self._liveness = AgentLiveness(node, self._view, clock, self._membership_changed)
         self._settling = asyncio.Lock()
         self._kick: asyncio.Task[None] | None = None
         self._unsubscribe: Callable[[], None] | None = None
@@ -201,13 +196,14 @@ class Registry:
         for key in REGISTRY_KEYS:
             self._view.note_everything(key)
         await self.settle()
+        self._liveness.start(synced=self._readiness.ready)
         self._tasks.append(asyncio.create_task(self._follow_expiry(), name="registry:expiry"))
         self._tasks.append(asyncio.create_task(self._readiness.run(), name="registry:ready"))
-        self._node.on_member_event(self._on_member_event)
 
     async def stop(self) -> None:
         """Stop following and release every blocked reader."""
         self._index.close()
+        self._liveness.stop()
         if self._unsubscribe is not None:
             self._unsubscribe()
             self._unsubscribe = None
@@ -220,7 +216,12 @@ class Registry:
         self._tasks.clear()
         self._kick = None
 
-    def _on_member_event(self, _: object) -> None:
+    async def _on_ready(self) -> None:
+        """Synced with a peer: the member table now holds every live agent."""
+        await self.settle()
+        self._liveness.synced()
+
+    def _membership_changed(self) -> None:
         if not self._index.closed:
             self._index.bump()
 
@@ -317,154 +318,3 @@ class Registry:
             }
             for member in sorted(self._node.members(), key=lambda member: member.node_id)
         ]
-
-    # ---- writing ---------------------------------------------------------------------
-    async def _write(
-        self, key: str, value_type: Any, fn: Update, consistency: Consistency | None = None
-    ) -> None:
-        """One write through the node, then the view settled with it.
-
-        A write that raises (a quorum not reached) may still hold here: the view
-        follows it all the same, soon after.
-        """
-        try:
-            await self._node.update(key, value_type, fn, consistency=consistency)
-        except BaseException:
-            if self._unsubscribe is None:
-                self._view.note_everything(key)
-            self._schedule_settle()
-            raise
-        if self._unsubscribe is None:  # no change notification: see start()
-            self._view.note_everything(key)
-        await self.settle()
-
-    async def register(self, service: str, instance: str, record: InstanceRecord) -> dict[str, Any]:
-        """Register ``instance`` of ``service`` (or replace its registration).
-
-        Returns:
-            The instance as :func:`~crdtgossip.apps.registry.view.instance_view` shows it.
-        """
-        replica = self._node.replica_id
-        await self._write(
-            INSTANCES_KEY,
-            instances_type(),
-            register_op(replica, service, instance, record.stored()),
-        )
-        return instance_view(await self.current(), service, instance, self.now())
-
-    async def deregister(self, service: str, instance: str) -> None:
-        """Deregister an instance, with its maintenance flag and latest event.
-
-        Raises:
-            RegistryError: (404) the instance is not registered.
-        """
-        current = await self.current()
-        self._require(current, service, instance)
-        key = (service, instance)
-        flagged, reported = key in current.maintenance, key in current.events
-        replica = self._node.replica_id
-        await self._write(INSTANCES_KEY, instances_type(), deregister_op(replica, *key))
-        if flagged:
-            await self._write(MAINTENANCE_KEY, keyed_type(), remove_op(key))
-        if reported:
-            await self._write(EVENTS_KEY, keyed_type(), remove_op(key))
-
-    async def set_maintenance(
-        self, service: str, instance: str, request: MaintenanceRequest
-    ) -> dict[str, Any]:
-        """Put an instance in maintenance or take it out.
-
-        With ``request.consistency == "majority"`` this returns only once more than
-        half of the alive members have merged the change.
-
-        Raises:
-            RegistryError: (404) the instance is not registered.
-            QuorumError: the majority did not confirm within ``request.timeout`` (the
-                change is applied here and still spreads).
-        """
-        self._require(await self.current(), service, instance)
-        level: Consistency = (
-            Majority(timeout=request.timeout) if request.consistency == "majority" else Local()
-        )
-        value = {"enabled": request.enable, "reason": request.reason, "time": self.now()}
-        await self._write(
-            MAINTENANCE_KEY,
-            keyed_type(),
-            put_op(self._node.replica_id, (service, instance), value),
-            consistency=level,
-        )
-        return instance_view(await self.current(), service, instance, self.now())
-
-    async def push_event(self, body: Mapping[str, Any]) -> dict[str, Any]:
-        """Record a health event (see :func:`~crdtgossip.apps.registry.model.parse_event`).
-
-        An event without ``ttl`` takes its instance's registered ``ttl``, if any.
-
-        Returns:
-            ``{"event": stored event, "health": health it gives now}``.
-
-        Raises:
-            RegistryError: (400) a malformed event; (404) its instance (``host``) is not
-                registered under its ``service``.
-        """
-        now = self.now()
-        event: HealthEvent = parse_event(body, now)
-        current = await self.current()
-        record = self._require(current, event.service, event.host)
-        if body.get("ttl") is None and record.get("ttl") is not None:
-            event = dataclasses.replace(event, ttl=float(record["ttl"]))
-        sample = sample_of(event, record, current)  # checked before anything is written
-        stored = event.stored()
-        await self._write(
-            EVENTS_KEY,
-            keyed_type(),
-            put_op(self._node.replica_id, (event.service, event.host), stored),
-        )
-        if sample is not None:  # performance history (:mod:`.perf`)
-            await self._node.update(sample.key, DDSketch, sample.update(self._node.replica_id))
-        return {"event": stored, "health": instance_health(stored, now)}
-
-    async def record_release(
-        self, env: str, service: str, request: ReleaseRequest
-    ) -> dict[str, Any]:
-        """Record that ``service`` (or ``request.instance`` of it) runs
-        ``request.version`` in ``env`` from now on (see :mod:`.releases`).
-
-        Returns:
-            The release as recorded (with its ``time``), plus ``env`` and ``service``.
-        """
-        release = Release(
-            env,
-            service,
-            self.now(),
-            request.version,
-            request.build,
-            request.commit,
-            request.instance,
-            request.url,
-            request.initiator,
-            request.started,
-            request.finished,
-        )
-        element = release_element(release)
-        await self._write(RELEASES_KEY, GSet, lambda releases: releases.add(element))
-        return {"env": env, "service": service, **release.record()}
-
-    async def set_expectation(self, env: str, service: str, min_passing: int) -> dict[str, Any]:
-        """Expect at least ``min_passing`` available instances of ``service`` in ``env``."""
-        replica = self._node.replica_id
-        await self._write(
-            EXPECTATIONS_KEY,
-            LWWMap,
-            lambda expectations: expectations.set((env, service), min_passing, replica),
-        )
-        return {"env": env, "service": service, "min_passing": min_passing}
-
-    @staticmethod
-    def _require(snapshot: Snapshot, service: str, instance: str) -> Mapping[str, Any]:
-        if not snapshot.is_known(service):
-            raise RegistryError(f"unknown service {service!r}", status=404)
-        record = snapshot.record(service, instance)
-        if record is None:
-            raise RegistryError(f"no instance {instance!r} of service {service!r}", status=404)
-        return record

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
-from collections.abc import Mapping
+from collections.abc import Mapping, Set
 from typing import Any
 
 from crdtgossip.apps.registry.health import (
@@ -51,8 +51,9 @@ class HealthTally:
     """Counts of instances by (env, service) and health (see the module docstring).
 
     The tally reads the mirrored plain values it is given (``records``, ``flags``,
-    ``events``: ``(service, instance)`` -> value); call :meth:`update` with an instance
-    whenever one of the three changed for it.
+    ``events``: ``(service, instance)`` -> value) and ``dead_agents`` (node ids of
+    agents known dead or gone, whose instances count as critical); call :meth:`update`
+    with an instance whenever one of these changed for it.
     """
 
     def __init__(
@@ -60,8 +61,10 @@ class HealthTally:
         records: Mapping[Path, Mapping[str, Any]],
         flags: Mapping[Path, Mapping[str, Any]],
         events: Mapping[Path, Mapping[str, Any]],
+        dead_agents: Set[str] = frozenset(),
     ) -> None:
         self._records = records
+        self._dead_agents = dead_agents
         self._flags = flags
         self._events = events
         # instance -> (env, health, in maintenance) as counted.
@@ -87,7 +90,10 @@ class HealthTally:
         if record is not None:
             flag = self._flags.get(path)
             maintained = bool(flag and flag.get("enabled"))
-            after = (str(record["env"]), instance_health(event, now), maintained)
+            agent = record.get("agent")
+            alive = agent is None or agent not in self._dead_agents
+            health = instance_health(event, now, agent_alive=alive)
+            after = (str(record["env"]), health, maintained)
         if event is None:
             self._scheduled.pop(path, None)
         else:

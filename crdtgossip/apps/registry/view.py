@@ -42,6 +42,9 @@ class Snapshot:
         events: (service, instance) -> the latest stored health event.
         releases: every release ever recorded.
         expectations: (env, service) -> ``min_passing``.
+        dead_agents: node ids of the agents known dead or gone from the cluster; the
+            instances registered through one of them are critical
+            (:func:`~crdtgossip.apps.registry.health.instance_health`).
     """
 
     instances: Mapping[str, Mapping[str, Mapping[str, Any]]]
@@ -49,6 +52,7 @@ class Snapshot:
     events: Mapping[tuple[str, str], Mapping[str, Any]]
     releases: Set[ReleaseElement]
     expectations: Mapping[tuple[str, str], int]
+    dead_agents: Set[str] = frozenset()
 
     def known_services(self) -> set[str]:
         """Services with an instance or an expectation (see the module docstring)."""
@@ -66,6 +70,12 @@ class Snapshot:
     def record(self, service: str, instance: str) -> Mapping[str, Any] | None:
         """The registration of ``instance`` of ``service``, or None."""
         return self.instances.get(service, {}).get(instance)
+
+    def agent_alive(self, record: Mapping[str, Any]) -> bool:
+        """Whether the agent that registered ``record`` is not known dead or gone (a
+        record that names no agent counts as alive)."""
+        agent = record.get("agent")
+        return agent is None or agent not in self.dead_agents
 
     def in_maintenance(self, service: str, instance: str) -> bool:
         """Whether the instance is in maintenance."""
@@ -103,7 +113,8 @@ def instance_view(snapshot: Snapshot, service: str, instance: str, now: float) -
         "tags": list(record.get("tags") or []),
         "meta": dict(record.get("meta") or {}),
         "ttl": record.get("ttl"),
-        "health": instance_health(event, now),
+        "agent": record.get("agent"),
+        "health": instance_health(event, now, agent_alive=snapshot.agent_alive(record)),
         "maintenance": enabled,
         "maintenance_reason": maintenance.get("reason") if enabled else None,
         "last_event": dict(event) if event is not None else None,
@@ -216,7 +227,11 @@ def health_view(snapshot: Snapshot, now: float) -> dict[str, Any]:
 
     for service, instances in snapshot.instances.items():
         for instance, record in instances.items():
-            health = instance_health(snapshot.events.get((service, instance)), now)
+            health = instance_health(
+                snapshot.events.get((service, instance)),
+                now,
+                agent_alive=snapshot.agent_alive(record),
+            )
             maintained = snapshot.in_maintenance(service, instance)
             found = entry(str(record["env"]), service)
             found[health] += 1

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from crdtgossip.crdts import CRDT
+from crdtgossip.protocol import Member, Status
 
 Listener = Callable[[str, Any], None]
 
@@ -20,8 +21,9 @@ Listener = Callable[[str, Any], None]
 class ContractNode:
     """Live states per key, change listeners, and an outbox of local deltas."""
 
-    def __init__(self, replica_id: str) -> None:
+    def __init__(self, replica_id: str, peers: tuple[str, ...] = ()) -> None:
         self.node_id = replica_id
+        self.peers = peers
         self.replica_id = replica_id
         self.states: dict[str, CRDT] = {}
         self.outbox: list[tuple[str, CRDT]] = []
@@ -51,10 +53,13 @@ class ContractNode:
         return lambda: self._listeners.remove(listener)
 
     def on_member_event(self, listener: Callable[[object], None]) -> None:
-        del listener  # no membership here
+        del listener  # the membership never changes here
 
-    def members(self) -> list[Any]:
-        return []
+    def members(self) -> list[Member]:
+        """Itself and its peers, all alive."""
+        return [
+            Member(name, "127.0.0.1:0", Status.ALIVE, 0) for name in (self.node_id, *self.peers)
+        ]
 
     def stats(self) -> dict[str, int]:
         return {}

@@ -59,6 +59,7 @@ async def test_register_then_list_and_read_every_field(client: Client) -> None:
         "tags": ["blue", "v2"],
         "meta": {"zone": "a"},
         "ttl": None,
+        "agent": "agent-1",
         "health": "passing",
         "maintenance": False,
         "maintenance_reason": None,

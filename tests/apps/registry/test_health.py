@@ -52,3 +52,9 @@ def test_expired_and_next_expiry() -> None:
     assert next_expiry(events, 110.0) == 120.0
     assert next_expiry(events, 120.0) is None
     assert next_expiry({}, 0.0) is None
+
+
+def test_an_instance_whose_agent_is_gone_is_critical_whatever_its_event() -> None:
+    assert instance_health(None, 100.0, agent_alive=False) == CRITICAL
+    assert instance_health(event("ok"), 100.0, agent_alive=False) == CRITICAL
+    assert instance_health(event("ok"), 100.0, agent_alive=True) == PASSING

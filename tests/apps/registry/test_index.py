@@ -58,6 +58,7 @@ def test_wait_durations(wait: str | None, seconds: float) -> None:
         {"index": "1", "wait": "10 s"},
         {"index": "1", "wait": "1d"},
         {"index": "1", "wait": "-1s"},
+        {"wait": "ten"},  # no index: the read would not block, but the wait is wrong
     ],
 )
 def test_bad_parameters(query: dict[str, str]) -> None:

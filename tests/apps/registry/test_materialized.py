@@ -130,8 +130,8 @@ async def run_program(seed: int, steps: int) -> None:
     rng = random.Random(seed)
     clock = FakeClock()
     pairs = []
-    for name in ("r1", "r2"):
-        node = ContractNode(name)
+    for name, peer in (("r1", "r2"), ("r2", "r1")):
+        node = ContractNode(name, (peer,))
         registry = Registry(cast(Node, node), clock=clock)
         await registry.start()
         pairs.append((registry, node))
@@ -229,7 +229,7 @@ async def test_writes_and_reads_copy_no_map(monkeypatch: pytest.MonkeyPatch) -> 
 
 
 async def test_a_remote_deregistration_is_followed_by_its_dots() -> None:
-    left, right = ContractNode("r1"), ContractNode("r2")
+    left, right = ContractNode("r1", ("r2",)), ContractNode("r2", ("r1",))
     registry = Registry(cast(Node, right), clock=FakeClock())
     await registry.start()
     writer = Registry(cast(Node, left), clock=FakeClock())
@@ -253,3 +253,41 @@ async def test_a_remote_deregistration_is_followed_by_its_dots() -> None:
     finally:
         await registry.stop()
         await writer.stop()
+
+
+def test_the_instances_of_gone_agents_are_critical_and_recounted() -> None:
+    """Known dead, known alive and (once strangers count as gone) unknown agents."""
+    from crdtgossip.apps.registry.layout import instances_type, register_op
+    from crdtgossip.apps.registry.materialized import MaterializedView
+
+    state = instances_type()
+    through = {"i1": "a", "i2": "a", "i3": "b", "i4": "stranger"}
+    for instance, agent in through.items():
+        stored = {**InstanceRecord(address="10.0.0.1", port=80).stored(), "agent": agent}
+        register_op("r", "web", instance, stored)(state)
+    view = MaterializedView()
+    view.note_everything(INSTANCES_KEY)
+    assert view.apply(INSTANCES_KEY, state, 0.0)
+
+    def critical() -> int:
+        counts = view.health()["health"]["default"]["web"]
+        assert view.health() == health_view(view.snapshot(), 0.0)
+        return int(counts["critical"])
+
+    assert view.set_agent("b", alive=True, now=0.0) is False  # nothing changes
+    assert critical() == 0
+    assert view.set_agent("a", alive=False, now=0.0)
+    assert critical() == 2
+    assert view.dead_agents() == {"a"}
+    assert view.count_strangers_gone(0.0)
+    assert critical() == 3
+    assert view.dead_agents() == {"a", "stranger"}
+    assert view.set_agent("a", alive=True, now=0.0)
+    assert critical() == 1
+    # Re-registered through a live agent: no longer the stranger's.
+    moved = {**InstanceRecord(address="10.0.0.1", port=80).stored(), "agent": "b"}
+    register_op("r", "web", "i4", moved)(state)
+    view.note_everything(INSTANCES_KEY)
+    view.apply(INSTANCES_KEY, state, 0.0)
+    assert critical() == 0
+    assert view.dead_agents() == frozenset()

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
+import pytest
+
 from crdtgossip import decode, encode
-from crdtgossip.apps.registry import Registry
+from crdtgossip.apps.registry import CRITICAL, PASSING, Registry
 from crdtgossip.apps.registry.model import InstanceRecord, MaintenanceRequest
 from crdtgossip.apps.registry.state import (
     deregister_op,
@@ -157,7 +160,7 @@ async def test_two_agents_share_the_registry_and_each_counts_its_own_index() -> 
         await eventually(seen_on_the_right, "the registration and flag reach the other agent")
         assert right.index.value > index_before
         snapshot = await right.snapshot()
-        assert snapshot.record("web", "web-1") == RECORD.stored()
+        assert snapshot.record("web", "web-1") == {**RECORD.stored(), "agent": "a"}
         await right.deregister("web", "web-1")
 
         async def gone_on_the_left() -> bool:
@@ -170,3 +173,86 @@ async def test_two_agents_share_the_registry_and_each_counts_its_own_index() -> 
         await right.stop()
         await first.stop()
         await second.stop()
+
+
+async def health_of(registry: Registry, service: str, instance: str) -> str:
+    shown = (await registry.current()).record(service, instance)
+    assert shown is not None
+    views = {view["id"]: view for view in await service_instances(registry, service)}
+    return str(views[instance]["health"])
+
+
+async def service_instances(registry: Registry, service: str) -> list[dict[str, Any]]:
+    from crdtgossip.apps.registry.view import service_view
+
+    found = service_view(await registry.current(), service, registry.now())
+    return list(found["instances"])
+
+
+async def test_the_instances_of_a_dead_or_gone_agent_are_critical_everywhere(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Agent a crashes, agent c leaves: their instances turn critical on b (and on the
+    survivors' health counts); a restarted a makes its instance passing again."""
+    first = Node("a", "127.0.0.1:0", config=FAST, seed=1)
+    await first.start()
+    second = Node("b", "127.0.0.1:0", [first.address], config=FAST, seed=2)
+    third = Node("c", "127.0.0.1:0", [first.address], config=FAST, seed=3)
+    await second.start()
+    await third.start()
+    registries = [Registry(node, alone=False) for node in (first, second, third)]
+    for registry in registries:
+        await registry.start()
+    on_a, on_b, on_c = registries
+    nodes = [first, second, third]
+    try:
+        await on_a.register("web", "web-1", RECORD)
+        await on_b.register("web", "web-2", RECORD)
+        await on_c.register("web", "web-3", RECORD)
+
+        async def all_on_b() -> bool:
+            return len((await on_b.current()).instances.get("web", {})) == 3
+
+        await eventually(all_on_b, "every registration reaches b")
+        assert [await health_of(on_b, "web", f"web-{n}") for n in (1, 2, 3)] == [PASSING] * 3
+        await on_a.stop()
+        await first.stop()  # a crash: no goodbye
+        await on_c.stop()
+        await third.leave()  # a goodbye
+
+        async def gone_on_b() -> bool:
+            healths = [await health_of(on_b, "web", f"web-{n}") for n in (1, 2, 3)]
+            return healths == [CRITICAL, PASSING, CRITICAL]
+
+        caplog.set_level(logging.INFO, logger="crdtgossip.apps.registry")
+        await eventually(gone_on_b, "the dead and the gone agent's instances turn critical")
+        logged = [record.getMessage() for record in caplog.records]
+        assert any(line.startswith("member c (") and "left the cluster" in line for line in logged)
+        counts = (await on_b.health())["health"]["prod"]["web"]
+        assert (counts["passing"], counts["critical"], counts["available"]) == (1, 2, 1)
+        assert (await on_b.current()).dead_agents == {"a", "c"}
+
+        back = Node("a", "127.0.0.1:0", [second.address], config=FAST, seed=4)
+        await back.start()
+        nodes[0] = back
+        again = Registry(back, alone=False)
+        await again.start()
+        registries[0] = again
+
+        async def back_on_b() -> bool:
+            return await health_of(on_b, "web", "web-1") == PASSING
+
+        await eventually(back_on_b, "the restarted agent's instance is passing again")
+        assert await health_of(on_b, "web", "web-3") == CRITICAL
+
+        async def known_on_the_new_a() -> bool:
+            return await health_of(again, "web", "web-3") == CRITICAL
+
+        await eventually(known_on_the_new_a, "the restarted agent learns c is gone")
+        assert await health_of(again, "web", "web-1") == PASSING
+    finally:
+        for registry in registries:
+            await registry.stop()
+        for node in nodes:
+            if node.running:
+                await node.stop()

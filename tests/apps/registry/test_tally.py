@@ -71,9 +71,9 @@ def test_an_idle_advance_recounts_nothing(monkeypatch: pytest.MonkeyPatch) -> No
     recounted: list[Any] = []
     original = instance_health
 
-    def spy(event: Any, now: float) -> str:
+    def spy(event: Any, now: float, *, agent_alive: bool = True) -> str:
         recounted.append(event)
-        return original(event, now)
+        return original(event, now, agent_alive=agent_alive)
 
     monkeypatch.setattr(tally_module, "instance_health", spy)
     for now in range(1, 100):

@@ -113,3 +113,17 @@ def test_health_counts_per_env_and_service_against_expectations() -> None:
     assert summary["health"]["prod"]["db"]["ok"] is True
     assert summary["health"]["dev"]["web"]["available"] == 1
     assert summary["ok"] is False
+
+
+def test_an_instance_through_a_dead_agent_shows_critical_with_its_agent() -> None:
+    through_a = {**rec(), "agent": "a"}
+    state = snapshot(
+        instances={"web": {"w1": through_a, "w2": rec()}}, dead_agents=frozenset({"a"})
+    )
+    shown = {view["id"]: view for view in service_view(state, "web", 0.0)["instances"]}
+    assert (shown["w1"]["health"], shown["w1"]["agent"]) == ("critical", "a")
+    assert (shown["w2"]["health"], shown["w2"]["agent"]) == ("passing", None)
+    assert [
+        view["id"] for view in service_view(state, "web", 0.0, passing_only=True)["instances"]
+    ] == ["w2"]
+    assert health_view(state, 0.0)["health"]["prod"]["web"]["critical"] == 1
