@@ -331,7 +331,7 @@ class Node:
             engine.check_room(key)
             state = self._current(engine, key, value_type)
             if persistence is None:
-                delta = delta_of(state, fn)
+                delta = delta_of(state, fn, engine.clock.stamp)
                 payload = encode(delta)
                 engine.commit_local(key, state, delta, self._now(), payload=payload)
             else:

@@ -49,6 +49,7 @@ DROP_REASONS: Final = (
     "relay_limit",
     "stale_reply",
     "out_of_range",
+    "clock_ahead",
 )
 """Why the engine drops input or output; each has a ``drop_<reason>`` counter."""
 
@@ -135,6 +136,9 @@ class EngineCore:
         raise NotImplementedError
 
     def _remember(self, payload: bytes) -> bool:
+        raise NotImplementedError
+
+    def _admit(self, value: object) -> bool:
         raise NotImplementedError
 
     def _merge_payload(self, key: str, payload: bytes, *, keep: bool = True) -> CRDT | None:

@@ -38,7 +38,9 @@ leave, answers to outdated news); this module keeps the inputs, timers and dispa
 from __future__ import annotations
 
 import random
+import time
 from collections import OrderedDict
+from collections.abc import Callable
 
 from crdtgossip.config import GossipConfig
 from crdtgossip.crdts import CRDT
@@ -50,12 +52,14 @@ from crdtgossip.protocol._engine_base import (
     From,
     check_text,
 )
+from crdtgossip.protocol._engine_clock import ClockEngine
 from crdtgossip.protocol._engine_data import MAX_JOINED_DELTAS, MAX_SEEN_DELTAS, DataEngine
 from crdtgossip.protocol._engine_members import MembersEngine
 from crdtgossip.protocol._engine_quorum import QuorumEngine
 from crdtgossip.protocol.antientropy import HashTree, key_digest, push_pull_interval
 from crdtgossip.protocol.awareness import Awareness
 from crdtgossip.protocol.broadcast import BroadcastQueue, retransmit_limit
+from crdtgossip.protocol.clock import HLC, SkewMonitor
 from crdtgossip.protocol.events import Event, Member, Outgoing
 from crdtgossip.protocol.keysize import KeySizes
 from crdtgossip.protocol.membership import Membership
@@ -92,7 +96,7 @@ from crdtgossip.protocol.sync import AntiEntropy
 __all__ = ["DROP_REASONS", "MAX_JOINED_DELTAS", "MAX_SEEN_DELTAS", "Engine"]
 
 
-class Engine(DataEngine, QuorumEngine, MembersEngine):
+class Engine(DataEngine, QuorumEngine, MembersEngine, ClockEngine):
     """One member of a gossip cluster, with no I/O of its own.
 
     Args:
@@ -136,6 +140,7 @@ class Engine(DataEngine, QuorumEngine, MembersEngine):
         *,
         incarnation: int = 0,
         hold_write_acks: bool = False,
+        wall_clock: Callable[[], int] | None = None,
     ) -> None:
         self.node_id = check_text(node_id, MAX_NODE_ID_BYTES, "node_id")
         self.address = check_text(address, MAX_ADDRESS_BYTES, "address")
@@ -195,6 +200,7 @@ class Engine(DataEngine, QuorumEngine, MembersEngine):
             clock=lambda: self._now,
             max_key_bytes=config.max_key_bytes,
             measured=self._sizes.measured,
+            admit=self._admit_patch,
         )
         self._seeds: list[str] = []
         self._started = False
@@ -205,6 +211,11 @@ class Engine(DataEngine, QuorumEngine, MembersEngine):
         self._next_join = 0.0
         self._quorum = QuorumTracker(node_id, rng)
         self._hold_write_acks = bool(hold_write_acks)
+        # The LWW stamp source (see protocol.clock): Unix ns from the driver, the wall
+        # clock by default (the simulator passes virtual time).
+        offset_ns = round(config.max_clock_offset * 1e9)
+        self.clock = HLC(time.time_ns if wall_clock is None else wall_clock, offset_ns)
+        self._skew = SkewMonitor()
 
     # --- inputs --------------------------------------------------------------------
 
@@ -340,7 +351,8 @@ class Engine(DataEngine, QuorumEngine, MembersEngine):
             ``quorum_failures``, ``quorum_late_answers``, ``write_requests_served``,
             ``read_requests_served``, ``read_repairs``, ``held_acks_dropped``), one
             ``drop_<reason>`` per reason in :data:`DROP_REASONS`, and the gauges
-            ``members_alive``, ``queue_length``, ``keys`` and ``health_score``.
+            ``members_alive``, ``queue_length``, ``keys``, ``health_score``, and the
+            clock's ``clock_behind`` and ``clock_carries`` (see ``_engine_clock``).
         """
         self._drops["oversize"] = self._outbox.oversize_drops
         self._drops["queue_overflow"] = self._queue.overflow_drops
@@ -356,6 +368,7 @@ class Engine(DataEngine, QuorumEngine, MembersEngine):
         stats["queue_length"] = len(self._queue)
         stats["keys"] = len(self._store)
         stats["health_score"] = self._awareness.score
+        self._clock_stats(stats)
         return stats
 
     # --- time ----------------------------------------------------------------------

@@ -85,6 +85,9 @@ error: a guard against a protocol bug that schedules timers without end. A 1,000
 cluster takes some tens of thousands of steps per virtual second, so this is far above
 any sane run."""
 
+SIM_EPOCH_NS: Final = 1_700_000_000 * 10**9
+"""The Unix time (ns) at virtual time 0, for the engines' LWW clocks (November 2023)."""
+
 PORT: Final = 7946
 """The port of every simulated address (memberlist's default gossip port)."""
 
@@ -355,7 +358,12 @@ class Simulation:
             rng,
             f"n{i}.{generation}",
             incarnation=incarnation,
+            wall_clock=self._wall_ns,
         )
+
+    def _wall_ns(self) -> int:
+        # The engines' LWW clock: virtual time from a fixed epoch, so a seed replays.
+        return SIM_EPOCH_NS + round(self._now * 1e9)
 
     def _form(self) -> None:
         """Give every node the complete member table, as a join finished long ago.
@@ -450,7 +458,7 @@ class Simulation:
         if slot.life is not _Life.RUNNING:
             raise CRDTGossipError(f"node {i} is {slot.life.name.lower()}: it cannot write")
         state = self.get(i, key, value_type)
-        delta = delta_of(state, fn)
+        delta = delta_of(state, fn, slot.engine.clock.stamp)
         slot.engine.commit_local(key, state, delta, self._now)
         self._collect(i)
         return slot.engine, delta
@@ -547,6 +555,7 @@ class Simulation:
                 random.Random(f"crdtgossip-sim-engine-{self.seed}-{i}-{slot.generation}-r"),
                 slot.engine.replica_id,
                 incarnation=incarnation,
+                wall_clock=self._wall_ns,
             )
             for key, state in sorted(slot.saved.items()):
                 engine.update(key, state, self._now)
