@@ -26,12 +26,7 @@ from crdtgossip.codec import encode
 from crdtgossip.config import GossipConfig
 from crdtgossip.consistency import Consistency, Local
 from crdtgossip.crdts._base import CRDT, delta_of, state_of
-from crdtgossip.errors import (
-    ConfigError,
-    CRDTGossipError,
-    QuorumError,
-    StorageError,
-)
+from crdtgossip.errors import ConfigError, CRDTGossipError, QuorumError, StorageError
 from crdtgossip.protocol import Engine, Event, KeyChanged, Member
 from crdtgossip.protocol.quorum import QuorumResult
 from crdtgossip.security import Keyring
@@ -285,6 +280,8 @@ class Node:
     def _require_engine(self) -> Engine:
         if self._engine is None or not self._running:
             raise CRDTGossipError(f"node {self.node_id!r} is not running: call start() first")
+        if self._engine.refusal is not None:  # the cluster refused its id: protocol.identity
+            raise ConfigError(self._engine.refusal)
         return self._engine
 
     # ---- data ------------------------------------------------------------------------

@@ -79,6 +79,7 @@ COUNTERS: Final = (
     "read_requests_served",
     "read_repairs",
     "held_acks_dropped",
+    "id_claims_refused",
 )
 
 

@@ -37,6 +37,7 @@ leave, answers to outdated news); this module keeps the inputs, timers and dispa
 
 from __future__ import annotations
 
+import math
 import random
 import time
 from collections import OrderedDict
@@ -61,6 +62,7 @@ from crdtgossip.protocol.awareness import Awareness
 from crdtgossip.protocol.broadcast import BroadcastQueue, retransmit_limit
 from crdtgossip.protocol.clock import HLC, SkewMonitor
 from crdtgossip.protocol.events import Event, Member, Outgoing
+from crdtgossip.protocol.identity import IdentityEngine
 from crdtgossip.protocol.keysize import KeySizes
 from crdtgossip.protocol.membership import Membership
 from crdtgossip.protocol.messages import (
@@ -71,6 +73,7 @@ from crdtgossip.protocol.messages import (
     Dead,
     Delta,
     Diff,
+    IdClaim,
     Left,
     Members,
     Message,
@@ -96,7 +99,7 @@ from crdtgossip.protocol.sync import AntiEntropy
 __all__ = ["DROP_REASONS", "MAX_JOINED_DELTAS", "MAX_SEEN_DELTAS", "Engine"]
 
 
-class Engine(DataEngine, QuorumEngine, MembersEngine, ClockEngine):
+class Engine(DataEngine, QuorumEngine, MembersEngine, ClockEngine, IdentityEngine):
     """One member of a gossip cluster, with no I/O of its own.
 
     Args:
@@ -216,6 +219,8 @@ class Engine(DataEngine, QuorumEngine, MembersEngine, ClockEngine):
         offset_ns = round(config.max_clock_offset * 1e9)
         self.clock = HLC(time.time_ns if wall_clock is None else wall_clock, offset_ns)
         self._skew = SkewMonitor()
+        self.refusal: str | None = None  # see protocol.identity
+        self._claims: dict[str, float] = {}
 
     # --- inputs --------------------------------------------------------------------
 
@@ -231,6 +236,8 @@ class Engine(DataEngine, QuorumEngine, MembersEngine, ClockEngine):
             now: the driver's time in seconds.
         """
         now = self._begin(now)
+        if self.refusal is not None:
+            return  # refused by the cluster (see protocol.identity): taking no part
         self._counters["frames_in"] += 1
         self._counters["bytes_in"] += len(data)
         try:
@@ -241,6 +248,7 @@ class Engine(DataEngine, QuorumEngine, MembersEngine, ClockEngine):
             return
         if frame.sender == self.node_id:
             self._drops["from_self"] += 1
+            self._from_own_id(frame.messages, sender)
             return
         origin = From(frame.sender, sender, now)
         for message in frame.messages:
@@ -258,6 +266,8 @@ class Engine(DataEngine, QuorumEngine, MembersEngine, ClockEngine):
             now: the driver's time in seconds.
         """
         now = self._begin(now)
+        if self.refusal is not None:
+            return  # refused by the cluster (see protocol.identity): taking no part
         active = not self._membership.leaving
         self._prober.tick(now)
         self._membership.expire(now)
@@ -306,6 +316,8 @@ class Engine(DataEngine, QuorumEngine, MembersEngine, ClockEngine):
             The earliest timer; ``0.0`` before the engine has seen any time (tick it at
             once).
         """
+        if self.refusal is not None:
+            return math.inf  # refused by the cluster: no timers (see protocol.identity)
         if not self._started:
             return 0.0
         # A driver calls this after every input, so it avoids building lists.
@@ -413,6 +425,7 @@ class Engine(DataEngine, QuorumEngine, MembersEngine, ClockEngine):
             case State():
                 self._on_state(message)
             case Members():
+                self._check_join(message, origin)
                 self._sync.on_members(message, origin.node_id, origin.address, origin.now)
             case Sync():
                 self._sync.on_sync(message, origin.address)
@@ -420,6 +433,8 @@ class Engine(DataEngine, QuorumEngine, MembersEngine, ClockEngine):
                 self._sync.on_diff(message, origin.address)
             case StateChunk():
                 self._sync.on_chunk(message, origin.node_id)
+            case IdClaim():
+                self._on_id_claim(message)
             case WriteRequest():
                 self._on_write_request(message, origin)
             case WriteAck():

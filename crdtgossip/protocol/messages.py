@@ -50,6 +50,8 @@ from crdtgossip.protocol.member_messages import (
     Ack,
     Alive,
     Dead,
+    IdClaim,
+    IdInUse,
     Left,
     MemberMessage,
     MemberRecord,
@@ -107,6 +109,8 @@ __all__ = [
     "Delta",
     "Diff",
     "Frame",
+    "IdClaim",
+    "IdInUse",
     "Kind",
     "Left",
     "MemberRecord",
@@ -147,7 +151,7 @@ class Frame:
 
 # --- encoding ---------------------------------------------------------------------
 
-_MEMBER_TYPES = (Ping, PingReq, Ack, Nack, Alive, Suspect, Dead, Left, Members)
+_MEMBER_TYPES = (Ping, PingReq, Ack, Nack, Alive, Suspect, Dead, Left, Members, IdClaim, IdInUse)
 _SYNC_TYPES = (Sync, Diff, StateChunk)
 
 

@@ -101,6 +101,8 @@ class Kind(enum.IntEnum):
     READ_REPLY = 16
     DIFF = 17
     STATE_CHUNK = 40  # numbered apart, so kinds added elsewhere meanwhile do not clash
+    ID_CLAIM = 50  # the identity checks of protocol.identity, numbered apart too
+    ID_IN_USE = 51
 
 
 def fail(what: str) -> DecodeError:
