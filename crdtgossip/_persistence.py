@@ -181,7 +181,7 @@ class Persistence:
         async with self.lock:
             engine.begin_local(key)
             try:
-                delta = delta_of(state, fn)
+                delta = delta_of(state, fn, engine.clock.stamp)
                 payload = encode(delta)
                 await self.call(self.storage.append, [(key, payload)])
             except BaseException:

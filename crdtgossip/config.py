@@ -60,6 +60,7 @@ _INTERVAL_FIELDS = (
     "join_retry_interval",
     "reconnect_interval",
     "dead_retention",
+    "max_clock_offset",
 )
 
 
@@ -138,6 +139,16 @@ class GossipConfig:
             4 GB (a 10^6-element ORSet of ints encodes to about 10 MB); past it, split
             the data over several keys. Akka Distributed Data advises keeping entries
             far smaller (at most ~100,000 top-level entries).
+        max_clock_offset: the largest difference in seconds tolerated between this
+            node's wall clock and a peer's, as seen in the last-writer-wins stamps of
+            its writes (see :mod:`crdtgossip.protocol.clock`). A delta, state or repair
+            carrying a stamp later than this node's clock plus it is refused and
+            counted (``drop_clock_ahead``), so a peer with its clock a year ahead
+            cannot make its writes win for a year; and when most of the members whose
+            stamps were seen lately are ahead of this node by more than it, this node
+            reports its own clock behind (the ``clock_behind`` gauge and a warning
+            log line). 500 ms, CockroachDB's default ``--max-offset``; keep clocks
+            synchronised by NTP well inside it.
     """
 
     probe_interval: float = 1.0
@@ -156,6 +167,7 @@ class GossipConfig:
     max_datagram: int = 1400
     max_reliable_frame: int = 16 * 1024 * 1024
     max_key_bytes: int = 64 * 1024 * 1024
+    max_clock_offset: float = 0.5
 
     def __post_init__(self) -> None:
         """Check every field.

@@ -266,6 +266,8 @@ class Node:
     def _require_engine(self) -> Engine:
         if self._engine is None or not self._running:
             raise CRDTGossipError(f"node {self.node_id!r} is not running: call start() first")
+        if self._engine.refusal is not None:  # the cluster refused its id: protocol.identity
+            raise ConfigError(self._engine.refusal)
         return self._engine
 
     # ---- data ------------------------------------------------------------------------
@@ -312,7 +314,7 @@ class Node:
             engine.check_room(key)
             state = self._current(engine, key, value_type)
             if persistence is None:
-                delta = delta_of(state, fn)
+                delta = delta_of(state, fn, engine.clock.stamp)
                 payload = encode(delta)
                 engine.commit_local(key, state, delta, self._now(), payload=payload)
             else:

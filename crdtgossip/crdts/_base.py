@@ -27,6 +27,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Hashable
+from contextvars import ContextVar
 from typing import Any, Protocol, Self, TypeAlias, TypeVar, runtime_checkable
 
 from crdtgossip.crdts._values import INT_MAX, MAX_STR_BYTES, scalar_problem
@@ -35,11 +36,14 @@ from crdtgossip.errors import ConfigError, MergeError, OperationError
 __all__ = [
     "CRDT",
     "Element",
+    "StampSource",
     "Value",
     "check_amount",
     "check_counter",
     "check_replica",
     "check_timestamp",
+    "current_stamps",
+    "default_timestamp",
     "delta_of",
     "next_timestamp",
     "now_ns",
@@ -75,8 +79,42 @@ class CRDT(Protocol):
 
 
 def now_ns() -> int:
-    """Wall-clock time in integer nanoseconds, the default LWW timestamp source."""
+    """Wall-clock time in integer nanoseconds: the LWW timestamp source of a write made
+    outside a node (a node gives its hybrid logical clock, see :func:`delta_of`)."""
     return time.time_ns()
+
+
+#: A source of default LWW timestamps: called with the highest timestamp the write
+#: must beat, it returns a larger one (or raises OperationError when none fits).
+StampSource: TypeAlias = Callable[[int], int]
+
+# The stamp source of the update function running now, set by delta_of only while it
+# runs (as decimal.localcontext scopes a context): the types keep no clock of their
+# own, and outside a node's update a write falls back to max(now_ns, seen + 1).
+_STAMPS: ContextVar[StampSource | None] = ContextVar("crdtgossip_stamps", default=None)
+
+
+#: The stamp source of the update function running now, or None (the wall clock): the
+#: context variable's own ``get``, so that a write pays one C call for it.
+current_stamps: Callable[[], StampSource | None] = _STAMPS.get
+
+
+def default_timestamp(seen: int) -> int:
+    """The timestamp of an LWW write made without an explicit one.
+
+    Inside :func:`delta_of` with a ``stamps`` source (a node's update) the source
+    decides: a node's hybrid logical clock. Elsewhere: ``max(now_ns, seen + 1)``.
+
+    Args:
+        seen: the highest timestamp the write must beat (the key's current one).
+
+    Raises:
+        OperationError: no timestamp after ``seen`` fits in 64 bits.
+    """
+    source = _STAMPS.get()
+    if source is None:
+        return next_timestamp(seen, now_ns())
+    return source(seen)
 
 
 def check_replica(replica: object) -> str:
@@ -238,17 +276,30 @@ def state_of(key: str, state: CRDT | None, value_type: type[C] | C) -> C:
     return found
 
 
-def delta_of(state: C, fn: Callable[[C], object]) -> C:
+def delta_of(state: C, fn: Callable[[C], object], stamps: StampSource | None = None) -> C:
     """Run an update function on ``state`` and check it returned the delta of a mutator.
 
     ``fn(state)`` must call one mutator of ``state`` (which changes it) and return what
     the mutator returned: a delta of the same type.
 
+    Args:
+        state: the state to mutate.
+        fn: the update function.
+        stamps: where LWW writes without an explicit timestamp made by ``fn`` take
+            theirs (a node passes its hybrid logical clock); None: the wall clock.
+
     Raises:
         MergeError: ``fn`` returned something else (the mutator's return value was
             dropped, or a value of another type returned).
     """
-    delta = fn(state)
+    if stamps is None:
+        delta = fn(state)
+    else:
+        token = _STAMPS.set(stamps)
+        try:
+            delta = fn(state)
+        finally:
+            _STAMPS.reset(token)
     if type(delta) is not type(state):
         raise MergeError(
             f"the update function must return the delta its mutator returned (a "

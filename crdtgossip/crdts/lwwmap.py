@@ -6,10 +6,13 @@ is a write of "absent", so it is kept as a small timestamped marker: without it 
 replica that missed the remove would bring the key back. (For a map whose removals
 leave nothing behind, use :class:`~crdtgossip.ORMap`, which is causal.)
 
-A write without a timestamp uses ``max(now_ns, that key's timestamp + 1)``: it wins over
-every write of that key this replica has seen. It looks at that key only, so one key
-holding the largest timestamp possible (2**64 - 1, from a broken or hostile peer) makes
-only that key refuse default-stamped writes, with an OperationError.
+A write without a timestamp made through a node takes the node's hybrid logical clock
+(:mod:`crdtgossip.protocol.clock`) raised past that key's timestamp; outside a node,
+``max(now_ns, that key's timestamp + 1)``: either way it wins over every write of that
+key this replica has seen. It looks at that key only, so one key holding the largest
+timestamp possible (2**64 - 1, written with an explicit timestamp: a node refuses such
+stamps from peers) makes only that key refuse default-stamped writes, with an
+OperationError.
 
 Cost: per key ever written, one value (or removal marker), timestamp and replica id;
 a delta is one key's write.
@@ -24,6 +27,7 @@ from typing import Any, Generic, NamedTuple, Self, TypeVar
 from crdtgossip.crdts._base import (
     check_replica,
     check_timestamp,
+    current_stamps,
     next_timestamp,
     now_ns,
     order_key,
@@ -117,8 +121,15 @@ class LWWMap(Generic[K, V]):
             # Past this key's own write, not the whole map's highest stamp: a stamp near
             # 2**64 - 1 from a peer then exhausts that one key, never the others.
             entry = self._entries.get(key)
-            return next_timestamp(0 if entry is None else entry.timestamp, now_ns())
+            seen = 0 if entry is None else entry.timestamp
+            stamps = current_stamps()
+            return next_timestamp(seen, now_ns()) if stamps is None else stamps(seen)
         return check_timestamp(timestamp)
+
+    def _max_stamp(self) -> tuple[int, str]:
+        """The highest timestamp of any key and its writer (the engine checks it
+        against its clock)."""
+        return max(((e.timestamp, e.replica) for e in self._entries.values()), default=(0, ""))
 
     def _write(self, key: K, entry: LWWEntry) -> Self:
         delta = type(self)._from_entries({key: entry})

@@ -5,11 +5,14 @@ write with the highest ``(timestamp, replica)``, so every replica picks the same
 (Two writes with the same timestamp and replica only happen with explicit timestamps;
 the value's total order breaks that tie, so merge stays commutative.)
 
-A write without a timestamp uses ``max(now_ns, highest seen + 1)``: it always wins over
-everything this replica has seen, even when the local clock is behind (the rule of a
-hybrid logical clock, Kulkarni et al., 2014). Against writes it has not seen yet, clock
-skew still decides: a replica whose clock is behind by ``d`` loses to a concurrent
-write made elsewhere up to ``d`` earlier. Pass explicit timestamps where that matters.
+A write without a timestamp made through a node (``Node.update``) takes the node's
+hybrid logical clock (:mod:`crdtgossip.protocol.clock`, Kulkarni et al., 2014), raised
+past the register's own timestamp: it wins over everything this replica and this node
+have seen, even when the local clock is behind, and the node refuses stamps from peers
+more than ``GossipConfig.max_clock_offset`` ahead of its clock. Outside a node it uses
+``max(now_ns, highest seen + 1)``. Against writes it has not seen yet, clock skew
+still decides: a replica whose clock is behind by ``d`` loses to a concurrent write
+made elsewhere up to ``d`` earlier. Pass explicit timestamps where that matters.
 
 Cost: one value, one timestamp, one replica id; the delta is the register itself.
 """
@@ -22,6 +25,7 @@ from typing import Any, Generic, Self, TypeVar
 from crdtgossip.crdts._base import (
     check_replica,
     check_timestamp,
+    current_stamps,
     next_timestamp,
     now_ns,
     order_key,
@@ -33,6 +37,10 @@ from crdtgossip.errors import MergeError
 __all__ = ["LWWRegister"]
 
 V = TypeVar("V")
+
+# Values that cannot change in place: a write keeps them as they are, without the
+# deep copy (most of a small write's cost) that a list or dict needs.
+_IMMUTABLE: frozenset[type] = frozenset({str, int, float, bool, bytes, type(None)})
 
 
 def write_key(timestamp: int, replica: str, value: object) -> tuple[Any, ...]:
@@ -62,7 +70,7 @@ class LWWRegister(Generic[V]):
 
     @classmethod
     def _from_parts(cls, value: V | None, timestamp: int, replica: str) -> Self:
-        register = cls()
+        register = cls.__new__(cls)
         register._value = value
         register._timestamp = timestamp
         register._replica = replica
@@ -89,8 +97,10 @@ class LWWRegister(Generic[V]):
         Args:
             value: the new value.
             replica: the writer's replica id.
-            timestamp: an integer timestamp; by default ``max(now_ns, highest seen + 1)``.
-                A write with a lower explicit timestamp than the current one loses.
+            timestamp: an integer timestamp; by default the node's hybrid logical clock
+                (inside ``Node.update``) or ``max(now_ns, highest seen + 1)``, always
+                past the current one. A write with a lower explicit timestamp than the
+                current one loses.
 
         Returns:
             The delta: a register holding just this write.
@@ -102,28 +112,42 @@ class LWWRegister(Generic[V]):
         """
         check_value(value)
         check_replica(replica)
-        stamp = (
-            next_timestamp(self._timestamp, now_ns())
-            if timestamp is None
-            else check_timestamp(timestamp)
-        )
-        delta = type(self)._from_parts(_copy.deepcopy(value), stamp, replica)
-        self.merge(delta)
+        if timestamp is None:
+            stamps = current_stamps()
+            seen = self._timestamp
+            stamp = next_timestamp(seen, now_ns()) if stamps is None else stamps(seen)
+        else:
+            stamp = check_timestamp(timestamp)
+        owned = value if type(value) in _IMMUTABLE else _copy.deepcopy(value)
+        delta = type(self)._from_parts(owned, stamp, replica)
+        if delta._wins_over(self):
+            self._value = owned if type(owned) in _IMMUTABLE else _copy.deepcopy(owned)
+            self._timestamp = stamp
+            self._replica = replica
         return delta
 
     def _wins_over(self, other: LWWRegister[V]) -> bool:
-        return write_key(self._timestamp, self._replica, self._value) > write_key(
-            other._timestamp, other._replica, other._value
-        )
+        # Timestamp, then replica; the value's order key only on a full tie (rare).
+        if self._timestamp != other._timestamp:
+            return self._timestamp > other._timestamp
+        if self._replica != other._replica:
+            return self._replica > other._replica
+        return order_key(self._value) > order_key(other._value)
 
     def merge(self, other: Self) -> None:
         """Join ``other`` in place: the write with the highest (timestamp, replica)."""
         if type(other) is not type(self):
             raise MergeError(f"cannot merge {type(other).__name__} into {type(self).__name__}")
         if other._wins_over(self):
-            self._value = _copy.deepcopy(other._value)
+            value = other._value
+            self._value = value if type(value) in _IMMUTABLE else _copy.deepcopy(value)
             self._timestamp = other._timestamp
             self._replica = other._replica
+
+    def _max_stamp(self) -> tuple[int, str]:
+        """The highest timestamp held and its writer (the engine checks it against its
+        clock)."""
+        return (self._timestamp, self._replica)
 
     def copy(self) -> Self:
         """An independent copy."""

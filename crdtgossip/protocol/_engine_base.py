@@ -50,6 +50,7 @@ DROP_REASONS: Final = (
     "stale_reply",
     "out_of_range",
     "ack_limit",
+    "clock_ahead",
 )
 """Why the engine drops input or output; each has a ``drop_<reason>`` counter."""
 
@@ -79,6 +80,7 @@ COUNTERS: Final = (
     "read_requests_served",
     "read_repairs",
     "held_acks_dropped",
+    "id_claims_refused",
 )
 
 
@@ -136,6 +138,9 @@ class EngineCore:
         raise NotImplementedError
 
     def _remember(self, key: str, payload: bytes) -> bool:
+        raise NotImplementedError
+
+    def _admit(self, value: object) -> bool:
         raise NotImplementedError
 
     def _merge_payload(self, key: str, payload: bytes, *, keep: bool = True) -> CRDT | None:

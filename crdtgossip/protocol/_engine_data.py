@@ -301,6 +301,8 @@ class DataEngine(EngineCore):
             self._drops["type_mismatch"] += 1
             return None
         value = cast(CRDT, decoded)
+        if not self._admit(value):
+            return None  # a stamp beyond the clock's offset: counted by _admit
         state = self._store.get(key)
         if state is None:
             self._store[key] = value.copy() if keep else value

@@ -38,8 +38,11 @@ leave, answers to outdated news); this module keeps the inputs, timers and dispa
 
 from __future__ import annotations
 
+import math
 import random
+import time
 from collections import OrderedDict
+from collections.abc import Callable
 
 from crdtgossip.config import GossipConfig
 from crdtgossip.crdts import CRDT
@@ -51,14 +54,17 @@ from crdtgossip.protocol._engine_base import (
     From,
     check_text,
 )
+from crdtgossip.protocol._engine_clock import ClockEngine
 from crdtgossip.protocol._engine_data import MAX_JOINED_DELTAS, MAX_SEEN_DELTAS, DataEngine
 from crdtgossip.protocol._engine_members import MembersEngine
 from crdtgossip.protocol._engine_quorum import QuorumEngine
 from crdtgossip.protocol.antientropy import HashTree, key_digest, push_pull_interval
 from crdtgossip.protocol.awareness import Awareness
 from crdtgossip.protocol.broadcast import BroadcastQueue, retransmit_limit
+from crdtgossip.protocol.clock import HLC, SkewMonitor
 from crdtgossip.protocol.delivery import DeliveryLog
 from crdtgossip.protocol.events import Event, Member, Outgoing
+from crdtgossip.protocol.identity import IdentityEngine
 from crdtgossip.protocol.keysize import KeySizes
 from crdtgossip.protocol.membership import Membership
 from crdtgossip.protocol.messages import (
@@ -71,6 +77,7 @@ from crdtgossip.protocol.messages import (
     DeltaAck,
     DeltaInterval,
     Diff,
+    IdClaim,
     Left,
     Members,
     Message,
@@ -96,7 +103,7 @@ from crdtgossip.protocol.sync import AntiEntropy
 __all__ = ["DROP_REASONS", "MAX_JOINED_DELTAS", "MAX_SEEN_DELTAS", "Engine"]
 
 
-class Engine(DataEngine, QuorumEngine, MembersEngine):
+class Engine(DataEngine, QuorumEngine, MembersEngine, ClockEngine, IdentityEngine):
     """One member of a gossip cluster, with no I/O of its own.
 
     Args:
@@ -140,6 +147,7 @@ class Engine(DataEngine, QuorumEngine, MembersEngine):
         *,
         incarnation: int = 0,
         hold_write_acks: bool = False,
+        wall_clock: Callable[[], int] | None = None,
     ) -> None:
         self.node_id = check_text(node_id, MAX_NODE_ID_BYTES, "node_id")
         self.address = check_text(address, MAX_ADDRESS_BYTES, "address")
@@ -202,6 +210,7 @@ class Engine(DataEngine, QuorumEngine, MembersEngine):
             clock=lambda: self._now,
             max_key_bytes=config.max_key_bytes,
             measured=self._sizes.measured,
+            admit=self._admit_patch,
         )
         self._seeds: list[str] = []
         self._started = False
@@ -212,6 +221,13 @@ class Engine(DataEngine, QuorumEngine, MembersEngine):
         self._next_join = 0.0
         self._quorum = QuorumTracker(node_id, rng)
         self._hold_write_acks = bool(hold_write_acks)
+        # The LWW stamp source (see protocol.clock): Unix ns from the driver, the wall
+        # clock by default (the simulator passes virtual time).
+        offset_ns = round(config.max_clock_offset * 1e9)
+        self.clock = HLC(time.time_ns if wall_clock is None else wall_clock, offset_ns)
+        self._skew = SkewMonitor()
+        self.refusal: str | None = None  # see protocol.identity
+        self._claims: dict[str, float] = {}
 
     # --- inputs --------------------------------------------------------------------
 
@@ -227,6 +243,8 @@ class Engine(DataEngine, QuorumEngine, MembersEngine):
             now: the driver's time in seconds.
         """
         now = self._begin(now)
+        if self.refusal is not None:
+            return  # refused by the cluster (see protocol.identity): taking no part
         self._counters["frames_in"] += 1
         self._counters["bytes_in"] += len(data)
         try:
@@ -237,6 +255,7 @@ class Engine(DataEngine, QuorumEngine, MembersEngine):
             return
         if frame.sender == self.node_id:
             self._drops["from_self"] += 1
+            self._from_own_id(frame.messages, sender)
             return
         origin = From(frame.sender, sender, now)
         for message in frame.messages:
@@ -254,6 +273,8 @@ class Engine(DataEngine, QuorumEngine, MembersEngine):
             now: the driver's time in seconds.
         """
         now = self._begin(now)
+        if self.refusal is not None:
+            return  # refused by the cluster (see protocol.identity): taking no part
         active = not self._membership.leaving
         self._prober.tick(now)
         self._membership.expire(now)
@@ -302,6 +323,8 @@ class Engine(DataEngine, QuorumEngine, MembersEngine):
             The earliest timer; ``0.0`` before the engine has seen any time (tick it at
             once).
         """
+        if self.refusal is not None:
+            return math.inf  # refused by the cluster: no timers (see protocol.identity)
         if not self._started:
             return 0.0
         # A driver calls this after every input, so it avoids building lists.
@@ -356,8 +379,9 @@ class Engine(DataEngine, QuorumEngine, MembersEngine):
             ``delivery_retransmits``, ``delivery_abandoned`` ((delta, member) pairs
             left to anti-entropy at the buffer's cap) and ``delivery_stale_acks``, and
             the gauges ``members_alive``, ``queue_length``, ``delivery_pending`` (local
-            deltas not yet acknowledged by every live member), ``keys`` and
-            ``health_score``.
+            deltas not yet acknowledged by every live member), ``keys``,
+            ``health_score``, and the clock's ``clock_behind`` and ``clock_carries``
+            (see ``_engine_clock``).
         """
         self._drops["oversize"] = self._outbox.oversize_drops
         self._drops["queue_overflow"] = self._queue.overflow_drops
@@ -378,6 +402,7 @@ class Engine(DataEngine, QuorumEngine, MembersEngine):
         stats["delivery_abandoned"] = self._delivery.abandoned
         stats["delivery_stale_acks"] = self._delivery.stale_acks
         stats["health_score"] = self._awareness.score
+        self._clock_stats(stats)
         return stats
 
     # --- time ----------------------------------------------------------------------
@@ -426,6 +451,7 @@ class Engine(DataEngine, QuorumEngine, MembersEngine):
             case DeltaAck():
                 self._on_delta_ack(message, origin)
             case Members():
+                self._check_join(message, origin)
                 self._sync.on_members(message, origin.node_id, origin.address, origin.now)
             case Sync():
                 self._sync.on_sync(message, origin.address)
@@ -433,6 +459,8 @@ class Engine(DataEngine, QuorumEngine, MembersEngine):
                 self._sync.on_diff(message, origin.address)
             case StateChunk():
                 self._sync.on_chunk(message, origin.node_id)
+            case IdClaim():
+                self._on_id_claim(message)
             case WriteRequest():
                 self._on_write_request(message, origin)
             case WriteAck():

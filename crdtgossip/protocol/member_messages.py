@@ -18,6 +18,8 @@ __all__ = [
     "Ack",
     "Alive",
     "Dead",
+    "IdClaim",
+    "IdInUse",
     "Left",
     "MemberMessage",
     "MemberRecord",
@@ -113,6 +115,22 @@ class Left:
 
 
 @dataclass(frozen=True, slots=True)
+class IdClaim:
+    """To the live holder of ``node_id``: a process at ``address`` joins with that id."""
+
+    node_id: str
+    address: str
+
+
+@dataclass(frozen=True, slots=True)
+class IdInUse:
+    """To a joiner: ``node_id`` is the id of a live member listening at ``holder``."""
+
+    node_id: str
+    holder: str
+
+
+@dataclass(frozen=True, slots=True)
 class MemberRecord:
     """One row of a member table exchanged by push-pull."""
 
@@ -138,7 +156,9 @@ class Members:
     join: bool
 
 
-MemberMessage: TypeAlias = Ping | PingReq | Ack | Nack | Alive | Suspect | Dead | Left | Members
+MemberMessage: TypeAlias = (
+    Ping | PingReq | Ack | Nack | Alive | Suspect | Dead | Left | Members | IdClaim | IdInUse
+)
 
 
 def to_wire(message: MemberMessage) -> list[object]:
@@ -163,6 +183,10 @@ def to_wire(message: MemberMessage) -> list[object]:
         case Members(records, reply, join):
             rows = [[r.node_id, r.address, r.incarnation, STATUS_CODES[r.status]] for r in records]
             return [Kind.MEMBERS, reply, join, rows]
+        case IdClaim(member, member_address):
+            return [Kind.ID_CLAIM, member, member_address]
+        case IdInUse(member, holder):
+            return [Kind.ID_IN_USE, member, holder]
     raise TypeError(f"not a membership message: {message!r}")  # pragma: no cover
 
 
@@ -198,4 +222,6 @@ DECODERS: dict[Kind, tuple[int, Callable[[list[object]], MemberMessage]]] = {
     Kind.DEAD: (3, lambda f: Dead(node_id(f[0]), uint(f[1], "incarnation"), node_id(f[2]))),
     Kind.LEFT: (2, lambda f: Left(node_id(f[0]), uint(f[1], "incarnation"))),
     Kind.MEMBERS: (3, _decode_members),
+    Kind.ID_CLAIM: (2, lambda f: IdClaim(node_id(f[0]), address(f[1]))),
+    Kind.ID_IN_USE: (2, lambda f: IdInUse(node_id(f[0]), address(f[1]))),
 }

@@ -51,6 +51,8 @@ from crdtgossip.protocol.member_messages import (
     Ack,
     Alive,
     Dead,
+    IdClaim,
+    IdInUse,
     Left,
     MemberMessage,
     MemberRecord,
@@ -110,6 +112,8 @@ __all__ = [
     "DeltaInterval",
     "Diff",
     "Frame",
+    "IdClaim",
+    "IdInUse",
     "Kind",
     "Left",
     "MemberRecord",
@@ -150,7 +154,7 @@ class Frame:
 
 # --- encoding ---------------------------------------------------------------------
 
-_MEMBER_TYPES = (Ping, PingReq, Ack, Nack, Alive, Suspect, Dead, Left, Members)
+_MEMBER_TYPES = (Ping, PingReq, Ack, Nack, Alive, Suspect, Dead, Left, Members, IdClaim, IdInUse)
 _SYNC_TYPES = (Sync, Diff, StateChunk)
 _DELIVERY_TYPES = (DeltaInterval, DeltaAck)
 

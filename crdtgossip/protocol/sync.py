@@ -62,6 +62,8 @@ class AntiEntropy:
         clock: the engine's current time in seconds.
         max_key_bytes: ``GossipConfig.max_key_bytes``.
         measured: called with a key and a measured size of its encoding.
+        admit: called with a key and a repair patch before it is merged; False drops
+            it (a stamp beyond the clock's offset, counted by the engine).
     """
 
     def __init__(
@@ -78,6 +80,7 @@ class AntiEntropy:
         merge_state: Callable[[str, bytes], None],
         clock: Callable[[], float],
         max_key_bytes: int,
+        admit: Callable[[str, bytes], bool] = lambda key, patch: True,
         measured: Callable[[str, int], None] | None = None,
     ) -> None:
         self._store = store
@@ -90,6 +93,7 @@ class AntiEntropy:
         self._changed = changed
         self._merge_state = merge_state
         self._clock = clock
+        self._admit = admit
         for name in COUNTERS:
             counters.setdefault(name, 0)
         self._transfers = Transfers(
@@ -197,6 +201,8 @@ class AntiEntropy:
         if state is None:
             # Nothing here to compare: ask for the whole state instead.
             self._outbox.send(address, Sync((), (message.key,), ()), reliable=True)
+            return
+        if not self._admit(message.key, message.patch):
             return
         try:
             outcome = repair.respond(message.key, state, message)

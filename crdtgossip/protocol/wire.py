@@ -104,6 +104,9 @@ class Kind(enum.IntEnum):
     # Acknowledged delivery (delivery_messages).
     DELTA_INTERVAL = 19
     DELTA_ACK = 20
+    # The identity checks of protocol.identity.
+    ID_CLAIM = 21
+    ID_IN_USE = 22
 
 
 def fail(what: str) -> DecodeError:

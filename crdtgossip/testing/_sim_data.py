@@ -106,7 +106,7 @@ class DataOps:
         if slot.life is not Life.RUNNING:
             raise CRDTGossipError(f"node {i} is {slot.life.name.lower()}: it cannot write")
         state = self.get(i, key, value_type)
-        delta = delta_of(state, fn)
+        delta = delta_of(state, fn, slot.engine.clock.stamp)
         slot.engine.commit_local(key, state, delta, self._now)
         self._collect(i)
         return slot.engine, delta

@@ -53,6 +53,9 @@ class NodeLives:
     def _new_engine(self, i: int, generation: int, *, incarnation: int) -> Engine:
         raise NotImplementedError
 
+    def _wall_ns(self) -> int:
+        raise NotImplementedError
+
     def partition(self, *groups: Iterable[int]) -> None:
         """Cut the network between groups of nodes; nodes in no group are cut from all.
 
@@ -132,6 +135,7 @@ class NodeLives:
                 random.Random(f"crdtgossip-sim-engine-{self.seed}-{i}-{slot.generation}-r"),
                 slot.engine.replica_id,
                 incarnation=incarnation,
+                wall_clock=self._wall_ns,
             )
             for key, state in sorted(slot.saved.items()):
                 engine.update(key, state, self._now)

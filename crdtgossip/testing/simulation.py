@@ -70,6 +70,9 @@ error: a guard against a protocol bug that schedules timers without end. A 1,000
 cluster takes some tens of thousands of steps per virtual second, so this is far above
 any sane run."""
 
+SIM_EPOCH_NS: Final = 1_700_000_000 * 10**9
+"""The Unix time (ns) at virtual time 0, for the engines' LWW clocks (November 2023)."""
+
 PORT: Final = 7946
 """The port of every simulated address (memberlist's default gossip port)."""
 
@@ -254,7 +257,12 @@ class Simulation(DataOps, NodeLives):
             rng,
             f"n{i}.{generation}",
             incarnation=incarnation,
+            wall_clock=self._wall_ns,
         )
+
+    def _wall_ns(self) -> int:
+        # The engines' LWW clock: virtual time from a fixed epoch, so a seed replays.
+        return SIM_EPOCH_NS + round(self._now * 1e9)
 
     def _form(self) -> None:
         """Give every node the complete member table, as a join finished long ago.
