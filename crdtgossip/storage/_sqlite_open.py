@@ -111,6 +111,14 @@ def _load(
                 write_meta(connection, updated)
     except sqlite3.Error as exc:
         raise open_error(path, exc) from exc
+    except UnicodeDecodeError as exc:
+        # A damaged byte in text SQLite hands back (its schema, a text column): the
+        # sqlite3 module decodes it as UTF-8, and fails outside sqlite3.Error.
+        raise StorageError(
+            f"{path} is damaged: it holds text that is not UTF-8 ({exc.reason} at byte "
+            f"{exc.start}); restore it from a backup, or move it aside to start with a "
+            "fresh replica id"
+        ) from exc
     except OSError as exc:
         raise StorageError(f"cannot read {path}: {exc}") from exc
     stored = StoredState(replica_id, meta.incarnation, states, deltas, meta.commit_seq, rolled_back)

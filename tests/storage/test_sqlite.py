@@ -447,3 +447,23 @@ def test_batched_writers_in_many_threads_with_commits_running_lose_nothing(
     assert reopen(path).states == {
         f"t{n}-{i}": counter_state("a", i + 1) for n in range(8) for i in range(100)
     }
+
+
+@pytest.mark.parametrize("table", [b"CREATE TABLE meta", b"CREATE TABLE log"])
+def test_a_byte_of_the_schema_text_that_is_not_utf8_is_a_storage_error(
+    tmp_path: Path, table: bytes
+) -> None:
+    # Issue 18 item 5: one bad byte in the stored schema text made open() raise the
+    # UnicodeDecodeError of the sqlite3 module, not one of ours.
+    path = tmp_path / "state.db"
+    storage = SQLiteStorage(path)
+    storage.open()
+    storage.save_identity("r.1", 0)
+    storage.close()
+    data = bytearray(path.read_bytes())
+    at = data.find(table)
+    assert at >= 0
+    data[at + 3] = 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(StorageError, match="not UTF-8"):
+        SQLiteStorage(path).open()
