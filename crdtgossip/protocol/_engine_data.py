@@ -21,7 +21,14 @@ from crdtgossip.protocol.broadcast import MAX_QUEUE_ITEMS
 from crdtgossip.protocol.delivery import DeliveryLog
 from crdtgossip.protocol.events import KeyChanged
 from crdtgossip.protocol.keysize import KeySizes
-from crdtgossip.protocol.messages import Delta, DeltaAck, DeltaInterval, State, encode_message
+from crdtgossip.protocol.messages import (
+    MAX_KEY_BYTES,
+    Delta,
+    DeltaAck,
+    DeltaInterval,
+    State,
+    encode_message,
+)
 
 __all__ = [
     "MAX_ACK_RANGES",
@@ -50,6 +57,10 @@ than a frame, so an honest frame holds a handful; the bound keeps a hostile fram
 thousands of tiny intervals (each of its own stream) from making as many acks. An
 interval past it is merged but not acknowledged (the writer sends it again)."""
 
+# A Delta message beyond its payload: the array, kind and bin headers (at most 1 + 1 + 5
+# bytes) and the key (at most MAX_KEY_BYTES of UTF-8 plus a 3-byte header).
+_DELTA_OVERHEAD: Final = 16 + MAX_KEY_BYTES
+
 MAX_SEEN_DELTAS: Final = 16_384
 """Digests of recently received deltas remembered, so a delta that comes back by
 another path is merged once and relayed once. Copies of a delta arrive within a few
@@ -70,6 +81,8 @@ class DataEngine(EngineCore):
     # Local deltas until every live member acknowledged them, and the acks to send at
     # the end of this call: (address, stream) -> acknowledged ranges.
     _delivery: DeliveryLog
+    # The member table's epoch when the live members were last handed to _delivery.
+    _delivery_epoch: int
     _acks: dict[tuple[str, int], list[tuple[int, int]]]
 
     def check_room(self, key: str) -> None:
@@ -332,11 +345,23 @@ class DataEngine(EngineCore):
         self._queue_delta(message.key, delta, message.payload, frozenset((origin.node_id,)))
 
     def _deliver(self, key: str, delta: CRDT, payload: bytes) -> None:
-        """Hand a local delta to acknowledged delivery (every live member, until acked)."""
-        if len(encode_message(Delta(key, payload))) > self._outbox.reliable_room:
+        """Hand a local delta to acknowledged delivery (every live member, until acked).
+
+        The live members are listed (O(N)) only when the member table changed since
+        the last local write, so a write costs the size of its delta, not of the
+        cluster; the encoded size is checked only when the payload comes near a frame.
+        """
+        room = self._outbox.reliable_room
+        if len(payload) + _DELTA_OVERHEAD > room and (
+            len(encode_message(Delta(key, payload))) > room
+        ):
             self._drops["oversize"] += 1  # no frame can carry it: anti-entropy's job
             return
-        members = (m.node_id for m in self._membership.live_members())
+        members: tuple[str, ...] = ()
+        epoch = self._membership.epoch
+        if epoch != self._delivery_epoch:
+            self._delivery_epoch = epoch
+            members = tuple(m.node_id for m in self._membership.live_members())
         self._delivery.add(key, delta, payload, members)
 
     def _on_interval(self, message: DeltaInterval, origin: From) -> None:

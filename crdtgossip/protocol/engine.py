@@ -189,6 +189,7 @@ class Engine(DataEngine, QuorumEngine, MembersEngine, ClockEngine, IdentityEngin
         self._delta_serial = 0
         # A random stream id, so acks meant for a past life of this node are ignored.
         self._delivery = DeliveryLog(rng.getrandbits(63))
+        self._delivery_epoch = -1
         self._acks: dict[tuple[str, int], list[tuple[int, int]]] = {}
         self._tree = HashTree(self._digest_of)
         self._seen: OrderedDict[bytes, None] = OrderedDict()

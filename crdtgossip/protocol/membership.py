@@ -132,6 +132,9 @@ class Membership(MemberChoice):
         self.leaving = False
         #: Rumors refused for an incarnation out of range (see MAX_INCARNATION).
         self.refused_rumors = 0
+        #: Raised by every change of who is in which state: a reader that caches a
+        #: list of live members rebuilds it only when this moved.
+        self.epoch = 0
 
     def adopt(self, table: FormedTable) -> None:
         """Start from a formed cluster's table: know each of its members as alive.
@@ -215,6 +218,7 @@ class Membership(MemberChoice):
         self._counts[status] += 1
         member.status = status
         member.since = now
+        self.epoch += 1
 
     def records(self) -> tuple[MemberRecord, ...]:
         """The whole table as push-pull records, sorted by node id."""
@@ -292,6 +296,7 @@ class Membership(MemberChoice):
     def _add(self, rumor: Alive, now: float, origin: str | None) -> None:
         member = MemberState(rumor.node_id, rumor.address, rumor.incarnation, Status.ALIVE, now)
         self._members[rumor.node_id] = member
+        self.epoch += 1
         if self._ids_shared:
             self._sorted_ids = list(self._sorted_ids)
             self._ids_shared = False
