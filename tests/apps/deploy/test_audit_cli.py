@@ -3,56 +3,22 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
-import queue
-import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from crdtgossip.apps.deploy.audit_cli import audit_lines
 from crdtgossip.apps.deploy.cli import add_deploy_command, run
-from crdtgossip.apps.registry import AgentOptions, run_agent
-from tests.apps.deploy.conftest import PATIENCE
+from tests.apps.deploy.scoped_agent import CI_TOKEN, VIEWER_TOKEN, scoped_agent
 
-CI_TOKEN = "c" * 24
-VIEWER_TOKEN = "v" * 24
+__all__ = ["scoped_agent"]  # the fixture, imported to be found
 
 
 def parse(line: str) -> argparse.Namespace:
     top = argparse.ArgumentParser(prog="crdtgossip")
     add_deploy_command(top.add_subparsers(dest="command", required=True))
     return top.parse_args(line.split())
-
-
-@pytest.fixture
-def scoped_agent(tmp_path: Path) -> Iterator[str]:
-    """A whole agent in its own thread with the tokens ``ci`` (read,deploy) and
-    ``viewer`` (read); the blocking CLI runs in the test's thread."""
-    tokens = tmp_path / "tokens"
-    tokens.write_text(f"ci read,deploy {CI_TOKEN}\nviewer read {VIEWER_TOKEN}\n")
-    options = AgentOptions(
-        node_id="audited", bind="127.0.0.1:0", http="127.0.0.1:0", config="local", tokens=tokens
-    )
-    lines: queue.Queue[str] = queue.Queue()
-    loop = asyncio.new_event_loop()
-    stop = asyncio.Event()
-    thread = threading.Thread(
-        target=loop.run_until_complete,
-        args=(run_agent(options, stop, announce=lines.put),),
-        daemon=True,
-    )
-    thread.start()
-    try:
-        line = lines.get(timeout=PATIENCE)
-        yield "http://" + line.rsplit("http=", 1)[1].strip()
-    finally:
-        loop.call_soon_threadsafe(stop.set)
-        thread.join(timeout=PATIENCE)
-        assert not thread.is_alive(), "the agent did not stop"
-        loop.close()
 
 
 def token(tmp_path: Path, name: str, secret: str) -> Path:
