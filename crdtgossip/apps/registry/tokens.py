@@ -150,9 +150,9 @@ class TokenTable:
         """
         scope = required_scope(method, path)
         token = self.identify(authorization)
+        if scope == READ and self.open_reads:  # open to all, whatever token is sent
+            return ANONYMOUS if token is None else token.name
         if token is None:
-            if scope == READ and self.open_reads:
-                return ANONYMOUS
             raise RegistryError(
                 f"{method} {path} needs a token with scope {scope!r}: send the header "
                 "'Authorization: Bearer <token>'",

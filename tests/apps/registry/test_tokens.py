@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from crdtgossip.apps.registry import Registry, make_app
 from crdtgossip.apps.registry.agent import AgentOptions, run_agent, token_table
+from crdtgossip.apps.registry.fields import RegistryError
 from crdtgossip.apps.registry.tokens import (
     ADMIN,
     ANONYMOUS,
@@ -231,3 +232,11 @@ async def test_an_agent_with_a_tokens_file(tmp_path: Path) -> None:
     finally:
         stop.set()
         await asyncio.wait_for(task, 30)
+
+
+def test_open_reads_are_open_to_every_token() -> None:
+    table = TokenTable(parse_tokens(TOKENS_FILE), open_reads=True)
+    assert table.check("GET", "/v1/services", "") == ANONYMOUS
+    assert table.check("GET", "/v1/services", f"Bearer {DEPLOYER}") == "ci"
+    with pytest.raises(RegistryError, match="lacks scope 'register'"):
+        table.check("PUT", WEB_1, f"Bearer {DEPLOYER}")
