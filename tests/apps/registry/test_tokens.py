@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 from collections.abc import AsyncIterator
@@ -15,6 +16,7 @@ from hypothesis import strategies as st
 
 from crdtgossip.apps.registry import Registry, make_app
 from crdtgossip.apps.registry.agent import AgentOptions, run_agent, token_table
+from crdtgossip.apps.registry.cli import add_agent_command, run
 from crdtgossip.apps.registry.fields import RegistryError
 from crdtgossip.apps.registry.tokens import (
     ADMIN,
@@ -240,3 +242,21 @@ def test_open_reads_are_open_to_every_token() -> None:
     assert table.check("GET", "/v1/services", f"Bearer {DEPLOYER}") == "ci"
     with pytest.raises(RegistryError, match="lacks scope 'register'"):
         table.check("PUT", WEB_1, f"Bearer {DEPLOYER}")
+
+
+def test_the_agent_command_takes_tokens_and_open_reads(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    top = argparse.ArgumentParser(prog="crdtgossip")
+    add_agent_command(top.add_subparsers(dest="command", required=True))
+    tokens = tmp_path / "tokens"
+    tokens.write_text(f"ci write {DEPLOYER}\n")
+    base = ["agent", "--node-id", "a", "--bind", "127.0.0.1:0", "--http", "127.0.0.1:0"]
+    args = top.parse_args([*base, "--tokens", str(tokens), "--open-reads"])
+    assert (args.tokens, args.open_reads) == (tokens, True)
+    assert top.parse_args(base).open_reads is False
+    assert run(args) == 1  # the file's unknown scope: one line, exit 1
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1
+    assert err[0].startswith("crdtgossip: error: tokens file")
+    assert "unknown scope 'write'" in err[0]
