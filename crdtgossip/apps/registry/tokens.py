@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -64,6 +66,11 @@ MIN_TOKEN_LENGTH = 16
 
 #: Largest tokens file read, in bytes: a thousand tokens of 100 characters fit.
 MAX_TOKENS_FILE_SIZE = 128 * 1024
+
+_log = logging.getLogger(__name__)
+
+#: Permission bits a tokens file should not have: any access by group or others.
+_SHARED_BITS = stat.S_IRWXG | stat.S_IRWXO
 
 #: Methods that only read.
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -225,7 +232,8 @@ def parse_tokens(text: str, where: str = "tokens file") -> list[Token]:
 
 
 def read_tokens(path: Path) -> list[Token]:
-    """The tokens of the tokens file at ``path``.
+    """The tokens of the tokens file at ``path`` (a warning is logged when other users
+    may read it).
 
     Raises:
         ConfigError: the file cannot be read, is too large, is not UTF-8, or is malformed.
@@ -235,4 +243,15 @@ def read_tokens(path: Path) -> list[Token]:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
         raise ConfigError(f"tokens file {path} is not UTF-8 text") from None
-    return parse_tokens(text, f"tokens file {path}")
+    tokens = parse_tokens(text, f"tokens file {path}")
+    try:
+        mode = path.stat().st_mode
+    except OSError:  # read a moment ago; gone since: nothing to warn about
+        return tokens
+    if mode & _SHARED_BITS:
+        _log.warning(
+            "tokens file %s can be read by other users (mode %o): chmod 600 it",
+            path,
+            stat.S_IMODE(mode),
+        )
+    return tokens

@@ -24,6 +24,7 @@ def scoped_agent(tmp_path: Path) -> Iterator[str]:
     ``viewer`` (read); the blocking CLI runs in the test's thread."""
     tokens = tmp_path / "tokens"
     tokens.write_text(f"ci read,deploy {CI_TOKEN}\nviewer read {VIEWER_TOKEN}\n")
+    tokens.chmod(0o600)
     options = AgentOptions(
         node_id="audited", bind="127.0.0.1:0", http="127.0.0.1:0", config="local", tokens=tokens
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -93,6 +94,21 @@ def test_read_tokens_names_the_file(tmp_path: Path) -> None:
         read_tokens(path)
     with pytest.raises(ConfigError, match="tokens file"):
         read_tokens(tmp_path / "missing")
+
+
+def test_a_tokens_file_others_can_read_is_warned_about(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "tokens"
+    path.write_text(TOKENS_FILE)
+    path.chmod(0o600)
+    with caplog.at_level(logging.WARNING, "crdtgossip.apps.registry.tokens"):
+        assert len(read_tokens(path)) == 4
+        assert caplog.messages == []
+        path.chmod(0o644)
+        read_tokens(path)
+    expected = f"tokens file {path} can be read by other users (mode 644): chmod 600 it"
+    assert caplog.messages == [expected]
 
 
 @pytest.mark.parametrize(
