@@ -11,7 +11,7 @@ Additions to that contract, all optional: ``--token FILE`` (every action), ``--m
 KEY=VALUE`` and ``--ttl SECONDS`` (register), ``--reason``, ``--timeout`` and
 ``--grace`` (drain), ``--instance``, ``--url``, ``--initiator``, ``--started`` and
 ``--finished`` (release); and the actions ``plan``, ``diff`` and ``compare``
-(:mod:`.release_cli`).
+(:mod:`.release_cli`) and ``audit`` (:mod:`.audit_cli`).
 
 Success prints on stdout (one line, but for plan, diff and compare); failure one line
 on stderr and exit status 1; ``compare`` exits 3 on a regression.
@@ -26,6 +26,7 @@ import sys
 from pathlib import Path
 
 from crdtgossip.apps._client import DEFAULT_AGENT_HTTP
+from crdtgossip.apps.deploy.audit_cli import add_audit_action, run_audit_action
 from crdtgossip.apps.deploy.client import (
     DEFAULT_DRAIN_TIMEOUT,
     MAX_GRACE,
@@ -79,7 +80,8 @@ def add_deploy_command(
     """
     parser = subparsers.add_parser(
         "deploy",
-        help="deploy hooks: register, deregister, drain, undrain, release, plan, diff, compare",
+        help="deploy hooks: register, deregister, drain, undrain, release, plan, diff, compare, "
+        "audit",
         description="Tell a registry agent about an instance or a release.",
     )
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
@@ -149,6 +151,7 @@ def add_deploy_command(
     release.add_argument("--started", type=parse_moment, metavar="TIME", help="deploy start")
     release.add_argument("--finished", type=parse_moment, metavar="TIME", help="deploy end")
     add_release_actions(actions, common)
+    add_audit_action(actions, common)
     return parser
 
 
@@ -157,6 +160,8 @@ async def _act(args: argparse.Namespace) -> str | Outcome:
     async with AgentClient(args.agent, token=token) as agent:
         if args.action in RELEASE_ACTIONS:
             return await run_release_action(args, agent)
+        if args.action == "audit":
+            return await run_audit_action(args, agent)
         if args.action == "register":
             found = await agent.register(
                 args.service,

@@ -24,6 +24,7 @@ from crdtgossip.apps.registry.api import make_app
 from crdtgossip.apps.registry.fields import RegistryError, check_name
 from crdtgossip.apps.registry.server import JsonErrorRunner
 from crdtgossip.apps.registry.state import Registry
+from crdtgossip.apps.registry.tokens import TokenTable, default_table, read_tokens
 from crdtgossip.config import GossipConfig
 from crdtgossip.errors import ConfigError, StorageError, TransportError
 from crdtgossip.node import Node
@@ -43,6 +44,7 @@ __all__ = [
     "open_storage",
     "read_token",
     "run_agent",
+    "token_table",
 ]
 
 #: Where the REST API listens by default (see :data:`~crdtgossip.apps._client.DEFAULT_AGENT_HTTP`).
@@ -85,7 +87,11 @@ class AgentOptions:
         data_dir: directory of the durable state, or None for memory only.
         keyring: keyring file (one base64 key a line, the primary first), or None.
         config: gossip timers: ``lan``, ``wan`` or ``local``.
-        token: file holding the bearer token that writes need, or None.
+        token: file holding the bearer token that writes need, or None: the admin
+            token named ``default`` (:mod:`.tokens`).
+        tokens: a tokens file of named tokens with scopes (:mod:`.tokens`), or None.
+        open_reads: with ``tokens``, reads need no token (with ``token`` alone they never
+            do).
     """
 
     node_id: str
@@ -96,6 +102,28 @@ class AgentOptions:
     keyring: Path | None = None
     config: str = "lan"
     token: Path | None = None
+    tokens: Path | None = None
+    open_reads: bool = False
+
+
+def token_table(options: AgentOptions) -> TokenTable | None:
+    """The tokens ``options`` give: the tokens file's, plus ``--token`` as ``default``.
+
+    Raises:
+        ConfigError: a bad token or tokens file, or a ``default`` token in both.
+    """
+    if options.tokens is None:
+        return None if options.token is None else default_table(read_token(options.token))
+    named = read_tokens(options.tokens)
+    if options.token is not None:
+        single = default_table(read_token(options.token)).tokens[0]
+        if any(t.name == single.name or t.digest == single.digest for t in named):
+            raise ConfigError(
+                f"--token is the token named {single.name!r}: the tokens file "
+                f"{options.tokens} must not hold that name or that token too"
+            )
+        named.append(single)
+    return TokenTable(named, open_reads=options.open_reads)
 
 
 def read_token(path: Path) -> str:
@@ -157,7 +185,7 @@ def _check_node_id(node_id: str) -> None:
         raise ConfigError(str(exc)) from None
 
 
-def _open_without_token(host: str, token: str | None) -> bool:
+def _open_without_token(host: str, token: TokenTable | None) -> bool:
     """Whether the REST API would accept writes from other machines with no token."""
     if token is not None or host == "localhost":
         return False
@@ -210,11 +238,11 @@ async def run_agent(
     http_host, http_port = parse_address(options.http)
     config = _config(options.config)
     keyring = Keyring.from_file(options.keyring) if options.keyring is not None else None
-    token = read_token(options.token) if options.token is not None else None
-    if _open_without_token(http_host, token):
+    tokens = token_table(options)
+    if _open_without_token(http_host, tokens):
         print(
             f"crdtgossip agent: warning: --http {options.http} listens beyond this machine "
-            "and no --token is set: anyone who can reach it can change the registry",
+            "and no --token is set (nor --tokens): anyone who can reach it can change the registry",
             file=sys.stderr,
             flush=True,
         )
@@ -234,7 +262,7 @@ async def run_agent(
     try:
         await registry.start()
         runner = JsonErrorRunner(
-            make_app(registry, token=token),
+            make_app(registry, tokens=tokens),
             access_log=None,
             shutdown_timeout=HTTP_SHUTDOWN_TIMEOUT,
         )

@@ -4,11 +4,14 @@ Every request is checked completely before anything is written. Failures answer:
 
 * 400: malformed JSON, a missing, mistyped, out-of-range or unknown field, a bad
   name, a bad ``index``, ``wait``, ``at`` or ``passing`` parameter;
-* 401: a write without the bearer token, when the agent has one;
+* 401: a request without a known token, when the agent has tokens (:mod:`.tokens`);
+  403: a token without the scope the request needs;
 * 404: an unknown service or instance, or no such endpoint; 405: a wrong method;
 * 413: a body over :data:`MAX_BODY_BYTES`;
 * 501 / 504: a ``majority`` maintenance write the node cannot coordinate, or whose
   majority did not answer in time (the change is applied on this agent and spreads).
+
+Every write, allowed or refused, adds an entry to the audit record (:mod:`.audit`).
 
 Every reply carries ``X-Index``, this agent's change index; a GET with ``?index=N``
 blocks until the index passes ``N`` or ``wait`` ends (:mod:`.index`).
@@ -16,7 +19,6 @@ blocks until the index passes ``N`` or ``wait`` ends (:mod:`.index`).
 
 from __future__ import annotations
 
-import hmac
 import json
 import logging
 from collections import Counter
@@ -27,6 +29,7 @@ from typing import Any
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from crdtgossip.apps.registry.audit import AuditLog, add_audit_routes, summarize
 from crdtgossip.apps.registry.fields import NAME_RULE
 from crdtgossip.apps.registry.index import parse_blocking
 from crdtgossip.apps.registry.metrics import CONTENT_TYPE, render_metrics
@@ -40,6 +43,7 @@ from crdtgossip.apps.registry.model import (
 )
 from crdtgossip.apps.registry.releases_api import add_release_routes
 from crdtgossip.apps.registry.state import Registry
+from crdtgossip.apps.registry.tokens import ANONYMOUS, TokenTable, default_table
 from crdtgossip.apps.registry.view import instance_view, service_view, services_view
 from crdtgossip.errors import ConfigError, QuorumError
 
@@ -65,7 +69,8 @@ _FALSE = frozenset({"0", "false", "no"})
 @dataclass(slots=True)
 class _ApiState:
     registry: Registry
-    token: str | None
+    tokens: TokenTable | None
+    audit: AuditLog
     max_body: int
     requests: Counter[tuple[str, int]] = field(default_factory=Counter)
 
@@ -74,21 +79,36 @@ _STATE = web.AppKey("crdtgossip.registry", _ApiState)
 
 
 def make_app(
-    registry: Registry, *, token: str | None = None, client_max_size: int = MAX_BODY_BYTES
+    registry: Registry,
+    *,
+    token: str | None = None,
+    tokens: TokenTable | None = None,
+    audit: AuditLog | None = None,
+    client_max_size: int = MAX_BODY_BYTES,
 ) -> web.Application:
     """The aiohttp application serving ``registry``.
 
     Args:
         registry: a started :class:`~crdtgossip.apps.registry.state.Registry`.
-        token: when given, every write (PUT, POST, DELETE) needs the header
-            ``Authorization: Bearer <token>``; reads stay open.
+        token: when given (and ``tokens`` not), every write (PUT, POST, DELETE) needs
+            the header ``Authorization: Bearer <token>``; reads stay open. It is the
+            admin token named ``default`` of :mod:`.tokens`.
+        tokens: the named tokens and their scopes (:mod:`.tokens`); it wins over
+            ``token``. With neither, every request is allowed.
+        audit: where writes are recorded; by default an
+            :class:`~crdtgossip.apps.registry.audit.AuditLog` on the registry's node.
         client_max_size: largest request body in bytes (413 beyond).
 
     Returns:
         The application, ready for an ``aiohttp.web.AppRunner``.
     """
+    if tokens is None and token is not None:
+        tokens = default_table(token)
+    if audit is None:
+        audit = AuditLog(registry.node, registry.now)
     app = web.Application(middlewares=[_middleware], client_max_size=client_max_size)
-    app[_STATE] = _ApiState(registry=registry, token=token, max_body=client_max_size)
+    app[_STATE] = _ApiState(registry=registry, tokens=tokens, audit=audit, max_body=client_max_size)
+    add_audit_routes(app, lambda request: request.app[_STATE].audit)
     instance = "/v1/services/{service}/instances/{instance}"
     app.router.add_put(instance, _register)
     app.router.add_get(instance, _instance)
@@ -130,24 +150,42 @@ def _http_message(exc: web.HTTPException, request: web.Request) -> str:
     return text.split(": ", 1)[-1] if text.startswith(str(exc.status)) else text
 
 
-def _authorize(request: web.Request, token: str | None) -> None:
-    if token is None or request.method in SAFE_METHODS:
-        return
-    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not hmac.compare_digest(
-        given.strip().encode(), token.encode()
-    ):
-        raise RegistryError(
-            "writes to this agent need the header 'Authorization: Bearer <token>'", status=401
-        )
+def _authorize(request: web.Request, tokens: TokenTable | None) -> str:
+    """Who makes ``request`` (a token's name), if it may be made.
+
+    Raises:
+        RegistryError: (401) no known token; (403) a token without the scope needed.
+    """
+    if tokens is None:
+        return ANONYMOUS
+    authorization = request.headers.get("Authorization", "")
+    return tokens.check(request.method, request.path, authorization)
+
+
+async def _audit(
+    request: web.Request, state: _ApiState, who: str | None, response: web.StreamResponse
+) -> None:
+    """Add the audit entry of a write request (allowed or refused)."""
+    if who is None:  # refused before it was known: name the token, if one was given
+        header = request.headers.get("Authorization", "")
+        who = ANONYMOUS if state.tokens is None else state.tokens.name_of(header)
+    if response.status < 400:
+        summary = summarize(await request.read())  # read already: aiohttp keeps it
+    else:
+        summary = _error_text(response) if isinstance(response, web.Response) else ""
+    peer = request.remote or ""
+    await state.audit.record_quietly(
+        who, request.method, request.path, response.status, summary, peer
+    )
 
 
 @web.middleware
 async def _middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     state = request.app[_STATE]
     response: web.StreamResponse
+    who: str | None = None
     try:
-        _authorize(request, state.token)
+        who = _authorize(request, state.tokens)
         response = await handler(request)
     except RegistryError as exc:
         response = _error(exc.status, str(exc))
@@ -167,6 +205,8 @@ async def _middleware(request: web.Request, handler: Handler) -> web.StreamRespo
     except Exception:
         _log.exception("crdtgossip registry: error answering %s %s", request.method, request.path)
         response = _error(500, "internal error; see the agent's log")
+    if request.method not in SAFE_METHODS:
+        await _audit(request, state, who, response)
     response.headers.setdefault("X-Index", str(state.registry.index.value))
     state.requests[(request.method, response.status)] += 1
     if response.status >= 400 and isinstance(response, web.Response):

@@ -75,7 +75,20 @@ def add_agent_command(
         "--token",
         type=Path,
         metavar="FILE",
-        help="writes need 'Authorization: Bearer <the token in FILE>'",
+        help="writes need 'Authorization: Bearer <the token in FILE>' (an admin token "
+        "named 'default')",
+    )
+    parser.add_argument(
+        "--tokens",
+        type=Path,
+        metavar="FILE",
+        help="named tokens with scopes, one 'name scope[,scope] token' a line "
+        "(scopes: read, register, deploy, admin); reads need the read scope",
+    )
+    parser.add_argument(
+        "--open-reads",
+        action="store_true",
+        help="with --tokens, reads need no token",
     )
     parser.set_defaults(run=run)
     return parser
@@ -95,6 +108,8 @@ def run(args: argparse.Namespace) -> int:
         keyring=args.keyring,
         config=args.config,
         token=args.token,
+        tokens=args.tokens,
+        open_reads=args.open_reads,
     )
     _log_to_stderr()
     try:
