@@ -65,7 +65,8 @@ def test_the_additions_parse() -> None:
     )
     assert (args.reason, args.timeout, args.grace) == ("up", 5.0, 2.0)
     args = parse("deploy drain --agent a:1 --service s --instance i")
-    assert (args.reason, args.timeout, args.grace) == (None, 10.0, 0.0)
+    assert (args.reason, args.timeout, args.grace) == (None, 60.0, 0.0)
+    assert (args.renderer, args.no_confirm) == ([], False)
 
 
 def test_the_agent_defaults_to_the_agents_own_default_address() -> None:
