@@ -15,14 +15,14 @@ import pytest
 from aiohttp.test_utils import TestServer
 
 from crdtgossip.apps.deploy import AgentClient, AgentError
-from crdtgossip.apps.lb import LiveFile, NginxRenderer, RenderLoop, RetryPolicy
 from crdtgossip.apps.lb import AgentClient as LbClient
+from crdtgossip.apps.lb import LiveFile, NginxRenderer, RenderLoop, RetryPolicy
 from crdtgossip.apps.lb._quiescence import Wait
 from crdtgossip.apps.lb._report import ApplyReporter
 from crdtgossip.apps.registry import Registry, make_app
 from crdtgossip.config import GossipConfig
 from crdtgossip.node import Node
-from tests.apps.lb.conftest import nginx  # noqa: F401 - the real binary, or a skip
+from tests.apps.lb.conftest import require_binary
 from tests.polling import eventually
 
 FAST = dataclasses.replace(
@@ -87,8 +87,9 @@ def routes(out: Path, address: str) -> bool:
 
 
 async def test_drain_returns_once_every_renderer_left_the_instance_out(
-    agents: list[str], tmp_path: Path, nginx: str
+    agents: list[str], tmp_path: Path
 ) -> None:
+    require_binary("nginx")  # the real nginx -t, or a skip
     outs = [tmp_path / "a.inc", tmp_path / "b.inc"]
     async with AgentClient(agents[0]) as deploy:
         for n in (1, 2):
