@@ -138,7 +138,8 @@ def add_render_command(
         "--name",
         metavar="NAME",
         help="this renderer's name in the registry's reports, which deploy drain waits "
-        "for (default: HOST-OUTSTEM, the host name and --out's file name)",
+        "for (default: HOST-OUTSTEM, the host name and --out's file name; with --once, "
+        "no report unless named)",
     )
     parser.add_argument(
         "--no-report",
@@ -168,7 +169,9 @@ def _reporter_name(args: argparse.Namespace) -> str | None:
     if args.no_report:
         return None
     if args.name is None:
-        return default_name(args.out)
+        # A one-shot run is no standing load balancer: a report left behind by it
+        # would hold every later drain until it timed out. It reports when named.
+        return None if args.once else default_name(args.out)
     try:
         return check_name("renderer", args.name)
     except RegistryError as exc:

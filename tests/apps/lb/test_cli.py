@@ -279,7 +279,7 @@ def test_a_bad_renderer_name_is_refused_before_anything_runs(tmp_path: Path) -> 
     assert not (tmp_path / "o").exists()
 
 
-async def test_once_reports_under_its_name_and_no_report_sends_nothing(
+async def test_once_reports_only_when_named_and_no_report_sends_nothing(
     agent: FakeAgent, tmp_path: Path
 ) -> None:
     agent.set("web", [instance("web-1", "10.0.0.1", 80)])
@@ -288,5 +288,7 @@ async def test_once_reports_under_its_name_and_no_report_sends_nothing(
     assert await run_in_thread(parse(*common, "--out", out, "--name", "lb-a")) == 0
     assert [report["services"] for report in agent.reports["lb-a"]] == [{"web": 1}]
     out = str(tmp_path / "b.inc")
-    assert await run_in_thread(parse(*common, "--out", out, "--no-report")) == 0
+    assert await run_in_thread(parse(*common, "--out", out, "--name", "lb-b", "--no-report")) == 0
+    # A one-shot run without --name is no standing renderer: it does not report.
+    assert await run_in_thread(parse(*common, "--out", str(tmp_path / "c.inc"))) == 0
     assert list(agent.reports) == ["lb-a"]
