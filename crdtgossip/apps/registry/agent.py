@@ -7,6 +7,7 @@ an agent in a program (give it an :class:`asyncio.Event` to stop it).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import logging
 import sys
@@ -21,6 +22,7 @@ from aiohttp import web
 from crdtgossip.apps._cli import read_small_file
 from crdtgossip.apps._client import DEFAULT_AGENT_HTTP
 from crdtgossip.apps.registry.api import make_app
+from crdtgossip.apps.registry.checks import CheckRunner, load_checks
 from crdtgossip.apps.registry.fields import RegistryError, check_name
 from crdtgossip.apps.registry.server import JsonErrorRunner
 from crdtgossip.apps.registry.state import Registry
@@ -86,6 +88,8 @@ class AgentOptions:
         keyring: keyring file (one base64 key a line, the primary first), or None.
         config: gossip timers: ``lan``, ``wan`` or ``local``.
         token: file holding the bearer token that writes need, or None.
+        checks: a checks file (:func:`~crdtgossip.apps.registry.checks.load_checks`)
+            whose active checks the agent runs, or None.
     """
 
     node_id: str
@@ -96,6 +100,7 @@ class AgentOptions:
     keyring: Path | None = None
     config: str = "lan"
     token: Path | None = None
+    checks: Path | None = None
 
 
 def read_token(path: Path) -> str:
@@ -211,6 +216,7 @@ async def run_agent(
     config = _config(options.config)
     keyring = Keyring.from_file(options.keyring) if options.keyring is not None else None
     token = read_token(options.token) if options.token is not None else None
+    checks = load_checks(options.checks) if options.checks is not None else ()
     if _open_without_token(http_host, token):
         print(
             f"crdtgossip agent: warning: --http {options.http} listens beyond this machine "
@@ -250,10 +256,15 @@ async def run_agent(
         announce(f"agent {options.node_id} listening gossip={node.address} http={http_address}")
         ready = True
         watch = asyncio.create_task(_report_refused_frames(node), name="agent:auth-drops")
+        checking = CheckRunner(checks, registry.push_event, clock=registry.now)
+        check_task = asyncio.create_task(checking.run(stop), name="agent:checks")
         try:
             await stop.wait()
         finally:
             watch.cancel()
+            check_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await check_task
     finally:
         await registry.stop()
         if runner is not None:

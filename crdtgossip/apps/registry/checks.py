@@ -20,13 +20,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
+import math
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
 
-from crdtgossip.apps.registry.fields import MAX_DESCRIPTION_LENGTH
+from crdtgossip.apps._cli import read_small_file
+from crdtgossip.apps.registry.fields import MAX_DESCRIPTION_LENGTH, RegistryError, check_name
 from crdtgossip.errors import ConfigError, CRDTGossipError
 
 __all__ = [
@@ -35,6 +39,8 @@ __all__ = [
     "Check",
     "CheckRunner",
     "check_ttl",
+    "load_checks",
+    "parse_checks",
     "run_check",
     "state_of_exit",
     "state_of_status",
@@ -54,6 +60,12 @@ TTL_INTERVALS = 3.0
 MIN_INTERVAL = 0.05
 
 CheckKind = Literal["http", "tcp", "command"]
+
+#: Largest checks file read, in bytes: a few hundred checks fit in a few KiB each.
+MAX_CHECKS_FILE_BYTES = 1024 * 1024
+
+_KINDS: tuple[CheckKind, ...] = ("http", "tcp", "command")
+_CHECK_FIELDS = frozenset({"service", "instance", "interval", "timeout", *_KINDS})
 
 #: HTTP status Consul maps to warning ("too many requests": alive, but shedding load).
 _TOO_MANY_REQUESTS = 429
@@ -89,6 +101,68 @@ class Check:
                 raise ConfigError("a command check needs its argv as a non-empty tuple")
         elif not isinstance(self.target, str) or not self.target:
             raise ConfigError(f"a {self.kind} check needs its target as a string")
+
+
+def parse_checks(document: object) -> tuple[Check, ...]:
+    """The checks of a checks file's JSON: ``{"checks": [{service, instance, one of
+    http (a URL) | tcp (HOST:PORT) | command (an argv list), interval?, timeout?}]}``,
+    seconds as numbers.
+
+    Raises:
+        ConfigError: the document is not of that shape (the message names the entry).
+    """
+    entries = document.get("checks") if isinstance(document, dict) else None
+    if not isinstance(entries, list):
+        raise ConfigError('a checks file holds {"checks": [...]}')
+    checks = []
+    for number, entry in enumerate(entries, 1):
+        where = f"check {number}"
+        if not isinstance(entry, dict) or set(entry) - _CHECK_FIELDS:
+            raise ConfigError(f"{where}: an object of {', '.join(sorted(_CHECK_FIELDS))}")
+        kinds = [kind for kind in _KINDS if kind in entry]
+        if len(kinds) != 1:
+            raise ConfigError(f"{where}: exactly one of http, tcp or command")
+        target = entry[kinds[0]]
+        if kinds[0] == "command":
+            if not isinstance(target, list) or not all(isinstance(a, str) for a in target):
+                raise ConfigError(f"{where}: command is a list of strings (an argv)")
+            target = tuple(target)
+        try:
+            service = check_name("service", entry.get("service"))
+            instance = check_name("instance", entry.get("instance"))
+        except RegistryError as exc:
+            raise ConfigError(f"{where}: {exc}") from None
+        timing = {}
+        for field in ("interval", "timeout"):
+            value = entry.get(field)
+            if value is not None:
+                if isinstance(value, bool) or not isinstance(value, int | float):
+                    raise ConfigError(f"{where}: {field} is a number of seconds")
+                if not math.isfinite(value):
+                    raise ConfigError(f"{where}: {field} is a finite number of seconds")
+                timing[field] = float(value)
+        try:
+            checks.append(Check(service, instance, kinds[0], target, **timing))
+        except ConfigError as exc:
+            raise ConfigError(f"{where}: {exc}") from None
+    return tuple(checks)
+
+
+def load_checks(path: Path) -> tuple[Check, ...]:
+    """The checks of the JSON file at ``path`` (:func:`parse_checks`).
+
+    Raises:
+        ConfigError: the file cannot be read, is not JSON, or is not a checks file.
+    """
+    raw = read_small_file(path, MAX_CHECKS_FILE_BYTES, "checks file")
+    try:
+        document = json.loads(raw)
+    except ValueError as exc:
+        raise ConfigError(f"checks file {path} is not JSON: {exc}") from None
+    try:
+        return parse_checks(document)
+    except ConfigError as exc:
+        raise ConfigError(f"checks file {path}: {exc}") from None
 
 
 def check_ttl(check: Check) -> float:

@@ -77,6 +77,12 @@ def add_agent_command(
         metavar="FILE",
         help="writes need 'Authorization: Bearer <the token in FILE>'",
     )
+    parser.add_argument(
+        "--checks",
+        type=Path,
+        metavar="FILE",
+        help="run the active checks of this JSON file, each run a health event",
+    )
     parser.set_defaults(run=run)
     return parser
 
@@ -95,6 +101,7 @@ def run(args: argparse.Namespace) -> int:
         keyring=args.keyring,
         config=args.config,
         token=args.token,
+        checks=args.checks,
     )
     _log_to_stderr()
     try:

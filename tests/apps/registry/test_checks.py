@@ -4,20 +4,25 @@ loopback and real commands, each run giving one event the registry accepts."""
 from __future__ import annotations
 
 import asyncio
+import json
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import aiohttp
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from crdtgossip.apps.registry import Registry
+from crdtgossip.apps.registry.agent import AgentOptions, run_agent
 from crdtgossip.apps.registry.checks import (
     MAX_OUTPUT_BYTES,
     Check,
     CheckRunner,
     check_ttl,
+    load_checks,
+    parse_checks,
     run_check,
     state_of_exit,
     state_of_status,
@@ -152,3 +157,65 @@ async def test_the_runner_reports_each_run_as_the_instances_health(
     finally:
         stop.set()
         await task
+
+
+@pytest.mark.parametrize(
+    ("document", "words"),
+    [
+        ([], "checks"),
+        ({"checks": [{"service": "web", "instance": "web-1"}]}, "exactly one of"),
+        ({"checks": [{"service": "web", "instance": "w", "tcp": "x:1", "http": "u"}]}, "one of"),
+        ({"checks": [{"service": "web", "instance": "w", "command": "ls"}]}, "argv"),
+        ({"checks": [{"service": "web", "instance": "bad id", "tcp": "x:1"}]}, "check 1"),
+        (
+            {"checks": [{"service": "web", "instance": "w", "tcp": "x:1", "interval": "1s"}]},
+            "seconds",
+        ),
+        ({"checks": [{"service": "web", "instance": "w", "tcp": "x:1", "timeout": 0}]}, "at least"),
+        ({"checks": [{"service": "web", "instance": "w", "tcp": "x:1", "every": 1}]}, "object of"),
+    ],
+)
+def test_a_bad_checks_file_names_what_is_wrong(document: object, words: str) -> None:
+    with pytest.raises(ConfigError, match=words):
+        parse_checks(document)
+
+
+async def test_the_agent_runs_the_checks_of_its_checks_file(tmp_path: Path) -> None:
+    server = await asyncio.start_server(lambda r, w: w.close(), "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    checks = tmp_path / "checks.json"
+    entry = {"service": "db", "instance": "db-1", "tcp": f"127.0.0.1:{port}", "interval": 0.05}
+    checks.write_text(json.dumps({"checks": [entry]}))
+    assert load_checks(checks)[0].target == f"127.0.0.1:{port}"
+    options = AgentOptions(
+        node_id="checker", bind="127.0.0.1:0", http="127.0.0.1:0", config="local", checks=checks
+    )
+    lines: list[str] = []
+    stop = asyncio.Event()
+    task = asyncio.create_task(run_agent(options, stop, announce=lines.append))
+    try:
+        await eventually(lambda: bool(lines) or task.done(), "the agent announces itself")
+        url = "http://" + lines[0].split("http=")[1].strip()
+        async with aiohttp.ClientSession() as session:
+            body = {"address": "127.0.0.1", "port": port}
+            async with session.put(f"{url}/v1/services/db/instances/db-1", json=body) as reply:
+                assert reply.status == 200
+
+            async def health() -> tuple[str, str | None]:
+                async with session.get(f"{url}/v1/services/db/instances/db-1") as reply:
+                    shown = (await reply.json())["instance"]
+                last = shown["last_event"]
+                return shown["health"], None if last is None else last["description"]
+
+            async def checked(state: str) -> bool:
+                found, description = await health()
+                return found == state and description is not None
+
+            await eventually(lambda: checked("passing"), "the tcp check's event arrived")
+            server.close()
+            await server.wait_closed()
+            await eventually(lambda: checked("critical"), "the closed port turned it critical")
+    finally:
+        server.close()
+        stop.set()
+        await asyncio.wait_for(task, 30)
