@@ -25,6 +25,7 @@ from crdtgossip.apps.lb._commands import CommandResult, run_command, substitute_
 from crdtgossip.apps.lb._haproxy import HAProxyRenderer
 from crdtgossip.apps.lb._install import InstallResult, LiveFile
 from crdtgossip.apps.lb._loop import RenderLoop
+from crdtgossip.apps.lb._report import ApplyReporter
 from crdtgossip.apps.lb._model import Instance, Services, endpoint, parse_instances, safe_name
 from crdtgossip.apps.lb._nginx import EMPTY_UPSTREAM_SERVER, NginxRenderer
 from crdtgossip.apps.lb._plugins import BUILTIN_RENDERERS, load_renderer, renderer_names
@@ -39,6 +40,7 @@ from crdtgossip.apps.lb._select import Selected, Selection, select
 from crdtgossip.apps.lb._template import TemplateRenderer
 
 __all__ = [
+    "ApplyReporter",
     "BLOCKING_WAIT",
     "BUILTIN_RENDERERS",
     "DAEMON_RETRY",
