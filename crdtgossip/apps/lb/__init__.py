@@ -25,7 +25,6 @@ from crdtgossip.apps.lb._commands import CommandResult, run_command, substitute_
 from crdtgossip.apps.lb._haproxy import HAProxyRenderer
 from crdtgossip.apps.lb._install import InstallResult, LiveFile
 from crdtgossip.apps.lb._loop import RenderLoop
-from crdtgossip.apps.lb._report import ApplyReporter
 from crdtgossip.apps.lb._model import Instance, Services, endpoint, parse_instances, safe_name
 from crdtgossip.apps.lb._nginx import EMPTY_UPSTREAM_SERVER, NginxRenderer
 from crdtgossip.apps.lb._plugins import BUILTIN_RENDERERS, load_renderer, renderer_names
@@ -36,11 +35,11 @@ from crdtgossip.apps.lb._protocol import (
     RenderOptions,
 )
 from crdtgossip.apps.lb._quiescence import DEFAULT_WAIT, Quiescence, Wait
+from crdtgossip.apps.lb._report import ApplyReporter
 from crdtgossip.apps.lb._select import Selected, Selection, select
 from crdtgossip.apps.lb._template import TemplateRenderer
 
 __all__ = [
-    "ApplyReporter",
     "BLOCKING_WAIT",
     "BUILTIN_RENDERERS",
     "DAEMON_RETRY",
@@ -49,6 +48,7 @@ __all__ = [
     "ENTRY_POINT_GROUP",
     "ONCE_RETRY",
     "AgentClient",
+    "ApplyReporter",
     "CommandResult",
     "HAProxyRenderer",
     "InstallResult",
