@@ -8,8 +8,9 @@
                       [--commit C]
 
 Additions to that contract, all optional: ``--token FILE`` (every action), ``--meta
-KEY=VALUE`` and ``--ttl SECONDS`` (register), ``--reason``, ``--timeout`` and
-``--grace`` (drain), ``--instance``, ``--url``, ``--initiator``, ``--started`` and
+KEY=VALUE`` and ``--ttl SECONDS`` (register), ``--reason``, ``--timeout``,
+``--grace``, ``--renderer`` and ``--no-confirm`` (drain), ``--instance``, ``--url``,
+``--initiator``, ``--started`` and
 ``--finished`` (release); and the actions ``plan``, ``diff`` and ``compare``
 (:mod:`.release_cli`) and ``audit`` (:mod:`.audit_cli`).
 
@@ -27,12 +28,8 @@ from pathlib import Path
 
 from crdtgossip.apps._client import DEFAULT_AGENT_HTTP
 from crdtgossip.apps.deploy.audit_cli import add_audit_action, run_audit_action
-from crdtgossip.apps.deploy.client import (
-    DEFAULT_DRAIN_TIMEOUT,
-    MAX_GRACE,
-    AgentClient,
-    AgentError,
-)
+from crdtgossip.apps.deploy.client import MAX_GRACE, AgentClient, AgentError
+from crdtgossip.apps.deploy.confirm import DEFAULT_CONFIRM_TIMEOUT, Confirmation
 from crdtgossip.apps.deploy.release_cli import ACTIONS as RELEASE_ACTIONS
 from crdtgossip.apps.deploy.release_cli import (
     EXIT_REGRESSION,
@@ -121,15 +118,31 @@ def add_deploy_command(
     )
     instance("deregister", "deregister an instance")
     drain = instance(
-        "drain", "put an instance in maintenance and wait until a majority of agents has it"
+        "drain",
+        "put an instance in maintenance, wait until a majority of agents has it and the "
+        "load balancers' renderers have left it out, then the grace period",
     )
     drain.add_argument("--reason", metavar="TEXT", help="why, shown in the registry")
     drain.add_argument(
         "--timeout",
         type=_seconds,
-        default=DEFAULT_DRAIN_TIMEOUT,
+        default=DEFAULT_CONFIRM_TIMEOUT,
         metavar="SECONDS",
-        help=f"how long to wait for the majority (default {DEFAULT_DRAIN_TIMEOUT:g})",
+        help="how long to wait for the majority and the renderers, in all "
+        f"(default {DEFAULT_CONFIRM_TIMEOUT:g})",
+    )
+    drain.add_argument(
+        "--renderer",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="a renderer (render --name) that must apply the drain; repeat for several "
+        "(default: every renderer that has reported to the registry)",
+    )
+    drain.add_argument(
+        "--no-confirm",
+        action="store_true",
+        help="do not wait for the renderers, only for the majority",
     )
     drain.add_argument(
         "--grace",
@@ -187,9 +200,12 @@ async def _act(args: argparse.Namespace) -> str | Outcome:
                 reason=args.reason,
                 timeout=args.timeout,
                 grace=args.grace,
+                confirm=not args.no_confirm,
+                renderers=args.renderer,
             )
             grace = f", then waited {args.grace:g} s" if args.grace else ""
-            return f"drained {args.service}/{args.instance}: a majority has it{grace}"
+            confirmed = _confirmed(agent.last_confirmation)
+            return f"drained {args.service}/{args.instance}: a majority has it{confirmed}{grace}"
         if args.action == "undrain":
             await agent.undrain(args.service, args.instance)
             return f"undrained {args.service}/{args.instance}"
@@ -209,6 +225,14 @@ async def _act(args: argparse.Namespace) -> str | Outcome:
             where = args.service if args.instance is None else f"{args.service}/{args.instance}"
             return f"released {where} {recorded['version']} in {args.env} at {recorded['time']:.3f}"
         raise AgentError(f"unknown deploy action {args.action!r}")
+
+
+def _confirmed(confirmation: Confirmation | None) -> str:
+    if confirmation is None:
+        return ""
+    if not confirmation.renderers:
+        return "; no renderer has reported, none to wait for"
+    return f"; applied by renderer(s) {', '.join(confirmation.renderers)}"
 
 
 def run(args: argparse.Namespace) -> int:

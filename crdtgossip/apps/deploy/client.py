@@ -8,7 +8,9 @@ deregister ``DELETE /v1/services/{service}/instances/{instance}``
 drain      ``PUT .../maintenance`` with ``enable: true, consistency: "majority"``:
            the agent answers once more than half of the alive members have the
            flag, so no load balancer rendered from a majority still sends traffic;
-           then an optional grace period lets connections in flight finish
+           with ``confirm``, then waits until the load balancers' renderers report
+           the instance left out of their files (:mod:`.confirm`); then an
+           optional grace period lets connections in flight finish
 undrain    ``PUT .../maintenance`` with ``enable: false``
 release    ``PUT /v1/releases/{env}/{service}``
 ========== =========================================================================
@@ -26,6 +28,7 @@ from __future__ import annotations
 import math
 from asyncio import sleep
 from collections.abc import Mapping, Sequence
+from time import monotonic
 from typing import Any
 from urllib.parse import urlencode
 
@@ -35,6 +38,7 @@ from crdtgossip.apps._client import (
     BaseAgentClient,
     agent_path,
 )
+from crdtgossip.apps.deploy.confirm import Confirmation, confirm_drain
 
 __all__ = [
     "DEFAULT_DRAIN_TIMEOUT",
@@ -94,6 +98,9 @@ class AgentClient(BaseAgentClient):
         AgentError: the URL is empty or not http(s).
     """
 
+    #: What confirmed the last :meth:`drain` with ``confirm`` (None otherwise).
+    last_confirmation: Confirmation | None = None
+
     @staticmethod
     def _base_url(url: str) -> str:
         return normalize_url(url)
@@ -151,16 +158,36 @@ class AgentClient(BaseAgentClient):
         reason: str | None = None,
         timeout: float = DEFAULT_DRAIN_TIMEOUT,
         grace: float = 0.0,
+        confirm: bool = False,
+        renderers: Sequence[str] = (),
     ) -> dict[str, Any]:
         """Put an instance in maintenance, wait for a majority, then ``grace`` seconds.
+
+        Args:
+            service: the service.
+            instance: the instance to drain.
+            reason: why, shown in the registry.
+            timeout: seconds the majority may take; with ``confirm``, the whole wait
+                (majority and renderers).
+            grace: seconds to wait at the end, for connections in flight.
+            confirm: also wait until the renderers have applied the drain
+                (:func:`~crdtgossip.apps.deploy.confirm.confirm_drain`); what confirmed
+                it is then in :attr:`last_confirmation`.
+            renderers: with ``confirm``, the renderers to wait for (empty: every one
+                that has reported).
+
+        Returns:
+            The instance as the agent shows it.
 
         Raises:
             AgentError: the agent refused, or the majority did not confirm within
                 ``timeout`` (status 504; the flag is still set and spreading), or the
-                agent's node cannot coordinate a quorum (501).
+                agent's node cannot coordinate a quorum (501), or (``confirm``) the
+                renderers did not all apply it in time (the message names them).
         """
         if not (math.isfinite(grace) and 0 <= grace <= MAX_GRACE):
             raise AgentError(f"grace must be 0 to {MAX_GRACE:g} seconds, not {grace!r}")
+        started = monotonic()
         body: dict[str, Any] = {"enable": True, "consistency": "majority", "timeout": timeout}
         if reason is not None:
             body["reason"] = reason
@@ -170,6 +197,12 @@ class AgentClient(BaseAgentClient):
             body,
             timeout=timeout + HTTP_MARGIN,
         )
+        self.last_confirmation = None
+        if confirm:
+            left = max(0.0, timeout - (monotonic() - started))
+            self.last_confirmation = await confirm_drain(
+                self, service, instance, renderers=renderers, timeout=left
+            )
         if grace > 0:
             await sleep(grace)
         return dict(reply["instance"])

@@ -35,6 +35,7 @@ from crdtgossip.apps.lb._protocol import (
     RenderOptions,
 )
 from crdtgossip.apps.lb._quiescence import DEFAULT_WAIT, Quiescence, Wait
+from crdtgossip.apps.lb._report import ApplyReporter
 from crdtgossip.apps.lb._select import Selected, Selection, select
 from crdtgossip.apps.lb._template import TemplateRenderer
 
@@ -47,6 +48,7 @@ __all__ = [
     "ENTRY_POINT_GROUP",
     "ONCE_RETRY",
     "AgentClient",
+    "ApplyReporter",
     "CommandResult",
     "HAProxyRenderer",
     "InstallResult",

@@ -137,6 +137,8 @@ class AgentClient(BaseAgentClient):
         retry: how to retry an unreachable agent.
         session: an aiohttp session to use (it is not closed); by default the client
             opens one and closes it on exit.
+        token: the bearer token, sent with every request (the agent needs it for the
+            renderer's reports when it protects writes).
 
     Raises:
         ~crdtgossip.errors.ConfigError: the URL is not an http or https URL, or aiohttp is not
@@ -149,8 +151,9 @@ class AgentClient(BaseAgentClient):
         *,
         retry: RetryPolicy = DAEMON_RETRY,
         session: aiohttp.ClientSession | None = None,
+        token: str | None = None,
     ) -> None:
-        super().__init__(url, timeout=REQUEST_TIMEOUT, session=session)
+        super().__init__(url, token=token, timeout=REQUEST_TIMEOUT, session=session)
         self.retry = retry
 
     @staticmethod

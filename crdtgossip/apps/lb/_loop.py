@@ -14,6 +14,10 @@ Three guards stand between the registry and the live file:
 * a render the check refuses is retried with the failing instances left out
   (:func:`isolate`), so one bad registration costs its own line, never every later
   change: they are logged and counted in :attr:`RenderLoop.left_out_total`.
+
+With a reporter (:mod:`._report`), the loop tells the registry after each install,
+and after each read that changed nothing, which drains the live file applies, so that
+``deploy drain`` can wait for the load balancers themselves.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from crdtgossip.apps.lb._isolate import InstanceKey, instance_keys, isolate, wit
 from crdtgossip.apps.lb._model import Services
 from crdtgossip.apps.lb._protocol import Renderer
 from crdtgossip.apps.lb._quiescence import DEFAULT_WAIT, Quiescence, Wait
+from crdtgossip.apps.lb._report import ApplyReporter
 from crdtgossip.errors import ConfigError
 
 __all__ = ["IDLE_POLL_FLOOR", "ONCE_READY_WAIT", "READY_POLL", "RenderLoop"]
@@ -62,6 +67,8 @@ class RenderLoop:
         wait: quiescence bounds (``--wait``).
         blocking_wait: seconds each blocking query may wait for a change.
         guard: the drop guard (``--max-drop``); ``DropGuard(1.0)`` turns it off.
+        reporter: reports the drains the live file applies (``--name``); None
+            reports nothing.
 
     Attributes:
         left_out: the instances the last install left out because they failed the
@@ -78,6 +85,7 @@ class RenderLoop:
         wait: Wait | None = None,
         blocking_wait: float = BLOCKING_WAIT,
         guard: DropGuard | None = None,
+        reporter: ApplyReporter | None = None,
     ) -> None:
         self.client = client
         self.renderer = renderer
@@ -85,6 +93,7 @@ class RenderLoop:
         self.wait = wait if wait is not None else Wait.parse(DEFAULT_WAIT)
         self.blocking_wait = blocking_wait
         self.guard = guard if guard is not None else DropGuard()
+        self.reporter = reporter
         self.left_out: tuple[InstanceKey, ...] = ()
         self.left_out_total = 0
         self._not_ready_logged = False
@@ -119,6 +128,7 @@ class RenderLoop:
         result = await self.install(snapshot.services)
         if result.changed:
             _log.info("%s installed", self.live.path)
+        await self.report()
         return result
 
     async def install(self, services: Services) -> InstallResult:
@@ -141,7 +151,7 @@ class RenderLoop:
         if text is not None:
             result = await self.live.install(text)
             if result.error is None or result.changed:
-                self._accept(services, ())
+                self._accept(services, (), result)
                 return result
             failure = result.error
         try:
@@ -156,7 +166,7 @@ class RenderLoop:
             return InstallResult(changed=False, error=refused)
         result = await self.live.install(self.renderer.render(kept))
         if result.error is None or result.changed:
-            self._accept(kept, found.left_out)
+            self._accept(kept, found.left_out, result)
             names = ", ".join(f"{s}/{i} ({a}:{p})" for s, i, a, p in found.left_out)
             _log.warning(
                 "left out %d instance(s) the render or its check refused: %s; first refusal: %s",
@@ -174,7 +184,14 @@ class RenderLoop:
             return str(exc)
         return await self.live.validate(text)
 
-    def _accept(self, services: Services, left_out: tuple[InstanceKey, ...]) -> None:
+    def _accept(
+        self,
+        services: Services,
+        left_out: tuple[InstanceKey, ...],
+        result: InstallResult | None = None,
+    ) -> None:
+        if self.reporter is not None and result is not None and result.changed:
+            self.reporter.installed(reloaded=result.error is None)
         self._installed = rendered_ids(services)
         self._trusted = instance_keys(services)
         self.left_out = left_out
@@ -245,6 +262,8 @@ class RenderLoop:
                         pending, pending_services = text, snapshot.services
                         quiet.changed(loop.time())
                     install_now, first = first, False
+                    if not install_now:
+                        await self.report()
                 due = quiet.due()
                 if pending is not None and (
                     install_now or (due is not None and due <= loop.time())
@@ -256,6 +275,7 @@ class RenderLoop:
                     # tried again until the output moves on.
                     refused = candidate if result.error is not None or self.left_out else None
                     _report(self.live, result)
+                    await self.report()
                 install_now = False
         finally:
             for task in (watch, stopping):
@@ -263,6 +283,17 @@ class RenderLoop:
                     task.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
                         await task
+
+    async def report(self) -> bool:
+        """Report the live file's applied drains to the agent (when there is a
+        reporter and the loop has installed or adopted a file).
+
+        Returns:
+            Whether the agent holds the current report (False without a reporter).
+        """
+        if self.reporter is None or self._installed is None:
+            return False
+        return await self.reporter.report(self._installed)
 
     async def _watch(self, index: int, pause: float) -> tuple[Snapshot, float]:
         """The next snapshot after ``index``, and how long its query took."""

@@ -12,7 +12,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import re
 import signal
+import socket
 import sys
 from pathlib import Path
 
@@ -25,9 +27,12 @@ from crdtgossip.apps.lb._loop import RenderLoop
 from crdtgossip.apps.lb._plugins import load_renderer
 from crdtgossip.apps.lb._protocol import Renderer, RenderOptions
 from crdtgossip.apps.lb._quiescence import DEFAULT_WAIT, Wait
+from crdtgossip.apps.lb._report import ApplyReporter
+from crdtgossip.apps.registry.agent import read_token
+from crdtgossip.apps.registry.fields import MAX_NAME_LENGTH, RegistryError, check_name
 from crdtgossip.errors import ConfigError
 
-__all__ = ["MAX_TEMPLATE_BYTES", "add_render_command", "run"]
+__all__ = ["MAX_TEMPLATE_BYTES", "add_render_command", "default_name", "run"]
 
 #: Largest ``--template`` file read, in bytes. Templates of real configurations are a
 #: few KiB; a bigger file is a wrong path (a log, a binary), refused before jinja2
@@ -42,6 +47,10 @@ or haproxy -c, or --check), and only then renamed over --out; then --reload runs
 unchanged text writes nothing and reloads nothing. A service with no healthy instance
 still renders to a valid config (nginx: a placeholder server marked down; haproxy: a
 backend with no server).
+
+After each install the renderer reports to the agent, under --name, which drains its
+file applies (GET /v1/renderers lists the reports); `crdtgossip deploy drain` waits
+for them.
 """
 
 _EPILOG = """\
@@ -125,8 +134,48 @@ def add_render_command(
         action="store_true",
         help="render even what --max-drop would refuse (an intended mass drain)",
     )
+    parser.add_argument(
+        "--name",
+        metavar="NAME",
+        help="this renderer's name in the registry's reports, which deploy drain waits "
+        "for (default: HOST-OUTSTEM, the host name and --out's file name; with --once, "
+        "no report unless named)",
+    )
+    parser.add_argument(
+        "--no-report",
+        action="store_true",
+        help="report nothing to the agent (deploy drain then cannot wait for this one)",
+    )
+    parser.add_argument(
+        "--token", type=Path, metavar="FILE", help="bearer token file, if the agent has one"
+    )
     parser.set_defaults(run=run)
     return parser
+
+
+#: Characters of a host or file name that a renderer name may not hold.
+_NOT_NAME = re.compile(r"[^A-Za-z0-9_.-]+")
+
+
+def default_name(out: Path, host: str | None = None) -> str:
+    """The renderer name ``render`` reports under without ``--name``: the host name and
+    the live file's stem, so two renderers on one host do not share a report."""
+    raw = f"{host if host is not None else socket.gethostname()}-{out.stem}"
+    name = _NOT_NAME.sub("-", raw).lstrip("-_.")[:MAX_NAME_LENGTH]
+    return name or "renderer"
+
+
+def _reporter_name(args: argparse.Namespace) -> str | None:
+    if args.no_report:
+        return None
+    if args.name is None:
+        # A one-shot run is no standing load balancer: a report left behind by it
+        # would hold every later drain until it timed out. It reports when named.
+        return None if args.once else default_name(args.out)
+    try:
+        return check_name("renderer", args.name)
+    except RegistryError as exc:
+        raise ConfigError(f"--name: {exc}") from None
 
 
 def run(args: argparse.Namespace) -> int:
@@ -158,14 +207,28 @@ def run(args: argparse.Namespace) -> int:
     renderer = load_renderer(args.format, options)
     guard = DropGuard(1.0 if args.allow_drop else args.max_drop)
     live = LiveFile(args.out, renderer, check=args.check, reload=args.reload)
-    return asyncio.run(_render(args.agent, renderer, live, wait, guard, once=args.once))
+    name = _reporter_name(args)
+    token = read_token(args.token) if args.token is not None else None
+    return asyncio.run(
+        _render(args.agent, renderer, live, wait, guard, once=args.once, name=name, token=token)
+    )
 
 
 async def _render(
-    agent: str, renderer: Renderer, live: LiveFile, wait: Wait, guard: DropGuard, *, once: bool
+    agent: str,
+    renderer: Renderer,
+    live: LiveFile,
+    wait: Wait,
+    guard: DropGuard,
+    *,
+    once: bool,
+    name: str | None,
+    token: str | None,
 ) -> int:
-    async with AgentClient(agent, retry=ONCE_RETRY if once else DAEMON_RETRY) as client:
-        render_loop = RenderLoop(client, renderer, live, wait=wait, guard=guard)
+    retry = ONCE_RETRY if once else DAEMON_RETRY
+    async with AgentClient(agent, retry=retry, token=token) as client:
+        reporter = None if name is None else ApplyReporter(client, name)
+        render_loop = RenderLoop(client, renderer, live, wait=wait, guard=guard, reporter=reporter)
         if once:
             result = await render_loop.render_once()
             if result.error is not None:

@@ -7,6 +7,7 @@ an agent in a program (give it an :class:`asyncio.Event` to stop it).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import logging
 import sys
@@ -21,6 +22,7 @@ from aiohttp import web
 from crdtgossip.apps._cli import read_small_file
 from crdtgossip.apps._client import DEFAULT_AGENT_HTTP
 from crdtgossip.apps.registry.api import make_app
+from crdtgossip.apps.registry.checks import CheckRunner, load_checks
 from crdtgossip.apps.registry.fields import RegistryError, check_name
 from crdtgossip.apps.registry.server import JsonErrorRunner
 from crdtgossip.apps.registry.state import Registry
@@ -92,6 +94,8 @@ class AgentOptions:
         tokens: a tokens file of named tokens with scopes (:mod:`.tokens`), or None.
         open_reads: with ``tokens``, reads need no token (with ``token`` alone they never
             do).
+        checks: a checks file (:func:`~crdtgossip.apps.registry.checks.load_checks`)
+            whose active checks the agent runs, or None.
     """
 
     node_id: str
@@ -104,6 +108,7 @@ class AgentOptions:
     token: Path | None = None
     tokens: Path | None = None
     open_reads: bool = False
+    checks: Path | None = None
 
 
 def token_table(options: AgentOptions) -> TokenTable | None:
@@ -239,6 +244,7 @@ async def run_agent(
     config = _config(options.config)
     keyring = Keyring.from_file(options.keyring) if options.keyring is not None else None
     tokens = token_table(options)
+    checks = load_checks(options.checks) if options.checks is not None else ()
     if _open_without_token(http_host, tokens):
         print(
             f"crdtgossip agent: warning: --http {options.http} listens beyond this machine "
@@ -278,10 +284,15 @@ async def run_agent(
         announce(f"agent {options.node_id} listening gossip={node.address} http={http_address}")
         ready = True
         watch = asyncio.create_task(_report_refused_frames(node), name="agent:auth-drops")
+        checking = CheckRunner(checks, registry.push_event, clock=registry.now)
+        check_task = asyncio.create_task(checking.run(stop), name="agent:checks")
         try:
             await stop.wait()
         finally:
             watch.cancel()
+            check_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await check_task
     finally:
         await registry.stop()
         if runner is not None:

@@ -42,6 +42,7 @@ from crdtgossip.apps.registry.model import (
     parse_maintenance,
 )
 from crdtgossip.apps.registry.releases_api import add_release_routes
+from crdtgossip.apps.registry.renderers_api import add_renderer_routes
 from crdtgossip.apps.registry.state import Registry
 from crdtgossip.apps.registry.tokens import ANONYMOUS, TokenTable, default_table
 from crdtgossip.apps.registry.view import instance_view, service_view, services_view
@@ -118,6 +119,7 @@ def make_app(
     app.router.add_get("/v1/services/{service}", _service)
     app.router.add_post("/v1/events", _event)
     add_release_routes(app, lambda request: request.app[_STATE].registry, _block)
+    add_renderer_routes(app, lambda request: request.app[_STATE].registry, _block)
     app.router.add_put("/v1/expectations/{env}/{service}", _expectation)
     app.router.add_delete("/v1/expectations/{env}/{service}", _delete_expectation)
     app.router.add_get("/v1/health", _health)

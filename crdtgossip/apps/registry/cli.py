@@ -90,6 +90,12 @@ def add_agent_command(
         action="store_true",
         help="with --tokens, reads need no token",
     )
+    parser.add_argument(
+        "--checks",
+        type=Path,
+        metavar="FILE",
+        help="run the active checks of this JSON file, each run a health event",
+    )
     parser.set_defaults(run=run)
     return parser
 
@@ -110,6 +116,7 @@ def run(args: argparse.Namespace) -> int:
         token=args.token,
         tokens=args.tokens,
         open_reads=args.open_reads,
+        checks=args.checks,
     )
     _log_to_stderr()
     try:

@@ -75,8 +75,9 @@ _SHARED_BITS = stat.S_IRWXG | stat.S_IRWXO
 #: Methods that only read.
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
-#: Path prefixes of the writes a deploy tool makes (releases, expectations, drains).
-_DEPLOY_PREFIXES = ("/v1/releases", "/v1/expectations", "/v1/drain")
+#: Path prefixes of the writes a deploy tool makes (releases, expectations, drains, and
+#: the renderers' reports of the drains they applied).
+_DEPLOY_PREFIXES = ("/v1/releases", "/v1/expectations", "/v1/drain", "/v1/renderers")
 
 
 @dataclass(frozen=True, slots=True)

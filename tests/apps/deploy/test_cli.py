@@ -65,7 +65,8 @@ def test_the_additions_parse() -> None:
     )
     assert (args.reason, args.timeout, args.grace) == ("up", 5.0, 2.0)
     args = parse("deploy drain --agent a:1 --service s --instance i")
-    assert (args.reason, args.timeout, args.grace) == (None, 10.0, 0.0)
+    assert (args.reason, args.timeout, args.grace) == (None, 60.0, 0.0)
+    assert (args.renderer, args.no_confirm) == ([], False)
 
 
 def test_the_agent_defaults_to_the_agents_own_default_address() -> None:
@@ -169,3 +170,23 @@ def test_drain_against_a_single_agent_succeeds(
     capsys.readouterr()
     assert run(parse(f"deploy drain {auth} {where} --reason up --grace 0.01")) == 0
     assert one_line(capsys.readouterr().out).startswith("drained web/web-1: a majority has it")
+
+
+def test_drain_names_the_renderers_that_did_not_confirm(
+    threaded_agent: str, token_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    auth = f"--agent {threaded_agent} --token {token_file}"
+    where = "--service web --instance web-1"
+    assert run(parse(f"deploy register {auth} {where} --address h --port 1")) == 0
+    capsys.readouterr()
+    assert run(parse(f"deploy drain {auth} {where} --renderer lb-9 --timeout 0.3")) == 1
+    captured = capsys.readouterr()
+    error = one_line(captured.err)
+    assert "not confirmed by the load balancers" in error
+    assert "lb-9 never reported" in error
+    assert captured.out == ""
+    # Without renderers to wait for, the drain says so.
+    assert run(parse(f"deploy drain {auth} {where}")) == 0
+    assert "no renderer has reported" in one_line(capsys.readouterr().out)
+    assert run(parse(f"deploy drain {auth} {where} --no-confirm --renderer lb-9")) == 0
+    assert one_line(capsys.readouterr().out) == "drained web/web-1: a majority has it"

@@ -14,7 +14,7 @@ from tests.apps.lb.fake_agent import FakeAgent
 _SBIN = "/usr/sbin:/usr/local/sbin:/sbin"
 
 
-def _require(binary: str) -> str:
+def require_binary(binary: str) -> str:
     """The binary's path; skip without it, except on CI, which must have it."""
     found = shutil.which(binary) or shutil.which(binary, path=_SBIN)
     if found is not None:
@@ -28,13 +28,13 @@ def _require(binary: str) -> str:
 @pytest.fixture
 def nginx() -> str:
     """Path of the nginx binary."""
-    return _require("nginx")
+    return require_binary("nginx")
 
 
 @pytest.fixture
 def haproxy() -> str:
     """Path of the haproxy binary."""
-    return _require("haproxy")
+    return require_binary("haproxy")
 
 
 @pytest.fixture

@@ -52,9 +52,14 @@ class FakeAgent:
         self.without_index = False  # leave X-Index out (not a crdtgossip agent)
         self._closing = False
         self._changed = asyncio.Event()
+        # The maintenance flags it lists, and the renderer reports it was sent.
+        self.maintenance: list[dict[str, Any]] = []
+        self.reports: dict[str, list[dict[str, Any]]] = {}
         app = web.Application()
         app.router.add_get("/v1/services", self._list)
         app.router.add_get("/v1/services/{service}", self._service)
+        app.router.add_get("/v1/maintenance", self._maintenance)
+        app.router.add_put("/v1/renderers/{name}", self._report)
         self._server = TestServer(app, host="127.0.0.1")
 
     @property
@@ -114,6 +119,14 @@ class FakeAgent:
     def _reply(self, body: dict[str, Any]) -> web.Response:
         headers = {} if self.without_index else {"X-Index": str(self.index)}
         return web.json_response(body, headers=headers)
+
+    async def _maintenance(self, request: web.Request) -> web.Response:
+        return self._reply({"maintenance": list(self.maintenance)})
+
+    async def _report(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        self.reports.setdefault(request.match_info["name"], []).append(body)
+        return self._reply({"renderer": body})
 
     async def _list(self, request: web.Request) -> web.Response:
         refused = await self._block(request)

@@ -270,3 +270,25 @@ async def test_a_failed_once_is_one_line_on_stderr_and_exit_1(tmp_path: Path) ->
     assert process.returncode == 1
     (line,) = stderr.decode().splitlines()
     assert line.startswith(f"crdtgossip: error: agent http://127.0.0.1:{port} unreachable after 4")
+
+
+def test_a_bad_renderer_name_is_refused_before_anything_runs(tmp_path: Path) -> None:
+    args = parse("--format", "nginx", "--out", str(tmp_path / "o"), "--name", "bad name!")
+    with pytest.raises(ConfigError, match="--name"):
+        run(args)
+    assert not (tmp_path / "o").exists()
+
+
+async def test_once_reports_only_when_named_and_no_report_sends_nothing(
+    agent: FakeAgent, tmp_path: Path
+) -> None:
+    agent.set("web", [instance("web-1", "10.0.0.1", 80)])
+    common = ("--agent", agent.url, "--format", "nginx", "--check", "true", "--once")
+    out = str(tmp_path / "a.inc")
+    assert await run_in_thread(parse(*common, "--out", out, "--name", "lb-a")) == 0
+    assert [report["services"] for report in agent.reports["lb-a"]] == [{"web": 1}]
+    out = str(tmp_path / "b.inc")
+    assert await run_in_thread(parse(*common, "--out", out, "--name", "lb-b", "--no-report")) == 0
+    # A one-shot run without --name is no standing renderer: it does not report.
+    assert await run_in_thread(parse(*common, "--out", str(tmp_path / "c.inc"))) == 0
+    assert list(agent.reports) == ["lb-a"]
