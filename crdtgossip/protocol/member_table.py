@@ -12,11 +12,26 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from crdtgossip.errors import ConfigError
-from crdtgossip.protocol.events import Member
-from crdtgossip.protocol.messages import MemberRecord
-from crdtgossip.protocol.states import Status
+from crdtgossip.protocol.events import (
+    Member,
+    MemberAlive,
+    MemberDead,
+    MemberJoined,
+    MemberLeft,
+    MemberSuspect,
+)
+from crdtgossip.protocol.messages import Alive, Dead, Left, MemberRecord, Suspect
+from crdtgossip.protocol.states import Rumor, Status
 
-__all__ = ["FormedTable", "MemberState"]
+__all__ = ["EVENTS", "RUMOR_KINDS", "FormedTable", "MemberState"]
+
+#: The kind of each membership rumor message, for the transition table.
+RUMOR_KINDS: dict[type[Alive | Suspect | Dead | Left], Rumor] = {
+    Alive: Rumor.ALIVE,
+    Suspect: Rumor.SUSPECT,
+    Dead: Rumor.DEAD,
+    Left: Rumor.LEFT,
+}
 
 
 @dataclass(slots=True)
@@ -91,3 +106,20 @@ class FormedTable:
                 for m in (rows[node_id] for node_id in self._sorted_ids)
             )
         return self._records
+
+
+#: (old status, new status) -> event class; a pair absent here raises no event.
+EVENTS: dict[
+    tuple[Status, Status],
+    type[MemberAlive | MemberSuspect | MemberDead | MemberLeft | MemberJoined],
+] = {
+    (Status.SUSPECT, Status.ALIVE): MemberAlive,
+    (Status.DEAD, Status.ALIVE): MemberJoined,
+    (Status.LEFT, Status.ALIVE): MemberJoined,
+    (Status.ALIVE, Status.SUSPECT): MemberSuspect,
+    (Status.ALIVE, Status.DEAD): MemberDead,
+    (Status.SUSPECT, Status.DEAD): MemberDead,
+    (Status.ALIVE, Status.LEFT): MemberLeft,
+    (Status.SUSPECT, Status.LEFT): MemberLeft,
+    (Status.DEAD, Status.LEFT): MemberLeft,
+}
