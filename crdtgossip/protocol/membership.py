@@ -148,6 +148,7 @@ class Membership(MemberChoice):
                 f"incarnation {local.incarnation}"
             )
         self._table = table
+        table._adopters.append(self)
         self._shared = table._rows
         self._sorted_ids = table._sorted_ids
         self._ids_shared = True
