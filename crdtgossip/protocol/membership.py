@@ -354,7 +354,10 @@ class Membership(MemberChoice):
         )
         maximum = minimum * self._config.suspicion_max_timeout_mult
         wanted = confirmations_wanted(self._config.suspicion_mult, members)
-        self._suspicions[member.node_id] = Suspicion(accuser, wanted, minimum, maximum, now)
+        # Interned: each member holding this suspicion then shares one accuser string.
+        self._suspicions[member.node_id] = Suspicion(
+            sys.intern(accuser), wanted, minimum, maximum, now
+        )
 
     def _about_self(self, rumor: MembershipRumor) -> bool:
         local = self.local
