@@ -111,7 +111,9 @@ class Simulation(DataOps, NodeLives):
     node already knowing every other as alive and nothing queued, which large
     simulations need because joining N nodes costs O(N²) work. A formed start shares
     one member table among the engines, each copying only the rows it changes
-    (:meth:`Engine.adopt_formed`): 10,000 formed nodes build in about a second and
+    (:meth:`Engine.adopt_formed`), and each virtual second the rows most engines
+    changed alike (a refutation that reached the cluster) are shared again
+    (:meth:`FormedTable.rebase`): 10,000 formed nodes build in about a second and
     take about 100 MB (``benchmarks/bench_simulation.py``). Each engine's first
     anti-entropy exchange then falls anywhere in its size-scaled interval, as in a
     cluster that has run for a while.
