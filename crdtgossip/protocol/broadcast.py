@@ -40,9 +40,31 @@ within 1.25 n + 64 entries (an entry is about 70 bytes)."""
 
 Name = tuple[str, str]
 T = TypeVar("T")
-# (transmits, -size, -serial, name): the order take() sends in; an entry is current
-# while its item is queued with that serial and that many transmits.
-_Entry = tuple[int, int, int, Name]
+# (key, name): the key packs (transmits, -size, -serial), the order take() sends in,
+# into one int (cheaper to hold and to compare than a tuple of three); an entry is
+# current while its item is queued with that serial and that many transmits.
+_Entry = tuple[int, Name]
+_SERIAL_BITS: Final = 40  # a trillion puts
+_SIZE_BITS: Final = 32  # larger than any frame
+_SERIAL_MASK: Final = (1 << _SERIAL_BITS) - 1
+_SIZE_MASK: Final = (1 << _SIZE_BITS) - 1
+_TRANSMITS_SHIFT: Final = _SERIAL_BITS + _SIZE_BITS
+
+
+def _key(transmits: int, size: int, serial: int) -> int:
+    """The heap key: fewer transmits first, then larger, then newer."""
+    return (
+        (transmits << _TRANSMITS_SHIFT)
+        | ((_SIZE_MASK - min(size, _SIZE_MASK)) << _SERIAL_BITS)
+        | (_SERIAL_MASK - (serial & _SERIAL_MASK))
+    )
+
+
+def _current(item: QueuedItem[T], key: int) -> bool:
+    """Whether a heap entry of ``key`` still stands for ``item``."""
+    return item.transmits == key >> _TRANSMITS_SHIFT and (
+        item.serial & _SERIAL_MASK
+    ) == _SERIAL_MASK - (key & _SERIAL_MASK)
 
 
 def retransmit_limit(retransmit_mult: int, members: int) -> int:
@@ -140,13 +162,13 @@ class BroadcastQueue(Generic[T]):
         self._compact()
 
     def _push(self, transmits: int, size: int, serial: int, name: Name) -> None:
-        heapq.heappush(self._heap, (transmits, -size, -serial, name))
+        heapq.heappush(self._heap, (_key(transmits, size, serial), name))
 
     def _compact(self) -> None:
         """Rebuild the heap from the queued items once stale entries dominate it."""
         if len(self._heap) > len(self._items) + len(self._items) // 4 + _HEAP_SLACK:
             self._heap = [
-                (i.transmits, -len(i.packed), -i.serial, i.name) for i in self._items.values()
+                (_key(i.transmits, len(i.packed), i.serial), i.name) for i in self._items.values()
             ]
             heapq.heapify(self._heap)
 
@@ -195,8 +217,8 @@ class BroadcastQueue(Generic[T]):
         kept: list[_Entry] = []
         while heap and left - per_item_overhead >= self._min_size:
             entry = heapq.heappop(heap)
-            item = items.get(entry[3])
-            if item is None or item.serial != -entry[2] or item.transmits != entry[0]:
+            item = items.get(entry[1])
+            if item is None or not _current(item, entry[0]):
                 continue  # stale: the item was sent, replaced or dropped since
             cost = len(item.packed) + per_item_overhead
             if cost > left or (destination is not None and destination in item.exclude):
@@ -207,7 +229,7 @@ class BroadcastQueue(Generic[T]):
             if left <= per_item_overhead:
                 break
         for entry in kept:
-            self._push(entry[0], -entry[1], -entry[2], entry[3])
+            heapq.heappush(heap, entry)
         if not items:
             heap.clear()
         return chosen
@@ -221,7 +243,7 @@ class BroadcastQueue(Generic[T]):
         if item.transmits >= limit:
             del self._items[item.name]
         else:
-            kept.append((item.transmits, -len(item.packed), -item.serial, item.name))
+            kept.append((_key(item.transmits, len(item.packed), item.serial), item.name))
 
     def _take_large(
         self,
@@ -251,5 +273,5 @@ class BroadcastQueue(Generic[T]):
             if left <= per_item_overhead:
                 break
         for entry in kept:
-            self._push(entry[0], -entry[1], -entry[2], entry[3])
+            heapq.heappush(self._heap, entry)
         return chosen
