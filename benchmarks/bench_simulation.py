@@ -26,6 +26,14 @@ Figures, per cluster size:
   its peak (Linux only; whole process, so other benchmarks run before it in the same
   process may have set the peak).
 
+And, last, a cluster joining from scratch (not formed): every node joins through
+node 0 at time 0, and the run goes on until every node sees every other alive
+(:meth:`Simulation.converged`, checked each gossip round). Figures: the thread's CPU
+time of it all, construction included (one sample: it is long, and SWIM's cost is
+in it, N² alive rumors each sent ``retransmit_mult * log10 N`` times by every node
+that learns it), the virtual seconds it took, the bytes sent and the resident memory
+the joined cluster holds.
+
 Everything is pure computation, timed on the thread's CPU clock
 (:data:`benchmarks._measure.CPU_CLOCK`), with the cyclic collector off while the clock
 runs (and a full collection before each sample, off the clock) except in the rounds
@@ -61,6 +69,14 @@ ROUNDS = 9
 QUICK_ROUNDS = 3
 #: Idle ticks per tick sample: an idle tick lasts microseconds, so many per sample.
 TICKS_PER_SAMPLE = 2_000
+#: Nodes joining from scratch: the issue's 1,000 (about a minute and a half of CPU);
+#: --quick: 100.
+JOIN_NODES = 1_000
+QUICK_JOIN_NODES = 100
+#: Virtual seconds a join run may take before it is reported unconverged.
+JOIN_MAX_SECONDS = 120.0
+#: The issue's target for 1,000 nodes joining, in CPU seconds.
+TARGET_JOIN_SECONDS = 30.0
 #: The issue's target for one round of the largest cluster, in real seconds.
 TARGET_ROUND_SECONDS = 5.0
 #: The cluster size the target applies to.
@@ -92,6 +108,7 @@ def run(quick: bool) -> BenchResult:
     )
     for n in sizes:
         _measure_size(result, n, rounds, config)
+    _measure_join(result, QUICK_JOIN_NODES if quick else JOIN_NODES, config)
     if len(sizes) > 1:
         small, large = sizes[0], sizes[-1]
         result.ratio(
@@ -204,6 +221,55 @@ def _measure_size(result: BenchResult, n: int, rounds: int, config: GossipConfig
                 peak / BYTES_PER_MB,
                 "MB",
                 note="the process's peak resident memory so far",
+            )
+        )
+
+
+def _measure_join(result: BenchResult, n: int, config: GossipConfig) -> None:
+    """N nodes joining through one seed at once, until each sees all others alive."""
+    rss_before = _rss_bytes()
+    start = CPU_CLOCK()
+    sim = Simulation(n, SEED, config)
+    outcome = sim.run_until_converged(JOIN_MAX_SECONDS)
+    cpu = (CPU_CLOCK() - start) / NS_PER_S
+    if not outcome.converged:
+        result.notes.append(f"{n} joining nodes did not converge in {JOIN_MAX_SECONDS} s")
+    result.figure(
+        Figure(f"join_cpu_seconds_{n}", cpu, "s", note="CPU from construction to converged")
+    )
+    result.figure(
+        Figure(
+            f"join_virtual_seconds_{n}",
+            outcome.virtual_seconds,
+            "s",
+            note="virtual time until every node saw every other alive",
+        )
+    )
+    result.figure(
+        Figure(
+            f"join_mb_sent_{n}", outcome.bytes / BYTES_PER_MB, "MB", note="bytes the engines sent"
+        )
+    )
+    if n == JOIN_NODES:
+        result.figure(
+            Figure("target_join_seconds", TARGET_JOIN_SECONDS, "s", note="issue's target")
+        )
+        result.ratio(
+            f"join_over_target_{n}",
+            f"join_cpu_seconds_{n}",
+            "target_join_seconds",
+            target=1.0,
+            tolerance=TOLERANCE,
+            note="CPU of a join from scratch / 30 s: depends on the machine",
+        )
+    rss_after = _rss_bytes()
+    if rss_before is not None and rss_after is not None:
+        result.figure(
+            Figure(
+                f"join_rss_growth_mb_{n}",
+                (rss_after - rss_before) / BYTES_PER_MB,
+                "MB",
+                note="resident memory gained by the joined cluster (the peak is the formed runs')",
             )
         )
 

@@ -19,6 +19,7 @@ came from already has it, and sending it back is pure waste (Enes et al., 2018).
 
 from __future__ import annotations
 
+import heapq
 import math
 from dataclasses import dataclass
 from typing import Final, Generic, TypeVar
@@ -31,8 +32,39 @@ eighth of the queue at once), and
 anti-entropy repairs what they would have carried. Serf's ``MaxQueueDepth`` default is
 the same 4096."""
 
+_HEAP_SLACK: Final = 64
+"""Stale heap entries (of items sent, replaced or gone) tolerated beyond a quarter of
+the number of queued items before the heap is rebuilt: a rebuild is O(n) and comes
+after at least n/4 pushes, so it costs amortised O(1) per push, and the heap stays
+within 1.25 n + 64 entries (an entry is about 70 bytes)."""
+
 Name = tuple[str, str]
 T = TypeVar("T")
+# (key, name): the key packs (transmits, -size, -serial), the order take() sends in,
+# into one int (cheaper to hold and to compare than a tuple of three); an entry is
+# current while its item is queued with that serial and that many transmits.
+_Entry = tuple[int, Name]
+_SERIAL_BITS: Final = 40  # a trillion puts
+_SIZE_BITS: Final = 32  # larger than any frame
+_SERIAL_MASK: Final = (1 << _SERIAL_BITS) - 1
+_SIZE_MASK: Final = (1 << _SIZE_BITS) - 1
+_TRANSMITS_SHIFT: Final = _SERIAL_BITS + _SIZE_BITS
+
+
+def _key(transmits: int, size: int, serial: int) -> int:
+    """The heap key: fewer transmits first, then larger, then newer."""
+    return (
+        (transmits << _TRANSMITS_SHIFT)
+        | ((_SIZE_MASK - min(size, _SIZE_MASK)) << _SERIAL_BITS)
+        | (_SERIAL_MASK - (serial & _SERIAL_MASK))
+    )
+
+
+def _current(item: QueuedItem[T], key: int) -> bool:
+    """Whether a heap entry of ``key`` still stands for ``item``."""
+    return item.transmits == key >> _TRANSMITS_SHIFT and (
+        item.serial & _SERIAL_MASK
+    ) == _SERIAL_MASK - (key & _SERIAL_MASK)
 
 
 def retransmit_limit(retransmit_mult: int, members: int) -> int:
@@ -79,6 +111,15 @@ class BroadcastQueue(Generic[T]):
 
     def __init__(self, max_items: int = MAX_QUEUE_ITEMS) -> None:
         self._items: dict[Name, QueuedItem[T]] = {}
+        # The send order, kept as a heap so that taking k items costs O(k log n), not
+        # a sort of the whole queue (thousands of member rumors while a large cluster
+        # forms, on every gossip target and every piggybacked datagram).
+        self._heap: list[_Entry] = []
+        # Bounds on the packed sizes queued: the least is never above the true least
+        # and the largest never below the true largest (both reset when the queue
+        # empties), so a take can stop once nothing more can fit.
+        self._min_size = 0
+        self._max_size = 0
         self._serial = 0
         self._max_items = max_items
         #: Items dropped because the queue was full, since construction.
@@ -108,10 +149,28 @@ class BroadcastQueue(Generic[T]):
             extra: kept with the item for the caller.
         """
         self._items.pop(name, None)
+        if not self._items:
+            self._min_size = self._max_size = len(packed)
+        else:
+            self._min_size = min(self._min_size, len(packed))
+            self._max_size = max(self._max_size, len(packed))
         self._serial += 1
         self._items[name] = QueuedItem(name, packed, exclude, extra, 0, self._serial)
+        self._push(0, len(packed), self._serial, name)
         if len(self._items) > self._max_items:
             self._prune()
+        self._compact()
+
+    def _push(self, transmits: int, size: int, serial: int, name: Name) -> None:
+        heapq.heappush(self._heap, (_key(transmits, size, serial), name))
+
+    def _compact(self) -> None:
+        """Rebuild the heap from the queued items once stale entries dominate it."""
+        if len(self._heap) > len(self._items) + len(self._items) // 4 + _HEAP_SLACK:
+            self._heap = [
+                (_key(i.transmits, len(i.packed), i.serial), i.name) for i in self._items.values()
+            ]
+            heapq.heapify(self._heap)
 
     def _prune(self) -> None:
         # Down to 7/8 of the bound at once, so a stream of puts into a full queue
@@ -148,22 +207,71 @@ class BroadcastQueue(Generic[T]):
         """
         if not self._items or budget <= 0:
             return []
+        self._compact()
+        if min_size > 0:
+            return self._take_large(budget, limit, destination, per_item_overhead, min_size)
         chosen: list[bytes] = []
         left = budget
-        candidates = sorted(
-            self._items.values(), key=lambda i: (i.transmits, -len(i.packed), -i.serial)
-        )
-        for item in candidates:
+        items, heap = self._items, self._heap
+        # Entries popped and still current, to push back (with their new count).
+        kept: list[_Entry] = []
+        while heap and left - per_item_overhead >= self._min_size:
+            entry = heapq.heappop(heap)
+            item = items.get(entry[1])
+            if item is None or not _current(item, entry[0]):
+                continue  # stale: the item was sent, replaced or dropped since
             cost = len(item.packed) + per_item_overhead
-            if cost > left or len(item.packed) < min_size:
+            if cost > left or (destination is not None and destination in item.exclude):
+                kept.append(entry)
                 continue
-            if destination is not None and destination in item.exclude:
-                continue
-            chosen.append(item.packed)
+            self._send(item, limit, chosen, kept)
             left -= cost
-            item.transmits += 1
-            if item.transmits >= limit:
-                del self._items[item.name]
             if left <= per_item_overhead:
                 break
+        for entry in kept:
+            heapq.heappush(heap, entry)
+        if not items:
+            heap.clear()
+        return chosen
+
+    def _send(
+        self, item: QueuedItem[T], limit: int, chosen: list[bytes], kept: list[_Entry]
+    ) -> None:
+        """Count ``item`` as sent: into ``chosen``, and out of the queue at ``limit``."""
+        chosen.append(item.packed)
+        item.transmits += 1
+        if item.transmits >= limit:
+            del self._items[item.name]
+        else:
+            kept.append((_key(item.transmits, len(item.packed), item.serial), item.name))
+
+    def _take_large(
+        self,
+        budget: int,
+        limit: int,
+        destination: str | None,
+        per_item_overhead: int,
+        min_size: int,
+    ) -> list[bytes]:
+        """:meth:`take` of the items of at least ``min_size`` bytes (rare: most
+        rounds have none, which the size bound tells without a scan)."""
+        if self._max_size < min_size:
+            return []
+        large = [i for i in self._items.values() if len(i.packed) >= min_size]
+        # The scan saw every item: the bound can come down to the truth.
+        self._max_size = max((len(i.packed) for i in large), default=min_size - 1)
+        large.sort(key=lambda i: (i.transmits, -len(i.packed), -i.serial))
+        chosen: list[bytes] = []
+        kept: list[_Entry] = []
+        left = budget
+        for item in large:
+            cost = len(item.packed) + per_item_overhead
+            if cost > left or (destination is not None and destination in item.exclude):
+                continue
+            self._send(item, limit, chosen, kept)
+            left -= cost
+            if left <= per_item_overhead:
+                break
+        for entry in kept:
+            heapq.heappush(self._heap, entry)
         return chosen

@@ -8,15 +8,35 @@ N-member cluster cost O(N) work and memory in all instead of O(N²).
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from crdtgossip.errors import ConfigError
-from crdtgossip.protocol.events import Member
-from crdtgossip.protocol.messages import MemberRecord
-from crdtgossip.protocol.states import Status
+from crdtgossip.protocol.events import (
+    Member,
+    MemberAlive,
+    MemberDead,
+    MemberJoined,
+    MemberLeft,
+    MemberSuspect,
+)
+from crdtgossip.protocol.messages import Alive, Dead, Left, MemberRecord, Suspect
+from crdtgossip.protocol.states import Rumor, Status
 
-__all__ = ["FormedTable", "MemberState"]
+if TYPE_CHECKING:
+    from crdtgossip.protocol.membership import Membership
+
+__all__ = ["EVENTS", "RUMOR_KINDS", "FormedTable", "MemberState"]
+
+#: The kind of each membership rumor message, for the transition table.
+RUMOR_KINDS: dict[type[Alive | Suspect | Dead | Left], Rumor] = {
+    Alive: Rumor.ALIVE,
+    Suspect: Rumor.SUSPECT,
+    Dead: Rumor.DEAD,
+    Left: Rumor.LEFT,
+}
 
 
 @dataclass(slots=True)
@@ -60,7 +80,7 @@ class FormedTable:
         ConfigError: a member is not alive, or appears twice.
     """
 
-    __slots__ = ("_counts", "_records", "_rows", "_sorted_ids")
+    __slots__ = ("_adopters", "_counts", "_records", "_rows", "_sorted_ids")
 
     def __init__(self, records: Iterable[MemberRecord], now: float = 0.0) -> None:
         rows: dict[str, MemberState] = {}
@@ -78,6 +98,8 @@ class FormedTable:
         self._counts = dict.fromkeys(Status, 0)
         self._counts[Status.ALIVE] = len(rows)
         self._records: tuple[MemberRecord, ...] | None = None
+        # Every member table that adopted this one (see Membership.adopt).
+        self._adopters: list[Membership] = []
 
     def __len__(self) -> int:
         return len(self._rows)
@@ -91,3 +113,94 @@ class FormedTable:
                 for m in (rows[node_id] for node_id in self._sorted_ids)
             )
         return self._records
+
+    def rebase(self) -> int:
+        """Share again the rows that most adopters changed the same way.
+
+        A change that reaches the whole cluster (a member refuting a suspicion at a
+        new incarnation) leaves each adopter with its own copy of the same row: N
+        copies per change, so a long run with false suspicions creeps towards N²
+        rows. For a member of which at least half the adopters hold an own alive row
+        saying the same (address and incarnation), this makes that row the shared
+        one: the adopters that agree drop their copies, and the others (which still
+        see the old shared row, or something else) keep or get an own row saying
+        what they saw. No adopter's view changes.
+
+        Its cost is the adopters' own rows plus N per member rebased (which frees at
+        least N/2 rows), so calling it now and then keeps memory O(N + changes in
+        flight) at amortised O(1) work per row. The simulator calls it; a real node
+        adopts no formed table.
+
+        Returns:
+            How many own rows were freed.
+        """
+        adopters = self._adopters
+        versions: Counter[tuple[str, str, int]] = Counter()
+        for table in adopters:
+            forgotten = table._forgotten
+            for node_id, row in table._members.items():
+                if (
+                    row.status is Status.ALIVE
+                    and node_id != table.local_id
+                    and node_id in self._rows
+                    and node_id not in forgotten
+                ):
+                    versions[(node_id, row.address, row.incarnation)] += 1
+        freed = 0
+        done: set[str] = set()
+        for (node_id, address, incarnation), count in versions.most_common():
+            if 2 * count < len(adopters):
+                break
+            if node_id in done:
+                continue
+            done.add(node_id)
+            freed += self._rebase_row(node_id, address, incarnation)
+        if done:
+            self._records = None
+        return freed
+
+    def _rebase_row(self, node_id: str, address: str, incarnation: int) -> int:
+        """Make ``(address, incarnation)``, alive, the shared row of ``node_id``."""
+        old = self._rows[node_id]
+        new = MemberState(node_id, address, incarnation, Status.ALIVE, old.since)
+        # Shared rows are all alive: the old one already says this when equal.
+        same = (old.address, old.incarnation) == (address, incarnation)
+        freed = 0
+        for table in self._adopters:
+            if table.local_id == node_id or node_id in table._forgotten:
+                continue  # its own row is its local one, or it forgot the shared one
+            own = table._members
+            row = own.get(node_id)
+            if row is None:
+                if same:
+                    continue
+                # It sees the old shared row: it keeps seeing it, as its own.
+                own[node_id] = MemberState(
+                    node_id, old.address, old.incarnation, old.status, old.since
+                )
+            elif (row.status, row.address, row.incarnation) == (
+                Status.ALIVE,
+                address,
+                incarnation,
+            ):
+                del own[node_id]
+                freed += 1
+        self._rows[node_id] = new
+        return freed
+
+
+#: (old status, new status) -> event class; a pair absent here raises no event.
+EVENTS: dict[
+    tuple[Status, Status],
+    type[MemberAlive | MemberSuspect | MemberDead | MemberLeft | MemberJoined],
+] = {
+    (Status.SUSPECT, Status.ALIVE): MemberAlive,
+    (Status.DEAD, Status.ALIVE): MemberJoined,
+    (Status.LEFT, Status.ALIVE): MemberJoined,
+    (Status.ALIVE, Status.SUSPECT): MemberSuspect,
+    (Status.ALIVE, Status.DEAD): MemberDead,
+    (Status.SUSPECT, Status.DEAD): MemberDead,
+    (Status.ALIVE, Status.LEFT): MemberLeft,
+    (Status.SUSPECT, Status.LEFT): MemberLeft,
+    (Status.DEAD, Status.LEFT): MemberLeft,
+}

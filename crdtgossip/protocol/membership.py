@@ -17,6 +17,7 @@ order) in ``_member_choice``.
 from __future__ import annotations
 
 import random
+import sys
 from bisect import insort
 from collections.abc import Callable, Iterable
 
@@ -27,15 +28,11 @@ from crdtgossip.protocol.awareness import Awareness
 from crdtgossip.protocol.events import (
     Event,
     Member,
-    MemberAlive,
-    MemberDead,
     MemberJoined,
-    MemberLeft,
-    MemberSuspect,
 )
-from crdtgossip.protocol.member_table import FormedTable, MemberState
+from crdtgossip.protocol.member_table import EVENTS, RUMOR_KINDS, FormedTable, MemberState
 from crdtgossip.protocol.messages import Alive, Dead, Left, MemberRecord, Suspect
-from crdtgossip.protocol.states import Rumor, Status, next_status, order_of
+from crdtgossip.protocol.states import Status, next_status, order_of
 from crdtgossip.protocol.suspicion import (
     Suspicion,
     confirmations_wanted,
@@ -53,13 +50,6 @@ by one per refutation, never comes near."""
 MembershipRumor = Alive | Suspect | Dead | Left
 
 _LIVE = (Status.ALIVE, Status.SUSPECT)
-
-_RUMOR_KINDS: dict[type[MembershipRumor], Rumor] = {
-    Alive: Rumor.ALIVE,
-    Suspect: Rumor.SUSPECT,
-    Dead: Rumor.DEAD,
-    Left: Rumor.LEFT,
-}
 
 
 class Membership(MemberChoice):
@@ -161,6 +151,7 @@ class Membership(MemberChoice):
                 f"incarnation {local.incarnation}"
             )
         self._table = table
+        table._adopters.append(self)
         self._shared = table._rows
         self._sorted_ids = table._sorted_ids
         self._ids_shared = True
@@ -265,6 +256,17 @@ class Membership(MemberChoice):
             ``True`` when it changed something (and was passed on), ``False`` when it
             was old news or ignored.
         """
+        if type(rumor) is Alive and rumor.node_id != self.local_id:
+            # The common case, by far (a rumor reaches each member many times): an
+            # alive member said alive again at no newer incarnation, which the
+            # transition table ignores; answered without the lookup.
+            known = self.get(rumor.node_id)
+            if (
+                known is not None
+                and known.status is Status.ALIVE
+                and rumor.incarnation <= known.incarnation
+            ):
+                return False
         if rumor.incarnation >= MAX_INCARNATION:
             self.refused_rumors += 1
             return False
@@ -277,7 +279,7 @@ class Membership(MemberChoice):
                 return True
             return False  # news of the death of a stranger: nothing to update
         order = order_of(rumor.incarnation, member.incarnation)
-        new_status = next_status(member.status, _RUMOR_KINDS[type(rumor)], order)
+        new_status = next_status(member.status, RUMOR_KINDS[type(rumor)], order)
         if new_status is None:
             return False
         if isinstance(rumor, Suspect) and member.status is Status.SUSPECT:
@@ -294,7 +296,15 @@ class Membership(MemberChoice):
         self._broadcast(rumor, frozenset(exclude))
 
     def _add(self, rumor: Alive, now: float, origin: str | None) -> None:
-        member = MemberState(rumor.node_id, rumor.address, rumor.incarnation, Status.ALIVE, now)
+        # Interned: every table in the process (a simulator's N engines) that knows
+        # this member then shares one copy of its id and address, not N copies.
+        member = MemberState(
+            sys.intern(rumor.node_id),
+            sys.intern(rumor.address),
+            rumor.incarnation,
+            Status.ALIVE,
+            now,
+        )
         self._members[rumor.node_id] = member
         self.epoch += 1
         if self._ids_shared:
@@ -337,7 +347,7 @@ class Membership(MemberChoice):
             self._start_suspicion(member, rumor.accuser, now)
         else:
             self._suspicions.pop(member.node_id, None)
-        event = _EVENTS.get((old_status, new_status))
+        event = EVENTS.get((old_status, new_status))
         if event is not None:
             self._events.append(event(member.snapshot()))
         self._spread(rumor, origin)
@@ -349,7 +359,10 @@ class Membership(MemberChoice):
         )
         maximum = minimum * self._config.suspicion_max_timeout_mult
         wanted = confirmations_wanted(self._config.suspicion_mult, members)
-        self._suspicions[member.node_id] = Suspicion(accuser, wanted, minimum, maximum, now)
+        # Interned: each member holding this suspicion then shares one accuser string.
+        self._suspicions[member.node_id] = Suspicion(
+            sys.intern(accuser), wanted, minimum, maximum, now
+        )
 
     def _about_self(self, rumor: MembershipRumor) -> bool:
         local = self.local
@@ -484,20 +497,3 @@ class Membership(MemberChoice):
             # A new list: the old one may be shared with a probe round.
             self._sorted_ids = [node_id for node_id in self._sorted_ids if node_id not in gone]
             self._ids_shared = False
-
-
-#: (old status, new status) -> event class; a pair absent here raises no event.
-_EVENTS: dict[
-    tuple[Status, Status],
-    type[MemberAlive | MemberSuspect | MemberDead | MemberLeft | MemberJoined],
-] = {
-    (Status.SUSPECT, Status.ALIVE): MemberAlive,
-    (Status.DEAD, Status.ALIVE): MemberJoined,
-    (Status.LEFT, Status.ALIVE): MemberJoined,
-    (Status.ALIVE, Status.SUSPECT): MemberSuspect,
-    (Status.ALIVE, Status.DEAD): MemberDead,
-    (Status.SUSPECT, Status.DEAD): MemberDead,
-    (Status.ALIVE, Status.LEFT): MemberLeft,
-    (Status.SUSPECT, Status.LEFT): MemberLeft,
-    (Status.DEAD, Status.LEFT): MemberLeft,
-}

@@ -73,6 +73,11 @@ any sane run."""
 SIM_EPOCH_NS: Final = 1_700_000_000 * 10**9
 """The Unix time (ns) at virtual time 0, for the engines' LWW clocks (November 2023)."""
 
+REBASE_INTERVAL: Final = 1.0
+"""Virtual seconds between two :meth:`FormedTable.rebase` calls in a formed run: a
+refutation reaches a cluster in a few gossip rounds (under a second), after which
+its N row copies can be shared again; the call costs about the rows it looks at."""
+
 PORT: Final = 7946
 """The port of every simulated address (memberlist's default gossip port)."""
 
@@ -106,7 +111,9 @@ class Simulation(DataOps, NodeLives):
     node already knowing every other as alive and nothing queued, which large
     simulations need because joining N nodes costs O(N²) work. A formed start shares
     one member table among the engines, each copying only the rows it changes
-    (:meth:`Engine.adopt_formed`): 10,000 formed nodes build in about a second and
+    (:meth:`Engine.adopt_formed`), and each virtual second the rows most engines
+    changed alike (a refutation that reached the cluster) are shared again
+    (:meth:`FormedTable.rebase`): 10,000 formed nodes build in about a second and
     take about 100 MB (``benchmarks/bench_simulation.py``). Each engine's first
     anti-entropy exchange then falls anywhere in its size-scaled interval, as in a
     cluster that has run for a while.
@@ -171,6 +178,8 @@ class Simulation(DataOps, NodeLives):
             Slot(self._new_engine(i, 0, incarnation=0), Life.RUNNING, 0) for i in range(nodes)
         ]
         self._convergence = Convergence(self._slots, formed=formed)
+        self._table: FormedTable | None = None
+        self._next_rebase = REBASE_INTERVAL
         if formed:
             self._form()
         else:
@@ -279,6 +288,8 @@ class Simulation(DataOps, NodeLives):
             ),
             self._now,
         )
+        # Kept to share again the rows every engine changed alike (see run_until).
+        self._table = table
         for i, slot in enumerate(self._slots):
             slot.engine.adopt_formed(table, self._now)
             self._collect(i)
@@ -373,6 +384,10 @@ class Simulation(DataOps, NodeLives):
                 self._now = max(self._now, deadline)
                 return done()
             self._now = max(self._now, moment)
+            if self._table is not None and self._now >= self._next_rebase:
+                # Keeps a formed run's memory O(N): see FormedTable.rebase.
+                self._next_rebase = self._now + REBASE_INTERVAL
+                self._table.rebase()
             if next_delivery <= next_tick:
                 _, _, destination, source, data = heapq.heappop(deliveries)
                 slot = slots[destination]

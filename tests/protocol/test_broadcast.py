@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from crdtgossip.protocol.broadcast import BroadcastQueue, retransmit_limit
 
@@ -84,3 +88,85 @@ def test_a_full_queue_drops_an_eighth_at_once_so_it_does_not_sort_on_every_put()
     assert queue.overflow_drops == 9
     assert queue.get(("key", "0")) is None  # the oldest went first
     assert queue.get(("key", "64")) is not None
+
+
+@dataclass
+class _Model:
+    """The queue's rules written plainly: sort everything on every take."""
+
+    name: tuple[str, str]
+    packed: bytes
+    exclude: frozenset[str]
+    transmits: int
+    serial: int
+
+
+def _model_take(
+    items: dict[tuple[str, str], _Model],
+    budget: int,
+    limit: int,
+    destination: str | None,
+    overhead: int,
+    min_size: int,
+) -> list[bytes]:
+    chosen, left = [], budget
+    for item in sorted(items.values(), key=lambda i: (i.transmits, -len(i.packed), -i.serial)):
+        cost = len(item.packed) + overhead
+        if cost > left or len(item.packed) < min_size:
+            continue
+        if destination is not None and destination in item.exclude:
+            continue
+        chosen.append(item.packed)
+        left -= cost
+        item.transmits += 1
+        if item.transmits >= limit:
+            del items[item.name]
+        if left <= overhead:
+            break
+    return chosen
+
+
+_puts = st.tuples(
+    st.just("put"),
+    st.sampled_from("abcdefgh"),
+    st.integers(1, 60),
+    st.frozensets(st.sampled_from("xyz"), max_size=2),
+)
+_takes = st.tuples(
+    st.just("take"),
+    st.integers(0, 150),
+    st.sampled_from([None, "x", "y"]),
+    st.sampled_from([0, 2]),
+    st.sampled_from([0, 0, 40]),
+)
+
+
+@given(st.lists(st.one_of(_puts, _takes), max_size=80))
+def test_take_sends_what_sorting_the_whole_queue_would(
+    ops: list[tuple[object, ...]],
+) -> None:
+    queue: BroadcastQueue[None] = BroadcastQueue(max_items=64)
+    model: dict[tuple[str, str], _Model] = {}
+    serial = 0
+    for op in ops:
+        if op[0] == "put":
+            _, name, size, exclude = op
+            assert isinstance(name, str)
+            assert isinstance(size, int)
+            assert isinstance(exclude, frozenset)
+            packed = name.encode() * size
+            queue.put(("member", name), packed, exclude=exclude)
+            serial += 1
+            model[("member", name)] = _Model(("member", name), packed, exclude, 0, serial)
+        else:
+            _, budget, destination, overhead, min_size = op
+            assert isinstance(budget, int)
+            assert isinstance(overhead, int)
+            assert isinstance(min_size, int)
+            assert destination is None or isinstance(destination, str)
+            expected = _model_take(model, budget, 3, destination, overhead, min_size)
+            got = queue.take(
+                budget, 3, destination=destination, per_item_overhead=overhead, min_size=min_size
+            )
+            assert got == expected
+            assert len(queue) == len(model)

@@ -450,3 +450,34 @@ def test_merging_records_applies_each_as_its_rumor(
     assert _view(merged) == _view(applied)
     assert merged.events == applied.events
     assert merged.spread == applied.spread
+
+
+def test_rebase_shares_again_a_row_most_adopters_changed_alike() -> None:
+    formed = FormedTable(_records(*NAMES))
+    a, b, c, d, e = (Table(name).adopt(formed) for name in NAMES)
+    c.table.refute(0)  # c was suspected: it is alive at incarnation 1
+    for t in (a, b, d):  # the refutation reached all but e
+        assert t.table.apply(Alive("c", "c:1", 1), 1.0)
+    a.table.apply(Suspect("d", 0, "a"), 1.0)  # a's own business: stays a's own
+    tables = (a, b, c, d, e)
+    before = [_view(t) for t in tables]
+    assert formed.rebase() == 3  # a, b and d drop their copies of c's row
+    assert [_view(t) for t in tables] == before  # nobody's view changed
+    assert set(b.table._members) == {"b"}
+    assert set(a.table._members) == {"a", "d"}
+    assert set(e.table._members) == {"e", "c"}  # e still sees c at incarnation 0
+    assert b.table.records() == formed.records()
+    assert MemberRecord("c", "c:1", 1, Status.ALIVE) in formed.records()
+    for t in tables:
+        _assert_counts_match(t)
+    assert formed.rebase() == 0  # nothing left to share
+
+
+def test_rebase_leaves_a_change_only_a_minority_made() -> None:
+    formed = FormedTable(_records(*NAMES))
+    a, b, *_ = (Table(name).adopt(formed) for name in NAMES)
+    for t in (a, b):
+        t.table.apply(Alive("c", "c:1", 1), 1.0)
+    assert formed.rebase() == 0
+    assert a.table.get("c") is not b.table.get("c")
+    assert formed.records() == tuple(_records(*NAMES))

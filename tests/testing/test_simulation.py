@@ -259,3 +259,27 @@ def test_a_node_crashed_while_leaving_counts_as_left() -> None:
     assert sim.run_until_converged(60.0).converged
     assert _statuses(sim, 0)["n1"] in (Status.LEFT, Status.DEAD)
     assert _statuses(sim, 0)["n1"] is _statuses(sim, 3)["n1"]
+
+
+def test_a_hundred_nodes_joining_through_one_seed_all_see_all() -> None:
+    sim = Simulation(nodes=100, seed=1)
+    assert sim.run_until_converged(max_seconds=60.0).converged
+    for i in (0, 1, 57, 99):
+        members = sim.members(i)
+        assert len(members) == 100
+        assert all(m.status is Status.ALIVE for m in members)
+
+
+def test_a_formed_run_shares_again_the_rows_a_refutation_changed_everywhere() -> None:
+    nodes = 20
+    sim = Simulation(nodes=nodes, seed=3, loss=0.3, formed=True)
+    sim.run(10.0)  # false suspicions, refuted at higher incarnations
+    sim.set_faults(loss=0.0)
+    assert sim.run_until_converged(max_seconds=60.0).converged
+    sim.run(2.0)  # past the next rebase
+    refuted = [m for m in sim.members(0) if m.incarnation > 0]
+    assert refuted  # the run did change rows everywhere
+    # Each engine's own rows (its local row, plus copies of the rows it changed): the
+    # refutations every engine heard alike are shared again, not copied N times.
+    own = sum(len(sim.engine(i)._membership._members) for i in range(nodes))
+    assert own < nodes + len(refuted) * nodes // 2
