@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from crdtgossip.errors import ConfigError
 from crdtgossip.protocol.events import (
@@ -25,8 +25,15 @@ from crdtgossip.protocol.events import (
 from crdtgossip.protocol.messages import Alive, Dead, Left, MemberRecord, Suspect
 from crdtgossip.protocol.states import Rumor, Status
 
-if TYPE_CHECKING:
-    from crdtgossip.protocol.membership import Membership
+
+class Adopter(Protocol):
+    """What :meth:`FormedTable.rebase` reads of a member table that adopted it (a
+    :class:`~crdtgossip.protocol.membership.Membership`, which imports this module)."""
+
+    local_id: str
+    _members: dict[str, MemberState]
+    _forgotten: set[str]
+
 
 __all__ = ["EVENTS", "RUMOR_KINDS", "FormedTable", "MemberState"]
 
@@ -99,7 +106,7 @@ class FormedTable:
         self._counts[Status.ALIVE] = len(rows)
         self._records: tuple[MemberRecord, ...] | None = None
         # Every member table that adopted this one (see Membership.adopt).
-        self._adopters: list[Membership] = []
+        self._adopters: list[Adopter] = []
 
     def __len__(self) -> int:
         return len(self._rows)
