@@ -85,7 +85,8 @@ class MembersEngine(EngineCore):
         Afterwards the engine stops probing and anti-entropy but still answers pings
         and relays gossip; the driver should keep ticking it for a few gossip
         intervals before closing its transport, so the goodbye spreads (the goodbye is
-        also sent at once to every live member, so one interval is usually enough).
+        also sent at once to every live member, by datagram and by stream, so one
+        interval is usually enough).
         Calling it again does nothing.
 
         Args:
@@ -100,6 +101,10 @@ class MembersEngine(EngineCore):
         everyone = self._membership.live_count()
         for member in self._membership.random_members(everyone, LIVE_STATUSES):
             self._send_datagram(member.address, goodbye, None)
+            # And by stream: a datagram dropped under load (a full socket buffer drops
+            # loopback UDP too) would leave the member to find this node dead, not
+            # left, if the gossip rounds after it do not get to run before the stop.
+            self._outbox.send(member.address, goodbye, reliable=True)
         self._flush()
 
     def _notice_if_dead(self, origin: From) -> None:
