@@ -7,31 +7,38 @@ the node takes a fresh one; that is logged, since peers must bring back the rest
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
-import secrets
+from typing import NamedTuple
 
 from crdtgossip._persistence import Persistence, decode_all
 from crdtgossip.crdts._base import CRDT
 from crdtgossip.errors import StorageError
+from crdtgossip.protocol import Engine
+from crdtgossip.protocol.rollback import fresh_replica_id
 from crdtgossip.storage import MAX_INCARNATION, Storage
 
-__all__ = ["close_storage", "new_replica_id", "open_storage"]
+__all__ = ["Opened", "close_storage", "new_replica_id", "open_storage", "settle_replica_id"]
 
 _log = logging.getLogger("crdtgossip.node")
 
 
-def new_replica_id(node_id: str) -> str:
-    """A replica id never used before: the node id plus 64 random bits.
-
-    A node that lost its state must not reuse its old replica id, or its new counter
-    slots and dots would collide with ones it already issued (riak_kv#679).
-    """
-    return f"{node_id}.{secrets.token_hex(8)}"
+new_replica_id = fresh_replica_id
 
 
-async def open_storage(
-    node_id: str, storage: Storage, persistence: Persistence
-) -> tuple[str, int, dict[str, CRDT]]:
+class Opened(NamedTuple):
+    """What a node starts from: the replica id and incarnation to run under, the
+    stored keys, and whether the id is the stored one (so the peers are asked, by the
+    rollback check, whether the storage lost commits) rather than a fresh one."""
+
+    replica_id: str
+    incarnation: int
+    restored: dict[str, CRDT]
+    kept_id: bool
+
+
+async def open_storage(node_id: str, storage: Storage, persistence: Persistence) -> Opened:
     """Open ``storage``; the replica id and incarnation to run under, and the keys.
 
     The identity is saved before the node makes any write: a crash after a write must
@@ -74,7 +81,30 @@ async def open_storage(
         replica_id,
         incarnation,
     )
-    return replica_id, incarnation, restored
+    return Opened(replica_id, incarnation, restored, stored.replica_id is not None)
+
+
+async def settle_replica_id(
+    engine: Engine, checked: asyncio.Event, storage: Storage, persistence: Persistence
+) -> str:
+    """Wait for the end of the engine's rollback check (see
+    :mod:`crdtgossip.protocol.rollback`); save the fresh replica id it took, if any,
+    before the node's first write; the replica id to write under.
+
+    ``checked`` is set by the node once ``engine.rollback_pending`` is False. The wait
+    is bounded by the engine's own deadline (``GossipConfig.rollback_check_timeout``),
+    and here once more by one second past it, should the event loop be starved.
+
+    Raises:
+        StorageError: the fresh replica id could not be saved.
+    """
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(checked.wait(), engine.config.rollback_check_timeout + 1.0)
+    if engine.rollback_pending:
+        _log.warning("crdtgossip: %s: the rollback check did not end in time", engine.node_id)
+    if engine.rollback_found:
+        await persistence.call(storage.save_identity, engine.replica_id, engine.incarnation)
+    return engine.replica_id
 
 
 async def close_storage(node_id: str, storage: Storage, persistence: Persistence) -> None:

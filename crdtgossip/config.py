@@ -61,6 +61,7 @@ _INTERVAL_FIELDS = (
     "reconnect_interval",
     "dead_retention",
     "max_clock_offset",
+    "rollback_check_timeout",
 )
 
 
@@ -149,6 +150,15 @@ class GossipConfig:
             reports its own clock behind (the ``clock_behind`` gauge and a warning
             log line). 500 ms, CockroachDB's default ``--max-offset``; keep clocks
             synchronised by NTP well inside it.
+        rollback_check_timeout: how long a node restarted from its storage under its
+            stored replica id waits in ``Node.start`` for peers to say whether the
+            store lost commits (see :mod:`crdtgossip.protocol.rollback`): up to 3
+            alive members report the counter slots and dots they hold of its replica;
+            if one holds more than the store, the node takes a fresh replica id. The
+            wait ends as soon as every member asked has answered, so it costs one
+            round trip and a pass over the peers' keys in a healthy cluster; the
+            timeout bounds it when no member answers (a node restarted alone, or its
+            seeds down), and the node then keeps its id and logs a warning.
     """
 
     probe_interval: float = 1.0
@@ -168,6 +178,7 @@ class GossipConfig:
     max_reliable_frame: int = 16 * 1024 * 1024
     max_key_bytes: int = 64 * 1024 * 1024
     max_clock_offset: float = 0.5
+    rollback_check_timeout: float = 2.0
 
     def __post_init__(self) -> None:
         """Check every field.
@@ -233,6 +244,7 @@ class GossipConfig:
             push_pull_interval=60.0,
             join_retry_interval=30.0,
             reconnect_interval=60.0,
+            rollback_check_timeout=10.0,
         )
 
     @classmethod

@@ -24,7 +24,7 @@ from crdtgossip._driver import Driver
 from crdtgossip._listeners import Listeners
 from crdtgossip._persistence import Persistence
 from crdtgossip._quorum_wait import QuorumWaiters
-from crdtgossip._startup import close_storage, new_replica_id, open_storage
+from crdtgossip._startup import close_storage, new_replica_id, open_storage, settle_replica_id
 from crdtgossip.codec import encode
 from crdtgossip.config import GossipConfig
 from crdtgossip.consistency import Consistency, Local
@@ -130,6 +130,7 @@ class Node:
         self._write_lock = asyncio.Lock()
         self._flusher: asyncio.Task[None] | None = None
         self._waiters = QuorumWaiters(node_id, self._pump)
+        self._checked = asyncio.Event()  # the rollback check has ended
         self._node_log = _node_log.NodeLog(node_id, self._seeds)
         self._monitor: asyncio.Task[None] | None = None
 
@@ -146,7 +147,11 @@ class Node:
 
         With a storage holding a replica id, the node keeps it and starts at the
         stored incarnation + 1; otherwise it takes a fresh replica id, saved before
-        any write. Every stored key is restored (not gossiped as news).
+        any write. Every stored key is restored (not gossiped as news). A node that
+        kept its stored id and has seeds returns once its peers have said whether they
+        hold more of it than the storage (the rollback check, bounded by
+        ``GossipConfig.rollback_check_timeout``); if one does, the node takes a fresh
+        replica id before its first write.
 
         Raises:
             StorageError: the storage cannot be opened or read completely (corrupt,
@@ -156,13 +161,13 @@ class Node:
         """
         if self._running:
             raise CRDTGossipError(f"node {self.node_id!r} is already running")
-        incarnation = 0
+        incarnation, kept_id = 0, False
         restored: dict[str, CRDT] = {}
         storage, persistence = self._storage, self._persistence
         if storage is None or persistence is None:
             self._replica_id = new_replica_id(self.node_id)
         else:
-            self._replica_id, incarnation, restored = await open_storage(
+            self._replica_id, incarnation, restored, kept_id = await open_storage(
                 self.node_id, storage, persistence
             )
         try:
@@ -171,6 +176,7 @@ class Node:
             await self._close_storage()
             raise
         loop = asyncio.get_running_loop()
+        self._checked = asyncio.Event()
         self._engine = Engine(
             self.node_id,
             address,
@@ -182,6 +188,8 @@ class Node:
         )
         for key, state in restored.items():
             self._engine.restore(key, state, copy=False)
+        if kept_id and self._seeds:  # with no seeds, no member is there to ask
+            self._engine.check_rollback(self._config.rollback_check_timeout)
         self._running = True
         self._driver.engine = self._engine
         self._engine.join(self._seeds, loop.time())
@@ -193,6 +201,14 @@ class Node:
             self._flusher = asyncio.create_task(
                 persistence.run_flusher(), name=f"crdtgossip-flush:{self.node_id}"
             )
+        if self._engine.rollback_pending and storage is not None and persistence is not None:
+            try:
+                self._replica_id = await settle_replica_id(
+                    self._engine, self._checked, storage, persistence
+                )
+            except BaseException:
+                await self.stop()
+                raise
 
     async def _close_storage(self) -> None:
         if self._storage is not None and self._persistence is not None:
@@ -472,6 +488,8 @@ class Node:
         if engine.held_acks and persistence is not None:
             persistence.acks_waiting()
         self._waiters.resolve(engine.take_quorum_results())
+        if not engine.rollback_pending:
+            self._checked.set()
         for event in engine.take_events():
             if isinstance(event, KeyChanged):
                 if persistence is not None and not event.local and event.payload:

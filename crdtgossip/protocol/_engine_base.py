@@ -149,6 +149,12 @@ class EngineCore:
     def _push_pull(self, address: str, *, join: bool) -> None:
         raise NotImplementedError
 
+    def _watching_rollback(self) -> bool:
+        raise NotImplementedError
+
+    def _rollback_watch(self, key: str, value: CRDT) -> None:
+        raise NotImplementedError
+
     def _answer_read(self, address: str, request_id: int, key: str) -> None:
         raise NotImplementedError
 

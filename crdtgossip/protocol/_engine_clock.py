@@ -11,7 +11,10 @@ so the node's next write is ordered after it.
 
 from __future__ import annotations
 
+from typing import cast
+
 from crdtgossip.codec import decode
+from crdtgossip.crdts import CRDT
 from crdtgossip.errors import DecodeError
 from crdtgossip.protocol._engine_base import EngineCore
 from crdtgossip.protocol.clock import HLC, SkewMonitor, max_stamp, may_hold_stamps
@@ -44,14 +47,18 @@ class ClockEngine(EngineCore):
 
     def _admit_patch(self, key: str, payload: bytes) -> bool:
         """:meth:`_admit` for an encoded repair patch of ``key`` (decoded only when the
-        key's type holds stamps; a malformed one is left to the repair to count)."""
+        key's type holds stamps, or while the rollback check watches merges; a malformed
+        one is left to the repair to count)."""
         state = self._store.get(key)
-        if not payload or state is None or not may_hold_stamps(state):
+        if not payload or state is None:
+            return True
+        if not (may_hold_stamps(state) or self._watching_rollback()):
             return True
         try:
             value = decode(payload)
         except DecodeError:
             return True
+        self._rollback_watch(key, cast(CRDT, value))
         return self._admit(value)
 
     def _clock_stats(self, stats: dict[str, int]) -> None:

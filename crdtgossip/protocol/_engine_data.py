@@ -316,6 +316,7 @@ class DataEngine(EngineCore):
         value = cast(CRDT, decoded)
         if not self._admit(value):
             return None  # a stamp beyond the clock's offset: counted by _admit
+        self._rollback_watch(key, value)
         state = self._store.get(key)
         if state is None:
             self._store[key] = value.copy() if keep else value

@@ -65,7 +65,6 @@ from crdtgossip.protocol.broadcast import BroadcastQueue, retransmit_limit
 from crdtgossip.protocol.clock import HLC, SkewMonitor
 from crdtgossip.protocol.delivery import DeliveryLog
 from crdtgossip.protocol.events import Event, Member, Outgoing
-from crdtgossip.protocol.identity import IdentityEngine
 from crdtgossip.protocol.keysize import KeySizes
 from crdtgossip.protocol.membership import Membership
 from crdtgossip.protocol.messages import (
@@ -80,6 +79,8 @@ from crdtgossip.protocol.messages import (
     Diff,
     IdClaim,
     Left,
+    MarksQuery,
+    MarksReport,
     Members,
     Message,
     Nack,
@@ -98,13 +99,15 @@ from crdtgossip.protocol.messages import (
 from crdtgossip.protocol.outbox import Outbox
 from crdtgossip.protocol.probe import Prober
 from crdtgossip.protocol.quorum import QuorumTracker
+from crdtgossip.protocol.rollback import COUNTERS as ROLLBACK_COUNTERS
+from crdtgossip.protocol.rollback import RollbackEngine
 from crdtgossip.protocol.states import Status
 from crdtgossip.protocol.sync import AntiEntropy
 
 __all__ = ["DROP_REASONS", "MAX_JOINED_DELTAS", "MAX_SEEN_DELTAS", "Engine"]
 
 
-class Engine(DataEngine, QuorumEngine, MembersEngine, ClockEngine, IdentityEngine, StatsEngine):
+class Engine(DataEngine, QuorumEngine, MembersEngine, ClockEngine, RollbackEngine, StatsEngine):
     """One member of a gossip cluster, with no I/O of its own.
 
     Args:
@@ -196,7 +199,7 @@ class Engine(DataEngine, QuorumEngine, MembersEngine, ClockEngine, IdentityEngin
         self._notices: dict[str, float] = {}
         # (accuser, accused) -> when we last sent the accuser the refutation it missed.
         self._corrections: dict[tuple[str, str], float] = {}
-        self._counters = dict.fromkeys(COUNTERS, 0)
+        self._counters = dict.fromkeys((*COUNTERS, *ROLLBACK_COUNTERS), 0)
         self._drops = dict.fromkeys(DROP_REASONS, 0)
         self._sizes = KeySizes(config.max_key_bytes)
         self._sync = AntiEntropy(
@@ -230,6 +233,8 @@ class Engine(DataEngine, QuorumEngine, MembersEngine, ClockEngine, IdentityEngin
         self._skew = SkewMonitor()
         self.refusal: str | None = None  # see protocol.identity
         self._claims: dict[str, float] = {}
+        self._rollback = None  # see protocol.rollback
+        self._scans = []
 
     # --- inputs --------------------------------------------------------------------
 
@@ -298,6 +303,7 @@ class Engine(DataEngine, QuorumEngine, MembersEngine, ClockEngine, IdentityEngin
             for seed in self._seeds:
                 self._push_pull(seed, join=True)
         self._quorum_tick(now)
+        self._rollback_tick(now)
         self._sync.pump()
         self._flush()
 
@@ -340,6 +346,7 @@ class Engine(DataEngine, QuorumEngine, MembersEngine, ClockEngine, IdentityEngin
             self._membership.next_deadline(),
             self._quorum.next_deadline(),
             self._sync.next_deadline(),
+            self._rollback_deadline(),
         ):
             if deadline is not None and deadline < wakeup:
                 wakeup = deadline
@@ -420,6 +427,10 @@ class Engine(DataEngine, QuorumEngine, MembersEngine, ClockEngine, IdentityEngin
                 self._sync.on_chunk(message, origin.node_id)
             case IdClaim():
                 self._on_id_claim(message)
+            case MarksQuery():
+                self._on_marks_query(message, origin)
+            case MarksReport():
+                self._on_marks_report(message, origin)
             case WriteRequest():
                 self._on_write_request(message, origin)
             case WriteAck():

@@ -20,9 +20,11 @@ other exception can escape and no malformed message reaches the protocol.
 
 The messages live by concern: :mod:`~crdtgossip.protocol.member_messages` (SWIM and
 push-pull member tables), :mod:`~crdtgossip.protocol.data_messages` (deltas, states,
-quorum requests), :mod:`~crdtgossip.protocol.sync_messages` (anti-entropy), on the
-limits and field checks of :mod:`~crdtgossip.protocol.wire`. This module frames them
-and re-exports every name, so ``from crdtgossip.protocol.messages import Ping`` works.
+quorum requests), :mod:`~crdtgossip.protocol.sync_messages` (anti-entropy),
+:mod:`~crdtgossip.protocol.delivery_messages` (acknowledged delivery) and
+:mod:`~crdtgossip.protocol.rollback_messages` (the rollback check), on the limits and
+field checks of :mod:`~crdtgossip.protocol.wire`. This module frames them and
+re-exports every name, so ``from crdtgossip.protocol.messages import Ping`` works.
 """
 
 from __future__ import annotations
@@ -36,7 +38,13 @@ import msgpack
 from crdtgossip._codec.limits import Limits
 from crdtgossip._codec.reader import UNCHECKED_INPUT, check_complete
 from crdtgossip.errors import DecodeError
-from crdtgossip.protocol import data_messages, delivery_messages, member_messages, sync_messages
+from crdtgossip.protocol import (
+    data_messages,
+    delivery_messages,
+    member_messages,
+    rollback_messages,
+    sync_messages,
+)
 from crdtgossip.protocol.data_messages import (
     DataMessage,
     Delta,
@@ -62,6 +70,7 @@ from crdtgossip.protocol.member_messages import (
     PingReq,
     Suspect,
 )
+from crdtgossip.protocol.rollback_messages import MarksQuery, MarksReport, RollbackMessage
 from crdtgossip.protocol.sync_messages import (
     MAX_BITS_SHIFT,
     MAX_RANGE_SHIFT,
@@ -116,6 +125,8 @@ __all__ = [
     "IdInUse",
     "Kind",
     "Left",
+    "MarksQuery",
+    "MarksReport",
     "MemberRecord",
     "Members",
     "Message",
@@ -141,7 +152,7 @@ __all__ = [
 
 _PACKER = msgpack.Packer(use_bin_type=True)
 
-Message: TypeAlias = MemberMessage | DataMessage | SyncMessage | DeliveryMessage
+Message: TypeAlias = MemberMessage | DataMessage | SyncMessage | DeliveryMessage | RollbackMessage
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,6 +168,7 @@ class Frame:
 _MEMBER_TYPES = (Ping, PingReq, Ack, Nack, Alive, Suspect, Dead, Left, Members, IdClaim, IdInUse)
 _SYNC_TYPES = (Sync, Diff, StateChunk)
 _DELIVERY_TYPES = (DeltaInterval, DeltaAck)
+_ROLLBACK_TYPES = (MarksQuery, MarksReport)
 
 
 def _wire(message: Message) -> list[object]:
@@ -167,6 +179,8 @@ def _wire(message: Message) -> list[object]:
         return sync_messages.to_wire(message)
     if isinstance(message, _DELIVERY_TYPES):
         return delivery_messages.to_wire(message)
+    if isinstance(message, _ROLLBACK_TYPES):
+        return rollback_messages.to_wire(message)
     return data_messages.to_wire(message)
 
 
@@ -234,6 +248,7 @@ _DECODERS: dict[Kind, tuple[int, _Decoder]] = {
     **data_messages.DECODERS,
     **sync_messages.DECODERS,
     **delivery_messages.DECODERS,
+    **rollback_messages.DECODERS,
 }
 
 _KINDS: dict[int, Kind] = {kind.value: kind for kind in Kind}

@@ -107,6 +107,9 @@ class Kind(enum.IntEnum):
     # The identity checks of protocol.identity.
     ID_CLAIM = 21
     ID_IN_USE = 22
+    # The rollback check of protocol.rollback (rollback_messages).
+    MARKS_QUERY = 23
+    MARKS_REPORT = 24
 
 
 def fail(what: str) -> DecodeError:
