@@ -27,6 +27,7 @@ from crdtgossip.protocol.outbox import Outbox
 from crdtgossip.protocol.probe import Prober
 from crdtgossip.protocol.quorum import QuorumTracker
 from crdtgossip.protocol.states import Status
+from crdtgossip.protocol.sync import AntiEntropy
 
 __all__ = ["DROP_REASONS", "EngineCore"]
 
@@ -122,6 +123,7 @@ class EngineCore:
     _counters: dict[str, int]
     _drops: dict[str, int]
     _quorum: QuorumTracker
+    _sync: AntiEntropy
     _hold_write_acks: bool
     # Keys with a local write being persisted (see begin_local), and the read
     # requests for them waiting until it is.

@@ -401,6 +401,7 @@ class DataEngine(EngineCore):
             return
         if self._merge_payload(message.key, message.payload, keep=False) is not None:
             self._counters["states_merged"] += 1
+            self._sync.arrived(message.key)
 
     def _queue_delta(self, key: str, delta: CRDT, payload: bytes, exclude: frozenset[str]) -> None:
         """Queue a delta for gossip; the queue keeps ``delta`` (its own object).

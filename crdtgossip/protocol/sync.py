@@ -15,6 +15,16 @@ small, else as independent parts or byte chunks spread over ticks, so no state i
 large to send and none is encoded whole on the call path; chunks that arrive are
 reassembled within strict bounds by :class:`~crdtgossip.protocol.reassembly.Reassembly`.
 
+A key on its way between two members is left alone by the exchanges meanwhile: the
+sender neither opens nor answers a repair of a key it is sending to that member, and a
+member that merged a whole state or part of a key within :data:`ARRIVING_QUIET`
+neither repairs nor sends that key. Otherwise an exchange in the middle of a long
+transfer (a 10^7-element ORSet takes tens of seconds) would repair the half-received
+state by its difference, whose patches scatter the receiver's causal context into
+millions of single counters, and each later part would cost a walk over them: the
+transfer did not end in 15 minutes, against 23 s without the exchanges. The next
+exchange after the transfer repairs whatever is left.
+
 Like the rest of the protocol it does no I/O: it reads and merges into the engine's
 store and queues messages in the engine's outbox.
 """
@@ -34,7 +44,13 @@ from crdtgossip.protocol.reassembly import Reassembly
 from crdtgossip.protocol.transfer import COUNTERS as TRANSFER_COUNTERS
 from crdtgossip.protocol.transfer import PUMP_INTERVAL, Transfers
 
-__all__ = ["COUNTERS", "AntiEntropy"]
+__all__ = ["ARRIVING_QUIET", "COUNTERS", "AntiEntropy"]
+
+ARRIVING_QUIET = 2.0
+"""Seconds after a whole state or part of a key was merged during which the key is left
+out of exchanges here (parts of a transfer arrive every few milliseconds)."""
+
+_MAX_ARRIVING = 4096  # keys remembered as arriving; older ones are forgotten first
 
 COUNTERS = ("repairs_opened", "repair_steps", "chunks_in", "chunked_states_in",
             *TRANSFER_COUNTERS)  # fmt: skip
@@ -106,6 +122,8 @@ class AntiEntropy:
             measured=measured,
         )
         self._reassembly = Reassembly(max_key_bytes, drops)
+        # key -> when a whole state or part of it was last merged here.
+        self._arriving: dict[str, float] = {}
         drops.setdefault("key_too_large", 0)  # an incoming state past max_key_bytes
 
     def pump(self) -> None:
@@ -177,10 +195,10 @@ class AntiEntropy:
         reply = plan.reply()
         if reply is not None:
             self._outbox.send(address, reply, reliable=True)
-        self.send_states(address, plan.send_keys)
+        self.send_states(address, [key for key in plan.send_keys if not self._busy(address, key)])
         for key in plan.repair_keys:
             state = self._store.get(key)
-            if state is not None and key not in self._held:
+            if state is not None and key not in self._held and not self._busy(address, key):
                 self._counters["repairs_opened"] += 1
                 self._outbox.send(address, repair.opening(key, state), reliable=True)
 
@@ -195,7 +213,7 @@ class AntiEntropy:
             address: where the sender listens.
         """
         self._counters["repair_steps"] += 1
-        if message.key in self._held:
+        if message.key in self._held or self._busy(address, message.key):
             return  # its state may not leave the node now; the next exchange repairs it
         state = self._store.get(message.key)
         if state is None:
@@ -220,6 +238,24 @@ class AntiEntropy:
             self._changed(message.key, change, payload)
         if outcome.reply is not None:
             self._outbox.send(address, outcome.reply, reliable=True)
+
+    def arrived(self, key: str) -> None:
+        """Note that a whole state or part of ``key`` was just merged here."""
+        arriving = self._arriving
+        if key not in arriving and len(arriving) >= _MAX_ARRIVING:
+            cutoff = self._clock() - ARRIVING_QUIET
+            for stale in [k for k, when in arriving.items() if when < cutoff]:
+                del arriving[stale]
+            if len(arriving) >= _MAX_ARRIVING:
+                del arriving[next(iter(arriving))]
+        arriving[key] = self._clock()
+
+    def _busy(self, address: str, key: str) -> bool:
+        """Whether ``key`` is on its way between this node and ``address``."""
+        if self._transfers.sending(address, key):
+            return True
+        when = self._arriving.get(key)
+        return when is not None and self._clock() - when < ARRIVING_QUIET
 
     def send_states(self, address: str, keys: list[str]) -> None:
         """Send the whole state of each of ``keys`` held here (see

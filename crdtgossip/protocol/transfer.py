@@ -55,14 +55,14 @@ __all__ = [
     "Transfers",
 ]
 
-STEP_BYTES: Final = 256 * 1024
+STEP_BYTES: Final = 64 * 1024
 """Most bytes of parts or chunks encoded in one call into the engine. Cutting and
-encoding parts runs at roughly 10 MB/s in CPython on a busy machine: a step of 256 KiB
-took at most 35 ms sending a 10^6-element ORSet (1 MiB took up to 100 ms), well under
-the 100 ms an event loop may be held, and the receiver merges one step's parts within
-about 60 ms."""
+encoding parts runs at 5 to 20 MB/s in CPython on a busy machine: a step of 64 KiB
+took at most 16 ms of CPU sending a 10^5-element ORSet (256 KiB took up to 57 ms, a
+call that cut two parts), well under the 100 ms an event loop may be held, and the
+receiver merges one step's parts in about as long."""
 
-PART_BYTES: Final = 256 * 1024
+PART_BYTES: Final = 64 * 1024
 """Target size of one part: large enough that per-part overhead (a context, a message
 header) is noise, small enough that several share a 16 MiB frame and a lost or
 refused part costs little. Never more than half a reliable frame."""
@@ -71,9 +71,10 @@ SMALL_ITEMS: Final = 1024
 """A decomposable state with at most this many live dots, elements or keys is encoded
 and sent whole at once (a few tens of kilobytes at most, well within a frame)."""
 
-PUMP_INTERVAL: Final = 0.005
-"""Seconds between two steps of a pending transfer: 5 ms gives the event loop (and
-incoming frames) a turn between steps, and still moves STEP_BYTES 200 times a second."""
+PUMP_INTERVAL: Final = 0.002
+"""Seconds between two steps of a pending transfer: 2 ms gives the event loop (and
+incoming frames) a turn between steps, and still moves STEP_BYTES up to 500 times a
+second."""
 
 MAX_PENDING: Final = 1024
 """Most transfers queued at once; one more is refused (counted) and asked again by
@@ -221,6 +222,10 @@ class Transfers:
     def pending(self) -> bool:
         """Whether a transfer waits for :meth:`pump`."""
         return bool(self._jobs)
+
+    def sending(self, address: str, key: str) -> bool:
+        """Whether the state of ``key`` is being sent to ``address`` now."""
+        return (address, key) in self._active
 
     def send(self, address: str, key: str) -> None:
         """Send the whole state of ``key`` to ``address``: at once if small, else queued.

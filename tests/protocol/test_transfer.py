@@ -204,3 +204,22 @@ def test_the_parts_of_an_orset_join_to_the_state(
         joined.merge(part)
         job.replica_index, job.next_counter, _ = advance
     assert joined == state
+
+
+def test_exchanges_during_a_transfer_leave_the_key_on_its_way_alone() -> None:
+    # Push-pull every 10 ms: several exchanges run while the 40 parts are on their way.
+    # Neither side repairs the half-sent key meanwhile (that scattered a 10^7-element
+    # receiver's context into millions of single counters); it arrives whole by parts.
+    state: ORSet[int] = ORSet()
+    for element in range(200_000):
+        state.add(element, "origin")
+    expected = state.copy()
+    cluster, _ = _join_with(state, replace(QUIET, push_pull_interval=0.01))
+    _reaches(cluster, expected)
+    a, b = cluster.engines["a"], cluster.engines["b"]
+    assert a.stats()["transfer_parts"] > 30
+    assert a.stats()["push_pulls"] + b.stats()["push_pulls"] > 3
+    for engine in (a, b):
+        assert engine.stats()["repairs_opened"] == 0
+        assert engine.stats()["repair_steps"] == 0
+    assert b.stats()["transfer_parts"] == 0  # nor does the receiver send it back
