@@ -3,9 +3,9 @@
 Watchers (``Node.watch``, ``Node.watch_prefix``) are woken per key and read the latest
 value themselves, so changes that come faster than they read are coalesced: a key
 watcher sees the latest value, a prefix watcher each changed key once with its latest
-value. Listeners are called
-synchronously with each change (keys) or event (members); one that raises is logged
-and never affects the node or the other listeners.
+value; a deleted key is yielded as ``None`` (``(key, None)``). Listeners are called
+synchronously with each change (keys), delete or event (members); one that raises is
+logged and never affects the node or the other listeners.
 """
 
 from __future__ import annotations
@@ -33,13 +33,15 @@ Durable = Callable[[str], Awaitable[None]]
 class PrefixWatch:
     """One prefix watcher: the keys changed since it last read, in order of change."""
 
-    __slots__ = ("changed", "pending", "prefix")
+    __slots__ = ("changed", "deleted", "pending", "prefix")
 
     def __init__(self, prefix: str) -> None:
         self.prefix = prefix
         self.changed = asyncio.Event()
         # An ordered set: a key changed twice before it is read is yielded once.
         self.pending: dict[str, None] = {}
+        # Pending keys deleted since they were read: yielded as (key, None).
+        self.deleted: set[str] = set()
 
 
 class Listeners:
@@ -49,6 +51,7 @@ class Listeners:
         self._watchers: dict[str, set[asyncio.Event]] = {}
         self._prefixes: list[PrefixWatch] = []
         self._keys: list[Callable[[str, CRDT], None]] = []
+        self._deletes: list[Callable[[str], None]] = []
         self._members: list[Callable[[Event], None]] = []
 
     def watch(self, key: str) -> asyncio.Event:
@@ -79,6 +82,7 @@ class Listeners:
         changed = self.watch(key)
         try:
             state = get(key)
+            present = state is not None
             if state is not None:
                 await durable(key)
                 yield state.value
@@ -89,8 +93,12 @@ class Listeners:
                     return
                 state = get(key)
                 if state is not None:
+                    present = True
                     await durable(key)
                     yield state.value
+                elif present:  # deleted (or a first write rolled back): gone
+                    present = False
+                    yield None
         finally:
             self.unwatch(key, changed)
 
@@ -111,10 +119,14 @@ class Listeners:
                 while watch.pending and running():
                     key = next(iter(watch.pending))
                     del watch.pending[key]
+                    deleted = key in watch.deleted
+                    watch.deleted.discard(key)
                     state = get(key)
                     if state is not None:
                         await durable(key)
                         yield key, state.value
+                    elif deleted:  # gone: deleted here
+                        yield key, None
                 if not running():
                     return
                 await watch.changed.wait()
@@ -132,6 +144,28 @@ class Listeners:
                 self._keys.remove(listener)
 
         return remove
+
+    def add_delete_listener(self, listener: Callable[[str], None]) -> Callable[[], None]:
+        """Add a listener of deletes; returns the function that removes it."""
+        self._deletes.append(listener)
+
+        def remove() -> None:
+            with contextlib.suppress(ValueError):
+                self._deletes.remove(listener)
+
+        return remove
+
+    def key_deleted(self, key: str) -> None:
+        """Wake the key's watchers (they yield None) and tell the delete listeners."""
+        for watch in self._prefixes:
+            if key.startswith(watch.prefix):
+                watch.deleted.add(key)
+        self.key_changed(key, None)
+        for listener in list(self._deletes):
+            try:
+                listener(key)
+            except Exception:
+                _log.exception("crdtgossip: delete listener failed for %r", key)
 
     def add_member_listener(self, listener: Callable[[Event], None]) -> None:
         self._members.append(listener)

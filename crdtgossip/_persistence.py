@@ -194,6 +194,27 @@ class Persistence:
             )
         return delta, payload
 
+    async def delete(self, engine: Engine, key: str) -> bool:
+        """Delete ``key`` from the storage, then from the engine.
+
+        The storage goes first, so a delete that cannot be persisted changes nothing
+        (a restart must not bring back a key the node said was gone); merges of the key
+        waiting for the next batch are dropped with it.
+
+        Returns:
+            Whether the engine held the key.
+
+        Raises:
+            StorageError: the storage could not delete it (the key stays).
+            OperationError: a local write to the key is being persisted.
+        """
+        async with self.lock:
+            if engine.is_held(key):
+                engine.delete(key, asyncio.get_running_loop().time())  # raises: held
+            await self.call(self.storage.delete, key)
+            self._unsaved.pop(key, None)
+            return engine.delete(key, asyncio.get_running_loop().time())
+
     async def _roll_back(self, engine: Engine, key: str, stop: Callable[[], None]) -> None:
         """Replace ``key`` by what the storage holds, with the merges still pending."""
         try:

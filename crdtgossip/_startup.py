@@ -10,16 +10,25 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 from typing import NamedTuple
 
 from crdtgossip._persistence import Persistence, decode_all
+from crdtgossip.config import GossipConfig
 from crdtgossip.crdts._base import CRDT
 from crdtgossip.errors import StorageError
 from crdtgossip.protocol import Engine
 from crdtgossip.protocol.rollback import fresh_replica_id
 from crdtgossip.storage import MAX_INCARNATION, Storage
 
-__all__ = ["Opened", "close_storage", "new_replica_id", "open_storage", "settle_replica_id"]
+__all__ = [
+    "Opened",
+    "close_storage",
+    "new_replica_id",
+    "open_storage",
+    "settle_replica_id",
+    "start_engine",
+]
 
 _log = logging.getLogger("crdtgossip.node")
 
@@ -82,6 +91,28 @@ async def open_storage(node_id: str, storage: Storage, persistence: Persistence)
         incarnation,
     )
     return Opened(replica_id, incarnation, restored, stored.replica_id is not None)
+
+
+def start_engine(
+    node_id: str,
+    address: str,
+    config: GossipConfig,
+    rng: random.Random,
+    opened: Opened,
+    durable: bool,
+    check: bool,
+) -> Engine:
+    """The engine a node starts: under the replica id and incarnation ``opened`` gives,
+    holding its stored keys (restored, not gossiped as news), holding back the acks of
+    quorum writes until they are persisted when ``durable``, and running the rollback
+    check when the id is the stored one and ``check`` (the node has seeds to ask)."""
+    engine = Engine(node_id, address, config, rng, opened.replica_id,
+                    incarnation=opened.incarnation, hold_write_acks=durable)  # fmt: skip
+    for key, state in opened.restored.items():
+        engine.restore(key, state, copy=False)
+    if opened.kept_id and check:
+        engine.check_rollback(config.rollback_check_timeout)
+    return engine
 
 
 async def settle_replica_id(

@@ -19,18 +19,19 @@ import secrets
 from collections.abc import AsyncGenerator, Callable, Sequence
 from typing import Any, TypeVar
 
-from crdtgossip import _node_log
+from crdtgossip import _node_log, _startup
 from crdtgossip._driver import Driver
 from crdtgossip._listeners import Listeners
+from crdtgossip._node_events import deliver, node_stats, run_log
 from crdtgossip._persistence import Persistence
 from crdtgossip._quorum_wait import QuorumWaiters
-from crdtgossip._startup import close_storage, new_replica_id, open_storage, settle_replica_id
+from crdtgossip._startup import Opened, close_storage, new_replica_id, open_storage
 from crdtgossip.codec import encode
 from crdtgossip.config import GossipConfig
 from crdtgossip.consistency import Consistency, Local
 from crdtgossip.crdts._base import CRDT, delta_of, state_of
-from crdtgossip.errors import ConfigError, CRDTGossipError, StorageError
-from crdtgossip.protocol import Engine, Event, KeyChanged, Member, Status
+from crdtgossip.errors import ConfigError, CRDTGossipError, OperationError, StorageError
+from crdtgossip.protocol import Engine, Event, Member
 from crdtgossip.security import Keyring
 from crdtgossip.storage import Storage
 from crdtgossip.transport import TlsConfig, TransportFactory, parse_address
@@ -161,15 +162,12 @@ class Node:
         """
         if self._running:
             raise CRDTGossipError(f"node {self.node_id!r} is already running")
-        incarnation, kept_id = 0, False
-        restored: dict[str, CRDT] = {}
         storage, persistence = self._storage, self._persistence
         if storage is None or persistence is None:
-            self._replica_id = new_replica_id(self.node_id)
+            opened = Opened(new_replica_id(self.node_id), 0, {}, kept_id=False)
         else:
-            self._replica_id, incarnation, restored, kept_id = await open_storage(
-                self.node_id, storage, persistence
-            )
+            opened = await open_storage(self.node_id, storage, persistence)
+        self._replica_id = opened.replica_id
         try:
             address = await self._driver.bind(self._bind)
         except BaseException:
@@ -177,25 +175,19 @@ class Node:
             raise
         loop = asyncio.get_running_loop()
         self._checked = asyncio.Event()
-        self._engine = Engine(
-            self.node_id,
-            address,
-            self._config,
-            self._rng,
-            self._replica_id,
-            incarnation=incarnation,
-            hold_write_acks=storage is not None and storage.durable,
+        durable = storage is not None and storage.durable
+        self._engine = _startup.start_engine(
+            self.node_id, address, self._config, self._rng, opened, durable, bool(self._seeds)
         )
-        for key, state in restored.items():
-            self._engine.restore(key, state, copy=False)
-        if kept_id and self._seeds:  # with no seeds, no member is there to ask
-            self._engine.check_rollback(self._config.rollback_check_timeout)
         self._running = True
         self._driver.engine = self._engine
         self._engine.join(self._seeds, loop.time())
         self._driver.pump()
         self._node_log.started(self.stats())
-        self._monitor = asyncio.create_task(self._run_log(), name=f"crdtgossip-log:{self.node_id}")
+        summaries = run_log(
+            self._node_log, self.node_id, self.stats, self.members, lambda: self._running
+        )
+        self._monitor = asyncio.create_task(summaries, name=f"crdtgossip-log:{self.node_id}")
         if persistence is not None:
             persistence.reset()
             self._flusher = asyncio.create_task(
@@ -203,7 +195,7 @@ class Node:
             )
         if self._engine.rollback_pending and storage is not None and persistence is not None:
             try:
-                self._replica_id = await settle_replica_id(
+                self._replica_id = await _startup.settle_replica_id(
                     self._engine, self._checked, storage, persistence
                 )
             except BaseException:
@@ -341,7 +333,7 @@ class Node:
             request = engine.start_write(
                 key, delta, needed, level.timeout, self._now(), payload=payload
             )
-            await self._await_quorum(request, f"write of {key!r}")
+            await self._waiters.wait(request, f"write of {key!r}", self._running)
         return self._current(engine, key, value_type)
 
     def _stop_soon(self) -> None:
@@ -376,7 +368,7 @@ class Node:
             self._current(engine, key, value_type)  # the type check, before asking
             needed = level.required(engine.quorum_members())
             request = engine.start_read(key, needed, level.timeout, self._now())
-            await self._await_quorum(request, f"read of {key!r}")
+            await self._waiters.wait(request, f"read of {key!r}", self._running)
         state = self._current(engine, key, value_type)
         await self._durable_before_visible(key)
         return state
@@ -385,12 +377,39 @@ class Node:
         if self._persistence is not None:
             await self._persistence.before_visible(key)
 
-    async def _await_quorum(self, request: int, what: str) -> None:
-        await self._waiters.wait(request, what, self._running)
-
     @staticmethod
     def _current(engine: Engine, key: str, value_type: type[T] | T) -> T:
         return state_of(key, engine.get(key), value_type)
+
+    async def delete(self, key: str) -> bool:
+        """Delete ``key`` on this node: its state, its storage rows and its
+        anti-entropy hash entry are gone, and a later write starts from an empty state.
+
+        :meth:`watch` yields ``None``, :meth:`watch_prefix` ``(key, None)``, and
+        :meth:`on_key_deleted` listeners are called; ``stats()["keys_deleted"]`` counts
+        it. A storage persists it first, so a restart does not bring the key back.
+
+        The delete is local (not spread: a member holding the key would give it back by
+        anti-entropy), so it is refused while another member is alive or suspect; see
+        :doc:`/concepts/lifecycle` for the causal rule of a cluster-wide delete.
+
+        Returns:
+            Whether the key was held here.
+
+        Raises:
+            OperationError: another member is alive or suspect, or ``key`` is invalid.
+            StorageError: the delete could not be persisted (the key stays).
+        """
+        async with self._write_lock:
+            engine = self._require_engine()
+            if others := engine.others_live():
+                raise OperationError(f"cannot delete {key!r}: {others} other member(s) hold it")
+            if self._persistence is None:
+                existed = engine.delete(key, self._now())
+            else:
+                existed = await self._persistence.delete(engine, key)
+            self._pump()
+        return existed
 
     def keys(self) -> list[str]:
         """Every key this node holds, sorted."""
@@ -440,6 +459,15 @@ class Node:
         """
         return self._listeners.add_key_listener(listener)
 
+    def on_key_deleted(self, listener: Callable[[str], None]) -> Callable[[], None]:
+        """Call ``listener(key)`` after a key is deleted here (:meth:`delete`), as
+        :meth:`on_key_changed` listeners are called (which a delete does not call).
+
+        Returns:
+            A function that removes the listener (calling it twice is harmless).
+        """
+        return self._listeners.add_delete_listener(listener)
+
     def on_member_event(self, listener: Callable[[Event], None]) -> None:
         """Call ``listener(event)`` for every membership event (joined, suspect, dead ...)."""
         self._listeners.add_member_listener(listener)
@@ -456,45 +484,15 @@ class Node:
         ``drop_unauthenticated`` for frames no installed key opened,
         ``storage_errors`` (failed background writes) and ``keys_dirty`` (keys with
         merges from the network not persisted yet)."""
-        engine = self._require_engine()
-        stats = dict(engine.stats())
-        stats.update(self._driver.stats())
-        stats["drop_unauthenticated"] = self._driver.auth_drops
-        stats["receive_errors"] = self._driver.receive_errors
-        persistence = self._persistence
-        stats["storage_errors"] = 0 if persistence is None else persistence.errors
-        stats["keys_dirty"] = 0 if persistence is None else persistence.pending
-        return stats
+        return node_stats(self._require_engine(), self._driver, self._persistence)
 
     # ---- what the engine says ---------------------------------------------------------
-    async def _run_log(self) -> None:
-        """Every ``LOG_INTERVAL``: log the frames refused meanwhile and a pending join."""
-        while self._running:
-            await asyncio.sleep(_node_log.LOG_INTERVAL)
-            if self._running:
-                alive = sum(
-                    member.status is Status.ALIVE and member.node_id != self.node_id
-                    for member in self.members()
-                )
-                self._node_log.check(self.stats(), alive)
-
     def _pump(self) -> None:
         self._driver.pump()
 
     def _deliver(self, engine: Engine) -> None:
         """Take the engine's quorum results and events (the driver calls it after each
         call into the engine)."""
-        persistence = self._persistence
-        if engine.held_acks and persistence is not None:
-            persistence.acks_waiting()
-        self._waiters.resolve(engine.take_quorum_results())
+        deliver(engine, self._persistence, self._waiters, self._listeners, self._node_log)
         if not engine.rollback_pending:
             self._checked.set()
-        for event in engine.take_events():
-            if isinstance(event, KeyChanged):
-                if persistence is not None and not event.local and event.payload:
-                    persistence.merged(event.key, event.payload)
-                self._listeners.key_changed(event.key, event.change)
-            else:
-                self._node_log.member_event(event)
-                self._listeners.member_event(event)

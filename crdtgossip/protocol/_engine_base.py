@@ -72,6 +72,7 @@ COUNTERS: Final = (
     "local_updates",
     "push_pulls",
     "keys_restored",
+    "keys_deleted",
     "stale_accusations_corrected",
     "quorum_writes",
     "quorum_reads",

@@ -31,7 +31,7 @@ class StatsEngine(EngineCore):
             frames and undecodable payloads), ``merge_errors`` (payloads of the wrong
             type or that failed to merge), ``duplicate_deltas``, ``deltas_merged``,
             ``states_merged``, ``local_updates``, ``push_pulls``, ``keys_restored``,
-            the quorum counters (``quorum_writes``, ``quorum_reads``,
+            ``keys_deleted``, the quorum counters (``quorum_writes``, ``quorum_reads``,
             ``quorum_failures``, ``quorum_late_answers``, ``write_requests_served``,
             ``read_requests_served``, ``read_repairs``, ``held_acks_dropped``), one
             ``drop_<reason>`` per reason in :data:`DROP_REASONS`, ``buddy_suspicions``

@@ -208,6 +208,24 @@ class HashTree:
             self._sorted.sort()
             self._hashes.clear()
 
+    def remove(self, key: str) -> None:
+        """Take a key out of the tree (its state is gone): its entry, its place in the
+        order and the cached hashes above it; a key not in the tree is ignored.
+
+        Args:
+            key: the data key.
+        """
+        self._dirty.pop(key, None)
+        entry = self._entries.pop(key, None)
+        if entry is None:
+            return
+        position = entry[0]
+        index = bisect_left(self._sorted, (position, key))
+        if index < len(self._sorted) and self._sorted[index] == (position, key):
+            del self._sorted[index]
+        for depth in range(MAX_TREE_DEPTH + 1):
+            self._hashes.pop((depth, position >> _shift(depth)), None)
+
     def digest(self, key: str) -> bytes | None:
         """The current digest of ``key``, or ``None`` when it has no state here."""
         self.refresh()

@@ -161,6 +161,10 @@ class BroadcastQueue(Generic[T]):
             self._prune()
         self._compact()
 
+    def discard(self, name: Name) -> None:
+        """Drop the queued item of ``name``, if any (what it carries is void)."""
+        self._items.pop(name, None)
+
     def _push(self, transmits: int, size: int, serial: int, name: Name) -> None:
         heapq.heappush(self._heap, (_key(transmits, size, serial), name))
 

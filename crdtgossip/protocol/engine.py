@@ -7,7 +7,8 @@ socket, a clock, a thread or a global random generator. Its driver feeds it
 * the passing of time: :meth:`Engine.tick`;
 * local changes: :meth:`Engine.update`, or :meth:`Engine.commit_local` for a mutation
   made on the live state (with :meth:`Engine.begin_local` and
-  :meth:`Engine.abort_local` around persisting it), :meth:`Engine.join`,
+  :meth:`Engine.abort_local` around persisting it), :meth:`Engine.delete`,
+  :meth:`Engine.join`,
   :meth:`Engine.leave`, and state read back from storage: :meth:`Engine.restore`;
 * quorum requests: :meth:`Engine.start_write`, :meth:`Engine.start_read`, and
   :meth:`Engine.release_acks` once merges it acknowledges are persisted;
@@ -32,8 +33,9 @@ anti-entropy driver, over the hash tree of ``antientropy`` and the repair of a k
 its difference in ``repair``), ``quorum`` (quorum bookkeeping), ``messages`` (the wire format) and
 ``outbox`` (framing). The class itself is assembled from one part per concern over the
 state declared in ``_engine_base``: ``_engine_data`` (live states, local writes, merges,
-the delta queue), ``_engine_quorum`` (quorum requests) and ``_engine_members`` (join,
-leave, answers to outdated news); this module keeps the inputs, timers and dispatch.
+the delta queue), ``_engine_delete`` (dropping a key), ``_engine_quorum`` (quorum
+requests) and ``_engine_members`` (join, leave, answers to outdated news); this module
+keeps the inputs, timers and dispatch.
 """
 
 from __future__ import annotations
@@ -55,7 +57,8 @@ from crdtgossip.protocol._engine_base import (
     check_text,
 )
 from crdtgossip.protocol._engine_clock import ClockEngine
-from crdtgossip.protocol._engine_data import MAX_JOINED_DELTAS, MAX_SEEN_DELTAS, DataEngine
+from crdtgossip.protocol._engine_data import MAX_JOINED_DELTAS, MAX_SEEN_DELTAS
+from crdtgossip.protocol._engine_delete import DeleteEngine
 from crdtgossip.protocol._engine_members import MembersEngine
 from crdtgossip.protocol._engine_quorum import QuorumEngine
 from crdtgossip.protocol._engine_stats import StatsEngine
@@ -107,7 +110,7 @@ from crdtgossip.protocol.sync import AntiEntropy
 __all__ = ["DROP_REASONS", "MAX_JOINED_DELTAS", "MAX_SEEN_DELTAS", "Engine"]
 
 
-class Engine(DataEngine, QuorumEngine, MembersEngine, ClockEngine, RollbackEngine, StatsEngine):
+class Engine(DeleteEngine, QuorumEngine, MembersEngine, ClockEngine, RollbackEngine, StatsEngine):
     """One member of a gossip cluster, with no I/O of its own.
 
     Args:

@@ -111,6 +111,9 @@ class KeyChanged:
     #: Whether ``change`` is a local update (its driver persisted it before it was
     #: applied) rather than something received from the network.
     local: bool = False
+    #: Whether the key was deleted (:meth:`~crdtgossip.protocol.Engine.delete`): its
+    #: state is gone here; ``change`` is None.
+    deleted: bool = False
 
 
 Event = MemberJoined | MemberAlive | MemberSuspect | MemberDead | MemberLeft | KeyChanged

@@ -1,0 +1,74 @@
+"""The engine's key deletion: a top-level key and everything the engine keeps of it, gone.
+
+A key's state is not the only thing the engine holds for it: its entry in the
+anti-entropy hash tree, its size estimate, and the gossip queue item a newer delta of it
+would be joined into. :meth:`DeleteEngine.delete` drops them all, so a deleted key costs
+no memory and no anti-entropy hash entry here, and says so in a
+:class:`~crdtgossip.protocol.events.KeyChanged` event with ``deleted`` set.
+
+This is a *local* deletion: nothing is sent, and a member that still holds the key
+gives it back by anti-entropy. The driver (:meth:`crdtgossip.Node.delete`) therefore
+only deletes on a node with no other live member; see ``docs/concepts/lifecycle.rst``
+for the causal rule a cluster-wide delete will follow.
+"""
+
+from __future__ import annotations
+
+from crdtgossip.errors import OperationError
+from crdtgossip.protocol._engine_base import LIVE_STATUSES
+from crdtgossip.protocol._engine_data import DataEngine
+from crdtgossip.protocol.events import KeyChanged
+from crdtgossip.protocol.keysize import KeySizes
+
+__all__ = ["DeleteEngine"]
+
+
+class DeleteEngine(DataEngine):
+    """The data store of :class:`~crdtgossip.protocol.Engine` with its deletes (see the
+    module doc)."""
+
+    _sizes: KeySizes
+    _open_deltas: dict[str, tuple[str, str]]
+    _joined: dict[str, int]
+
+    def others_live(self) -> int:
+        """How many other members are alive or suspect (who could still hold a key)."""
+        return sum(
+            member.status in LIVE_STATUSES and member.node_id != self.node_id
+            for member in self._membership.members()
+        )
+
+    def delete(self, key: str, now: float) -> bool:
+        """Drop ``key`` here: its state, its hash-tree entry, its size estimate and its
+        queued gossip item.
+
+        Nothing is sent: a member still holding the key gives it back by anti-entropy
+        (see the module doc). A later write to the key starts from an empty state.
+
+        Args:
+            key: the data key.
+            now: the driver's time in seconds.
+
+        Returns:
+            Whether the key was held here (False: nothing changed, no event).
+
+        Raises:
+            OperationError: an invalid key, or a local write to it is being persisted
+                (:meth:`begin_local`): delete it once the write is committed.
+        """
+        self._check_key(key)
+        now = self._begin(now)
+        if key in self._held_keys:
+            raise OperationError(f"a write to key {key!r} is being persisted; delete it after")
+        if self._store.pop(key, None) is None:
+            return False
+        self._tree.remove(key)
+        self._sizes.forget(key)
+        open_name = self._open_deltas.pop(key, None)
+        if open_name is not None:
+            self._queue.discard(open_name)
+        self._joined.pop(key, None)
+        self._counters["keys_deleted"] += 1
+        self._events.append(KeyChanged(key, local=True, deleted=True))
+        self._flush()
+        return True
