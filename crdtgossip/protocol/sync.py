@@ -17,12 +17,11 @@ reassembled within strict bounds by :class:`~crdtgossip.protocol.reassembly.Reas
 
 A key on its way between two members is left alone by the exchanges meanwhile: the
 sender neither opens nor answers a repair of a key it is sending to that member, and a
-member that merged a whole state or part of a key within :data:`ARRIVING_QUIET`
-neither repairs nor sends that key. Otherwise an exchange in the middle of a long
-transfer (a 10^7-element ORSet takes tens of seconds) would repair the half-received
-state by its difference, whose patches scatter the receiver's causal context into
-millions of single counters, and each later part would cost a walk over them: the
-transfer did not end in 15 minutes, against 23 s without the exchanges. The next
+member receiving a key in parts (a second whole state or part of it merged within
+:data:`ARRIVING_QUIET` of the one before) neither repairs nor sends that key. Otherwise
+an exchange in the middle of a long transfer (a 10^7-element ORSet takes tens of
+seconds) repairs the half-received state by its difference, which costs both sides as
+much as the transfer itself, and sends back what is arriving. The next
 exchange after the transfer repairs whatever is left.
 
 Like the rest of the protocol it does no I/O: it reads and merges into the engine's
@@ -47,8 +46,10 @@ from crdtgossip.protocol.transfer import PUMP_INTERVAL, Transfers
 __all__ = ["ARRIVING_QUIET", "COUNTERS", "AntiEntropy"]
 
 ARRIVING_QUIET = 2.0
-"""Seconds after a whole state or part of a key was merged during which the key is left
-out of exchanges here (parts of a transfer arrive every few milliseconds)."""
+"""Seconds between two whole states or parts of a key merged here within which the key
+counts as arriving in parts, and after the last of which it is left out of exchanges
+(parts of a transfer arrive every few milliseconds). One state merged alone (an
+exchange's answer) leaves the key free."""
 
 _MAX_ARRIVING = 4096  # keys remembered as arriving; older ones are forgotten first
 
@@ -122,8 +123,9 @@ class AntiEntropy:
             measured=measured,
         )
         self._reassembly = Reassembly(max_key_bytes, drops)
-        # key -> when a whole state or part of it was last merged here.
-        self._arriving: dict[str, float] = {}
+        # key -> when a whole state or part of it was last merged here, and how many
+        # were merged each within ARRIVING_QUIET of the one before.
+        self._arriving: dict[str, tuple[float, int]] = {}
         drops.setdefault("key_too_large", 0)  # an incoming state past max_key_bytes
 
     def pump(self) -> None:
@@ -241,21 +243,23 @@ class AntiEntropy:
 
     def arrived(self, key: str) -> None:
         """Note that a whole state or part of ``key`` was just merged here."""
-        arriving = self._arriving
-        if key not in arriving and len(arriving) >= _MAX_ARRIVING:
-            cutoff = self._clock() - ARRIVING_QUIET
-            for stale in [k for k, when in arriving.items() if when < cutoff]:
+        arriving, now = self._arriving, self._clock()
+        last = arriving.get(key)
+        if last is None and len(arriving) >= _MAX_ARRIVING:
+            cutoff = now - ARRIVING_QUIET
+            for stale in [k for k, (when, _) in arriving.items() if when < cutoff]:
                 del arriving[stale]
             if len(arriving) >= _MAX_ARRIVING:
                 del arriving[next(iter(arriving))]
-        arriving[key] = self._clock()
+        in_parts = last is not None and now - last[0] < ARRIVING_QUIET
+        arriving[key] = (now, last[1] + 1 if in_parts and last is not None else 1)
 
     def _busy(self, address: str, key: str) -> bool:
         """Whether ``key`` is on its way between this node and ``address``."""
         if self._transfers.sending(address, key):
             return True
-        when = self._arriving.get(key)
-        return when is not None and self._clock() - when < ARRIVING_QUIET
+        last = self._arriving.get(key)
+        return last is not None and last[1] > 1 and self._clock() - last[0] < ARRIVING_QUIET
 
     def send_states(self, address: str, keys: list[str]) -> None:
         """Send the whole state of each of ``keys`` held here (see
