@@ -2,12 +2,13 @@
 
 ::
 
-    crdtgossip deploy audit --agent URL [--since TIME] [--who NAME] [--from-agent ID]
+    crdtgossip deploy audit --agent URL [--since TIME] [--who NAME ...] [--from-agent ID]
                             [--limit N] [--json]
 
 Prints one line per entry of the audit record (:mod:`crdtgossip.apps.registry.audit`),
 oldest first: the time (ISO 8601, UTC), who (the token's name), the HTTP status, the
 method and path, the agent that answered, the client's address and the summary.
+``--who`` repeated shows the entries of each token named, in one timeline.
 ``--json`` prints the agent's answer, ``{"audit": [entry, ...]}``.
 """
 
@@ -39,7 +40,12 @@ def add_audit_action(
     """Add ``audit`` to the deploy actions (``common`` adds ``--agent`` and ``--token``)."""
     audit = common("audit", "show the audit record: who wrote what, when, from where")
     audit.add_argument("--since", type=parse_moment, metavar="TIME", help="entries from then")
-    audit.add_argument("--who", metavar="NAME", help="one token's entries")
+    audit.add_argument(
+        "--who",
+        action="append",
+        metavar="NAME",
+        help="one token's entries; repeat for several, in one timeline",
+    )
     audit.add_argument(
         "--from-agent", dest="from_agent", metavar="ID", help="entries one agent answered"
     )
@@ -72,7 +78,7 @@ async def run_audit_action(args: argparse.Namespace, agent: AgentClient) -> str:
     if args.since is not None:
         query["since"] = repr(args.since)
     if args.who is not None:
-        query["who"] = args.who
+        query["who"] = ",".join(args.who)
     if args.from_agent is not None:
         query["agent"] = args.from_agent
     if args.limit is not None:

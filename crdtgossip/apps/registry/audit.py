@@ -22,7 +22,8 @@ keeps its last entries in the set; the growth is bounded by that count per node 
 used. Only the entries, not a removed entry's content, are kept after a remove.
 
 ``GET /v1/audit`` answers ``{"audit": [entry, ...]}``, oldest first, with the query
-parameters ``since`` (a Unix time), ``who``, ``agent`` and ``limit`` (the newest N).
+parameters ``since`` (a Unix time), ``who`` (a token's name, or several separated by
+commas: ``who=ci,alice``), ``agent`` and ``limit`` (the newest N).
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from __future__ import annotations
 import json
 import logging
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -221,7 +222,7 @@ class AuditLog:
         self,
         *,
         since: float | None = None,
-        who: str | None = None,
+        who: str | Collection[str] | None = None,
         agent: str | None = None,
         limit: int | None = None,
     ) -> list[AuditEntry]:
@@ -229,16 +230,17 @@ class AuditLog:
 
         Args:
             since: only entries at or after this Unix time.
-            who: only this token name's entries.
+            who: only this token name's entries (or these names').
             agent: only the entries this agent answered.
             limit: only the newest ``limit`` (after the filters).
         """
+        names = None if who is None else frozenset([who] if isinstance(who, str) else who)
         state: ORSet[Element] = await self._node.get(AUDIT_KEY, ORSet)
         found = [
             AuditEntry.of(element)
             for element in state
             if (since is None or element[0] >= since)
-            and (who is None or element[3] == who)
+            and (names is None or element[3] in names)
             and (agent is None or element[1] == agent)
         ]
         found.sort(key=lambda e: (e.time, e.agent, e.seq))
@@ -270,7 +272,9 @@ def _parse_query(query: Mapping[str, str]) -> dict[str, Any]:
         if not limit_text.isdigit() or not 1 <= int(limit_text) <= _MAX_LIMIT:
             raise RegistryError(f"limit must be an integer from 1 to {_MAX_LIMIT}")
         limit = int(limit_text)
-    return {"since": since, "who": query.get("who"), "agent": query.get("agent"), "limit": limit}
+    who_text = query.get("who")
+    who = None if who_text is None else [name for name in who_text.split(",") if name]
+    return {"since": since, "who": who, "agent": query.get("agent"), "limit": limit}
 
 
 def add_audit_routes(app: web.Application, audit_of: Callable[[web.Request], AuditLog]) -> None:

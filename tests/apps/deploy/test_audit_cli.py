@@ -42,6 +42,9 @@ def test_audit_shows_each_step_with_its_token(
         " ci 200 PUT /v1/releases/prod/web via audited from 127.0.0.1  version=1.2.4" in (lines[0])
     )
     assert " viewer 403 PUT /v1/releases/prod/web via audited" in lines[1]
+    both = f"deploy audit --agent {scoped_agent} --token {viewer} --who ci --who viewer"
+    assert run(parse(both)) == 0
+    assert capsys.readouterr().out.splitlines() == lines  # one timeline of both tokens
     line = f"deploy audit --agent {scoped_agent} --token {viewer} --who ci --json"
     assert run(parse(line)) == 0
     [entry] = json.loads(capsys.readouterr().out)["audit"]
@@ -56,7 +59,7 @@ def test_audit_flags_parse() -> None:
     args = parse("deploy audit --since 10 --who ci --from-agent a-1 --limit 5 --json")
     assert (args.since, args.who, args.from_agent, args.limit, args.json) == (
         10.0,
-        "ci",
+        ["ci"],
         "a-1",
         5,
         True,

@@ -100,6 +100,9 @@ async def test_the_filters_of_the_audit_read(scoped: Client, clock: FakeClock) -
     assert [e["seq"] for e in await audit(scoped, f"?since={start + 20}")] == [3, 4]
     assert [e["seq"] for e in await audit(scoped, "?who=ci")] == [1, 3]
     assert [e["seq"] for e in await audit(scoped, "?who=ci&limit=1")] == [3]
+    both = [(e["seq"], e["who"]) for e in await audit(scoped, "?who=ci,viewer")]
+    assert both == [(1, "ci"), (2, "viewer"), (3, "ci"), (4, "viewer")]
+    assert [e["seq"] for e in await audit(scoped, "?who=viewer,nobody")] == [2, 4]
     assert await audit(scoped, "?agent=elsewhere") == []
     assert [e["summary"] for e in await audit(scoped, "?who=ci")] == [
         "min_passing=0",
