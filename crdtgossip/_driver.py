@@ -174,6 +174,11 @@ class Driver:
             return
         self.pump()
 
+    def backlog(self, address: str) -> int:
+        """Bytes the stream transport still holds for ``address`` (0 for a transport
+        of the node's own, which keeps no such count)."""
+        return 0 if self.tcp is None else self.tcp.backlog(address)
+
     def pump(self) -> None:
         """Send what the engine produced, let the node take its events and results, and
         set the timer for its next wakeup."""

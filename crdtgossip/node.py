@@ -181,6 +181,7 @@ class Node:
         )
         self._running = True
         self._driver.engine = self._engine
+        self._engine.set_backlog(self._driver.backlog)
         self._engine.join(self._seeds, loop.time())
         self._driver.pump()
         self._node_log.started(self.stats())

@@ -11,6 +11,7 @@ the transmit-limited gossip queue, a burst to one key joined into bounded items.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from typing import Final, cast
 
 from crdtgossip.codec import decode, encode
@@ -84,6 +85,12 @@ class DataEngine(EngineCore):
     # The member table's epoch when the live members were last handed to _delivery.
     _delivery_epoch: int
     _acks: dict[tuple[str, int], list[tuple[int, int]]]
+
+    def set_backlog(self, backlog: Callable[[str], int]) -> None:
+        """Tell the engine how many bytes the transport still holds for a member, so
+        large-state transfers to a slow member pause instead of overflowing it
+        (:data:`~crdtgossip.protocol.transfer.MAX_BACKLOG`)."""
+        self._sync.transfers.set_backlog(backlog)
 
     def check_room(self, key: str) -> None:
         """Refuse a write to ``key`` when its state has reached

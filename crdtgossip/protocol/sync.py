@@ -241,6 +241,11 @@ class AntiEntropy:
         if outcome.reply is not None:
             self._outbox.send(address, outcome.reply, reliable=True)
 
+    @property
+    def transfers(self) -> Transfers:
+        """The whole states being sent."""
+        return self._transfers
+
     def arrived(self, key: str) -> None:
         """Note that a whole state or part of ``key`` was just merged here."""
         arriving, now = self._arriving, self._clock()

@@ -76,6 +76,13 @@ PUMP_INTERVAL: Final = 0.002
 incoming frames) a turn between steps, and still moves STEP_BYTES up to 500 times a
 second."""
 
+MAX_BACKLOG: Final = 2 * 1024 * 1024
+"""Bytes waiting in the transport for one member past which its transfers pause (the
+others go on): a receiver slower than the sender (merging a large state costs more than
+cutting it) would otherwise let the transport's buffer overflow and drop parts, and
+each lost part leaves a gap in the receiver's counters that the rest of the transfer
+then pays for. Set by the driver (:meth:`Transfers.set_backlog`); 0 without one."""
+
 MAX_PENDING: Final = 1024
 """Most transfers queued at once; one more is refused (counted) and asked again by
 the next anti-entropy exchange."""
@@ -207,6 +214,7 @@ class Transfers:
         self._counters = counters
         self._max_key_bytes = max_key_bytes
         self._measured = measured
+        self._backlog: Callable[[str], int] = lambda address: 0
         self._clock = clock
         for name in COUNTERS:
             counters.setdefault(name, 0)
@@ -222,6 +230,11 @@ class Transfers:
     def pending(self) -> bool:
         """Whether a transfer waits for :meth:`pump`."""
         return bool(self._jobs)
+
+    def set_backlog(self, backlog: Callable[[str], int]) -> None:
+        """Pause the transfers to a member while ``backlog(address)`` (the bytes the
+        transport still holds for it) is past :data:`MAX_BACKLOG`."""
+        self._backlog = backlog
 
     def sending(self, address: str, key: str) -> bool:
         """Whether the state of ``key`` is being sent to ``address`` now."""
@@ -303,8 +316,8 @@ class Transfers:
         skipped = 0
         while self._jobs and spent < STEP_BYTES and skipped < len(self._jobs):
             job = self._jobs[0]
-            if job.key in self._held:
-                self._jobs.rotate(-1)  # its state may not leave now: the others first
+            if job.key in self._held or self._backlog(job.address) > MAX_BACKLOG:
+                self._jobs.rotate(-1)  # it may not leave now: the others first
                 skipped += 1
                 continue
             state = self._store.get(job.key)

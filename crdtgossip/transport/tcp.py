@@ -327,6 +327,13 @@ class TcpTransport:
             return
         self._write(connection, writer, framed, len(data))
 
+    def backlog(self, address: str) -> int:
+        """Bytes queued for ``address`` that the kernel has not taken yet."""
+        connection = self._outbound.get(address)
+        if connection is None or connection.writer is None:
+            return 0 if connection is None else connection.pending_bytes
+        return connection.writer.transport.get_write_buffer_size()
+
     def stats(self) -> dict[str, int]:
         """Counters since construction.
 

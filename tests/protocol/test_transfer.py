@@ -15,7 +15,7 @@ from crdtgossip.config import GossipConfig
 from crdtgossip.crdts import GCounter, GSet, LWWMap, LWWRegister, ORMap, ORSet
 from crdtgossip.crdts._causal import CausalContext
 from crdtgossip.protocol import Engine
-from crdtgossip.protocol.transfer import STEP_BYTES, context_slice
+from crdtgossip.protocol.transfer import MAX_BACKLOG, STEP_BYTES, context_slice
 
 from .cluster import VirtualCluster
 
@@ -223,3 +223,20 @@ def test_exchanges_during_a_transfer_leave_the_key_on_its_way_alone() -> None:
         assert engine.stats()["repairs_opened"] == 0
         assert engine.stats()["repair_steps"] == 0
     assert b.stats()["transfer_parts"] == 0  # nor does the receiver send it back
+
+
+def test_a_transfer_pauses_while_the_transport_holds_too_much_for_its_member() -> None:
+    state: ORSet[int] = ORSet()
+    for element in range(50_000):
+        state.add(element, "origin")
+    expected = state.copy()
+    cluster, _ = _join_with(state)
+    a = cluster.engines["a"]
+    held = {"bytes": MAX_BACKLOG + 1}  # what the transport still holds for b
+    a.set_backlog(lambda address: held["bytes"] if address == cluster.address("b") else 0)
+    cluster.run(0.5)
+    paused = a.stats()["transfer_parts"]
+    assert paused == 0  # not one part while the backlog is past the bound
+    held["bytes"] = MAX_BACKLOG  # drained to the bound: the transfer goes on
+    _reaches(cluster, expected)
+    assert a.stats()["transfer_parts"] > 5
