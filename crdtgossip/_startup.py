@@ -18,8 +18,9 @@ from crdtgossip.config import GossipConfig
 from crdtgossip.crdts._base import CRDT
 from crdtgossip.errors import StorageError
 from crdtgossip.protocol import Engine
+from crdtgossip.protocol.antientropy import key_digest
 from crdtgossip.protocol.rollback import fresh_replica_id
-from crdtgossip.storage import MAX_INCARNATION, Storage
+from crdtgossip.storage import MAX_INCARNATION, Storage, StoredState
 
 __all__ = [
     "Opened",
@@ -47,6 +48,20 @@ class Opened(NamedTuple):
     kept_id: bool
 
 
+def _decode_and_digest(stored: StoredState) -> dict[str, CRDT]:
+    """Decode every stored key, and compute its anti-entropy digest once.
+
+    A decoded state holds no running sums of its hashes yet; the first exchange would
+    build them in one call, on the event loop (10 s for a 10^7-element ORSet). Here
+    they are built where the storage is read: in its thread for a file.
+    """
+    restored = decode_all(stored)
+    for state in restored.values():
+        if hasattr(state, "_digest"):  # a type of the user's is hashed by its encoding
+            key_digest(state)
+    return restored
+
+
 async def open_storage(node_id: str, storage: Storage, persistence: Persistence) -> Opened:
     """Open ``storage``; the replica id and incarnation to run under, and the keys.
 
@@ -61,7 +76,7 @@ async def open_storage(node_id: str, storage: Storage, persistence: Persistence)
     except StorageError as exc:
         raise StorageError(f"node {node_id!r} cannot start: {exc}") from exc
     try:
-        restored = decode_all(stored)
+        restored = await persistence.call(_decode_and_digest, stored)
         if stored.rolled_back:
             _log.warning(
                 "crdtgossip: the storage of %s lost commits it had acknowledged "

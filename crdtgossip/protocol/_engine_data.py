@@ -18,6 +18,7 @@ from crdtgossip.codec import decode, encode
 from crdtgossip.crdts import CRDT
 from crdtgossip.errors import DecodeError, MergeError
 from crdtgossip.protocol._engine_base import EngineCore, From
+from crdtgossip.protocol.antientropy import key_digest
 from crdtgossip.protocol.broadcast import MAX_QUEUE_ITEMS
 from crdtgossip.protocol.delivery import DeliveryLog
 from crdtgossip.protocol.events import KeyChanged
@@ -326,7 +327,11 @@ class DataEngine(EngineCore):
         self._rollback_watch(key, value)
         state = self._store.get(key)
         if state is None:
-            self._store[key] = value.copy() if keep else value
+            stored = self._store[key] = value.copy() if keep else value
+            # A built-in type's running digest sums, now that it is one payload (a first
+            # part): merges keep them from here, so no exchange builds them whole.
+            if hasattr(stored, "_digest"):
+                key_digest(stored)
         elif type(state) is not type(value):
             self._counters["merge_errors"] += 1
             self._drops["type_mismatch"] += 1
