@@ -386,7 +386,11 @@ class Engine(DataEngine, QuorumEngine, MembersEngine, ClockEngine, IdentityEngin
     # --- dispatch ------------------------------------------------------------------
 
     def _dispatch(self, message: Message, origin: From) -> None:
+        # Alive first: it is most of what arrives (piggybacked rumors), and each case
+        # costs an isinstance check (the classes are disjoint, so order is free).
         match message:
+            case Alive() | Left():
+                self._membership.apply(message, origin.now, origin.node_id)
             case Ping():
                 if not self._prober.on_ping(message, origin.address, origin.node_id):
                     self._drops["wrong_target"] += 1
@@ -396,8 +400,6 @@ class Engine(DataEngine, QuorumEngine, MembersEngine, ClockEngine, IdentityEngin
                 self._prober.on_ack(message)
             case Nack():
                 self._prober.on_nack(message)
-            case Alive() | Left():
-                self._membership.apply(message, origin.now, origin.node_id)
             case Suspect() | Dead():
                 if not self._membership.apply(message, origin.now, origin.node_id):
                     self._correct_stale_accusation(message, origin)

@@ -259,8 +259,11 @@ class Membership(MemberChoice):
         if type(rumor) is Alive and rumor.node_id != self.local_id:
             # The common case, by far (a rumor reaches each member many times): an
             # alive member said alive again at no newer incarnation, which the
-            # transition table ignores; answered without the lookup.
-            known = self.get(rumor.node_id)
+            # transition table ignores; answered without the lookup (get() inlined).
+            node_id = rumor.node_id
+            known = self._members.get(node_id)
+            if known is None and node_id not in self._forgotten:
+                known = self._shared.get(node_id)
             if (
                 known is not None
                 and known.status is Status.ALIVE
