@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import heapq
 import math
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Final, Generic, TypeVar
 
@@ -36,14 +37,13 @@ _HEAP_SLACK: Final = 64
 """Stale heap entries (of items sent, replaced or gone) tolerated beyond a quarter of
 the number of queued items before the heap is rebuilt: a rebuild is O(n) and comes
 after at least n/4 pushes, so it costs amortised O(1) per push, and the heap stays
-within 1.25 n + 64 entries (an entry is about 70 bytes)."""
+within 1.25 n + 64 entries (an entry is an int of about 40 bytes)."""
 
 Name = tuple[str, str]
 T = TypeVar("T")
-# (key, name): the key packs (transmits, -size, -serial), the order take() sends in,
-# into one int (cheaper to hold and to compare than a tuple of three); an entry is
-# current while its item is queued holding that key (QueuedItem.key).
-_Entry = tuple[int, Name]
+# A heap entry is a key: an int packing (transmits, -size, -serial), the order take()
+# sends in (cheaper to hold and to compare than a tuple); the serial in it finds the
+# item, and the entry is current while that item holds the same key (QueuedItem.key).
 _SERIAL_BITS: Final = 40  # a trillion puts
 _SIZE_BITS: Final = 32  # larger than any frame
 _SERIAL_MASK: Final = (1 << _SERIAL_BITS) - 1
@@ -81,7 +81,8 @@ class QueuedItem(Generic[T]):
     Attributes:
         name: what it is about; a newer item with the same name replaces it.
         packed: the packed message, ready to go into a frame.
-        exclude: node ids that must not be sent this item (they have it).
+        exclude: node ids that must not be sent this item (they have it): a few, so
+            any collection will do (a member rumor's is a tuple of two).
         extra: what the owner keeps with it (the engine: the delta object, to join
             with a newer delta of the same key).
         transmits: how many times it was sent.
@@ -92,7 +93,7 @@ class QueuedItem(Generic[T]):
 
     name: Name
     packed: bytes
-    exclude: frozenset[str]
+    exclude: Collection[str]
     extra: T | None
     transmits: int
     serial: int
@@ -108,10 +109,12 @@ class BroadcastQueue(Generic[T]):
 
     def __init__(self, max_items: int = MAX_QUEUE_ITEMS) -> None:
         self._items: dict[Name, QueuedItem[T]] = {}
+        # The same items by serial (masked as in the keys), for the heap's entries.
+        self._by_serial: dict[int, QueuedItem[T]] = {}
         # The send order, kept as a heap so that taking k items costs O(k log n), not
         # a sort of the whole queue (thousands of member rumors while a large cluster
         # forms, on every gossip target and every piggybacked datagram).
-        self._heap: list[_Entry] = []
+        self._heap: list[int] = []
         # Bounds on the packed sizes queued: the least is never above the true least
         # and the largest never below the true largest (both reset when the queue
         # empties), so a take can stop once nothing more can fit.
@@ -134,7 +137,7 @@ class BroadcastQueue(Generic[T]):
         name: Name,
         packed: bytes,
         *,
-        exclude: frozenset[str] = frozenset(),
+        exclude: Collection[str] = (),
         extra: T | None = None,
     ) -> None:
         """Queue an item, replacing any older item of the same name.
@@ -145,7 +148,9 @@ class BroadcastQueue(Generic[T]):
             exclude: node ids that must not receive it.
             extra: kept with the item for the caller.
         """
-        self._items.pop(name, None)
+        older = self._items.pop(name, None)
+        if older is not None:
+            del self._by_serial[older.serial & _SERIAL_MASK]
         if not self._items:
             self._min_size = self._max_size = len(packed)
         else:
@@ -153,8 +158,9 @@ class BroadcastQueue(Generic[T]):
             self._max_size = max(self._max_size, len(packed))
         self._serial += 1
         key = _key(0, len(packed), self._serial)
-        self._items[name] = QueuedItem(name, packed, exclude, extra, 0, self._serial, key)
-        heapq.heappush(self._heap, (key, name))
+        item = QueuedItem(name, packed, exclude, extra, 0, self._serial, key)
+        self._items[name] = self._by_serial[self._serial & _SERIAL_MASK] = item
+        heapq.heappush(self._heap, key)
         if len(self._items) > self._max_items:
             self._prune()
         self._compact()
@@ -162,7 +168,7 @@ class BroadcastQueue(Generic[T]):
     def _compact(self) -> None:
         """Rebuild the heap from the queued items once stale entries dominate it."""
         if len(self._heap) > len(self._items) + len(self._items) // 4 + _HEAP_SLACK:
-            self._heap = [(i.key, i.name) for i in self._items.values()]
+            self._heap = [i.key for i in self._items.values()]
             heapq.heapify(self._heap)
 
     def _prune(self) -> None:
@@ -171,8 +177,12 @@ class BroadcastQueue(Generic[T]):
         keep = self._max_items - self._max_items // 8
         ordered = sorted(self._items.values(), key=lambda i: (-i.transmits, i.serial))
         for item in ordered[: len(self._items) - keep]:
-            del self._items[item.name]
+            self._remove(item)
             self.overflow_drops += 1
+
+    def _remove(self, item: QueuedItem[T]) -> None:
+        del self._items[item.name]
+        del self._by_serial[item.serial & _SERIAL_MASK]
 
     def take(
         self,
@@ -205,50 +215,48 @@ class BroadcastQueue(Generic[T]):
             return self._take_large(budget, limit, destination, per_item_overhead, min_size)
         chosen: list[bytes] = []
         left = budget
-        items, heap, pop = self._items, self._heap, heapq.heappop
+        items, by_serial, heap, pop = self._items, self._by_serial, self._heap, heapq.heappop
         # Entries popped and still current, to push back (with their new count).
-        kept: list[_Entry] = []
+        kept: list[int] = []
         # The loop runs once per item sent (tens of millions in a simulated join of
         # 1,000 nodes): _send inlined.
         floor = self._min_size + per_item_overhead
         while heap and left >= floor:
-            entry = pop(heap)
-            key, name = entry
-            item = items.get(name)
+            key = pop(heap)
+            item = by_serial.get(_SERIAL_MASK - (key & _SERIAL_MASK))
             if item is None or item.key != key:
                 continue  # stale: the item was sent, replaced or dropped since
             packed = item.packed
             cost = len(packed) + per_item_overhead
             if cost > left or (destination is not None and destination in item.exclude):
-                kept.append(entry)
+                kept.append(key)
                 continue
             chosen.append(packed)
             item.transmits += 1
             if item.transmits >= limit:
-                del items[name]
+                del items[item.name]
+                del by_serial[item.serial & _SERIAL_MASK]
             else:
                 item.key = key = key + _ONE_TRANSMIT
-                kept.append((key, name))
+                kept.append(key)
             left -= cost
             if left <= per_item_overhead:
                 break
-        for entry in kept:
-            heapq.heappush(heap, entry)
+        for key in kept:
+            heapq.heappush(heap, key)
         if not items:
             heap.clear()
         return chosen
 
-    def _send(
-        self, item: QueuedItem[T], limit: int, chosen: list[bytes], kept: list[_Entry]
-    ) -> None:
+    def _send(self, item: QueuedItem[T], limit: int, chosen: list[bytes], kept: list[int]) -> None:
         """Count ``item`` as sent: into ``chosen``, and out of the queue at ``limit``."""
         chosen.append(item.packed)
         item.transmits += 1
         if item.transmits >= limit:
-            del self._items[item.name]
+            self._remove(item)
         else:
             item.key += _ONE_TRANSMIT
-            kept.append((item.key, item.name))
+            kept.append(item.key)
 
     def _take_large(
         self,
@@ -267,7 +275,7 @@ class BroadcastQueue(Generic[T]):
         self._max_size = max((len(i.packed) for i in large), default=min_size - 1)
         large.sort(key=lambda i: (i.transmits, -len(i.packed), -i.serial))
         chosen: list[bytes] = []
-        kept: list[_Entry] = []
+        kept: list[int] = []
         left = budget
         for item in large:
             cost = len(item.packed) + per_item_overhead
@@ -277,6 +285,6 @@ class BroadcastQueue(Generic[T]):
             left -= cost
             if left <= per_item_overhead:
                 break
-        for entry in kept:
-            heapq.heappush(self._heap, entry)
+        for key in kept:
+            heapq.heappush(self._heap, key)
         return chosen

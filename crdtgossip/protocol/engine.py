@@ -260,9 +260,13 @@ class Engine(DataEngine, QuorumEngine, MembersEngine, ClockEngine, IdentityEngin
             self._from_own_id(frame.messages, sender)
             return
         origin = From(frame.sender, sender, now)
+        self._counters["messages_in"] += len(frame.messages)
+        # Most of what arrives is alive rumors already known (each reaches a member
+        # several times): those are answered here, before the dispatch.
+        known = self._membership.known_alive
         for message in frame.messages:
-            self._counters["messages_in"] += 1
-            self._dispatch(message, origin)
+            if type(message) is not Alive or not known(message):
+                self._dispatch(message, origin)
         self._notice_if_dead(origin)
         self._flush()
 

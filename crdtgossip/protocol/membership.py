@@ -83,7 +83,7 @@ class Membership(MemberChoice):
         config: GossipConfig,
         rng: random.Random,
         awareness: Awareness,
-        broadcast: Callable[[MembershipRumor, frozenset[str]], None],
+        broadcast: Callable[[MembershipRumor, tuple[str, ...]], None],
         events: list[Event],
     ) -> None:
         self.local_id = local_id
@@ -244,6 +244,24 @@ class Membership(MemberChoice):
 
     # --- rumors --------------------------------------------------------------------
 
+    def known_alive(self, rumor: Alive) -> bool:
+        """Whether ``rumor`` says of another member what this table already knows: alive,
+        at this incarnation or an older one. :meth:`apply` ignores such a rumor.
+
+        The common case, by far (a rumor reaches each member many times), so it is
+        answered without the transition table.
+        """
+        node_id = rumor.node_id
+        known = self._members.get(node_id)
+        if known is None and node_id not in self._forgotten:
+            known = self._shared.get(node_id)
+        return (
+            known is not None
+            and known.status is Status.ALIVE
+            and rumor.incarnation <= known.incarnation
+            and node_id != self.local_id
+        )
+
     def apply(self, rumor: MembershipRumor, now: float, origin: str | None = None) -> bool:
         """Apply one rumor, from the network or from this node's own verdicts.
 
@@ -256,20 +274,8 @@ class Membership(MemberChoice):
             ``True`` when it changed something (and was passed on), ``False`` when it
             was old news or ignored.
         """
-        if type(rumor) is Alive and rumor.node_id != self.local_id:
-            # The common case, by far (a rumor reaches each member many times): an
-            # alive member said alive again at no newer incarnation, which the
-            # transition table ignores; answered without the lookup (get() inlined).
-            node_id = rumor.node_id
-            known = self._members.get(node_id)
-            if known is None and node_id not in self._forgotten:
-                known = self._shared.get(node_id)
-            if (
-                known is not None
-                and known.status is Status.ALIVE
-                and rumor.incarnation <= known.incarnation
-            ):
-                return False
+        if type(rumor) is Alive and self.known_alive(rumor):
+            return False
         if rumor.incarnation >= MAX_INCARNATION:
             self.refused_rumors += 1
             return False
@@ -293,10 +299,12 @@ class Membership(MemberChoice):
     def _spread(self, rumor: MembershipRumor, origin: str | None) -> None:
         """Pass a rumor on, except to whoever told us and, for an alive rumor, to
         its subject, which knows best that it is alive."""
-        exclude = {origin} if origin is not None else set()
-        if isinstance(rumor, Alive):
-            exclude.add(rumor.node_id)
-        self._broadcast(rumor, frozenset(exclude))
+        # A tuple, not a set: a queue holds one per rumor (N² while N nodes join), and
+        # a set of two costs four times the memory.
+        exclude: tuple[str, ...] = () if origin is None else (origin,)
+        if isinstance(rumor, Alive) and rumor.node_id != origin:
+            exclude += (rumor.node_id,)
+        self._broadcast(rumor, exclude)
 
     def _add(self, rumor: Alive, now: float, origin: str | None) -> None:
         # Interned: every table in the process (a simulator's N engines) that knows
@@ -395,7 +403,7 @@ class Membership(MemberChoice):
         local = self.local
         local.incarnation = max(local.incarnation, incarnation) + 1
         self._awareness.apply(1)
-        self._broadcast(self.local_alive(), frozenset())
+        self._broadcast(self.local_alive(), ())
 
     def suspect(self, node_id: str, now: float) -> bool:
         """This node's own probe of ``node_id`` failed: suspect it.

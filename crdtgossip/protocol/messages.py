@@ -48,6 +48,7 @@ from crdtgossip.protocol.data_messages import (
 )
 from crdtgossip.protocol.delivery_messages import DeliveryMessage, DeltaAck, DeltaInterval
 from crdtgossip.protocol.member_messages import (
+    ALIVE_CACHE_SIZE,
     Ack,
     Alive,
     Dead,
@@ -170,6 +171,12 @@ def _wire(message: Message) -> list[object]:
     return data_messages.to_wire(message)
 
 
+# Packed alive rumors by their fields: each member that learns of a member packs the
+# rumor to pass it on, so a simulator's N engines would hold N equal copies of each
+# of N rumors in their queues (N² in all) where one of each serves.
+_alive_packed: dict[tuple[str, str, int], bytes] = {}
+
+
 def encode_message(message: Message) -> bytes:
     """Pack one message.
 
@@ -177,8 +184,18 @@ def encode_message(message: Message) -> bytes:
         message: any protocol message.
 
     Returns:
-        Its msgpack bytes, ready to be concatenated into a frame.
+        Its msgpack bytes, ready to be concatenated into a frame (an alive rumor's
+        may be the very bytes object of an earlier equal one).
     """
+    if type(message) is Alive:
+        fields = (message.node_id, message.address, message.incarnation)
+        known = _alive_packed.get(fields)
+        if known is None:
+            known = msgpack.packb([Kind.ALIVE, *fields], use_bin_type=True)
+            if len(_alive_packed) >= ALIVE_CACHE_SIZE:
+                _alive_packed.clear()
+            _alive_packed[fields] = known
+        return known
     packed: bytes = msgpack.packb(_wire(message), use_bin_type=True)
     return packed
 
