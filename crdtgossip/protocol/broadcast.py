@@ -109,7 +109,8 @@ class BroadcastQueue(Generic[T]):
 
     def __init__(self, max_items: int = MAX_QUEUE_ITEMS) -> None:
         self._items: dict[Name, QueuedItem[T]] = {}
-        # The same items by serial (masked as in the keys), for the heap's entries.
+        # The same items by the serial part of their keys (key & _SERIAL_MASK), for the
+        # heap's entries.
         self._by_serial: dict[int, QueuedItem[T]] = {}
         # The send order, kept as a heap so that taking k items costs O(k log n), not
         # a sort of the whole queue (thousands of member rumors while a large cluster
@@ -148,20 +149,23 @@ class BroadcastQueue(Generic[T]):
             exclude: node ids that must not receive it.
             extra: kept with the item for the caller.
         """
-        older = self._items.pop(name, None)
+        items = self._items
+        older = items.pop(name, None)
         if older is not None:
-            del self._by_serial[older.serial & _SERIAL_MASK]
-        if not self._items:
-            self._min_size = self._max_size = len(packed)
-        else:
-            self._min_size = min(self._min_size, len(packed))
-            self._max_size = max(self._max_size, len(packed))
+            del self._by_serial[older.key & _SERIAL_MASK]
+        size = len(packed)
+        if not items:
+            self._min_size = self._max_size = size
+        elif size < self._min_size:
+            self._min_size = size
+        elif size > self._max_size:
+            self._max_size = size
         self._serial += 1
-        key = _key(0, len(packed), self._serial)
+        key = _key(0, size, self._serial)
         item = QueuedItem(name, packed, exclude, extra, 0, self._serial, key)
-        self._items[name] = self._by_serial[self._serial & _SERIAL_MASK] = item
+        items[name] = self._by_serial[key & _SERIAL_MASK] = item
         heapq.heappush(self._heap, key)
-        if len(self._items) > self._max_items:
+        if len(items) > self._max_items:
             self._prune()
         self._compact()
 
@@ -182,7 +186,7 @@ class BroadcastQueue(Generic[T]):
 
     def _remove(self, item: QueuedItem[T]) -> None:
         del self._items[item.name]
-        del self._by_serial[item.serial & _SERIAL_MASK]
+        del self._by_serial[item.key & _SERIAL_MASK]
 
     def take(
         self,
@@ -221,9 +225,10 @@ class BroadcastQueue(Generic[T]):
         # The loop runs once per item sent (tens of millions in a simulated join of
         # 1,000 nodes): _send inlined.
         floor = self._min_size + per_item_overhead
+        mask, step = _SERIAL_MASK, _ONE_TRANSMIT
         while heap and left >= floor:
             key = pop(heap)
-            item = by_serial.get(_SERIAL_MASK - (key & _SERIAL_MASK))
+            item = by_serial.get(key & mask)
             if item is None or item.key != key:
                 continue  # stale: the item was sent, replaced or dropped since
             packed = item.packed
@@ -235,9 +240,9 @@ class BroadcastQueue(Generic[T]):
             item.transmits += 1
             if item.transmits >= limit:
                 del items[item.name]
-                del by_serial[item.serial & _SERIAL_MASK]
+                del by_serial[key & mask]
             else:
-                item.key = key = key + _ONE_TRANSMIT
+                item.key = key = key + step
                 kept.append(key)
             left -= cost
             if left <= per_item_overhead:

@@ -29,6 +29,7 @@ __all__ = [
     "Ping",
     "PingReq",
     "Suspect",
+    "decode_alive",
     "to_wire",
 ]
 
@@ -203,7 +204,7 @@ def _member_record(value: object) -> MemberRecord:
 
 
 ALIVE_CACHE_SIZE: Final = 1 << 16
-"""Most decoded :class:`Alive` rumors kept for reuse (see :func:`_decode_alive`)."""
+"""Most decoded :class:`Alive` rumors kept for reuse (see :func:`decode_alive`)."""
 
 # Decoded alive rumors by their fields: a rumor reaches each member several times
 # (retransmit_mult * log10 N copies spread over the cluster), and a simulator's N
@@ -213,8 +214,12 @@ ALIVE_CACHE_SIZE: Final = 1 << 16
 _alive_cache: dict[tuple[str, str, int], Alive] = {}
 
 
-def _decode_alive(fields: list[object]) -> Alive:
-    member, member_address, incarnation = fields
+def decode_alive(member: object, member_address: object, incarnation: object) -> Alive:
+    """The :class:`Alive` rumor of these fields, checked (an earlier equal one, if kept).
+
+    Raises:
+        DecodeError: a field is of the wrong type or out of its bounds.
+    """
     # Fields of exactly these types and equal values passed the checks before (the
     # type test keeps a bool, equal to 0 or 1, from matching an int's entry).
     if type(member) is str and type(member_address) is str and type(incarnation) is int:
@@ -241,7 +246,7 @@ DECODERS: dict[Kind, tuple[int, Callable[[list[object]], MemberMessage]]] = {
     Kind.PING_REQ: (3, lambda f: PingReq(uint(f[0], "seq"), node_id(f[1]), address(f[2]))),
     Kind.ACK: (1, lambda f: Ack(uint(f[0], "seq"))),
     Kind.NACK: (1, lambda f: Nack(uint(f[0], "seq"))),
-    Kind.ALIVE: (3, _decode_alive),
+    Kind.ALIVE: (3, lambda f: decode_alive(f[0], f[1], f[2])),
     Kind.SUSPECT: (
         3,
         lambda f: Suspect(node_id(f[0]), uint(f[1], "incarnation"), node_id(f[2])),

@@ -62,6 +62,7 @@ from crdtgossip.protocol.member_messages import (
     Ping,
     PingReq,
     Suspect,
+    decode_alive,
 )
 from crdtgossip.protocol.sync_messages import (
     MAX_BITS_SHIFT,
@@ -260,6 +261,9 @@ _BY_CODE: dict[int, tuple[Kind, int, _Decoder]] = {
 }
 
 
+_ALIVE_CODE = Kind.ALIVE.value
+
+
 def _decode_message(value: object) -> Message:
     # Run once per message received (tens of millions in a simulated join of 1,000
     # nodes): the checks of array() inlined.
@@ -267,6 +271,8 @@ def _decode_message(value: object) -> Message:
         raise fail("message must be an array")
     if not value or type(value[0]) is not int:
         raise fail("a message starts with its kind")
+    if value[0] == _ALIVE_CODE and len(value) == 4:
+        return decode_alive(value[1], value[2], value[3])  # most messages: no slice
     entry = _BY_CODE.get(value[0])
     if entry is None:
         raise fail(f"unknown message kind {value[0]}")
