@@ -449,7 +449,7 @@ class DataEngine(EngineCore):
                     self._remember(key, joined_payload)
                     self._joined[key] = self._joined.get(key, 0) + 1
                     self._queue.put(
-                        open_name, packed, exclude=exclude & older.exclude, extra=joined
+                        open_name, packed, exclude=exclude.intersection(older.exclude), extra=joined
                     )
                     return
                 # Too large joined: the older delta goes as it was, this one apart.

@@ -268,9 +268,12 @@ class Engine(DeleteEngine, QuorumEngine, MembersEngine, ClockEngine, RollbackEng
             self._from_own_id(frame.messages, sender)
             return
         origin = From(frame.sender, sender, now)
+        self._counters["messages_in"] += len(frame.messages)
+        # Most of what arrives is alive rumors already known: answered before dispatch.
+        known = self._membership.known_alive
         for message in frame.messages:
-            self._counters["messages_in"] += 1
-            self._dispatch(message, origin)
+            if type(message) is not Alive or not known(message):
+                self._dispatch(message, origin)
         self._notice_if_dead(origin)
         self._flush()
 
@@ -396,7 +399,10 @@ class Engine(DeleteEngine, QuorumEngine, MembersEngine, ClockEngine, RollbackEng
     # --- dispatch ------------------------------------------------------------------
 
     def _dispatch(self, message: Message, origin: From) -> None:
+        # Alive first, the most frequent (each case costs an isinstance check).
         match message:
+            case Alive() | Left():
+                self._membership.apply(message, origin.now, origin.node_id)
             case Ping():
                 if not self._prober.on_ping(message, origin.address, origin.node_id):
                     self._drops["wrong_target"] += 1
@@ -406,8 +412,6 @@ class Engine(DeleteEngine, QuorumEngine, MembersEngine, ClockEngine, RollbackEng
                 self._prober.on_ack(message)
             case Nack():
                 self._prober.on_nack(message)
-            case Alive() | Left():
-                self._membership.apply(message, origin.now, origin.node_id)
             case Suspect() | Dead():
                 if not self._membership.apply(message, origin.now, origin.node_id):
                     self._correct_stale_accusation(message, origin)
@@ -447,8 +451,6 @@ class Engine(DeleteEngine, QuorumEngine, MembersEngine, ClockEngine, RollbackEng
 
     def _digest_of(self, key: str) -> bytes:
         return key_digest(self._store[key])
-
-    # --- membership and anti-entropy -----------------------------------------------
 
     def _push_pull(self, address: str, *, join: bool) -> None:
         self._sync.push_pull(address, join=join)

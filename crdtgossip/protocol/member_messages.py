@@ -8,12 +8,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TypeAlias
+from typing import Final, TypeAlias
 
 from crdtgossip.protocol.states import STATUS_CODES, Status
 from crdtgossip.protocol.wire import Kind, address, array, boolean, fail, node_id, uint
 
 __all__ = [
+    "ALIVE_CACHE_SIZE",
     "DECODERS",
     "Ack",
     "Alive",
@@ -28,6 +29,7 @@ __all__ = [
     "Ping",
     "PingReq",
     "Suspect",
+    "decode_alive",
     "to_wire",
 ]
 
@@ -201,6 +203,36 @@ def _member_record(value: object) -> MemberRecord:
     return MemberRecord(node_id(member), address(member_address), uint(incarnation, "inc"), status)
 
 
+ALIVE_CACHE_SIZE: Final = 1 << 16
+"""Most decoded :class:`Alive` rumors kept for reuse (see :func:`decode_alive`)."""
+
+# Decoded alive rumors by their fields: a rumor reaches each member several times
+# (retransmit_mult * log10 N copies spread over the cluster), and a simulator's N
+# engines in one process all decode the same rumors, so a join of N nodes decodes
+# about 10 N² alive rumors of only N distinct values. The messages are immutable, so
+# one object serves every decode of the same fields.
+_alive_cache: dict[tuple[str, str, int], Alive] = {}
+
+
+def decode_alive(member: object, member_address: object, incarnation: object) -> Alive:
+    """The :class:`Alive` rumor of these fields, checked (an earlier equal one, if kept).
+
+    Raises:
+        DecodeError: a field is of the wrong type or out of its bounds.
+    """
+    # Fields of exactly these types and equal values passed the checks before (the
+    # type test keeps a bool, equal to 0 or 1, from matching an int's entry).
+    if type(member) is str and type(member_address) is str and type(incarnation) is int:
+        cached = _alive_cache.get((member, member_address, incarnation))
+        if cached is not None:
+            return cached
+    alive = Alive(node_id(member), address(member_address), uint(incarnation, "incarnation"))
+    if len(_alive_cache) >= ALIVE_CACHE_SIZE:
+        _alive_cache.clear()
+    _alive_cache[(alive.node_id, alive.address, alive.incarnation)] = alive
+    return alive
+
+
 def _decode_members(fields: list[object]) -> Members:
     reply, join, rows = fields
     records = tuple(_member_record(row) for row in array(rows, None, "member table"))
@@ -214,7 +246,7 @@ DECODERS: dict[Kind, tuple[int, Callable[[list[object]], MemberMessage]]] = {
     Kind.PING_REQ: (3, lambda f: PingReq(uint(f[0], "seq"), node_id(f[1]), address(f[2]))),
     Kind.ACK: (1, lambda f: Ack(uint(f[0], "seq"))),
     Kind.NACK: (1, lambda f: Nack(uint(f[0], "seq"))),
-    Kind.ALIVE: (3, lambda f: Alive(node_id(f[0]), address(f[1]), uint(f[2], "incarnation"))),
+    Kind.ALIVE: (3, lambda f: decode_alive(f[0], f[1], f[2])),
     Kind.SUSPECT: (
         3,
         lambda f: Suspect(node_id(f[0]), uint(f[1], "incarnation"), node_id(f[2])),

@@ -11,7 +11,8 @@ happened to members goes to the ``events`` list, both owned by the engine.
 
 Its rows and the shared table of a formed cluster are in
 :mod:`crdtgossip.protocol.member_table`; whom it picks (random members, the probe
-order) in ``_member_choice``.
+order) in ``_member_choice``; the records a push-pull ships and the merge of a received
+table in ``_member_sync``.
 """
 
 from __future__ import annotations
@@ -19,11 +20,12 @@ from __future__ import annotations
 import random
 import sys
 from bisect import insort
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 
 from crdtgossip.config import GossipConfig
 from crdtgossip.errors import ConfigError
 from crdtgossip.protocol._member_choice import MemberChoice
+from crdtgossip.protocol._member_sync import MemberSync
 from crdtgossip.protocol.awareness import Awareness
 from crdtgossip.protocol.events import (
     Event,
@@ -31,7 +33,7 @@ from crdtgossip.protocol.events import (
     MemberJoined,
 )
 from crdtgossip.protocol.member_table import EVENTS, RUMOR_KINDS, FormedTable, MemberState
-from crdtgossip.protocol.messages import Alive, Dead, Left, MemberRecord, Suspect
+from crdtgossip.protocol.messages import Alive, Dead, Left, Suspect
 from crdtgossip.protocol.states import Status, next_status, order_of
 from crdtgossip.protocol.suspicion import (
     Suspicion,
@@ -52,7 +54,7 @@ MembershipRumor = Alive | Suspect | Dead | Left
 _LIVE = (Status.ALIVE, Status.SUSPECT)
 
 
-class Membership(MemberChoice):
+class Membership(MemberChoice, MemberSync):
     """The member table with its rules.
 
     Rows live in two layers: the rows of a :class:`FormedTable` adopted with
@@ -83,7 +85,7 @@ class Membership(MemberChoice):
         config: GossipConfig,
         rng: random.Random,
         awareness: Awareness,
-        broadcast: Callable[[MembershipRumor, frozenset[str]], None],
+        broadcast: Callable[[MembershipRumor, tuple[str, ...]], None],
         events: list[Event],
     ) -> None:
         self.local_id = local_id
@@ -211,26 +213,6 @@ class Membership(MemberChoice):
         member.since = now
         self.epoch += 1
 
-    def records(self) -> tuple[MemberRecord, ...]:
-        """The whole table as push-pull records, sorted by node id."""
-        if self._table is not None and self._unchanged(self._table):
-            return self._table.records()
-        return tuple(
-            MemberRecord(m.node_id, m.address, m.incarnation, m.status)
-            for m in map(self._row, self._sorted_ids)
-        )
-
-    def _unchanged(self, table: FormedTable) -> bool:
-        """Whether this table still says what the adopted ``table`` says."""
-        if len(self._members) != 1 or self._forgotten or self._sorted_ids is not table._sorted_ids:
-            return False
-        local, shared = self.local, table._rows[self.local_id]
-        return (local.address, local.incarnation, local.status) == (
-            shared.address,
-            shared.incarnation,
-            shared.status,
-        )
-
     def local_alive(self) -> Alive:
         """The rumor announcing this node alive at its current incarnation."""
         local = self.local
@@ -244,6 +226,24 @@ class Membership(MemberChoice):
 
     # --- rumors --------------------------------------------------------------------
 
+    def known_alive(self, rumor: Alive) -> bool:
+        """Whether ``rumor`` says of another member what this table already knows: alive,
+        at this incarnation or an older one. :meth:`apply` ignores such a rumor.
+
+        The common case, by far (a rumor reaches each member many times), so it is
+        answered without the transition table.
+        """
+        node_id = rumor.node_id
+        known = self._members.get(node_id)
+        if known is None and node_id not in self._forgotten:
+            known = self._shared.get(node_id)
+        return (
+            known is not None
+            and known.status is Status.ALIVE
+            and rumor.incarnation <= known.incarnation
+            and node_id != self.local_id
+        )
+
     def apply(self, rumor: MembershipRumor, now: float, origin: str | None = None) -> bool:
         """Apply one rumor, from the network or from this node's own verdicts.
 
@@ -256,17 +256,8 @@ class Membership(MemberChoice):
             ``True`` when it changed something (and was passed on), ``False`` when it
             was old news or ignored.
         """
-        if type(rumor) is Alive and rumor.node_id != self.local_id:
-            # The common case, by far (a rumor reaches each member many times): an
-            # alive member said alive again at no newer incarnation, which the
-            # transition table ignores; answered without the lookup.
-            known = self.get(rumor.node_id)
-            if (
-                known is not None
-                and known.status is Status.ALIVE
-                and rumor.incarnation <= known.incarnation
-            ):
-                return False
+        if type(rumor) is Alive and self.known_alive(rumor):
+            return False
         if rumor.incarnation >= MAX_INCARNATION:
             self.refused_rumors += 1
             return False
@@ -290,10 +281,12 @@ class Membership(MemberChoice):
     def _spread(self, rumor: MembershipRumor, origin: str | None) -> None:
         """Pass a rumor on, except to whoever told us and, for an alive rumor, to
         its subject, which knows best that it is alive."""
-        exclude = {origin} if origin is not None else set()
-        if isinstance(rumor, Alive):
-            exclude.add(rumor.node_id)
-        self._broadcast(rumor, frozenset(exclude))
+        # A tuple, not a set: a queue holds one per rumor (N² while N nodes join), and
+        # a set of two costs four times the memory.
+        exclude: tuple[str, ...] = () if origin is None else (origin,)
+        if isinstance(rumor, Alive) and rumor.node_id != origin:
+            exclude += (rumor.node_id,)
+        self._broadcast(rumor, exclude)
 
     def _add(self, rumor: Alive, now: float, origin: str | None) -> None:
         # Interned: every table in the process (a simulator's N engines) that knows
@@ -392,7 +385,7 @@ class Membership(MemberChoice):
         local = self.local
         local.incarnation = max(local.incarnation, incarnation) + 1
         self._awareness.apply(1)
-        self._broadcast(self.local_alive(), frozenset())
+        self._broadcast(self.local_alive(), ())
 
     def suspect(self, node_id: str, now: float) -> bool:
         """This node's own probe of ``node_id`` failed: suspect it.
@@ -430,46 +423,6 @@ class Membership(MemberChoice):
         local = self.local
         self._set_status(local, Status.LEFT, local.since)
         return Left(local.node_id, local.incarnation)
-
-    def merge_records(self, records: Iterable[MemberRecord], sender: str, now: float) -> None:
-        """Merge a member table received by push-pull.
-
-        A remote *dead* verdict is taken as a suspicion here, not a death: the member
-        gets its own suspicion timeout to refute (memberlist does the same), so one
-        peer's stale view cannot kill a live member at once.
-
-        Args:
-            records: the sender's table.
-            sender: the sender's node id (the accuser of its suspicions).
-            now: the driver's time.
-        """
-        own, shared, forgotten, local_id = (
-            self._members,
-            self._shared,
-            self._forgotten,
-            self.local_id,
-        )
-        for record in records:
-            node_id = record.node_id
-            if record.status is Status.ALIVE and node_id != local_id:
-                # The common case, by far: news no newer than ours, which apply()
-                # would ignore (alive wins only with a higher incarnation); skipped
-                # here without building the rumor, as a 10,000-member table is merged
-                # several times a second somewhere in a large cluster.
-                known = own.get(node_id)
-                if known is None and node_id not in forgotten:
-                    known = shared.get(node_id)
-                if known is not None and record.incarnation <= known.incarnation:
-                    continue
-            rumor: MembershipRumor
-            match record.status:
-                case Status.ALIVE:
-                    rumor = Alive(record.node_id, record.address, record.incarnation)
-                case Status.SUSPECT | Status.DEAD:
-                    rumor = Suspect(record.node_id, record.incarnation, sender)
-                case Status.LEFT:
-                    rumor = Left(record.node_id, record.incarnation)
-            self.apply(rumor, now, sender)
 
     def reap(self, now: float) -> None:
         """Forget members dead or left for longer than ``dead_retention``.

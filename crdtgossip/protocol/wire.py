@@ -112,6 +112,10 @@ class Kind(enum.IntEnum):
     MARKS_REPORT = 24
 
 
+_MAX_UTF8_BYTES: Final = 4
+"""The most UTF-8 bytes one code point encodes to."""
+
+
 def fail(what: str) -> DecodeError:
     """The error for a malformed field (to raise)."""
     return DecodeError(f"malformed frame: {what}")
@@ -135,6 +139,10 @@ def text(value: object, max_bytes: int, what: str, *, empty: bool = False) -> st
     """A str of 1 (0 with ``empty``) to ``max_bytes`` bytes of UTF-8."""
     if type(value) is not str:
         raise fail(f"{what} must be a str")
+    # A code point takes at most 4 bytes of UTF-8 (3 for a lone surrogate): a str that
+    # short needs no encoding to be known within the bound (node ids, addresses).
+    if value and len(value) * _MAX_UTF8_BYTES <= max_bytes:
+        return value
     size = len(value.encode("utf-8", "surrogatepass"))
     if not (0 if empty else 1) <= size <= max_bytes:
         raise fail(f"{what} must be 1 to {max_bytes} bytes")

@@ -39,7 +39,8 @@ class Table:
             config=CONFIG,
             rng=random.Random(0),
             awareness=self.awareness,
-            broadcast=lambda rumor, exclude: self.spread.append((rumor, exclude)),
+            # The exclusions as a set: their order says nothing.
+            broadcast=lambda rumor, exclude: self.spread.append((rumor, frozenset(exclude))),
             events=self.events,
         )
 

@@ -183,3 +183,19 @@ def test_a_frame_of_nested_maximum_length_headers_allocates_what_its_bytes_hold(
     finally:
         tracemalloc.stop()
     assert peak <= 16 * len(data) + (1 << 20)
+
+
+def test_equal_alive_rumors_decode_to_one_object_and_pack_to_one_bytes() -> None:
+    # A join of N nodes decodes some 10 N² alive rumors of N values: one object each.
+    frame = encode_frame("s", [encode_message(Alive("m", "m:1", 1))])
+    first = decode_frame(frame, 1 << 20).messages[0]
+    assert decode_frame(frame, 1 << 20).messages[0] is first
+    assert encode_message(Alive("m", "m:1", 1)) is encode_message(Alive("m", "m:1", 1))
+
+
+def test_a_bool_incarnation_is_refused_though_an_equal_int_was_decoded() -> None:
+    # True == 1 and both hash alike: the reuse of decoded rumors must not let it in.
+    decode_frame(encode_frame("s", [encode_message(Alive("m", "m:1", 1))]), 1 << 20)
+    forged = bytes((FRAME_VERSION,)) + msgpack.packb(["s", [5, "m", "m:1", True]])
+    with pytest.raises(DecodeError):
+        decode_frame(forged, 1 << 20)

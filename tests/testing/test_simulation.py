@@ -283,3 +283,21 @@ def test_a_formed_run_shares_again_the_rows_a_refutation_changed_everywhere() ->
     # refutations every engine heard alike are shared again, not copied N times.
     own = sum(len(sim.engine(i)._membership._members) for i in range(nodes))
     assert own < nodes + len(refuted) * nodes // 2
+
+
+def test_joining_engines_share_the_packed_rumors_and_names_they_queue() -> None:
+    # Each of N joining nodes queues a rumor of each of N members: N² items, but
+    # only N distinct packed messages and names between them (bytes shared in the
+    # process, not copied per engine).
+    sim = Simulation(nodes=12, seed=3, config=LOCAL)
+    sim.run(0.05)
+    items = [
+        item
+        for i in range(sim.size)
+        for item in sim.engine(i)._queue._items.values()
+        if item.name[0] == "member"
+    ]
+    assert len(items) > 3 * sim.size
+    rumors = {(item.name, item.packed) for item in items}
+    assert len({id(item.packed) for item in items}) == len(rumors)
+    assert len({id(item.name) for item in items}) == len({item.name for item in items})
