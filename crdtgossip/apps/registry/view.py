@@ -16,7 +16,13 @@ from collections.abc import Mapping, Set
 from dataclasses import dataclass
 from typing import Any
 
-from crdtgossip.apps.registry.health import CRITICAL, PASSING, WARNING, instance_health
+from crdtgossip.apps.registry.health import (
+    CRITICAL,
+    PASSING,
+    WARNING,
+    instance_health,
+    shown_event,
+)
 from crdtgossip.apps.registry.model import RegistryError
 from crdtgossip.apps.registry.releases import Release, ReleaseElement, service_releases
 
@@ -117,7 +123,7 @@ def instance_view(snapshot: Snapshot, service: str, instance: str, now: float) -
         "health": instance_health(event, now, agent_alive=snapshot.agent_alive(record)),
         "maintenance": enabled,
         "maintenance_reason": maintenance.get("reason") if enabled else None,
-        "last_event": dict(event) if event is not None else None,
+        "last_event": shown_event(event, now),
     }
 
 

@@ -250,13 +250,27 @@ async def test_event_expires_after_ttl(client: Client, clock: FakeClock) -> None
     async def health() -> str:
         return str((await ok(client, "GET", "/v1/services/web"))["instances"][0]["health"])
 
+    async def last_event() -> dict[str, Any]:
+        reply = await ok(client, "GET", "/v1/services/web/instances/web-1")
+        return dict(reply["instance"]["last_event"])
+
+    sent = clock.now
     clock.advance(9.5)
     assert await health() == "passing"
+    assert (await last_event())["state"] == "ok"
     clock.advance(0.5)
     assert await health() == "critical"
+    # Re-emitted as Riemann does: the same event, state "expired", at its expiry.
+    expired = await last_event()
+    assert expired["state"] == "expired"
+    assert expired["expired_state"] == "ok"
+    assert expired["time"] == sent + 10
+    assert expired["host"] == "web-1"
+    assert "ttl of 10 s" in expired["description"]
     event["time"] = clock.now
     await ok(client, "POST", "/v1/events", event)
     assert await health() == "passing"
+    assert (await last_event())["state"] == "ok"
 
 
 async def test_event_ttl_comes_from_event_then_instance_then_default(

@@ -14,6 +14,7 @@ from crdtgossip.apps.registry.health import (
     expires_at,
     instance_health,
     next_expiry,
+    shown_event,
 )
 
 
@@ -52,6 +53,21 @@ def test_expired_and_next_expiry() -> None:
     assert next_expiry(events, 110.0) == 120.0
     assert next_expiry(events, 120.0) is None
     assert next_expiry({}, 0.0) is None
+
+
+def test_an_expired_event_is_shown_as_riemann_re_emits_it() -> None:
+    stored = {**event("warning", time=100.0, ttl=10.0), "host": "h", "metric": 0.5}
+    assert shown_event(None, 200.0) is None
+    assert shown_event(stored, 109.0) == stored
+    shown = shown_event(stored, 150.0)
+    assert shown is not None
+    assert shown["state"] == "expired"
+    assert shown["expired_state"] == "warning"
+    assert shown["time"] == 110.0  # the moment it expired, the same on every agent
+    assert shown["host"] == "h"
+    assert shown["metric"] == 0.5
+    assert shown_event(stored, 110.0) == shown_event(stored, 1e9)  # no drift
+    assert stored["state"] == "warning"  # the stored event is left as it was
 
 
 def test_an_instance_whose_agent_is_gone_is_critical_whatever_its_event() -> None:
