@@ -142,12 +142,18 @@ class HealthTally:
         """Recount the instances whose event expired by ``now``.
 
         Returns:
-            Whether any count changed.
+            Whether any event expired or any count changed.
         """
         changed = False
         heap = self._heap
         while heap and heap[0][0] <= now:
-            _, _, path = heapq.heappop(heap)
+            moment, _, path = heapq.heappop(heap)
+            event = self._events.get(path)
+            # An expiry of the event still stored changes what a reader sees even when
+            # the counts stay (a critical event expiring: its ``last_event`` turns
+            # ``expired``), so it counts as a change; a superseded entry does not.
+            if event is not None and expires_at(event) == moment:
+                changed = True
             changed = self.update(path, now) or changed
         return changed
 

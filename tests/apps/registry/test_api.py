@@ -459,6 +459,27 @@ async def test_blocking_query_wakes_when_an_event_expires(client: Client, clock:
     assert reply["health"]["default"]["web"]["passing"] == 0
 
 
+async def test_blocking_query_wakes_when_a_critical_event_expires(
+    client: Client, clock: FakeClock
+) -> None:
+    """The health stays critical, but ``last_event`` turns ``expired``: still a change."""
+    await register(client)
+    critical = {"host": "web-1", "service": "web", "state": "critical", "ttl": 10}
+    await ok(client, "POST", "/v1/events", critical)
+    path = "/v1/services/web/instances/web-1"
+    _, _, index = await call(client, "GET", path)
+    waiting = asyncio.create_task(
+        block_until(
+            client, path, index, lambda r: r["instance"]["last_event"]["state"] == "expired"
+        )
+    )
+    await asyncio.sleep(0.05)
+    clock.advance(11)
+    reply, _ = await asyncio.wait_for(waiting, PATIENCE)
+    assert reply["instance"]["health"] == "critical"
+    assert reply["instance"]["last_event"]["expired_state"] == "critical"
+
+
 async def test_blocking_query_returns_when_the_wait_ends(client: Client) -> None:
     await register(client)
     _, before, index = await call(client, "GET", "/v1/services")

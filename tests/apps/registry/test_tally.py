@@ -92,3 +92,30 @@ def test_superseded_expiries_do_not_pile_up() -> None:
         counts.update(path, float(moment))
     assert len(counts._heap) <= tally_module.HEAP_FLOOR + 1
     assert counts.next_expiry() is not None
+
+
+def test_an_expiry_is_a_change_even_when_the_health_stays() -> None:
+    """A critical event expiring keeps the instance critical, but its ``last_event``
+    turns ``expired``: a blocked reader must wake, so :meth:`advance` says so."""
+    counts, records, _, events = make()
+    path = ("web", "w1")
+    records[path] = {"env": "prod"}
+    events[path] = {"state": "critical", "time": 0.0, "ttl": 10.0}
+    counts.update(path, 0.0)
+    before = counts.summary({})
+    assert not counts.advance(9.0)
+    assert counts.advance(10.0)
+    assert counts.summary({}) == before  # the counts did not move
+    assert not counts.advance(11.0)  # an expiry is a change once
+
+
+def test_a_superseded_expiry_is_no_change() -> None:
+    counts, records, _, events = make()
+    path = ("web", "w1")
+    records[path] = {"env": "prod"}
+    events[path] = {"state": "critical", "time": 0.0, "ttl": 10.0}
+    counts.update(path, 0.0)
+    events[path] = {"state": "critical", "time": 5.0, "ttl": 10.0}
+    counts.update(path, 5.0)
+    assert not counts.advance(12.0)  # the first event's expiry no longer applies
+    assert counts.advance(15.0)
