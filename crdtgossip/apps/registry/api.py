@@ -32,7 +32,7 @@ from aiohttp.typedefs import Handler
 from crdtgossip.apps.registry.audit import AuditLog, add_audit_routes, summarize
 from crdtgossip.apps.registry.fields import NAME_RULE
 from crdtgossip.apps.registry.index import parse_blocking
-from crdtgossip.apps.registry.metrics import CONTENT_TYPE, render_metrics
+from crdtgossip.apps.registry.metrics import CONTENT_TYPE, RiemannCounters, render_metrics
 from crdtgossip.apps.registry.model import (
     RegistryError,
     check_name,
@@ -73,6 +73,7 @@ class _ApiState:
     tokens: TokenTable | None
     audit: AuditLog
     max_body: int
+    riemann: RiemannCounters | None = None
     requests: Counter[tuple[str, int]] = field(default_factory=Counter)
 
 
@@ -86,6 +87,7 @@ def make_app(
     tokens: TokenTable | None = None,
     audit: AuditLog | None = None,
     client_max_size: int = MAX_BODY_BYTES,
+    riemann: RiemannCounters | None = None,
 ) -> web.Application:
     """The aiohttp application serving ``registry``.
 
@@ -99,6 +101,8 @@ def make_app(
         audit: where writes are recorded; by default an
             :class:`~crdtgossip.apps.registry.audit.AuditLog` on the registry's node.
         client_max_size: largest request body in bytes (413 beyond).
+        riemann: the counters of the agent's Riemann listener
+            (:mod:`.riemann_listener`), shown on ``/metrics``; None without one.
 
     Returns:
         The application, ready for an ``aiohttp.web.AppRunner``.
@@ -108,7 +112,9 @@ def make_app(
     if audit is None:
         audit = AuditLog(registry.node, registry.now)
     app = web.Application(middlewares=[_middleware], client_max_size=client_max_size)
-    app[_STATE] = _ApiState(registry=registry, tokens=tokens, audit=audit, max_body=client_max_size)
+    app[_STATE] = _ApiState(
+        registry=registry, tokens=tokens, audit=audit, max_body=client_max_size, riemann=riemann
+    )
     add_audit_routes(app, lambda request: request.app[_STATE].audit)
     instance = "/v1/services/{service}/instances/{instance}"
     app.router.add_put(instance, _register)
@@ -369,5 +375,6 @@ async def _metrics(request: web.Request) -> web.Response:
         releases=registry.view.release_count(),
         index=registry.index.value,
         requests=dict(state.requests),
+        riemann=state.riemann,
     )
     return web.Response(body=text.encode("utf-8"), headers={"Content-Type": CONTENT_TYPE})

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from crdtgossip.apps.registry.metrics import render_metrics
+from typing import Any
+
+from crdtgossip.apps.registry.metrics import RiemannCounters, render_metrics
 from crdtgossip.apps.registry.model import InstanceRecord
 from crdtgossip.apps.registry.view import Snapshot, health_view
 
@@ -42,3 +44,39 @@ def test_counters_gauges_labels_and_escaping() -> None:
     # Each family is declared once, before its samples.
     declared = [line.split()[2] for line in lines if line.startswith("# TYPE")]
     assert len(declared) == len(set(declared))
+
+
+def test_the_riemann_listeners_counters() -> None:
+    counters = RiemannCounters()
+    counters.messages.update({"tcp": 3, "udp": 2})
+    counters.messages_refused[("tcp", "query")] += 1
+    counters.events_accepted["udp"] += 4
+    counters.events_refused.update({("tcp", "invalid"): 1, ("tcp", "not_tried"): 2})
+    counters.frames_malformed["udp"] += 5
+    counters.frames_oversized, counters.connections_refused = 6, 7
+    counters.connections_open, counters.attributes_ignored = 8, 9
+    inputs: dict[str, Any] = {
+        "stats": {},
+        "members": [],
+        "health": {"health": {}},
+        "releases": 0,
+        "index": 1,
+        "requests": {},
+    }
+    assert "crdtgossip_riemann" not in render_metrics(**inputs)
+    lines = render_metrics(**inputs, riemann=counters).splitlines()
+    for line in (
+        'crdtgossip_riemann_messages_total{transport="tcp"} 3',
+        'crdtgossip_riemann_messages_total{transport="udp"} 2',
+        'crdtgossip_riemann_messages_refused_total{transport="tcp",reason="query"} 1',
+        'crdtgossip_riemann_events_accepted_total{transport="udp"} 4',
+        'crdtgossip_riemann_events_refused_total{transport="tcp",reason="invalid"} 1',
+        'crdtgossip_riemann_events_refused_total{transport="tcp",reason="not_tried"} 2',
+        'crdtgossip_riemann_frames_malformed_total{transport="udp"} 5',
+        "crdtgossip_riemann_frames_oversized_total 6",
+        "crdtgossip_riemann_connections_refused_total 7",
+        "# TYPE crdtgossip_riemann_connections gauge",
+        "crdtgossip_riemann_connections 8",
+        "crdtgossip_riemann_attributes_ignored_total 9",
+    ):
+        assert line in lines, line

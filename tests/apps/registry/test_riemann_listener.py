@@ -1,0 +1,368 @@
+"""The Riemann listener in process, on a real registry, spoken to by the real riemann-client.
+
+riemann-client is blocking, so each call runs in a thread (``asyncio.to_thread``) while
+the listener serves in this event loop. Raw sockets stand in only for what no client
+would send: oversized, cut or garbage frames, and more connections than allowed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import struct
+import warnings
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from crdtgossip.apps.registry import Registry, make_app
+from crdtgossip.apps.registry.riemann_listener import (
+    MAX_CONNECTIONS,
+    MAX_FRAME_BYTES,
+    RiemannListener,
+)
+from crdtgossip.errors import TransportError
+from tests.apps.registry.conftest import START_TIME, Client
+from tests.polling import PATIENCE, eventually
+
+with warnings.catch_warnings():
+    # riemann-client 7.0.0's generated module builds descriptors the way protobuf 3.20
+    # deprecates; the warnings say nothing about our code.
+    warnings.simplefilter("ignore", DeprecationWarning)
+    from riemann_client import riemann_pb2
+    from riemann_client.client import Client as RiemannClient
+    from riemann_client.transport import RiemannError, TCPTransport, UDPTransport
+
+WEB_1 = {"address": "10.0.0.1", "port": 8080, "env": "prod"}
+
+
+@pytest.fixture
+async def listener(registry: Registry) -> AsyncIterator[RiemannListener]:
+    made = RiemannListener(registry.push_event)
+    await made.start_tcp("127.0.0.1:0")
+    await made.start_udp("127.0.0.1:0")
+    yield made
+    await made.stop()
+
+
+@pytest.fixture
+async def rest(registry: Registry, listener: RiemannListener) -> AsyncIterator[Client]:
+    app = make_app(registry, riemann=listener.counters)
+    async with TestClient(TestServer(app)) as test_client:
+        for name, body in (("web-1", WEB_1), ("web-2", {**WEB_1, "ttl": 90})):
+            response = await test_client.put(f"/v1/services/web/instances/{name}", json=body)
+            assert response.status == 200, await response.text()
+        yield test_client
+
+
+def _host_port(address: str | None) -> tuple[str, int]:
+    assert address is not None
+    host, port = address.rsplit(":", 1)
+    return host, int(port)
+
+
+def send_tcp(address: str | None, *events: dict[str, Any]) -> Any:
+    """Send events in one message with riemann-client over TCP; its answer."""
+    host, port = _host_port(address)
+    with RiemannClient(TCPTransport(host, port, timeout=PATIENCE)) as client:
+        return client.events(*events)
+
+
+def query_tcp(address: str | None, query: str) -> Any:
+    host, port = _host_port(address)
+    with RiemannClient(TCPTransport(host, port, timeout=PATIENCE)) as client:
+        return client.query(query)
+
+
+def send_udp(address: str | None, *events: dict[str, Any]) -> None:
+    host, port = _host_port(address)
+    with RiemannClient(UDPTransport(host, port)) as client:
+        client.events(*events)
+
+
+async def instance(rest: Client, name: str) -> dict[str, Any]:
+    response = await rest.get(f"/v1/services/web/instances/{name}")
+    assert response.status == 200
+    return dict((await response.json())["instance"])
+
+
+async def raw_connection(
+    listener: RiemannListener,
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    host, port = _host_port(listener.tcp_address)
+    return await asyncio.open_connection(host, port)
+
+
+async def read_answer(reader: asyncio.StreamReader) -> Any:
+    async with asyncio.timeout(PATIENCE):
+        (length,) = struct.unpack("!I", await reader.readexactly(4))
+        answer = riemann_pb2.Msg()
+        answer.ParseFromString(await reader.readexactly(length))
+    return answer
+
+
+def framed(payload: bytes) -> bytes:
+    return struct.pack("!I", len(payload)) + payload
+
+
+def event_message(**fields: Any) -> bytes:
+    message = riemann_pb2.Msg()
+    message.events.add(**fields)
+    return message.SerializeToString()
+
+
+# ---- events through riemann-client ------------------------------------------------------
+async def test_an_event_over_tcp_is_the_instances_health(
+    rest: Client, listener: RiemannListener
+) -> None:
+    event = {
+        "host": "web-1",
+        "service": "web",
+        "state": "critical",
+        "metric_f": 0.25,
+        "ttl": 30,
+        "description": "disk full",
+        "tags": ["disk"],
+        "attributes": {"mount": "/var"},
+    }
+    answer = await asyncio.to_thread(send_tcp, listener.tcp_address, event)
+    assert answer.ok
+    shown = await instance(rest, "web-1")
+    assert shown["health"] == "critical"
+    assert shown["last_event"] == {
+        "host": "web-1",
+        "service": "web",
+        "state": "critical",
+        "metric": 0.25,
+        "time": START_TIME,  # none sent: the agent's now
+        "ttl": 30.0,
+        "tags": ["disk"],
+        "description": "disk full",
+    }
+    counters = listener.counters
+    assert (counters.messages["tcp"], counters.events_accepted["tcp"]) == (1, 1)
+    assert counters.attributes_ignored == 1
+
+
+async def test_an_event_without_ttl_takes_the_instances_as_a_post_does(
+    rest: Client, listener: RiemannListener
+) -> None:
+    events = [
+        {"host": "web-2", "service": "web", "state": "ok"},
+        {"host": "web-1", "service": "web", "state": "warning", "time": int(START_TIME) - 5},
+    ]
+    assert (await asyncio.to_thread(send_tcp, listener.tcp_address, *events)).ok
+    assert (await instance(rest, "web-2"))["last_event"]["ttl"] == 90.0
+    web_1 = await instance(rest, "web-1")
+    assert (web_1["health"], web_1["last_event"]["ttl"]) == ("warning", 60.0)
+    assert web_1["last_event"]["time"] == START_TIME - 5
+
+
+async def test_an_unknown_instance_is_an_error_for_the_client(
+    rest: Client, listener: RiemannListener
+) -> None:
+    event = {"host": "web-9", "service": "web", "state": "ok"}
+    with pytest.raises(RiemannError, match="event 0: no instance 'web-9' of service 'web'"):
+        await asyncio.to_thread(send_tcp, listener.tcp_address, event)
+    assert listener.counters.events_refused == {("tcp", "unknown_instance"): 1}
+    assert listener.counters.events_accepted["tcp"] == 0
+
+
+async def test_the_first_refused_event_stops_its_message(
+    rest: Client, listener: RiemannListener
+) -> None:
+    events = [
+        {"host": "web-1", "service": "web", "state": "warning"},
+        {"host": "web-1", "service": "web", "state": "awesome"},
+        {"host": "web-2", "service": "web", "state": "critical"},
+    ]
+    with pytest.raises(RiemannError, match="event 1: state must be one of") as refused:
+        await asyncio.to_thread(send_tcp, listener.tcp_address, *events)
+    assert "the 1 event(s) before it were recorded" in str(refused.value)
+    assert (await instance(rest, "web-1"))["health"] == "warning"  # event 0 was recorded
+    assert (await instance(rest, "web-2"))["last_event"] is None  # event 2 was not
+    assert listener.counters.events_refused == {("tcp", "invalid"): 1, ("tcp", "not_tried"): 1}
+
+
+async def test_a_query_is_refused(rest: Client, listener: RiemannListener) -> None:
+    with pytest.raises(RiemannError, match="queries are not supported"):
+        await asyncio.to_thread(query_tcp, listener.tcp_address, "true")
+    assert listener.counters.messages_refused == {("tcp", "query"): 1}
+
+
+async def test_events_over_udp_and_a_garbage_datagram_ignored(
+    rest: Client, listener: RiemannListener
+) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sender:
+        sender.sendto(b"\xffgarbage", _host_port(listener.udp_address))
+    await eventually(
+        lambda: listener.counters.frames_malformed["udp"] == 1, "the garbage is counted"
+    )
+    event = {"host": "web-1", "service": "web", "state": "critical", "metric_d": 3.5}
+    await asyncio.to_thread(send_udp, listener.udp_address, event)
+
+    async def critical() -> bool:
+        return (await instance(rest, "web-1"))["health"] == "critical"
+
+    await eventually(critical, "the UDP event is web-1's health")
+    assert (await instance(rest, "web-1"))["last_event"]["metric"] == 3.5
+    assert listener.counters.events_accepted == {"udp": 1}
+    assert listener.counters.messages == {"udp": 1}  # the garbage is no message
+
+
+async def test_metrics_show_the_listeners_counters(rest: Client, listener: RiemannListener) -> None:
+    assert (
+        await asyncio.to_thread(
+            send_tcp, listener.tcp_address, {"host": "web-1", "service": "web", "state": "ok"}
+        )
+    ).ok
+    with pytest.raises(RiemannError):
+        await asyncio.to_thread(send_tcp, listener.tcp_address, {"service": "web", "state": "ok"})
+    lines = (await (await rest.get("/metrics")).text()).splitlines()
+    assert "# TYPE crdtgossip_riemann_events_accepted_total counter" in lines
+    assert 'crdtgossip_riemann_events_accepted_total{transport="tcp"} 1' in lines
+    assert 'crdtgossip_riemann_messages_total{transport="tcp"} 2' in lines
+    refused = 'crdtgossip_riemann_events_refused_total{transport="tcp",reason="unknown_instance"} 1'
+    assert refused in lines  # riemann-client sends the machine's name as the host
+    assert "crdtgossip_riemann_connections_refused_total 0" in lines
+    assert "# TYPE crdtgossip_riemann_connections gauge" in lines
+
+
+async def test_metrics_without_a_listener_have_no_riemann_family(client: Client) -> None:
+    text = await (await client.get("/metrics")).text()
+    assert "crdtgossip_riemann_" not in text
+
+
+# ---- frames no client sends --------------------------------------------------------------
+async def test_an_oversized_frame_is_answered_and_closed(
+    rest: Client, listener: RiemannListener
+) -> None:
+    reader, writer = await raw_connection(listener)
+    try:
+        writer.write(struct.pack("!I", MAX_FRAME_BYTES + 1) + b"\x00" * 1000)
+        answer = await read_answer(reader)
+        assert not answer.ok
+        assert answer.error == (
+            f"a message of {MAX_FRAME_BYTES + 1} bytes is over the limit of {MAX_FRAME_BYTES} bytes"
+        )
+        async with asyncio.timeout(PATIENCE):
+            assert await reader.read() == b""  # closed
+    finally:
+        writer.close()
+    assert listener.counters.frames_oversized == 1
+    # A frame of exactly the limit is read (and here refused as no Msg, not as too big).
+    reader, writer = await raw_connection(listener)
+    try:
+        writer.write(struct.pack("!I", MAX_FRAME_BYTES) + b"\xff" * MAX_FRAME_BYTES)
+        answer = await read_answer(reader)
+        assert "is not a Riemann Msg" in answer.error
+    finally:
+        writer.close()
+    assert listener.counters.frames_oversized == 1
+
+
+async def test_a_malformed_frame_is_answered_and_the_connection_goes_on(
+    rest: Client, listener: RiemannListener
+) -> None:
+    reader, writer = await raw_connection(listener)
+    try:
+        writer.write(framed(b"\x32\x05ab"))
+        answer = await read_answer(reader)
+        assert not answer.ok
+        assert answer.error.startswith("the message is not a Riemann Msg: ")
+        writer.write(framed(event_message(host="web-1", service="web", state="warning")))
+        assert (await read_answer(reader)).ok
+    finally:
+        writer.close()
+    assert listener.counters.frames_malformed == {"tcp": 1}
+    assert (await instance(rest, "web-1"))["health"] == "warning"
+
+
+async def test_a_client_hanging_up_mid_frame_is_one_log_line(
+    rest: Client, listener: RiemannListener, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="crdtgossip")
+    _, writer = await raw_connection(listener)
+    await eventually(lambda: listener.counters.connections_open == 1, "the connection is served")
+    writer.write(struct.pack("!I", 100) + b"\x32" * 10)
+    await writer.drain()
+    writer.close()
+    await eventually(lambda: listener.counters.connections_open == 0, "the listener lets it go")
+    lines = [record for record in caplog.records if "hung up mid-frame" in record.getMessage()]
+    assert len(lines) == 1
+    assert "(10 of 100 bytes)" in lines[0].getMessage()
+    assert not [record for record in caplog.records if record.exc_info]
+    event = {"host": "web-1", "service": "web", "state": "ok"}
+    assert (await asyncio.to_thread(send_tcp, listener.tcp_address, event)).ok
+
+
+async def test_connections_beyond_the_limit_are_closed_at_once(
+    rest: Client, listener: RiemannListener
+) -> None:
+    assert MAX_CONNECTIONS == 64
+    held = [await raw_connection(listener) for _ in range(MAX_CONNECTIONS)]
+    try:
+        await eventually(
+            lambda: listener.counters.connections_open == MAX_CONNECTIONS, "all 64 are served"
+        )
+        reader, writer = await raw_connection(listener)
+        async with asyncio.timeout(PATIENCE):
+            try:
+                closed = await reader.read() == b""
+            except ConnectionResetError:
+                closed = True
+        writer.close()
+        assert closed
+        assert listener.counters.connections_refused == 1
+        with pytest.raises((OSError, struct.error)):  # riemann-client: no answer comes
+            await asyncio.to_thread(
+                send_tcp, listener.tcp_address, {"host": "web-1", "service": "web", "state": "ok"}
+            )
+        # The held connections still work.
+        held[0][1].write(framed(event_message(host="web-1", service="web", state="warning")))
+        assert (await read_answer(held[0][0])).ok
+    finally:
+        for _, held_writer in held:
+            held_writer.close()
+    await eventually(lambda: listener.counters.connections_open == 0, "the 64 are let go")
+    event = {"host": "web-1", "service": "web", "state": "critical"}
+    assert (await asyncio.to_thread(send_tcp, listener.tcp_address, event)).ok
+
+
+async def test_an_idle_connection_is_closed(registry: Registry) -> None:
+    listener = RiemannListener(registry.push_event, idle_timeout=0.05)
+    await listener.start_tcp("127.0.0.1:0")
+    try:
+        reader, writer = await raw_connection(listener)
+        async with asyncio.timeout(PATIENCE):
+            assert await reader.read() == b""
+        writer.close()
+        await eventually(lambda: listener.counters.connections_open == 0, "it is let go")
+    finally:
+        await listener.stop()
+
+
+async def test_stop_closes_open_connections(registry: Registry) -> None:
+    listener = RiemannListener(registry.push_event)
+    await listener.start_tcp("127.0.0.1:0")
+    reader, writer = await raw_connection(listener)
+    await eventually(lambda: listener.counters.connections_open == 1, "the connection is served")
+    async with asyncio.timeout(PATIENCE):
+        await listener.stop()
+        assert await reader.read() == b""
+    writer.close()
+    assert listener.counters.connections_open == 0
+
+
+async def test_an_address_in_use_is_a_transport_error(
+    registry: Registry, listener: RiemannListener
+) -> None:
+    other = RiemannListener(registry.push_event)
+    with pytest.raises(TransportError, match=r"cannot serve Riemann TCP on 127\.0\.0\.1:"):
+        await other.start_tcp(str(listener.tcp_address))
+    with pytest.raises(TransportError, match=r"cannot serve Riemann UDP on 127\.0\.0\.1:"):
+        await other.start_udp(str(listener.udp_address))
+    await other.stop()
