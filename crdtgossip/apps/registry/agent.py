@@ -24,6 +24,7 @@ from crdtgossip.apps._client import DEFAULT_AGENT_HTTP
 from crdtgossip.apps.registry.api import make_app
 from crdtgossip.apps.registry.checks import CheckRunner, load_checks
 from crdtgossip.apps.registry.fields import RegistryError, check_name
+from crdtgossip.apps.registry.metrics import RiemannCounters
 from crdtgossip.apps.registry.server import JsonErrorRunner
 from crdtgossip.apps.registry.state import Registry
 from crdtgossip.apps.registry.tokens import TokenTable, default_table, read_tokens
@@ -34,6 +35,7 @@ from crdtgossip.security import Keyring
 from crdtgossip.transport import format_address, parse_address
 
 if TYPE_CHECKING:
+    from crdtgossip.apps.registry.riemann_listener import RiemannListener
     from crdtgossip.storage import SQLiteStorage
 
 __all__ = [
@@ -96,6 +98,9 @@ class AgentOptions:
             do).
         checks: a checks file (:func:`~crdtgossip.apps.registry.checks.load_checks`)
             whose active checks the agent runs, or None.
+        riemann_tcp: ``host:port`` where health events in Riemann's protocol are taken
+            over TCP (:mod:`.riemann_listener`), or None (the default: not at all).
+        riemann_udp: the same over UDP, or None.
     """
 
     node_id: str
@@ -109,6 +114,8 @@ class AgentOptions:
     tokens: Path | None = None
     open_reads: bool = False
     checks: Path | None = None
+    riemann_tcp: str | None = None
+    riemann_udp: str | None = None
 
 
 def token_table(options: AgentOptions) -> TokenTable | None:
@@ -190,14 +197,67 @@ def _check_node_id(node_id: str) -> None:
         raise ConfigError(str(exc)) from None
 
 
-def _open_without_token(host: str, token: TokenTable | None) -> bool:
-    """Whether the REST API would accept writes from other machines with no token."""
-    if token is not None or host == "localhost":
+def _beyond_loopback(host: str) -> bool:
+    """Whether a listener on ``host`` may be reached from other machines."""
+    if host == "localhost":
         return False
     try:
         return not ipaddress.ip_address(host).is_loopback
     except ValueError:
         return True  # a host name: it may resolve to any interface
+
+
+def _open_without_token(host: str, token: TokenTable | None) -> bool:
+    """Whether the REST API would accept writes from other machines with no token."""
+    return token is None and _beyond_loopback(host)
+
+
+def _riemann_options(options: AgentOptions) -> list[tuple[str, str]]:
+    """The Riemann listeners asked for: (flag, address) pairs."""
+    asked = [("--riemann-tcp", options.riemann_tcp), ("--riemann-udp", options.riemann_udp)]
+    return [(flag, address) for flag, address in asked if address is not None]
+
+
+def _warn_riemann_beyond_loopback(flag: str, address: str, tokens: TokenTable | None) -> None:
+    """Riemann's protocol has no authentication: say so when others can reach it."""
+    if not _beyond_loopback(parse_address(address)[0]):
+        return
+    bypass = " (--token and --tokens do not apply to it)" if tokens is not None else ""
+    print(
+        f"crdtgossip agent: warning: {flag} {address} listens beyond this machine and "
+        f"Riemann's protocol has no authentication{bypass}: anyone who can reach it can "
+        "push health events",
+        file=sys.stderr,
+        flush=True,
+    )
+
+
+def _riemann_listener_class() -> type[RiemannListener]:
+    # Imported here, not at the top: only --riemann-tcp/--riemann-udp need protobuf.
+    try:
+        from crdtgossip.apps.registry.riemann_listener import RiemannListener
+    except ImportError as exc:
+        if (exc.name or "").startswith("crdtgossip"):
+            raise  # a broken installation, not a missing extra
+        raise ConfigError(
+            f"--riemann-tcp and --riemann-udp need the protobuf package ({exc.name} is "
+            "missing): pip install 'crdtgossip[apps]'"
+        ) from None
+    return RiemannListener
+
+
+async def _start_riemann(listener: RiemannListener, options: AgentOptions) -> str:
+    """Start the listeners asked for; the ready line's words for them."""
+    words = ""
+    if options.riemann_tcp is not None:
+        address = await listener.start_tcp(options.riemann_tcp)
+        _log.info("taking Riemann events over TCP on %s (no authentication)", address)
+        words += f" riemann-tcp={address}"
+    if options.riemann_udp is not None:
+        address = await listener.start_udp(options.riemann_udp)
+        _log.info("taking Riemann events over UDP on %s (no authentication)", address)
+        words += f" riemann-udp={address}"
+    return words
 
 
 async def _report_refused_frames(node: Node) -> None:
@@ -227,7 +287,8 @@ async def run_agent(
 
     Once both listen, ``announce`` gets one line: ``agent ID listening
     gossip=HOST:PORT http=HOST:PORT`` with the addresses actually bound (so port 0
-    works).
+    works), followed by `` riemann-tcp=HOST:PORT`` and `` riemann-udp=HOST:PORT`` when
+    those listen.
 
     Args:
         options: what to run.
@@ -252,6 +313,11 @@ async def run_agent(
             file=sys.stderr,
             flush=True,
         )
+    riemann = _riemann_options(options)
+    for flag, address in riemann:  # a malformed address fails here, before any start
+        _warn_riemann_beyond_loopback(flag, address, tokens)
+    counters = RiemannCounters() if riemann else None
+    listener_class = _riemann_listener_class() if riemann else None
     storage = open_storage(options.data_dir) if options.data_dir is not None else None
     node = Node(
         options.node_id,
@@ -264,11 +330,12 @@ async def run_agent(
     await node.start()
     registry = Registry(node, clock=clock, alone=not options.join)
     runner: web.AppRunner | None = None
+    listener = None if listener_class is None else listener_class(registry.push_event, counters)
     ready = False
     try:
         await registry.start()
         runner = JsonErrorRunner(
-            make_app(registry, tokens=tokens),
+            make_app(registry, tokens=tokens, riemann=counters),
             access_log=None,
             shutdown_timeout=HTTP_SHUTDOWN_TIMEOUT,
         )
@@ -281,7 +348,11 @@ async def run_agent(
             ) from None
         bound_host, bound_port = runner.addresses[0][:2]
         http_address = format_address(str(bound_host), int(bound_port))
-        announce(f"agent {options.node_id} listening gossip={node.address} http={http_address}")
+        riemann_words = "" if listener is None else await _start_riemann(listener, options)
+        announce(
+            f"agent {options.node_id} listening gossip={node.address} http={http_address}"
+            + riemann_words
+        )
         ready = True
         watch = asyncio.create_task(_report_refused_frames(node), name="agent:auth-drops")
         checking = CheckRunner(checks, registry.push_event, clock=registry.now)
@@ -294,6 +365,8 @@ async def run_agent(
             with contextlib.suppress(asyncio.CancelledError):
                 await check_task
     finally:
+        if listener is not None:
+            await listener.stop()
         await registry.stop()
         if runner is not None:
             await runner.cleanup()

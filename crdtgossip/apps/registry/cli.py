@@ -36,7 +36,8 @@ def add_agent_command(
         description=(
             "Run a gossip node and the registry's REST API until SIGTERM or SIGINT, "
             "then leave the cluster gracefully. Prints one line when ready: "
-            "'agent ID listening gossip=HOST:PORT http=HOST:PORT'."
+            "'agent ID listening gossip=HOST:PORT http=HOST:PORT', then "
+            "' riemann-tcp=HOST:PORT' and ' riemann-udp=HOST:PORT' when those listen."
         ),
     )
     parser.add_argument("--node-id", required=True, metavar="ID", help="this member's unique name")
@@ -96,6 +97,18 @@ def add_agent_command(
         metavar="FILE",
         help="run the active checks of this JSON file, each run a health event",
     )
+    parser.add_argument(
+        "--riemann-tcp",
+        metavar="HOST:PORT",
+        help="take health events in Riemann's protocol over TCP (riemann-client's "
+        "TCPTransport); off by default; no authentication; port 0 picks one",
+    )
+    parser.add_argument(
+        "--riemann-udp",
+        metavar="HOST:PORT",
+        help="take health events in Riemann's protocol over UDP, one message a "
+        "datagram; off by default; no authentication; port 0 picks one",
+    )
     parser.set_defaults(run=run)
     return parser
 
@@ -117,6 +130,8 @@ def run(args: argparse.Namespace) -> int:
         tokens=args.tokens,
         open_reads=args.open_reads,
         checks=args.checks,
+        riemann_tcp=args.riemann_tcp,
+        riemann_udp=args.riemann_udp,
     )
     _log_to_stderr()
     try:

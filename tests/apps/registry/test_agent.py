@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import socket
+import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
@@ -16,6 +17,13 @@ from crdtgossip.apps.registry.cli import add_agent_command, run
 from crdtgossip.errors import ConfigError
 from crdtgossip.security import Keyring
 from tests.polling import PATIENCE, eventually
+
+with warnings.catch_warnings():
+    # riemann-client 7.0.0's generated module builds descriptors the way protobuf 3.20
+    # deprecates; the warnings say nothing about our code.
+    warnings.simplefilter("ignore", DeprecationWarning)
+    from riemann_client.client import Client as RiemannClient
+    from riemann_client.transport import TCPTransport, UDPTransport
 
 
 def parser() -> argparse.ArgumentParser:
@@ -240,4 +248,110 @@ async def test_http_on_loopback_does_not_warn(
     start: Launch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     await start(AgentOptions(node_id="closed", bind="127.0.0.1:0", http="127.0.0.1:0"))
+    assert "warning" not in capsys.readouterr().err
+
+
+# ---- Riemann's protocol --------------------------------------------------------------
+def test_the_riemann_flags_parse_and_are_off_by_default() -> None:
+    defaults = parser().parse_args(["agent", "--node-id", "a", "--bind", "127.0.0.1:0"])
+    assert (defaults.riemann_tcp, defaults.riemann_udp) == (None, None)
+    options = AgentOptions("a", "127.0.0.1:0")
+    assert (options.riemann_tcp, options.riemann_udp) == (None, None)
+    flags = ["--riemann-tcp", "127.0.0.1:5555", "--riemann-udp", "[::1]:0"]
+    args = parser().parse_args(["agent", "--node-id", "a", "--bind", "127.0.0.1:0", *flags])
+    assert (args.riemann_tcp, args.riemann_udp) == ("127.0.0.1:5555", "[::1]:0")
+
+
+@pytest.mark.parametrize(("flag", "kind"), [("--riemann-tcp", "TCP"), ("--riemann-udp", "UDP")])
+def test_a_riemann_port_in_use_fails_with_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], flag: str, kind: str
+) -> None:
+    with socket.socket(type=socket.SOCK_STREAM if kind == "TCP" else socket.SOCK_DGRAM) as taken:
+        taken.bind(("127.0.0.1", 0))
+        if kind == "TCP":
+            taken.listen()
+        port = taken.getsockname()[1]
+        assert run(agent_args(tmp_path, flag, f"127.0.0.1:{port}")) == 1
+    assert f"cannot serve Riemann {kind} on 127.0.0.1:{port}" in failure_line(capsys)
+
+
+def test_a_malformed_riemann_address_fails_with_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert run(agent_args(tmp_path, "--riemann-udp", "nowhere")) == 1
+    assert "address" in failure_line(capsys)
+
+
+async def test_run_agent_takes_riemann_events_over_tcp_and_udp(start: Launch) -> None:
+    options = AgentOptions(
+        node_id="riemann",
+        bind="127.0.0.1:0",
+        http="127.0.0.1:0",
+        config="local",
+        riemann_tcp="127.0.0.1:0",
+        riemann_udp="127.0.0.1:0",
+    )
+    agent = await start(options)
+    assert agent.line.startswith(f"agent riemann listening gossip={agent.gossip} http=")
+    words = dict(word.split("=", 1) for word in agent.line.split() if "=" in word)
+    assert list(words) == ["gossip", "http", "riemann-tcp", "riemann-udp"]
+    tcp_host, tcp_port = words["riemann-tcp"].rsplit(":", 1)
+    udp_host, udp_port = words["riemann-udp"].rsplit(":", 1)
+    assert int(tcp_port) > 0
+    assert int(udp_port) > 0
+    instance = agent.url + "/v1/services/web/instances/web-1"
+
+    def send(transport: object, state: str) -> None:
+        with RiemannClient(transport) as client:
+            client.event(host="web-1", service="web", state=state, metric_f=2.5)
+
+    async with aiohttp.ClientSession() as session:
+        async with session.put(instance, json={"address": "10.0.0.1", "port": 80}) as response:
+            assert response.status == 200
+        await asyncio.to_thread(send, TCPTransport(tcp_host, int(tcp_port), PATIENCE), "warning")
+
+        async def health(wanted: str) -> bool:
+            async with session.get(instance) as response:
+                shown = (await response.json())["instance"]
+            return bool(shown["health"] == wanted and shown["last_event"]["metric"] == 2.5)
+
+        assert await health("warning")  # TCP answers once the event is recorded
+        await asyncio.to_thread(send, UDPTransport(udp_host, int(udp_port)), "critical")
+        await eventually(lambda: health("critical"), "the UDP event is recorded")
+        async with session.get(agent.url + "/metrics") as response:
+            text = await response.text()
+    assert 'crdtgossip_riemann_events_accepted_total{transport="tcp"} 1' in text
+    assert 'crdtgossip_riemann_events_accepted_total{transport="udp"} 1' in text
+    agent.stop.set()
+    await asyncio.wait_for(agent.task, PATIENCE)
+    with socket.socket() as probe:  # the TCP listener is closed with the agent
+        assert probe.connect_ex((tcp_host, int(tcp_port))) != 0
+
+
+async def test_riemann_beyond_loopback_with_tokens_warns(
+    start: Launch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    token = tmp_path / "token"
+    token.write_text("t0ken\n")
+    options = AgentOptions(
+        node_id="exposed",
+        bind="127.0.0.1:0",
+        http="127.0.0.1:0",
+        config="local",
+        token=token,
+        riemann_udp="0.0.0.0:0",
+    )
+    await start(options)
+    err = capsys.readouterr().err
+    assert "warning: --riemann-udp 0.0.0.0:0 listens beyond this machine" in err
+    assert "(--token and --tokens do not apply to it)" in err
+
+
+async def test_riemann_on_loopback_does_not_warn(
+    start: Launch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    options = AgentOptions(
+        node_id="quiet", bind="127.0.0.1:0", http="127.0.0.1:0", riemann_tcp="127.0.0.1:0"
+    )
+    await start(options)
     assert "warning" not in capsys.readouterr().err
