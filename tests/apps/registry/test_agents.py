@@ -17,7 +17,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +51,8 @@ class Agent:
     gossip: str
     url: str
     log: Path
+    #: Every ``name=value`` of the ready line (``riemann-tcp`` ... when asked for).
+    announced: dict[str, str] = field(default_factory=dict)
 
 
 def _environment() -> dict[str, str]:
@@ -82,11 +84,13 @@ class Starting:
     log: Path
 
 
-def spawn(node_id: str, directory: Path, join: Sequence[str] = ()) -> Starting:
-    """Start an agent process; :func:`ready` waits for it."""
+def spawn(
+    node_id: str, directory: Path, join: Sequence[str] = (), extra: Sequence[str] = ()
+) -> Starting:
+    """Start an agent process (``extra``: more flags); :func:`ready` waits for it."""
     log = directory / f"{node_id}.stderr"
     command = [*AGENT_COMMAND, "--node-id", node_id, "--bind", "127.0.0.1:0"]
-    command += ["--http", "127.0.0.1:0", "--config", "local"]
+    command += ["--http", "127.0.0.1:0", "--config", "local", *extra]
     for address in join:
         command += ["--join", address]
     with log.open("w") as stderr:
@@ -115,18 +119,28 @@ def ready(starting: Starting) -> Agent:
     assert line.startswith(f"agent {starting.node_id} listening "), line
     words = dict(word.split("=", 1) for word in line.split() if "=" in word)
     return Agent(
-        starting.node_id, starting.process, words["gossip"], f"http://{words['http']}", starting.log
+        starting.node_id,
+        starting.process,
+        words["gossip"],
+        f"http://{words['http']}",
+        starting.log,
+        words,
     )
 
 
 def launch_all(
-    directory: Path, node_ids: Sequence[str], join: Sequence[str], into: list[Agent]
+    directory: Path,
+    node_ids: Sequence[str],
+    join: Sequence[str],
+    into: list[Agent],
+    extra: Sequence[str] = (),
 ) -> None:
-    """Start agents side by side; each joins ``join``; ready ones go into ``into``.
+    """Start agents side by side; each joins ``join`` (with the flags ``extra``); ready
+    ones go into ``into``.
 
     A process that started is killed at the end even if another never got ready.
     """
-    starting = [spawn(node_id, directory, join) for node_id in node_ids]
+    starting = [spawn(node_id, directory, join, extra) for node_id in node_ids]
     try:
         for pending in starting:
             into.append(ready(pending))

@@ -13,6 +13,7 @@ import socket
 import struct
 import warnings
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -25,6 +26,7 @@ from crdtgossip.apps.registry.riemann_listener import (
     RiemannListener,
 )
 from crdtgossip.errors import TransportError
+from tests.apps.registry import test_agents as processes
 from tests.apps.registry.conftest import START_TIME, Client
 from tests.polling import PATIENCE, eventually
 
@@ -366,3 +368,60 @@ async def test_an_address_in_use_is_a_transport_error(
     with pytest.raises(TransportError, match=r"cannot serve Riemann UDP on 127\.0\.0\.1:"):
         await other.start_udp(str(listener.udp_address))
     await other.stop()
+
+
+# ---- three agent processes ---------------------------------------------------------------
+def test_riemann_client_events_are_instance_health_on_every_agent(tmp_path: Path) -> None:
+    """riemann-client posts to one agent's Riemann listener; all three agents show it."""
+    agents: list[processes.Agent] = []
+    riemann = ["--riemann-tcp", "127.0.0.1:0", "--riemann-udp", "127.0.0.1:0"]
+    try:
+        processes.launch_all(tmp_path, ["ra"], [], agents, extra=riemann)
+        processes.launch_all(tmp_path, ["rb", "rc"], [agents[0].gossip], agents)
+        names = {"ra", "rb", "rc"}
+        processes.eventually(
+            lambda: all(
+                {n for n, s in processes.statuses(x).items() if s == "alive"} == names
+                for x in agents
+            ),
+            "every agent sees the three alive",
+        )
+        a, b = agents[:2]
+        assert "riemann-tcp" not in b.announced
+        body = {"address": "10.0.0.7", "port": 8080, "env": "prod"}
+        status, reply = processes.request("PUT", f"{b.url}/v1/services/web/instances/web-1", body)
+        assert status == 200, reply
+        processes.eventually(lambda: processes.instances(a, "web") != [], "a sees web-1")
+        event = {
+            "host": "web-1",
+            "service": "web",
+            "state": "warning",
+            "metric_f": 0.5,
+            "ttl": 600,
+            "description": "slow disk",
+        }
+        assert send_tcp(a.announced["riemann-tcp"], event).ok
+
+        def shown(agent: processes.Agent) -> dict[str, Any]:
+            return dict(processes.instances(agent, "web")[0])
+
+        processes.eventually(
+            lambda: all(shown(x)["health"] == "warning" for x in agents),
+            "every agent shows web-1 warning",
+        )
+        events = [shown(x)["last_event"] for x in agents]
+        assert events[0] == events[1] == events[2]
+        assert (events[0]["metric"], events[0]["ttl"], events[0]["description"]) == (
+            0.5,
+            600.0,
+            "slow disk",
+        )
+        with pytest.raises(RiemannError, match="no instance 'web-2'"):
+            send_tcp(a.announced["riemann-tcp"], {**event, "host": "web-2"})
+        send_udp(a.announced["riemann-udp"], {**event, "state": "critical"})
+        processes.eventually(
+            lambda: all(shown(x)["health"] == "critical" for x in agents),
+            "every agent shows the UDP event's critical",
+        )
+    finally:
+        processes.stop_all(agents)
