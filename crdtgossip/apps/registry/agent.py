@@ -287,7 +287,7 @@ async def run_agent(
 
     Once both listen, ``announce`` gets one line: ``agent ID listening
     gossip=HOST:PORT http=HOST:PORT`` with the addresses actually bound (so port 0
-    works), followed by `` riemann-tcp=HOST:PORT`` and `` riemann-udp=HOST:PORT`` when
+    works), followed by ``riemann-tcp=HOST:PORT`` and ``riemann-udp=HOST:PORT`` when
     those listen.
 
     Args:

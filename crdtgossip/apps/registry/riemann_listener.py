@@ -51,6 +51,7 @@ __all__ = [
     "MAX_CONNECTIONS",
     "MAX_EVENTS_PER_MESSAGE",
     "MAX_FRAME_BYTES",
+    "READ_AHEAD",
     "UDP_BACKLOG",
     "PushEvent",
     "RiemannListener",
@@ -58,10 +59,11 @@ __all__ = [
 
 _log = logging.getLogger(__name__)
 
-#: Largest TCP frame (a ``Msg``), in bytes. A thousand events with long descriptions
-#: fit; Riemann's own server takes up to 64 MiB, which one agent should not buffer
-#: for each of its connections. Bigger: the error is answered and the connection
-#: closed (the rest of the frame is never read).
+#: Largest TCP frame (a ``Msg``), in bytes. A thousand events with 1 KiB descriptions
+#: fit. Riemann's own server takes up to 2 GiB (``Integer/MAX_VALUE`` in
+#: transport/tcp.clj) and Spotify's ffwd 16 MiB; an agent holds a frame whole for each
+#: of its connections, so a megabyte. Bigger: the error is answered and the
+#: connection closed (the rest of the frame is never read).
 MAX_FRAME_BYTES = 1024 * 1024
 
 #: Most TCP connections open at once. A client holds one connection and sends on it
@@ -139,8 +141,9 @@ class RiemannListener:
         self._udp_queue: asyncio.Queue[Sequence[Mapping[str, Any]]] = asyncio.Queue(udp_backlog)
         self._udp_worker: asyncio.Task[None] | None = None
         self._stopping = False
-        #: The TCP and UDP addresses bound (``host:port``), once started.
+        #: The TCP address bound (``host:port``), once started.
         self.tcp_address: str | None = None
+        #: The UDP address bound, once started.
         self.udp_address: str | None = None
 
     # ---- lifecycle -------------------------------------------------------------------

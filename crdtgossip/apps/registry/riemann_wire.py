@@ -10,7 +10,10 @@ The schema is built here, in code, from a ``FileDescriptorProto`` in a pool of i
 own (so it never clashes with another copy of Riemann's schema in the process, such
 as riemann-client's), and the message classes come from the ``protobuf`` library's
 message factory: no protobuf is parsed or written by hand, and no generated file is
-kept. It works on protobuf 3.20 and on 4.x and later.
+kept. It works on protobuf 3.20 and on 4.x and later. The classes are ``Msg``,
+``Event``, ``Attribute``, ``Query`` and ``State`` of this module (protobuf ``Message``
+subclasses): build a message with them as a client would, ``Msg(events=[Event(host=
+"web-1", service="web", state="ok")])``.
 
 How an ``Event`` becomes the body :func:`~crdtgossip.apps.registry.model.parse_event`
 checks (so an event over Riemann's protocol is checked exactly as a ``POST
@@ -64,10 +67,10 @@ __all__ = [
     "encode_ack",
 ]
 
-#: Most events one message may carry. Riemann's clients batch a few hundred at most
-#: (riemann-client's auto-flushing client: 100; riemann-java-client: 8192 queued,
-#: sent in batches of a few hundred); each event is one write of the registry, so
-#: a message's cost stays bounded. More: the message is refused, nothing recorded.
+#: Most events one message may carry. Clients batch far fewer (riemann-client's
+#: auto-flushing client sends 100 at most); each event is one write of the registry,
+#: so this bounds what one message costs. More: the message is refused, nothing
+#: recorded.
 MAX_EVENTS_PER_MESSAGE = 1000
 
 _FIELD = descriptor_pb2.FieldDescriptorProto
@@ -161,8 +164,7 @@ def _message_classes() -> dict[str, type[Message]]:
 
 _CLASSES = _message_classes()
 
-#: Riemann's message classes (protobuf ``Message`` subclasses): build a message to
-#: send with them, as a client would (``Msg(events=[Event(host="web-1", ...)])``).
+# Riemann's message classes (see the module's docstring).
 Attribute: type[Message] = _CLASSES["Attribute"]
 State: type[Message] = _CLASSES["State"]
 Event: type[Message] = _CLASSES["Event"]
