@@ -51,7 +51,7 @@ def only_event(data: bytes) -> dict[str, Any]:
 
 
 def test_the_schema_numbers_and_types_are_riemann_clients() -> None:
-    for name in ("Msg", "Event", "Attribute", "Query"):
+    for name in ("Msg", "Event", "Attribute", "Query", "State"):
         theirs = getattr(riemann_pb2, name).DESCRIPTOR
         ours = getattr(wire, name).DESCRIPTOR
         their_fields = {f.name: (f.number, f.type, f.label) for f in theirs.fields}
