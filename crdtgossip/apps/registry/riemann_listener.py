@@ -35,6 +35,7 @@ import struct
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
+from crdtgossip._ratelimit import LogLimiter
 from crdtgossip.apps.registry.fields import RegistryError
 from crdtgossip.apps.registry.metrics import RiemannCounters
 from crdtgossip.apps.registry.riemann_wire import (
@@ -141,6 +142,9 @@ class RiemannListener:
         self._udp_queue: asyncio.Queue[Sequence[Mapping[str, Any]]] = asyncio.Queue(udp_backlog)
         self._udp_worker: asyncio.Task[None] | None = None
         self._stopping = False
+        # Lines a client causes (refusals, hang-ups) are rate-limited per kind, so a
+        # client that repeats a mistake cannot flood the agent's log.
+        self._log_limiter = LogLimiter()
         #: The TCP address bound (``host:port``), once started.
         self.tcp_address: str | None = None
         #: The UDP address bound, once started.
@@ -261,12 +265,22 @@ class RiemannListener:
             return decoded
         return await self.record(decoded, transport)
 
+    def _note(self, kind: str, message: str, *args: object) -> None:
+        """Log a line a client caused, at most a burst of each kind per interval."""
+        held = self._log_limiter.allow(kind)
+        if held is None:
+            return
+        if held:
+            message += f" ({held} more such line(s) held back)"
+        _log.info(message, *args)
+
     # ---- TCP -------------------------------------------------------------------------
     async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         peer = _peer_name(writer)
         if self._stopping or self.counters.connections_open >= self._max_connections:
             self.counters.connections_refused += 1
-            _log.info(
+            self._note(
+                "connection_refused",
                 "riemann tcp: refused a connection from %s: %d open already",
                 peer,
                 self.counters.connections_open,
@@ -280,16 +294,17 @@ class RiemannListener:
         try:
             await self._serve(reader, writer, peer)
         except asyncio.IncompleteReadError as exc:
-            _log.info(
+            self._note(
+                "hung_up",
                 "riemann tcp %s: the client hung up mid-frame (%d of %s bytes)",
                 peer,
                 len(exc.partial),
                 exc.expected,
             )
         except TimeoutError:
-            _log.info("riemann tcp %s: idle for %g s, closed", peer, self._idle_timeout)
+            self._note("idle", "riemann tcp %s: idle for %g s, closed", peer, self._idle_timeout)
         except OSError as exc:  # reset, broken pipe
-            _log.info("riemann tcp %s: connection lost: %s", peer, exc.strerror or exc)
+            self._note("lost", "riemann tcp %s: connection lost: %s", peer, exc.strerror or exc)
         except Exception:
             _log.exception("riemann tcp %s: error serving the connection", peer)
         finally:
@@ -315,14 +330,14 @@ class RiemannListener:
                 too_big = (
                     f"a message of {length} bytes is over the limit of {self._max_frame} bytes"
                 )
-                _log.info("riemann tcp %s: refused: %s; closing", peer, too_big)
+                self._note("oversized", "riemann tcp %s: refused: %s; closing", peer, too_big)
                 await self._answer(writer, too_big)
                 return
             async with asyncio.timeout(self._idle_timeout):
                 data = await reader.readexactly(length)
             error = await self.receive(data, "tcp")
             if error is not None:
-                _log.info("riemann tcp %s: refused: %s", peer, error)
+                self._note("refused", "riemann tcp %s: refused: %s", peer, error)
             await self._answer(writer, error)
 
     async def _answer(self, writer: asyncio.StreamWriter, error: str | None) -> None:

@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
+from crdtgossip._ratelimit import DEFAULT_BURST
 from crdtgossip.apps.registry import Registry, make_app
 from crdtgossip.apps.registry.riemann_listener import (
     MAX_CONNECTIONS,
@@ -299,6 +300,28 @@ async def test_a_client_hanging_up_mid_frame_is_one_log_line(
     assert not [record for record in caplog.records if record.exc_info]
     event = {"host": "web-1", "service": "web", "state": "ok"}
     assert (await asyncio.to_thread(send_tcp, listener.tcp_address, event)).ok
+
+
+async def test_a_client_repeating_a_mistake_does_not_flood_the_log(
+    rest: Client, listener: RiemannListener, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="crdtgossip")
+    unknown = {"host": "web-9", "service": "web", "state": "ok"}
+
+    def send_many() -> int:
+        refused = 0
+        host, port = _host_port(listener.tcp_address)
+        with RiemannClient(TCPTransport(host, port, timeout=PATIENCE)) as client:
+            for _ in range(3 * DEFAULT_BURST):
+                with pytest.raises(RiemannError):
+                    client.events(unknown)
+                refused += 1
+        return refused
+
+    assert await asyncio.to_thread(send_many) == 3 * DEFAULT_BURST
+    assert listener.counters.events_refused == {("tcp", "unknown_instance"): 3 * DEFAULT_BURST}
+    lines = [r for r in caplog.records if "refused: event 0" in r.getMessage()]
+    assert len(lines) == DEFAULT_BURST  # the rest held back within the interval
 
 
 async def test_connections_beyond_the_limit_are_closed_at_once(
