@@ -22,6 +22,7 @@ from aiohttp import web
 from crdtgossip.apps._cli import read_small_file
 from crdtgossip.apps._client import DEFAULT_AGENT_HTTP
 from crdtgossip.apps.registry.api import make_app
+from crdtgossip.apps.registry.audit import AuditLog
 from crdtgossip.apps.registry.checks import CheckRunner, load_checks
 from crdtgossip.apps.registry.fields import RegistryError, check_name
 from crdtgossip.apps.registry.metrics import RiemannCounters
@@ -330,12 +331,17 @@ async def run_agent(
     await node.start()
     registry = Registry(node, clock=clock, alone=not options.join)
     runner: web.AppRunner | None = None
-    listener = None if listener_class is None else listener_class(registry.push_event, counters)
+    audit = AuditLog(node, registry.now)  # one record of the REST API's and Riemann's writes
+    listener = (
+        None
+        if listener_class is None
+        else listener_class(registry.push_event, counters, audit=audit)
+    )
     ready = False
     try:
         await registry.start()
         runner = JsonErrorRunner(
-            make_app(registry, tokens=tokens, riemann=counters),
+            make_app(registry, tokens=tokens, audit=audit, riemann=counters),
             access_log=None,
             shutdown_timeout=HTTP_SHUTDOWN_TIMEOUT,
         )

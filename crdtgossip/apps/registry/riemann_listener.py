@@ -23,8 +23,15 @@ it are recorded, it and those after it are not, and the answer is ``ok`` false w
 
 Riemann's protocol has no authentication: the listener is off unless asked for, and
 anyone who can reach it can push health events (the agent warns when it listens
-beyond loopback). Every limit is a module constant below; what happened is counted in
-a :class:`~crdtgossip.apps.registry.metrics.RiemannCounters` (``/metrics``).
+beyond loopback). Given the agent's audit record, each message decoded adds one entry
+to it, as a ``POST /v1/events`` does: ``who`` :data:`AUDIT_WHO`, ``method``
+:data:`AUDIT_METHOD`, ``path`` the transport, the status a ``POST`` would have got
+(200, 400 or 404), the events' names or the error as summary, and the client's
+address. Bytes that are no message are counted, not recorded (a flood of garbage
+datagrams must not become a flood of replicated writes).
+
+Every limit is a module constant below; what happened is counted in a
+:class:`~crdtgossip.apps.registry.metrics.RiemannCounters` (``/metrics``).
 """
 
 from __future__ import annotations
@@ -36,6 +43,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 from crdtgossip._ratelimit import LogLimiter
+from crdtgossip.apps.registry.audit import AuditLog
 from crdtgossip.apps.registry.fields import RegistryError
 from crdtgossip.apps.registry.metrics import RiemannCounters
 from crdtgossip.apps.registry.riemann_wire import (
@@ -48,6 +56,8 @@ from crdtgossip.errors import DecodeError, TransportError
 from crdtgossip.transport import format_address, parse_address
 
 __all__ = [
+    "AUDIT_METHOD",
+    "AUDIT_WHO",
     "IDLE_TIMEOUT",
     "MAX_CONNECTIONS",
     "MAX_EVENTS_PER_MESSAGE",
@@ -88,12 +98,28 @@ READ_AHEAD = 64 * 1024
 
 _LENGTH = struct.Struct("!I")
 
+#: The ``who`` of the audit entries of Riemann messages (the protocol names nobody).
+AUDIT_WHO = "riemann"
+#: Their ``method``; their ``path`` is ``tcp`` or ``udp``.
+AUDIT_METHOD = "RIEMANN"
+#: Events named in an entry's summary (the rest as a count).
+_AUDIT_NAMED = 5
+
 #: Records one event body (``Registry.push_event``); raises RegistryError to refuse it.
 PushEvent = Callable[[Mapping[str, Any]], Awaitable[object]]
 
 
 def _frame(payload: bytes) -> bytes:
     return _LENGTH.pack(len(payload)) + payload
+
+
+def _names(events: Sequence[Mapping[str, Any]]) -> str:
+    """An audit summary of a message taken: its events' instances and states."""
+    named = ", ".join(
+        f"{e.get('service')}/{e.get('host')} {e.get('state')}" for e in events[:_AUDIT_NAMED]
+    )
+    more = f" and {len(events) - _AUDIT_NAMED} more" if len(events) > _AUDIT_NAMED else ""
+    return f"{len(events)} event(s): {named}{more}" if events else "no events"
 
 
 def _peer_name(writer: asyncio.StreamWriter) -> str:
@@ -116,6 +142,7 @@ class RiemannListener:
         max_events: most events in one message
             (:data:`~crdtgossip.apps.registry.riemann_wire.MAX_EVENTS_PER_MESSAGE`).
         udp_backlog: :data:`UDP_BACKLOG`.
+        audit: the agent's audit record, or None to record nothing there.
     """
 
     def __init__(
@@ -128,6 +155,7 @@ class RiemannListener:
         max_frame: int = MAX_FRAME_BYTES,
         max_events: int = MAX_EVENTS_PER_MESSAGE,
         udp_backlog: int = UDP_BACKLOG,
+        audit: AuditLog | None = None,
     ) -> None:
         self._push_event = push_event
         #: What the listener has seen (rendered on ``/metrics``).
@@ -136,10 +164,12 @@ class RiemannListener:
         self._idle_timeout = idle_timeout
         self._max_frame = max_frame
         self._max_events = max_events
+        self._audit = audit
         self._server: asyncio.Server | None = None
         self._connections: set[asyncio.Task[Any]] = set()
         self._udp: asyncio.DatagramTransport | None = None
-        self._udp_queue: asyncio.Queue[Sequence[Mapping[str, Any]]] = asyncio.Queue(udp_backlog)
+        self._udp_queue: asyncio.Queue[tuple[Sequence[Mapping[str, Any]] | MessageRefused, str]]
+        self._udp_queue = asyncio.Queue(udp_backlog)
         self._udp_worker: asyncio.Task[None] | None = None
         self._stopping = False
         # Lines a client causes (refusals, hang-ups) are rate-limited per kind, so a
@@ -213,8 +243,11 @@ class RiemannListener:
             self._udp.close()
 
     # ---- messages --------------------------------------------------------------------
-    def decode(self, data: bytes, transport: str) -> Sequence[Mapping[str, Any]] | str:
-        """Decode one message and count it: its event bodies, or why it is refused."""
+    def decode(
+        self, data: bytes, transport: str
+    ) -> Sequence[Mapping[str, Any]] | MessageRefused | DecodeError:
+        """Decode one message and count it: its event bodies, or why it is refused (a
+        message refused whole, or bytes that are no message)."""
         try:
             message = decode_message(data, max_events=self._max_events)
         except MessageRefused as exc:
@@ -222,30 +255,39 @@ class RiemannListener:
             self.counters.messages_refused[(transport, exc.reason)] += 1
             if exc.events:
                 self.counters.events_refused[(transport, "message_refused")] += exc.events
-            return str(exc)
+            return exc
         except DecodeError as exc:
             self.counters.frames_malformed[transport] += 1
-            return str(exc)
+            return exc
         self.counters.messages[transport] += 1
         self.counters.attributes_ignored += message.ignored_attributes
         return message.events
 
-    async def record(self, events: Sequence[Mapping[str, Any]], transport: str) -> str | None:
-        """Record ``events`` in order, up to the first refused.
+    async def record(
+        self, events: Sequence[Mapping[str, Any]], transport: str, peer: str = ""
+    ) -> str | None:
+        """Record ``events`` in order, up to the first refused, and audit the message.
+
+        Args:
+            events: the message's event bodies.
+            transport: ``tcp`` or ``udp``.
+            peer: the client's address, for the audit entry.
 
         Returns:
             None when all were recorded, else the error to answer:
             ``event N: why``.
         """
+        status, error = 200, None
         for index, body in enumerate(events):
             try:
                 await self._push_event(body)
             except RegistryError as exc:
                 reason = "unknown_instance" if exc.status == 404 else "invalid"
-                error = f"event {index}: {exc}"
+                status, error = exc.status, f"event {index}: {exc}"
             except Exception:
                 _log.exception("riemann %s: error recording event %d", transport, index)
                 reason, error = "error", f"event {index}: internal error; see the agent's log"
+                status = 500
             else:
                 self.counters.events_accepted[transport] += 1
                 continue
@@ -255,15 +297,32 @@ class RiemannListener:
                 self.counters.events_refused[(transport, "not_tried")] += rest
             if index:
                 error += f" (the {index} event(s) before it were recorded, none after it)"
-            return error
-        return None
+            break
+        await self._audit_message(transport, status, error or _names(events), peer)
+        return error
 
-    async def receive(self, data: bytes, transport: str) -> str | None:
+    async def receive(self, data: bytes, transport: str, peer: str = "") -> str | None:
         """One message, decoded and recorded: None when taken, else the error to answer."""
-        decoded = self.decode(data, transport)
-        if isinstance(decoded, str):
-            return decoded
-        return await self.record(decoded, transport)
+        return await self._take(self.decode(data, transport), transport, peer)
+
+    async def _take(
+        self,
+        decoded: Sequence[Mapping[str, Any]] | MessageRefused | DecodeError,
+        transport: str,
+        peer: str,
+    ) -> str | None:
+        if isinstance(decoded, DecodeError):
+            return str(decoded)  # counted; no message, so no audit entry
+        if isinstance(decoded, MessageRefused):
+            await self._audit_message(transport, 400, str(decoded), peer)
+            return str(decoded)
+        return await self.record(decoded, transport, peer)
+
+    async def _audit_message(self, transport: str, status: int, summary: str, peer: str) -> None:
+        if self._audit is not None:
+            await self._audit.record_quietly(
+                AUDIT_WHO, AUDIT_METHOD, transport, status, summary, peer
+            )
 
     def _note(self, kind: str, message: str, *args: object) -> None:
         """Log a line a client caused, at most a burst of each kind per interval."""
@@ -335,7 +394,7 @@ class RiemannListener:
                 return
             async with asyncio.timeout(self._idle_timeout):
                 data = await reader.readexactly(length)
-            error = await self.receive(data, "tcp")
+            error = await self.receive(data, "tcp", peer)
             if error is not None:
                 self._note("refused", "riemann tcp %s: refused: %s", peer, error)
             await self._answer(writer, error)
@@ -346,24 +405,24 @@ class RiemannListener:
             await writer.drain()
 
     # ---- UDP -------------------------------------------------------------------------
-    def _datagram(self, data: bytes) -> None:
+    def _datagram(self, data: bytes, peer: str) -> None:
         decoded = self.decode(data, "udp")
-        if isinstance(decoded, str):
-            _log.debug("riemann udp: refused a datagram: %s", decoded)
+        if isinstance(decoded, DecodeError):
+            _log.debug("riemann udp: refused a datagram from %s: %s", peer, decoded)
             return
         try:
-            self._udp_queue.put_nowait(decoded)
+            self._udp_queue.put_nowait((decoded, peer))
         except asyncio.QueueFull:
             self.counters.messages_refused[("udp", "backlog")] += 1
-            if decoded:
+            if not isinstance(decoded, MessageRefused) and decoded:
                 self.counters.events_refused[("udp", "message_refused")] += len(decoded)
 
     async def _record_datagrams(self) -> None:
         while True:
-            events = await self._udp_queue.get()
-            error = await self.record(events, "udp")
+            decoded, peer = await self._udp_queue.get()
+            error = await self._take(decoded, "udp", peer)
             if error is not None:
-                _log.debug("riemann udp: refused: %s", error)
+                _log.debug("riemann udp: refused from %s: %s", peer, error)
 
 
 class _DatagramReceiver(asyncio.DatagramProtocol):
@@ -371,7 +430,7 @@ class _DatagramReceiver(asyncio.DatagramProtocol):
         self._listener = listener
 
     def datagram_received(self, data: bytes, addr: tuple[str | Any, int]) -> None:
-        self._listener._datagram(data)
+        self._listener._datagram(data, format_address(str(addr[0]), int(addr[1])))
 
     def error_received(self, exc: Exception) -> None:
         # The socket never sends (UDP gets no answer), so this is no client's doing.

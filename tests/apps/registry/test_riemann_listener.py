@@ -21,7 +21,10 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from crdtgossip._ratelimit import DEFAULT_BURST
 from crdtgossip.apps.registry import Registry, make_app
+from crdtgossip.apps.registry.audit import AuditLog
 from crdtgossip.apps.registry.riemann_listener import (
+    AUDIT_METHOD,
+    AUDIT_WHO,
     MAX_CONNECTIONS,
     MAX_FRAME_BYTES,
     RiemannListener,
@@ -446,5 +449,69 @@ def test_riemann_client_events_are_instance_health_on_every_agent(tmp_path: Path
             lambda: all(shown(x)["health"] == "critical" for x in agents),
             "every agent shows the UDP event's critical",
         )
+
+        def riemann_audit(agent: processes.Agent) -> list[tuple[str, int]]:
+            status, reply = processes.request("GET", f"{agent.url}/v1/audit?who={AUDIT_WHO}")
+            assert status == 200, reply
+            return [(e["path"], e["status"]) for e in reply["audit"]]
+
+        # The three messages, audited by the agent that took them, seen on another.
+        processes.eventually(
+            lambda: riemann_audit(b) == [("tcp", 200), ("tcp", 404), ("udp", 200)],
+            "agent b holds the audit entries of a's Riemann messages",
+        )
     finally:
         processes.stop_all(agents)
+
+
+# ---- the audit record ----------------------------------------------------------------
+@pytest.fixture
+async def audited(registry: Registry) -> AsyncIterator[tuple[RiemannListener, AuditLog]]:
+    audit = AuditLog(registry.node, registry.now)
+    made = RiemannListener(registry.push_event, audit=audit)
+    await made.start_tcp("127.0.0.1:0")
+    await made.start_udp("127.0.0.1:0")
+    yield made, audit
+    await made.stop()
+
+
+async def test_each_message_is_one_audit_entry(
+    rest: Client, audited: tuple[RiemannListener, AuditLog]
+) -> None:
+    listener, audit = audited
+    ok = {"host": "web-1", "service": "web", "state": "ok"}
+    unknown = {"host": "web-9", "service": "web", "state": "ok"}
+    await asyncio.to_thread(send_tcp, listener.tcp_address, ok, {**ok, "host": "web-2"})
+    with pytest.raises(RiemannError):
+        await asyncio.to_thread(send_tcp, listener.tcp_address, unknown)
+    with pytest.raises(RiemannError):
+        await asyncio.to_thread(query_tcp, listener.tcp_address, "true")
+    entries = await audit.entries(who=AUDIT_WHO)
+    assert [(e.method, e.path, e.status) for e in entries] == [
+        (AUDIT_METHOD, "tcp", 200),
+        (AUDIT_METHOD, "tcp", 404),
+        (AUDIT_METHOD, "tcp", 400),
+    ]
+    assert entries[0].summary == "2 event(s): web/web-1 ok, web/web-2 ok"
+    assert "no instance 'web-9'" in entries[1].summary
+    assert entries[2].summary == "queries are not supported"
+    assert all(e.peer.startswith("127.0.0.1:") for e in entries)
+
+
+async def test_udp_messages_are_audited_and_garbage_is_not(
+    rest: Client, audited: tuple[RiemannListener, AuditLog]
+) -> None:
+    listener, audit = audited
+    host, port = _host_port(listener.udp_address)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as raw:
+        for _ in range(20):
+            raw.sendto(b"\xff\x00garbage", (host, port))
+    await asyncio.to_thread(
+        send_udp, listener.udp_address, {"host": "web-1", "service": "web", "state": "warning"}
+    )
+    await eventually(lambda: listener.counters.events_accepted["udp"] == 1, "the event is taken")
+    entries = await audit.entries(who=AUDIT_WHO)
+    assert [(e.path, e.status, e.summary) for e in entries] == [
+        ("udp", 200, "1 event(s): web/web-1 warning")
+    ]
+    assert listener.counters.frames_malformed["udp"] == 20
