@@ -43,7 +43,7 @@ class RiemannCounters:
     Attributes:
         messages: transport -> messages decoded (each a ``Msg``).
         messages_refused: (transport, reason) -> messages refused whole: ``query``,
-            ``states``, ``too_many_events``, or ``backlog`` (UDP: more messages
+            ``states``, ``too_many_events``, or ``backlog`` (UDP: more events
             waiting than the listener queues).
         events_accepted: transport -> events recorded.
         events_refused: (transport, reason) -> events not recorded: ``invalid`` (the

@@ -87,10 +87,12 @@ MAX_CONNECTIONS = 64
 #: between batches; five minutes is far longer than any reporting interval.
 IDLE_TIMEOUT = 300.0
 
-#: UDP messages decoded and waiting to be recorded. Datagrams arrive faster than
-#: writes can be made only in a flood; past this many the newest are dropped and
+#: Events of UDP messages decoded and waiting to be recorded (a message refused whole
+#: counts one). Datagrams come faster than writes are made (about 2,000 a second) only
+#: in a burst; this holds a burst of 10,000 one-event datagrams, at most a few tens of
+#: megabytes even with the longest descriptions. Past it, a new message is dropped and
 #: counted (UDP is lossy by contract: riemann-client gets no answer either way).
-UDP_BACKLOG = 256
+UDP_BACKLOG = 10_000
 
 #: Bytes the stream reader holds ahead of what it was asked for (asyncio pauses the
 #: socket at twice this), so a connection buffers at most a frame plus this much.
@@ -111,6 +113,11 @@ PushEvent = Callable[[Mapping[str, Any]], Awaitable[object]]
 
 def _frame(payload: bytes) -> bytes:
     return _LENGTH.pack(len(payload)) + payload
+
+
+def _weight(decoded: Sequence[Mapping[str, Any]] | MessageRefused) -> int:
+    """What a queued UDP message counts against :data:`UDP_BACKLOG`."""
+    return 1 if isinstance(decoded, MessageRefused) else max(1, len(decoded))
 
 
 def _names(events: Sequence[Mapping[str, Any]]) -> str:
@@ -169,7 +176,9 @@ class RiemannListener:
         self._connections: set[asyncio.Task[Any]] = set()
         self._udp: asyncio.DatagramTransport | None = None
         self._udp_queue: asyncio.Queue[tuple[Sequence[Mapping[str, Any]] | MessageRefused, str]]
-        self._udp_queue = asyncio.Queue(udp_backlog)
+        self._udp_queue = asyncio.Queue()
+        self._udp_backlog = udp_backlog
+        self._udp_waiting = 0  # events (a refused message: one) in the queue
         self._udp_worker: asyncio.Task[None] | None = None
         self._stopping = False
         # Lines a client causes (refusals, hang-ups) are rate-limited per kind, so a
@@ -410,16 +419,19 @@ class RiemannListener:
         if isinstance(decoded, DecodeError):
             _log.debug("riemann udp: refused a datagram from %s: %s", peer, decoded)
             return
-        try:
-            self._udp_queue.put_nowait((decoded, peer))
-        except asyncio.QueueFull:
+        weight = _weight(decoded)
+        if self._udp_waiting + weight > self._udp_backlog:
             self.counters.messages_refused[("udp", "backlog")] += 1
             if not isinstance(decoded, MessageRefused) and decoded:
                 self.counters.events_refused[("udp", "message_refused")] += len(decoded)
+            return
+        self._udp_waiting += weight
+        self._udp_queue.put_nowait((decoded, peer))
 
     async def _record_datagrams(self) -> None:
         while True:
             decoded, peer = await self._udp_queue.get()
+            self._udp_waiting -= _weight(decoded)
             error = await self._take(decoded, "udp", peer)
             if error is not None:
                 _log.debug("riemann udp: refused from %s: %s", peer, error)

@@ -515,3 +515,30 @@ async def test_udp_messages_are_audited_and_garbage_is_not(
         ("udp", 200, "1 event(s): web/web-1 warning")
     ]
     assert listener.counters.frames_malformed["udp"] == 20
+
+
+async def test_udp_events_past_the_backlog_are_dropped_and_counted() -> None:
+    gate = asyncio.Event()
+    recorded: list[Any] = []
+
+    async def slow_push(body: Any) -> None:
+        await gate.wait()
+        recorded.append(body)
+
+    listener = RiemannListener(slow_push, udp_backlog=5)
+    await listener.start_udp("127.0.0.1:0")
+    try:
+        host, port = _host_port(listener.udp_address)
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as raw:
+            for n in range(10):
+                raw.sendto(
+                    event_message(host="web-1", service="web", state="ok", time=n), (host, port)
+                )
+        await eventually(lambda: listener.counters.messages["udp"] == 10, "all ten decoded")
+        dropped = listener.counters.messages_refused[("udp", "backlog")]
+        assert dropped in (4, 5)  # five wait; one more if the worker took one already
+        gate.set()
+        await eventually(lambda: len(recorded) == 10 - dropped, "the rest recorded")
+        assert listener.counters.events_refused[("udp", "message_refused")] == dropped
+    finally:
+        await listener.stop()
