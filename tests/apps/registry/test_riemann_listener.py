@@ -27,6 +27,7 @@ from crdtgossip.apps.registry.riemann_listener import (
     AUDIT_WHO,
     MAX_CONNECTIONS,
     MAX_FRAME_BYTES,
+    UDP_RECEIVE_BUFFER,
     RiemannListener,
 )
 from crdtgossip.errors import TransportError
@@ -540,5 +541,25 @@ async def test_udp_events_past_the_backlog_are_dropped_and_counted() -> None:
         gate.set()
         await eventually(lambda: len(recorded) == 10 - dropped, "the rest recorded")
         assert listener.counters.events_refused[("udp", "message_refused")] == dropped
+    finally:
+        await listener.stop()
+
+
+async def test_the_udp_socket_asks_for_a_large_receive_buffer(registry: Registry) -> None:
+    """A burst waits in the kernel's buffer while the loop records events."""
+    limits = Path("/proc/sys/net/core/rmem_max"), Path("/proc/sys/net/core/rmem_default")
+    if not all(path.exists() for path in limits):
+        pytest.skip("no /proc/sys/net/core here")
+    rmem_max, rmem_default = (int(path.read_text()) for path in limits)
+    if rmem_max <= rmem_default:
+        pytest.skip("net.core.rmem_max allows no buffer larger than the default")
+    listener = RiemannListener(registry.push_event)
+    await listener.start_udp("127.0.0.1:0")
+    try:
+        assert listener._udp is not None
+        udp_socket = listener._udp.get_extra_info("socket")
+        size = udp_socket.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
+        # Linux doubles what it grants, for its bookkeeping.
+        assert size >= min(UDP_RECEIVE_BUFFER, rmem_max) > rmem_default
     finally:
         await listener.stop()
