@@ -99,6 +99,8 @@ class _Agent:
     process: asyncio.subprocess.Process
     gossip: str
     http: str
+    #: Every ``name=value`` word of the ready line (``riemann-tcp`` and so on).
+    listening: dict[str, str]
 
     @property
     def url(self) -> str:
@@ -215,8 +217,12 @@ async def _cluster() -> AsyncIterator[list[_Agent]]:
 
 
 async def _start(
-    processes: list[asyncio.subprocess.Process], node_id: str, join: list[str]
+    processes: list[asyncio.subprocess.Process],
+    node_id: str,
+    join: list[str],
+    extra: tuple[str, ...] = (),
 ) -> _Agent:
+    """Start one agent (``extra``: more flags) and read its ready line."""
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-c",
@@ -231,6 +237,7 @@ async def _start(
         "--config",
         "local",
         *join,
+        *extra,
         stdout=asyncio.subprocess.PIPE,
         stdin=asyncio.subprocess.DEVNULL,
         cwd=PROJECT_ROOT,
@@ -242,7 +249,7 @@ async def _start(
     fields = dict(part.split("=", 1) for part in ready.decode().split() if "=" in part)
     if "gossip" not in fields or "http" not in fields:
         raise RuntimeError(f"agent {node_id} did not start: {ready.decode().strip()!r}")
-    return _Agent(process, fields["gossip"], fields["http"])
+    return _Agent(process, fields["gossip"], fields["http"], fields)
 
 
 async def _stop(processes: list[asyncio.subprocess.Process]) -> None:
