@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 
-from benchmarks import bench_registry, bench_repair, bench_writepath
+from benchmarks import bench_registry, bench_repair, bench_riemann, bench_writepath
 from benchmarks._result import BenchResult
 from benchmarks.bench_writepath import KINDS, MODES, QUICK_SIZES, _fits, _name, _Series
 
@@ -59,6 +59,14 @@ def test_registry_registers_and_lists_every_quick_instance() -> None:
     for index in (1, 2):
         assert f"listed by agent {index} after the last PUT 2e1" in names(result)
     assert not [note for note in result.notes if "stopped" in note or "listed" in note]
+
+
+def test_riemann_takes_every_quick_event_each_way() -> None:
+    result = bench_riemann.run(quick=True)
+    for way in ("rest", "tcp", "tcp batched", "udp"):
+        assert result.get_figure(f"events per second, {way}").value > 0
+    assert result.get_figure("udp blast, share taken").value > 0
+    assert not result.notes  # no way stopped short, no datagram of the paced way lost
 
 
 def test_cpu_ticks_agree_with_os_times() -> None:

@@ -5,25 +5,19 @@ from __future__ import annotations
 import argparse
 import asyncio
 import socket
-import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import aiohttp
 import pytest
+from riemann_client.client import Client as RiemannClient
+from riemann_client.transport import TCPTransport, UDPTransport
 
 from crdtgossip.apps.registry.agent import STATE_FILE, AgentOptions, read_token, run_agent
 from crdtgossip.apps.registry.cli import add_agent_command, run
 from crdtgossip.errors import ConfigError
 from crdtgossip.security import Keyring
 from tests.polling import PATIENCE, eventually
-
-with warnings.catch_warnings():
-    # riemann-client 7.0.0's generated module builds descriptors the way protobuf 3.20
-    # deprecates; the warnings say nothing about our code.
-    warnings.simplefilter("ignore", DeprecationWarning)
-    from riemann_client.client import Client as RiemannClient
-    from riemann_client.transport import TCPTransport, UDPTransport
 
 
 def parser() -> argparse.ArgumentParser:

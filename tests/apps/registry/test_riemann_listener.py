@@ -11,13 +11,15 @@ import asyncio
 import logging
 import socket
 import struct
-import warnings
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
+from riemann_client import riemann_pb2
+from riemann_client.client import Client as RiemannClient
+from riemann_client.transport import RiemannError, TCPTransport, UDPTransport
 
 from crdtgossip._ratelimit import DEFAULT_BURST
 from crdtgossip.apps.registry import Registry, make_app
@@ -34,14 +36,6 @@ from crdtgossip.errors import TransportError
 from tests.apps.registry import test_agents as processes
 from tests.apps.registry.conftest import START_TIME, Client
 from tests.polling import PATIENCE, eventually
-
-with warnings.catch_warnings():
-    # riemann-client 7.0.0's generated module builds descriptors the way protobuf 3.20
-    # deprecates; the warnings say nothing about our code.
-    warnings.simplefilter("ignore", DeprecationWarning)
-    from riemann_client import riemann_pb2
-    from riemann_client.client import Client as RiemannClient
-    from riemann_client.transport import RiemannError, TCPTransport, UDPTransport
 
 WEB_1 = {"address": "10.0.0.1", "port": 8080, "env": "prod"}
 

@@ -3,24 +3,18 @@
 from __future__ import annotations
 
 import math
-import warnings
 from typing import Any
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from riemann_client import riemann_pb2
+from riemann_client.client import Client
 
 from crdtgossip.apps.registry import riemann_wire as wire
 from crdtgossip.apps.registry.model import parse_event
 from crdtgossip.errors import DecodeError
 from tests.apps.registry.conftest import START_TIME
-
-with warnings.catch_warnings():
-    # riemann-client 7.0.0's generated module builds descriptors the way protobuf 3.20
-    # deprecates; the warnings say nothing about our code.
-    warnings.simplefilter("ignore", DeprecationWarning)
-    from riemann_client import riemann_pb2
-    from riemann_client.client import Client
 
 
 def client_message(*events: dict[str, Any]) -> bytes:
