@@ -64,6 +64,8 @@ stamps within one tick, far more than a Python node makes in a millisecond."""
 LOGICAL_MASK: Final = (1 << LOGICAL_BITS) - 1
 """The logical counter of a stamp: ``stamp & LOGICAL_MASK``."""
 
+_PHYSICAL_MASK: Final = ~LOGICAL_MASK
+
 AHEAD_WINDOW: Final = 60.0
 """Seconds a writer refused for a stamp ahead of this node's clock counts as ahead
 when deciding whether this node's own clock is behind (see :class:`SkewMonitor`). A
@@ -135,11 +137,14 @@ class HLC:
         Raises:
             OperationError: no stamp after ``seen`` fits in 64 bits.
         """
-        physical = self._wall() & ~LOGICAL_MASK
+        physical = self._wall() & _PHYSICAL_MASK
         last = self._last
-        stamp = physical if physical > last else last + 1
-        if stamp & LOGICAL_MASK == 0 and stamp != physical:
-            self.carries += 1
+        if physical > last:
+            stamp = physical
+        else:
+            stamp = last + 1
+            if not stamp & LOGICAL_MASK:
+                self.carries += 1
         if seen >= stamp:
             stamp = next_timestamp(seen, stamp)
             if stamp > physical + self.max_offset_ns:

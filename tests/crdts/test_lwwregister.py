@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 import crdtgossip.crdts.lwwregister as lwwregister_module
 from crdtgossip import LWWRegister, MergeError, MVRegister, OperationError
+from crdtgossip.crdts._values import MAX_STR_BYTES
 
 
 @pytest.fixture
@@ -142,6 +143,38 @@ def test_bad_timestamp_is_refused(timestamp: object) -> None:
 def test_empty_replica_is_refused() -> None:
     with pytest.raises(OperationError):
         LWWRegister[str]().set("x", "", timestamp=1)
+
+
+@pytest.mark.parametrize(
+    ("value", "replica"),
+    [
+        ("x", ""),  # an empty replica id, with and without a default stamp below
+        ("x", 7),
+        ("x", "\ud800"),  # a lone surrogate cannot be encoded
+        ("\ud800", "a"),
+        (2**64, "a"),
+        (-(2**63) - 1, "a"),
+        ("x" * (MAX_STR_BYTES + 1), "a"),
+        ("é" * (MAX_STR_BYTES // 2 + 1), "a"),  # short in characters, long in UTF-8
+        (float("nan"), "a"),
+    ],
+)
+@pytest.mark.parametrize("timestamp", [None, 5])
+def test_a_write_the_codec_cannot_encode_is_refused_and_changes_nothing(
+    value: object, replica: object, timestamp: int | None
+) -> None:
+    register: LWWRegister[object] = LWWRegister()
+    register.set("before", "a", timestamp=1)
+    with pytest.raises(OperationError):
+        register.set(value, replica, timestamp=timestamp)  # type: ignore[arg-type]
+    assert (register.value, register.timestamp, register.replica) == ("before", 1, "a")
+
+
+@pytest.mark.parametrize("value", ["é", "x" * MAX_STR_BYTES, 2**64 - 1, -(2**63), None, True])
+def test_values_at_the_edges_of_the_fast_checks_are_written(value: object) -> None:
+    register: LWWRegister[object] = LWWRegister()
+    register.set(value, "réplica-ü")
+    assert (register.value, register.replica) == (value, "réplica-ü")
 
 
 def test_merge_of_another_type_is_refused() -> None:
