@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 
-from benchmarks import bench_registry, bench_repair, bench_riemann, bench_writepath
+from benchmarks import bench_clock, bench_registry, bench_repair, bench_riemann, bench_writepath
 from benchmarks._result import BenchResult
 from benchmarks.bench_writepath import KINDS, MODES, QUICK_SIZES, _fits, _name, _Series
 
@@ -59,6 +59,12 @@ def test_registry_registers_and_lists_every_quick_instance() -> None:
     for index in (1, 2):
         assert f"listed by agent {index} after the last PUT 2e1" in names(result)
     assert not [note for note in result.notes if "stopped" in note or "listed" in note]
+
+
+def test_clock_times_every_case() -> None:
+    result = bench_clock.run(quick=True)
+    for name in ("raw tuples", "LWWRegister, HLC", "LWWRegister, wall clock"):
+        assert result.get_figure(name).value > 0
 
 
 def test_riemann_takes_every_quick_event_each_way() -> None:
