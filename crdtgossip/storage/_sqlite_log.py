@@ -79,12 +79,29 @@ class KeyChange:
 
 @dataclass(slots=True, eq=False)
 class Batch:
-    """Writes that will be committed together, in one transaction."""
+    """Writes that will be committed together, in one transaction.
+
+    ``behind``: the batch whose commit was starting when this one began to fill (its
+    writes are still at risk until that commit is done; see :meth:`at_risk`).
+    """
 
     changes: dict[str, KeyChange] = field(default_factory=dict)
     writes: int = 0
     done: bool = False
     error: StorageError | None = None
+    behind: Batch | None = None
+
+    def __post_init__(self) -> None:
+        if self.behind is not None:  # commits run one at a time: the one before is done
+            self.behind.behind = None
+
+    def at_risk(self) -> int:
+        """Writes a crash now would lose: this batch's, and those of the commit still
+        under way behind it."""
+        behind = self.behind
+        if behind is not None and behind.done:
+            self.behind = behind = None
+        return self.writes + (0 if behind is None else behind.writes)
 
     def replace(self, key: str, state: bytes | None) -> None:
         """Record a put (``state``) or a delete (None) of ``key``."""

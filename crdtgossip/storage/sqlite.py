@@ -193,10 +193,11 @@ class SQLiteStorage:
 
     @property
     def pending_writes(self) -> int:
-        """Writes not yet committed (a key's state once, each delta once): what a crash
-        now would lose. Always 0 in ``"durable"`` mode once every write has returned."""
+        """Writes not yet committed, the commit under way included (a key's state once,
+        each delta once): what a crash now would lose. 0 in ``"durable"`` mode once
+        every write has returned."""
         with self._pending_lock:
-            return self._current.writes
+            return self._current.at_risk()
 
     @property
     def pending_folds(self) -> int:
@@ -422,7 +423,7 @@ class SQLiteStorage:
             batch = self._current
             if not batch.changes:
                 return None
-            self._current = Batch()
+            self._current = Batch(behind=batch)
         try:
             self._commit(batch.changes)
         except StorageError as exc:

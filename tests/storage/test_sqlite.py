@@ -389,6 +389,38 @@ def test_a_failed_batched_commit_is_reported_and_retried(tmp_path: Path) -> None
 # =========================================================================================
 
 
+def test_writes_of_a_commit_under_way_are_still_pending(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A crash during a commit loses its batch: pending_writes must say so (it read 0
+    from the moment the batch was taken, and a crash test that waited for 0 lost it)."""
+    storage = SQLiteStorage(tmp_path / "state.db", sync_mode="batched", batch_interval=3600.0)
+    storage.open()
+    started, release = threading.Event(), threading.Event()
+    commit = storage._commit
+
+    def slow_commit(changes: object) -> None:
+        started.set()
+        assert release.wait(30)
+        commit(changes)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(storage, "_commit", slow_commit)
+    for i in range(3):
+        storage.put(f"k{i}", counter_state("a", i + 1))
+    flushing = threading.Thread(target=storage.flush)
+    flushing.start()
+    assert started.wait(30)
+    storage.put("later", counter_state("a", 9))
+    try:
+        assert storage.pending_writes == 4  # three in the commit under way, one waiting
+    finally:
+        release.set()
+        flushing.join(30)
+    assert storage.pending_writes == 1
+    storage.close()
+    assert storage.pending_writes == 0
+
+
 def test_batched_writes_wait_until_close_commits_them(tmp_path: Path) -> None:
     path = tmp_path / "state.db"
     storage = SQLiteStorage(path, sync_mode="batched", batch_interval=3600.0)
