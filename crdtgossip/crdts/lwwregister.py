@@ -31,7 +31,7 @@ from crdtgossip.crdts._base import (
     order_key,
 )
 from crdtgossip.crdts._digest import digest_of, value_hash
-from crdtgossip.crdts._values import INT_MAX, INT_MIN, MAX_STR_BYTES, check_value
+from crdtgossip.crdts._values import check_value
 from crdtgossip.errors import MergeError
 
 __all__ = ["LWWRegister"]
@@ -114,26 +114,15 @@ class LWWRegister(Generic[V]):
                 encode (see :mod:`crdtgossip.crdts._values`), or no default timestamp
                 left (the register holds 2**64 - 1). Nothing has changed then.
         """
-        # The fast paths of check_value and check_replica in line: a write costs about a
-        # microsecond, and the two calls were a sixth of it. Anything else goes through
-        # the checks themselves.
-        kind = type(value)
-        if not (
-            (kind is int and INT_MIN <= value <= INT_MAX)  # type: ignore[operator]
-            or (kind is str and len(value) <= MAX_STR_BYTES and value.isascii())  # type: ignore[arg-type, attr-defined]
-        ):
-            check_value(value)
-        if not (
-            type(replica) is str and replica and len(replica) <= MAX_STR_BYTES and replica.isascii()
-        ):
-            check_replica(replica)
+        check_value(value)
+        check_replica(replica)
         seen = self._timestamp
         if timestamp is None:
             stamps = current_stamps()
             stamp = next_timestamp(seen, now_ns()) if stamps is None else stamps(seen)
         else:
             stamp = check_timestamp(timestamp)
-        immutable = kind in _IMMUTABLE
+        immutable = type(value) in _IMMUTABLE
         owned = value if immutable else _copy.deepcopy(value)
         delta = _new(type(self))
         delta._value = owned
