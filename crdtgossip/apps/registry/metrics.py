@@ -126,65 +126,66 @@ def _by_reason(counts: Counter[tuple[str, str]]) -> list[tuple[Mapping[str, str]
 
 
 def _riemann_families(riemann: RiemannCounters) -> list[str]:
-    prefix = "crdtgossip_riemann_"
-    lines = _family(
-        prefix + "messages_total",
-        "counter",
-        "Riemann messages decoded, by transport.",
-        _by_transport(riemann.messages),
-    )
-    lines += _family(
-        prefix + "messages_refused_total",
-        "counter",
-        "Riemann messages refused whole, by transport and reason.",
-        _by_reason(riemann.messages_refused),
-    )
-    lines += _family(
-        prefix + "events_accepted_total",
-        "counter",
-        "Events received over Riemann's protocol and recorded, by transport.",
-        _by_transport(riemann.events_accepted),
-    )
-    lines += _family(
-        prefix + "events_refused_total",
-        "counter",
-        "Events received over Riemann's protocol and not recorded, by transport and reason.",
-        _by_reason(riemann.events_refused),
-    )
-    lines += _family(
-        prefix + "frames_malformed_total",
-        "counter",
-        "TCP frames or UDP datagrams that are no Riemann message, by transport.",
-        _by_transport(riemann.frames_malformed),
-    )
-    singles = (
+    Samples = list[tuple[Mapping[str, str], float]]
+    families: tuple[tuple[str, str, str, Samples], ...] = (
+        (
+            "messages_total",
+            "counter",
+            "Riemann messages decoded, by transport.",
+            _by_transport(riemann.messages),
+        ),
+        (
+            "messages_refused_total",
+            "counter",
+            "Riemann messages refused whole, by transport and reason.",
+            _by_reason(riemann.messages_refused),
+        ),
+        (
+            "events_accepted_total",
+            "counter",
+            "Events received over Riemann's protocol and recorded, by transport.",
+            _by_transport(riemann.events_accepted),
+        ),
+        (
+            "events_refused_total",
+            "counter",
+            "Events received over Riemann's protocol and not recorded, by transport and reason.",
+            _by_reason(riemann.events_refused),
+        ),
+        (
+            "frames_malformed_total",
+            "counter",
+            "TCP frames or UDP datagrams that are no Riemann message, by transport.",
+            _by_transport(riemann.frames_malformed),
+        ),
         (
             "frames_oversized_total",
             "counter",
             "TCP frames over the size limit (connection closed).",
-            riemann.frames_oversized,
+            [({}, riemann.frames_oversized)],
         ),
         (
             "connections_refused_total",
             "counter",
             "TCP connections closed at once, over the limit.",
-            riemann.connections_refused,
+            [({}, riemann.connections_refused)],
         ),
         (
             "connections",
             "gauge",
             "TCP connections of the Riemann listener open now.",
-            riemann.connections_open,
+            [({}, riemann.connections_open)],
         ),
         (
             "attributes_ignored_total",
             "counter",
             "Event attributes received and not recorded.",
-            riemann.attributes_ignored,
+            [({}, riemann.attributes_ignored)],
         ),
     )
-    for name, kind, help_text, value in singles:
-        lines += _family(prefix + name, kind, help_text, [({}, value)])
+    lines: list[str] = []
+    for name, kind, help_text, samples in families:
+        lines += _family("crdtgossip_riemann_" + name, kind, help_text, samples)
     return lines
 
 
