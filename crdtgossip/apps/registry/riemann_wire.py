@@ -82,29 +82,25 @@ _OPTIONAL, _REPEATED = _FIELD.LABEL_OPTIONAL, _FIELD.LABEL_REPEATED
 # optional here: attributes are ignored, and whether a missing required field fails
 # to parse differs between protobuf's implementations.
 _Fields = tuple[tuple[str, int, int, int, str], ...]
+# The fields State and Event share (State is the form of Riemann's protocol before
+# events, read only to refuse it).
+_COMMON: _Fields = (
+    ("time", 1, _FIELD.TYPE_INT64, _OPTIONAL, ""),
+    ("state", 2, _FIELD.TYPE_STRING, _OPTIONAL, ""),
+    ("service", 3, _FIELD.TYPE_STRING, _OPTIONAL, ""),
+    ("host", 4, _FIELD.TYPE_STRING, _OPTIONAL, ""),
+    ("description", 5, _FIELD.TYPE_STRING, _OPTIONAL, ""),
+    ("tags", 7, _FIELD.TYPE_STRING, _REPEATED, ""),
+    ("ttl", 8, _FIELD.TYPE_FLOAT, _OPTIONAL, ""),
+)
 _SCHEMA: dict[str, _Fields] = {
     "Attribute": (
         ("key", 1, _FIELD.TYPE_STRING, _OPTIONAL, ""),
         ("value", 2, _FIELD.TYPE_STRING, _OPTIONAL, ""),
     ),
-    "State": (
-        ("time", 1, _FIELD.TYPE_INT64, _OPTIONAL, ""),
-        ("state", 2, _FIELD.TYPE_STRING, _OPTIONAL, ""),
-        ("service", 3, _FIELD.TYPE_STRING, _OPTIONAL, ""),
-        ("host", 4, _FIELD.TYPE_STRING, _OPTIONAL, ""),
-        ("description", 5, _FIELD.TYPE_STRING, _OPTIONAL, ""),
-        ("once", 6, _FIELD.TYPE_BOOL, _OPTIONAL, ""),
-        ("tags", 7, _FIELD.TYPE_STRING, _REPEATED, ""),
-        ("ttl", 8, _FIELD.TYPE_FLOAT, _OPTIONAL, ""),
-    ),
+    "State": (*_COMMON, ("once", 6, _FIELD.TYPE_BOOL, _OPTIONAL, "")),
     "Event": (
-        ("time", 1, _FIELD.TYPE_INT64, _OPTIONAL, ""),
-        ("state", 2, _FIELD.TYPE_STRING, _OPTIONAL, ""),
-        ("service", 3, _FIELD.TYPE_STRING, _OPTIONAL, ""),
-        ("host", 4, _FIELD.TYPE_STRING, _OPTIONAL, ""),
-        ("description", 5, _FIELD.TYPE_STRING, _OPTIONAL, ""),
-        ("tags", 7, _FIELD.TYPE_STRING, _REPEATED, ""),
-        ("ttl", 8, _FIELD.TYPE_FLOAT, _OPTIONAL, ""),
+        *_COMMON,
         ("attributes", 9, _FIELD.TYPE_MESSAGE, _REPEATED, "Attribute"),
         ("time_micros", 10, _FIELD.TYPE_INT64, _OPTIONAL, ""),
         ("metric_sint64", 13, _FIELD.TYPE_SINT64, _OPTIONAL, ""),
@@ -119,18 +115,15 @@ _SCHEMA: dict[str, _Fields] = {
         ("query", 5, _FIELD.TYPE_MESSAGE, _OPTIONAL, "Query"),
         ("events", 6, _FIELD.TYPE_MESSAGE, _REPEATED, "Event"),
     ),
-    # Msg with its nested messages left as bytes (the same wire format: a nested
-    # message is a length-delimited field). Read first, it counts the events before
-    # any is decoded, so a frame of half a million empty events costs a list of byte
-    # strings, not half a million message objects.
-    "MsgOutline": (
-        ("ok", 2, _FIELD.TYPE_BOOL, _OPTIONAL, ""),
-        ("error", 3, _FIELD.TYPE_STRING, _OPTIONAL, ""),
-        ("states", 4, _FIELD.TYPE_BYTES, _REPEATED, ""),
-        ("query", 5, _FIELD.TYPE_BYTES, _OPTIONAL, ""),
-        ("events", 6, _FIELD.TYPE_BYTES, _REPEATED, ""),
-    ),
 }
+# Msg with its nested messages left as bytes (the same wire format: a nested message is
+# a length-delimited field). Read first, it counts the events before any is decoded,
+# so a frame of half a million empty events costs a list of byte strings, not half a
+# million message objects.
+_SCHEMA["MsgOutline"] = tuple(
+    (name, number, _FIELD.TYPE_BYTES if kind == _FIELD.TYPE_MESSAGE else kind, label, "")
+    for name, number, kind, label, _ in _SCHEMA["Msg"]
+)
 
 #: The schema's file name inside its own descriptor pool.
 _FILE_NAME = "crdtgossip/apps/registry/riemann.proto"
