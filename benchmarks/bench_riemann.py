@@ -2,9 +2,9 @@
 
 One agent process, started as the ``crdtgossip agent`` command does, on 127.0.0.1 with
 ``--config local``, ``--riemann-tcp`` and ``--riemann-udp``, no keyring and no data
-directory; :data:`INSTANCES` instances registered through REST. Then the same number
-of events (:data:`EVENTS`, each for the next instance in turn, state ``ok``, a metric)
-goes in four ways, one after the other:
+directory; :data:`INSTANCES` instances (100 with ``--quick``) registered through REST.
+Then the same number of events (:data:`EVENTS`, each for the next instance in turn,
+state ``ok``, a metric) goes in four ways, one after the other:
 
 * ``rest``: sequential ``POST /v1/events`` from one aiohttp session, each awaited;
 * ``tcp``: ``riemann-client``'s ``Client`` over ``TCPTransport``, one event a message,
@@ -38,8 +38,9 @@ from benchmarks.bench_registry import REQUEST_TIMEOUT, _Agent, _start, _stop
 
 __all__ = ["run"]
 
-#: Instances the events are about.
-INSTANCES = 100
+#: Instances the events are about (the registry's size in the issues: 10^4).
+INSTANCES = 10_000
+QUICK_INSTANCES = 100
 #: Events per way (quick: :data:`QUICK_EVENTS`).
 EVENTS = 5_000
 QUICK_EVENTS = 200
@@ -62,20 +63,21 @@ ACCEPTED_METRIC = "crdtgossip_riemann_events_accepted_total"
 def run(quick: bool) -> BenchResult:
     """Run the benchmark; ``quick`` sends 200 events each way."""
     events = QUICK_EVENTS if quick else EVENTS
+    instances = QUICK_INSTANCES if quick else INSTANCES
     bound = QUICK_WAY_BOUND_SECONDS if quick else WAY_BOUND_SECONDS
     result = BenchResult(
         title="Health events into one agent: REST and Riemann's protocol (riemann-client)",
         params={
             "quick": quick,
             "events": events,
-            "instances": INSTANCES,
+            "instances": instances,
             "batch": BATCH,
             "way_bound_seconds": bound,
             "config": "local",
             "storage": "none",
         },
     )
-    asyncio.run(_measure(result, events, bound))
+    asyncio.run(_measure(result, events, instances, bound))
     for way in ("tcp", "tcp batched", "udp"):
         if any(f.name == f"events per second, {way}" for f in result.figures):
             result.ratio(
@@ -88,26 +90,28 @@ def run(quick: bool) -> BenchResult:
     return result
 
 
-async def _measure(result: BenchResult, events: int, bound: float) -> None:
+async def _measure(result: BenchResult, events: int, instances: int, bound: float) -> None:
     processes: list[asyncio.subprocess.Process] = []
     timeout = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT)
     try:
         extra = ("--riemann-tcp", "127.0.0.1:0", "--riemann-udp", "127.0.0.1:0")
         agent = await _start(processes, "agent0", [], extra)
         async with aiohttp.ClientSession(timeout=timeout) as session:
-            for i in range(INSTANCES):
-                url = f"{agent.url}/v1/services/{SERVICE}/instances/i{i:03d}"
+            for i in range(instances):
+                url = f"{agent.url}/v1/services/{SERVICE}/instances/{_instance(i)}"
                 body = {"address": "127.0.0.1", "port": 1024 + i}
                 async with session.put(url, json=body) as response:
                     await response.read()
                     if response.status != 200:
                         raise RuntimeError(f"PUT {url}: HTTP {response.status}")
-            sent, seconds = await _rest(session, agent, events, bound)
+            sent, seconds = await _rest(session, agent, events, instances, bound)
             _report(result, "rest", sent, events, seconds, "sequential POST /v1/events")
             host, port = _host_port(agent, "riemann-tcp")
-            sent, seconds = await asyncio.to_thread(_tcp, host, port, events, 1, bound)
+            sent, seconds = await asyncio.to_thread(_tcp, host, port, events, instances, 1, bound)
             _report(result, "tcp", sent, events, seconds, "riemann-client, one event a message")
-            sent, seconds = await asyncio.to_thread(_tcp, host, port, events, BATCH, bound)
+            sent, seconds = await asyncio.to_thread(
+                _tcp, host, port, events, instances, BATCH, bound
+            )
             _report(
                 result,
                 "tcp batched",
@@ -116,7 +120,7 @@ async def _measure(result: BenchResult, events: int, bound: float) -> None:
                 seconds,
                 f"riemann-client QueuedClient, {BATCH} events a message",
             )
-            await _udp(result, session, agent, events, bound)
+            await _udp(result, session, agent, events, instances, bound)
     finally:
         await _stop(processes)
 
@@ -134,9 +138,14 @@ def _host_port(agent: _Agent, name: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
-def _event(n: int) -> dict[str, object]:
+def _instance(i: int) -> str:
+    return f"i{i:05d}"
+
+
+def _event(n: int, instances: int) -> dict[str, object]:
+    """The n-th event: for each of the instances in turn."""
     return {
-        "host": f"i{n % INSTANCES:03d}",
+        "host": _instance(n % instances),
         "service": SERVICE,
         "state": "ok",
         "metric_f": float(n % 1000),
@@ -145,12 +154,12 @@ def _event(n: int) -> dict[str, object]:
 
 
 async def _rest(
-    session: aiohttp.ClientSession, agent: _Agent, events: int, bound: float
+    session: aiohttp.ClientSession, agent: _Agent, events: int, instances: int, bound: float
 ) -> tuple[int, float]:
     start = time.perf_counter()
     sent = 0
     for n in range(events):
-        body = _event(n)
+        body = _event(n, instances)
         body["metric"] = body.pop("metric_f")
         async with session.post(f"{agent.url}/v1/events", json=body) as response:
             await response.read()
@@ -162,7 +171,9 @@ async def _rest(
     return sent, time.perf_counter() - start
 
 
-def _tcp(host: str, port: int, events: int, batch: int, bound: float) -> tuple[int, float]:
+def _tcp(
+    host: str, port: int, events: int, instances: int, batch: int, bound: float
+) -> tuple[int, float]:
     """Send over TCP with riemann-client, ``batch`` events a message (1: Client)."""
     from riemann_client.client import Client, QueuedClient  # type: ignore[import-untyped]
     from riemann_client.transport import TCPTransport  # type: ignore[import-untyped]
@@ -173,14 +184,14 @@ def _tcp(host: str, port: int, events: int, batch: int, bound: float) -> tuple[i
     if batch == 1:
         with Client(transport) as client:
             for n in range(events):
-                client.event(**_event(n))
+                client.event(**_event(n, instances))
                 sent += 1
                 if time.perf_counter() - start > bound:
                     break
     else:
         with QueuedClient(transport) as client:
             for n in range(events):
-                client.event(**_event(n))
+                client.event(**_event(n, instances))
                 sent += 1
                 if sent % batch == 0:
                     client.flush()
@@ -195,6 +206,7 @@ async def _udp(
     session: aiohttp.ClientSession,
     agent: _Agent,
     events: int,
+    instances: int,
     bound: float,
 ) -> None:
     """UDP twice: paced (bursts the listener's backlog holds) and as a blast."""
@@ -212,7 +224,7 @@ async def _udp(
         while sent < events and time.perf_counter() - start < bound:
             burst = min(UDP_BURST, events - sent)
             for n in range(sent, sent + burst):
-                client.event(**_event(n))
+                client.event(**_event(n, instances))
             sent += burst
             taken = await _until_taken(session, agent, first + sent)
             if taken < first + sent:
@@ -232,7 +244,7 @@ async def _udp(
         # Blast: every event at once, as fast as the client sends; what was taken.
         first = await _accepted(session, agent)
         for n in range(events):
-            client.event(**_event(n))
+            client.event(**_event(n, instances))
         taken = await _until_taken(session, agent, first + events)
     result.figure(
         Figure(
