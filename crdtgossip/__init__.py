@@ -22,6 +22,7 @@ from crdtgossip.crdts import (
     ORMap,
     ORSet,
     PNCounter,
+    Prunable,
 )
 from crdtgossip.errors import (
     ConfigError,
@@ -71,6 +72,7 @@ __all__ = [
     "ORSet",
     "OperationError",
     "PNCounter",
+    "Prunable",
     "QuorumError",
     "SQLiteStorage",
     "Status",

@@ -1,10 +1,13 @@
 """The convergent replicated data types: pure state, no I/O.
 
-See :mod:`crdtgossip.crdts._base` for the laws every type keeps.
+See :mod:`crdtgossip.crdts._base` for the laws every type keeps, and
+:mod:`crdtgossip.crdts._pruning` for how the :class:`Prunable` ones forget a replica
+that has left.
 """
 
 from crdtgossip.crdts._base import CRDT, Element, Value
 from crdtgossip.crdts._causal import CausalContext, Dot
+from crdtgossip.crdts._pruning import Prunable
 from crdtgossip.crdts.ewflag import EWFlag
 from crdtgossip.crdts.gcounter import GCounter
 from crdtgossip.crdts.gset import GSet
@@ -29,5 +32,6 @@ __all__ = [
     "ORMap",
     "ORSet",
     "PNCounter",
+    "Prunable",
     "Value",
 ]

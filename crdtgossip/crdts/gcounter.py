@@ -3,7 +3,9 @@
 Each replica owns one slot and only ever raises it; the value is the sum of the slots
 and the join takes the per-slot maximum. Concurrent increments therefore add up.
 
-Cost: one integer per replica that ever incremented; a delta is a single slot.
+Cost: one integer per replica that ever incremented; a delta is a single slot. A
+removed replica's slot is folded into a live one with :meth:`GCounter.prune` (see
+:mod:`crdtgossip.crdts._pruning`), so the slots stay bounded by the live replicas.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from typing import Self
 
 from crdtgossip.crdts._base import check_amount, check_counter, check_replica
 from crdtgossip.crdts._digest import digest_of, element_hash
+from crdtgossip.crdts._pruning import check_prune
 from crdtgossip.crdts._values import INT_MAX
 from crdtgossip.errors import MergeError
 
@@ -98,6 +101,48 @@ class GCounter:
     def copy(self) -> Self:
         """An independent copy."""
         return type(self)._from_counts(self._counts)
+
+    # ---- pruning removed replicas (see crdtgossip.crdts._pruning) ---------------------
+    def replicas(self) -> frozenset[str]:
+        """The replicas that own a slot."""
+        return frozenset(self._counts)
+
+    def _pruned_total(self, removed: str, into: str) -> int | None:
+        """The slot of ``into`` once ``removed`` is folded in, or None (no such slot).
+
+        Raises:
+            OperationError: the sum would pass 2**64 - 1.
+        """
+        taken = self._counts.get(removed)
+        if taken is None:
+            return None
+        return check_counter(
+            self._counts.get(into, 0) + taken, f"the slot of replica {into!r:.60}, pruned into,"
+        )
+
+    def prune(self, removed: str, into: str) -> None:
+        """Add the slot of ``removed`` to the slot of ``into`` and delete it, in place.
+
+        The value is unchanged. Nothing happens when ``removed`` has no slot.
+
+        Raises:
+            OperationError: an invalid replica id, ``removed == into``, or the slot of
+                ``into`` would pass 2**64 - 1 (the counter is unchanged).
+        """
+        check_prune(removed, into)
+        total = self._pruned_total(removed, into)
+        if total is not None:
+            self._counts[into] = total
+            del self._counts[removed]
+
+    def drop_replica(self, removed: str) -> None:
+        """Forget the slot of ``removed``, in place (the value drops by it).
+
+        Raises:
+            OperationError: ``removed`` is not a valid replica id.
+        """
+        check_replica(removed)
+        self._counts.pop(removed, None)
 
     def __eq__(self, other: object) -> bool:
         if type(other) is not type(self):

@@ -4,13 +4,16 @@ Two G-Counters: one of increments, one of decrements; the value is their differe
 Concurrent increments and decrements all count.
 
 Cost: up to two integers per replica that ever changed it; a delta is a single slot.
+Pruning a removed replica folds both of its slots into a live replica's.
 """
 
 from __future__ import annotations
 
 from typing import Self
 
+from crdtgossip.crdts._base import check_replica
 from crdtgossip.crdts._digest import digest_of, element_hash
+from crdtgossip.crdts._pruning import check_prune
 from crdtgossip.crdts.gcounter import GCounter
 from crdtgossip.errors import MergeError
 
@@ -78,6 +81,37 @@ class PNCounter:
     def copy(self) -> Self:
         """An independent copy."""
         return type(self)._from_parts(self._increments.copy(), self._decrements.copy())
+
+    # ---- pruning removed replicas (see crdtgossip.crdts._pruning) ---------------------
+    def replicas(self) -> frozenset[str]:
+        """The replicas that own a slot of increments or of decrements."""
+        return self._increments.replicas() | self._decrements.replicas()
+
+    def prune(self, removed: str, into: str) -> None:
+        """Fold both slots of ``removed`` into those of ``into``, in place.
+
+        The value is unchanged. Nothing happens when ``removed`` has no slot.
+
+        Raises:
+            OperationError: an invalid replica id, ``removed == into``, or a slot of
+                ``into`` would pass 2**64 - 1 (both halves are checked first: the
+                counter is unchanged).
+        """
+        check_prune(removed, into)
+        self._increments._pruned_total(removed, into)
+        self._decrements._pruned_total(removed, into)
+        self._increments.prune(removed, into)
+        self._decrements.prune(removed, into)
+
+    def drop_replica(self, removed: str) -> None:
+        """Forget both slots of ``removed``, in place.
+
+        Raises:
+            OperationError: ``removed`` is not a valid replica id.
+        """
+        check_replica(removed)
+        self._increments.drop_replica(removed)
+        self._decrements.drop_replica(removed)
 
     def __eq__(self, other: object) -> bool:
         if type(other) is not type(self):
