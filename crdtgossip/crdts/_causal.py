@@ -13,6 +13,11 @@ context costs one integer per replica once a replica's history is contiguous. Th
 compaction is also what makes the representation canonical: equal sets of dots always
 give equal vectors and clouds, so equal states compare and encode equally.
 
+A replica that has left stays named by its dots until it is pruned:
+:meth:`CausalCRDT.prune` gives its live dots fresh dots of the pruner and drops it from
+the context, :meth:`CausalCRDT.drop_replica` forgets it in a copy (see
+:mod:`crdtgossip.crdts._pruning`).
+
 Join of dot stores (Almeida et al., "Delta State Replicated Data Types", 2018): a dot
 present on both sides stays; a dot present on one side stays unless the other side's
 context has seen it (then the other side removed it).
@@ -23,7 +28,9 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable, Iterator
 from typing import Self
 
+from crdtgossip.crdts._base import check_replica
 from crdtgossip.crdts._digest import DotHashes, digest_of
+from crdtgossip.crdts._pruning import check_prune
 from crdtgossip.crdts._values import INT_MAX
 from crdtgossip.errors import MergeError, OperationError
 
@@ -186,6 +193,11 @@ class CausalContext:
             else:
                 del self.cloud[replica]
 
+    def forget(self, replica: str) -> None:
+        """Forget every dot of ``replica`` (a removed replica, once pruned)."""
+        self.vector.pop(replica, None)
+        self.cloud.pop(replica, None)
+
     def copy(self) -> CausalContext:
         """An independent copy."""
         return CausalContext(
@@ -262,6 +274,26 @@ class CausalCRDT:
         """Deep-copy this store into ``target`` (an empty instance)."""
         raise NotImplementedError
 
+    def _store_replicas(self) -> set[str]:
+        """The replicas of the live dots (and, in a map, of nested contributions)."""
+        return {replica for replica, _ in self._store_dots()}
+
+    def _prune_cost(self, removed: str) -> int:
+        """An upper bound on the fresh dots :meth:`_prune_store` makes for ``removed``."""
+        return sum(1 for replica, _ in self._store_dots() if replica == removed)
+
+    def _check_prune_store(self, removed: str, into: str) -> None:
+        """Raise OperationError if pruning the store would fail (nothing is changed)."""
+
+    def _prune_store(self, removed: str, into: str) -> None:
+        """Give each live dot of ``removed`` a fresh dot of ``into`` from the (shared)
+        context, in counter order; the context itself keeps ``removed``'s dots."""
+        raise NotImplementedError
+
+    def _drop_store(self, removed: str) -> None:
+        """Forget the live dots of ``removed`` (and what only they held)."""
+        raise NotImplementedError
+
     def _empty_bound(self, context: CausalContext) -> Self:
         """A new empty instance (same nested configuration) bound to ``context``."""
         fresh = self._blank()
@@ -303,6 +335,49 @@ class CausalCRDT:
     def context(self) -> CausalContext:
         """A copy of the causal context (every dot this state has seen)."""
         return self._context.copy()
+
+    # ---- pruning removed replicas (see crdtgossip.crdts._pruning) ---------------------
+    def replicas(self) -> frozenset[str]:
+        """Every replica named: by a live dot, a nested contribution, or the context."""
+        context = self._context
+        return frozenset(context.vector.keys() | context.cloud.keys() | self._store_replicas())
+
+    def prune(self, removed: str, into: str) -> None:
+        """Fold ``removed`` into ``into``, in place: each live dot of ``removed`` is
+        replaced by a fresh dot of ``into`` (one past every counter of ``into`` seen,
+        so that no other replica holds it), and ``removed`` leaves the context.
+
+        The value is unchanged, and nothing happens when ``removed`` is not named.
+
+        Raises:
+            OperationError: an invalid replica id, ``removed == into``, or the dot
+                counter of ``into`` (or a nested counter slot) would pass 2**64 - 1;
+                the state is unchanged then.
+        """
+        check_prune(removed, into)
+        if removed not in self.replicas():
+            return
+        if not self._context.has_room(into, self._prune_cost(removed)):
+            raise OperationError(
+                f"pruning {removed!r:.60} would take replica {into!r:.60}'s dot counter "
+                "past 2**64 - 1; nothing changed"
+            )
+        self._check_prune_store(removed, into)
+        self._prune_store(removed, into)
+        self._context.forget(removed)
+
+    def drop_replica(self, removed: str) -> None:
+        """Forget everything of ``removed``, in place: its live dots (an element, a
+        value or a key held only by them vanishes from this copy) and its dots in the
+        context. Merged afterwards, the pruned state brings back what they carried,
+        under the pruner's dots.
+
+        Raises:
+            OperationError: ``removed`` is not a valid replica id.
+        """
+        check_replica(removed)
+        self._drop_store(removed)
+        self._context.forget(removed)
 
     def __eq__(self, other: object) -> bool:
         if not self._same_kind(other):

@@ -71,6 +71,14 @@ class EWFlag(CausalCRDT):
     ) -> None:
         join_dot_sets(self._dots, my_context, other._dots, their_context)
 
+    def _prune_store(self, removed: str, into: str) -> None:
+        for dot in sorted(dot for dot in self._dots if dot[0] == removed):
+            self._dots.discard(dot)
+            self._dots.add(self._context.next_dot(into))
+
+    def _drop_store(self, removed: str) -> None:
+        self._dots = {dot for dot in self._dots if dot[0] != removed}
+
     def _store_dots(self) -> Iterator[Dot]:
         return iter(self._dots)
 

@@ -13,7 +13,7 @@ import copy as _copy
 from collections.abc import Iterable, Iterator
 from typing import Generic, Self, TypeVar
 
-from crdtgossip.crdts._base import check_replica
+from crdtgossip.crdts._base import check_replica, order_key
 from crdtgossip.crdts._causal import CausalContext, CausalCRDT, Dot
 from crdtgossip.crdts._values import check_value
 
@@ -32,7 +32,7 @@ class MVRegister(CausalCRDT, Generic[V]):
         >>> db = b.set("blue", "b")     # concurrent
         >>> a.merge(db); b.merge(da)
         >>> a.value
-        ['red', 'blue']
+        ['blue', 'red']
         >>> d = a.set("green", "a")     # resolves the conflict
         >>> b.merge(d)
         >>> b.value
@@ -47,8 +47,11 @@ class MVRegister(CausalCRDT, Generic[V]):
 
     @property
     def value(self) -> list[V]:
-        """The concurrent values, ordered by their dots (the same on every replica)."""
-        return [_copy.deepcopy(self._values[dot]) for dot in sorted(self._values)]
+        """The concurrent values, in the total order of
+        :func:`~crdtgossip.crdts._base.order_key` (the same on every replica, and
+        unchanged when a removed writer's dots are pruned into another's)."""
+        ordered = sorted(self._values.values(), key=order_key)
+        return [_copy.deepcopy(value) for value in ordered]
 
     def set(self, value: V, replica: str) -> Self:
         """Replace every value seen with ``value``.
@@ -84,6 +87,14 @@ class MVRegister(CausalCRDT, Generic[V]):
         for dot, value in theirs.items():
             if dot not in mine and not my_context.covers(*dot):
                 mine[dot] = _copy.deepcopy(value)
+
+    def _prune_store(self, removed: str, into: str) -> None:
+        for dot in sorted(dot for dot in self._values if dot[0] == removed):
+            self._values[self._context.next_dot(into)] = self._values.pop(dot)
+
+    def _drop_store(self, removed: str) -> None:
+        for dot in [dot for dot in self._values if dot[0] == removed]:
+            del self._values[dot]
 
     def _store_dots(self) -> Iterator[Dot]:
         return iter(self._values)

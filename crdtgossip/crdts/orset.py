@@ -351,6 +351,40 @@ class ORSet(CausalCRDT, Generic[E]):
         pool = mine.keys() - theirs.keys() if theirs is not None else mine.keys()
         return [counter for counter in pool if their_context.covers(replica, counter)]
 
+    # ---- pruning removed replicas (see crdtgossip.crdts._pruning) ---------------------
+    def _store_replicas(self) -> set[str]:
+        return set(self._dots)
+
+    def _prune_cost(self, removed: str) -> int:
+        return len(self._dots.get(removed, ()))
+
+    def _prune_store(self, removed: str, into: str) -> None:
+        block = self._dots.pop(removed, None)
+        self._reverse.pop(removed, None)
+        if block is None:
+            return
+        self._reverse.pop(into, None)  # rebuilt on first use
+        target = self._dots.setdefault(into, {})
+        hashes = self._hashes
+        # One live dot for one: the element counts and the value stay as they are.
+        for counter in sorted(block):
+            fresh = self._context.next_dot(into)[1]
+            target[fresh] = block[counter]
+            if hashes is not None:
+                hashes.discard(removed, counter)
+                hashes.add(into, fresh)
+
+    def _drop_store(self, removed: str) -> None:
+        block = self._dots.pop(removed, None)
+        self._reverse.pop(removed, None)
+        if block is None:
+            return
+        for counter, element in block.items():
+            self._uncount(element)
+            if self._hashes is not None:
+                self._hashes.discard(removed, counter)
+        self._value = None
+
     def _store_dots(self) -> Iterator[Dot]:
         for replica, block in self._dots.items():
             for counter in block:

@@ -10,8 +10,17 @@ from __future__ import annotations
 
 import pytest
 
-from crdtgossip import GCounter, OperationError, PNCounter, Prunable, codec
-from crdtgossip.crdts import GSet, LWWMap, LWWRegister
+from crdtgossip import (
+    EWFlag,
+    GCounter,
+    MVRegister,
+    OperationError,
+    ORSet,
+    PNCounter,
+    Prunable,
+    codec,
+)
+from crdtgossip.crdts import CausalContext, GSet, LWWMap, LWWRegister
 
 MAX = 2**64 - 1
 
@@ -19,9 +28,14 @@ MAX = 2**64 - 1
 RESTARTS = 30
 
 
+#: The pruner's replica id in the examples.
+PRUNER = "n2"
+
+
 def restart_ids(count: int = RESTARTS) -> list[str]:
-    """The replica ids of one node restarted ``count`` times (``node-1@<n>``)."""
-    return [f"node-1@{n}" for n in range(count)]
+    """The replica ids of one node restarted ``count`` times (``n1-<n>``, as in the
+    issue: an empty ORSet whose context names 30 of them encodes in 268 bytes)."""
+    return [f"n1-{n}" for n in range(count)]
 
 
 # ---- counters ---------------------------------------------------------------------------
@@ -31,13 +45,13 @@ def test_thirty_restarts_pruned_into_one_leave_one_gcounter_slot() -> None:
     counter = GCounter()
     for step, replica in enumerate(restart_ids(), start=1):
         counter.increment(replica, step)
-    counter.increment("node-2", 1000)
+    counter.increment(PRUNER, 1000)
     before_value, before_size = counter.value, len(codec.encode(counter))
     for replica in restart_ids():
-        counter.prune(replica, "node-2")
+        counter.prune(replica, PRUNER)
     after_size = len(codec.encode(counter))
     print(f"GCounter after {RESTARTS} restarts: {before_size} B, pruned: {after_size} B")
-    assert counter.replicas() == {"node-2"}
+    assert counter.replicas() == {PRUNER}
     assert counter.value == before_value == 1000 + sum(range(1, RESTARTS + 1))
     assert after_size < before_size
     assert codec.decode(codec.encode(counter)) == counter
@@ -122,11 +136,212 @@ def test_a_counter_prune_or_drop_of_an_absent_replica_changes_nothing(
     assert counter == before
 
 
+# ---- causal types ------------------------------------------------------------------------
+
+
+def test_thirty_restarts_pruned_into_one_leave_an_empty_orset_naming_only_the_pruner() -> None:
+    # Each incarnation adds and removes its own element: the set ends empty, but its
+    # causal context names every incarnation.
+    ids = restart_ids()
+    shared: ORSet[str] = ORSet()
+    shared.add("up", PRUNER)
+    for replica in ids:
+        shared.add(replica, replica)
+        shared.remove(replica)
+    shared.remove("up")
+    assert shared.value == frozenset()
+    restarts_only: ORSet[str] = ORSet()
+    restarts_only._context = shared.context
+    restarts_only._context.forget(PRUNER)
+    assert len(codec.encode(restarts_only)) == 268  # the issue's figure
+    before_size = len(codec.encode(shared))
+    assert shared.replicas() == {*ids, PRUNER}
+    for replica in ids:
+        shared.prune(replica, PRUNER)
+    after_size = len(codec.encode(shared))
+    print(f"empty ORSet after {RESTARTS} restarts: {before_size} B, pruned: {after_size} B")
+    assert shared.replicas() == {PRUNER}
+    assert shared.context == CausalContext({PRUNER: 1})
+    assert shared.value == frozenset()
+    assert before_size == 268 + after_size - len(codec.encode(ORSet()))
+    assert after_size == len(codec.encode(_one_dot_empty_orset()))
+    assert after_size <= 16
+    assert codec.decode(codec.encode(shared)) == shared
+
+
+def _one_dot_empty_orset() -> ORSet[str]:
+    state: ORSet[str] = ORSet()
+    state.add("x", PRUNER)
+    state.remove("x")
+    return state
+
+
+def test_orset_prune_gives_the_removed_dots_fresh_dots_of_the_pruner() -> None:
+    pruner: ORSet[str] = ORSet()
+    pruner.add("mine", "keeper")
+    gone: ORSet[str] = ORSet()
+    gone.add("theirs", "gone")
+    gone.add("both", "gone")
+    pruner.merge(gone)
+    pruner.add("both", "keeper")  # covers gone's dot of "both"
+    cleaned = gone.copy()  # a copy that has seen gone's writes only
+    pruner.prune("gone", "keeper")
+    assert pruner.value == {"mine", "theirs", "both"}
+    assert pruner.entries() == {
+        "mine": {("keeper", 1)},
+        "both": {("keeper", 2)},
+        "theirs": {("keeper", 3)},
+    }
+    assert pruner.context == CausalContext({"keeper": 3})
+    cleaned.drop_replica("gone")
+    assert cleaned.value == frozenset()
+    assert cleaned.replicas() == frozenset()
+    cleaned.merge(pruner)
+    assert cleaned == pruner
+
+
+def test_orset_prune_of_an_element_the_pruner_also_holds_keeps_both_dots() -> None:
+    state: ORSet[str] = ORSet()
+    other: ORSet[str] = ORSet()
+    state.add("x", "keeper")
+    other.add("x", "gone")  # concurrent: x has two dots
+    state.merge(other)
+    state.prune("gone", "keeper")
+    assert state.entries() == {"x": {("keeper", 1), ("keeper", 2)}}
+    assert "x" in state
+    assert len(state) == 1
+    state.remove("x")
+    assert state.value == frozenset()
+
+
+def test_orset_drop_keeps_elements_other_replicas_also_hold() -> None:
+    state: ORSet[str] = ORSet()
+    state.add("x", "a")
+    other: ORSet[str] = ORSet()
+    other.add("x", "gone")
+    other.add("y", "gone")
+    state.merge(other)
+    state.drop_replica("gone")
+    assert state.value == {"x"}
+    assert "y" not in state
+    assert len(state) == 1
+    assert state.replicas() == {"a"}
+
+
+def test_the_digest_follows_a_prune_and_a_drop() -> None:
+    state: ORSet[str] = ORSet()
+    state.add("x", "gone")
+    state.add("y", "keeper")
+    state._digest()  # starts keeping the running hashes
+    state.prune("gone", "keeper")
+    rebuilt = codec.decode(codec.encode(state))
+    assert isinstance(rebuilt, ORSet)
+    assert state._digest() == rebuilt._digest()
+    state.drop_replica("keeper")
+    rebuilt = codec.decode(codec.encode(state))
+    assert isinstance(rebuilt, ORSet)
+    assert state._digest() == rebuilt._digest()
+
+
+def test_a_remove_concurrent_with_the_prune_is_undone_by_the_re_add() -> None:
+    """The documented limit (Akka's too): an element only the removed replica's dot
+    carried, removed by a copy that had not seen the pruning yet, comes back."""
+    pruner: ORSet[str] = ORSet()
+    pruner.add("x", "gone")
+    other = pruner.copy()
+    pruner.prune("gone", "keeper")
+    other.remove("x")  # concurrent with the prune: covers ("gone", 1) only
+    reference = other.copy()  # what the cluster would hold without pruning
+    reference.merge(pruner)
+    other.drop_replica("gone")  # the clean-up forgets the remove's only dot
+    other.merge(pruner)
+    assert "x" in other  # the re-add under ("keeper", 1) was never seen by the remove
+    assert other.value == {"x"}
+    # Without pruning, the remove would have won:
+    unpruned = ORSet[str]()
+    unpruned.add("x", "gone")
+    remover = unpruned.copy()
+    remover.remove("x")
+    unpruned.merge(remover)
+    assert unpruned.value == frozenset()
+
+
+def test_ewflag_prune_and_drop() -> None:
+    flag = EWFlag()
+    flag.enable("gone")
+    copy = flag.copy()
+    flag.prune("gone", "keeper")
+    assert flag.value is True
+    assert flag.replicas() == {"keeper"}
+    copy.drop_replica("gone")
+    assert copy.value is False
+    assert copy.replicas() == frozenset()
+    copy.merge(flag)
+    assert copy == flag
+    flag.disable()
+    assert flag.value is False
+
+
+def test_mvregister_prune_keeps_the_values_and_their_order() -> None:
+    a: MVRegister[str] = MVRegister()
+    b: MVRegister[str] = MVRegister()
+    a.set("zebra", "a")
+    b.set("apple", "gone")
+    a.merge(b)
+    assert a.value == ["apple", "zebra"]
+    a.prune("gone", "a")
+    assert a.value == ["apple", "zebra"]
+    assert a.replicas() == {"a"}
+    a.set("resolved", "a")
+    assert a.value == ["resolved"]
+
+
+@pytest.mark.parametrize("factory", [ORSet, EWFlag, MVRegister])
+def test_a_causal_prune_refuses_bad_ids_and_a_full_counter(
+    factory: type[ORSet[str]] | type[EWFlag] | type[MVRegister[str]],
+) -> None:
+    state = factory()
+    _write(state, "gone")
+    before = state.copy()
+    for removed, into in [("gone", "gone"), ("", "b"), ("gone", "")]:
+        with pytest.raises(OperationError):
+            state.prune(removed, into)
+    full = factory()
+    full._context = CausalContext({"keeper": MAX})
+    state.merge(full)
+    before = state.copy()
+    with pytest.raises(OperationError, match="2\\*\\*64 - 1"):
+        state.prune("gone", "keeper")
+    assert state == before
+    state.prune("absent", "keeper")
+    state.drop_replica("absent")
+    assert state == before
+
+
+def _write(state: ORSet[str] | EWFlag | MVRegister[str], replica: str) -> None:
+    if isinstance(state, ORSet):
+        state.add("x", replica)
+    elif isinstance(state, EWFlag):
+        state.enable(replica)
+    else:
+        state.set("x", replica)
+
+
+def test_a_replica_named_only_by_the_context_is_pruned_too() -> None:
+    state: ORSet[str] = ORSet()
+    state.add("x", "gone")
+    state.remove("x")
+    assert state.replicas() == {"gone"}
+    state.prune("gone", "keeper")
+    assert state.replicas() == frozenset()
+    assert state.context == CausalContext()
+
+
 # ---- which types are prunable ------------------------------------------------------------
 
 
-def test_the_counters_are_prunable_and_the_lww_types_and_gset_are_not() -> None:
-    assert isinstance(GCounter(), Prunable)
-    assert isinstance(PNCounter(), Prunable)
+def test_the_counters_and_causal_types_are_prunable_and_the_lww_types_and_gset_not() -> None:
+    for prunable in (GCounter(), PNCounter(), ORSet(), EWFlag(), MVRegister()):
+        assert isinstance(prunable, Prunable)
     for state in (GSet(), LWWRegister(), LWWMap()):
         assert not isinstance(state, Prunable)
