@@ -43,6 +43,9 @@ state, whose context is large, is matched the other way round, by walking the in
 The index is built lazily from the entries; code that fills ``_entries`` directly (the
 decoder) leaves ``_index`` None.
 
+Pruning a removed replica (:mod:`crdtgossip.crdts._mappruning`) re-tags its presence
+dots and prunes the nested values and contributions, all within the map's context.
+
 Reading: ``m[key]`` is a detached copy of the nested value (O(its size));
 ``m.view(key)`` is the live nested object (O(1) for causal nested types), to read only.
 """
@@ -56,6 +59,8 @@ from crdtgossip.crdts._base import CRDT, check_replica
 from crdtgossip.crdts._causal import CausalContext, CausalCRDT, Dot
 from crdtgossip.crdts._dotindex import DotIndex, covered_dots, index_add, index_discard
 from crdtgossip.crdts._mapdigest import MapDigest, MapHashes
+from crdtgossip.crdts._mapentry import MapEntry
+from crdtgossip.crdts._mappruning import MapPruning
 from crdtgossip.crdts._values import MAX_DEPTH, check_key
 from crdtgossip.errors import OperationError
 
@@ -68,19 +73,8 @@ K = TypeVar("K", bound=Hashable)
 #: checks there is room for that many before calling ``fn``, so it never fails halfway.
 _DOTS_PER_UPDATE = MAX_DEPTH + 2
 
-
-class _Entry:
-    """One key: its presence tags and its nested value.
-
-    ``tags`` maps each live presence dot to the contribution made under it (non-causal
-    nested types) or None (causal nested types, whose state is ``nested``).
-    """
-
-    __slots__ = ("nested", "tags")
-
-    def __init__(self, tags: dict[Dot, Any], nested: CausalCRDT | None) -> None:
-        self.tags = tags
-        self.nested = nested
+# The entry of one key (the codec builds them by this name too).
+_Entry = MapEntry
 
 
 def signature(value: object) -> tuple[Any, ...]:
@@ -90,7 +84,7 @@ def signature(value: object) -> tuple[Any, ...]:
     return (type(value).__module__, type(value).__qualname__)
 
 
-class ORMap(MapDigest, CausalCRDT, Generic[K]):
+class ORMap(MapDigest, MapPruning, CausalCRDT, Generic[K]):
     """An observed-remove map of nested CRDTs (see the module docstring).
 
     Example:

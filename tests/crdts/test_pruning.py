@@ -15,6 +15,7 @@ from crdtgossip import (
     GCounter,
     MVRegister,
     OperationError,
+    ORMap,
     ORSet,
     PNCounter,
     Prunable,
@@ -337,11 +338,84 @@ def test_a_replica_named_only_by_the_context_is_pruned_too() -> None:
     assert state.context == CausalContext()
 
 
+# ---- maps ------------------------------------------------------------------------------
+
+
+def test_ormap_of_counters_adds_the_removed_contribution_to_the_pruners() -> None:
+    stock: ORMap[str] = ORMap(PNCounter)
+    stock.update("apples", "gone", lambda c: c.increment("gone", 5))
+    stock.update("apples", "keeper", lambda c: c.increment("keeper", 2))
+    stock.update("pears", "gone", lambda c: c.decrement("gone", 1))
+    stale = stock.copy()
+    stock.prune("gone", "keeper")
+    assert stock.value == {"apples": 7, "pears": -1}
+    assert stock.replicas() == {"keeper"}
+    # One tag of the pruner per key now carries both contributions.
+    assert stock.view("apples").increments.counts == {"keeper": 7}
+    stale.drop_replica("gone")
+    assert stale.value == {"apples": 2}
+    stale.merge(stock)
+    assert stale == stock
+    stock.update("apples", "keeper", lambda c: c.increment("keeper", 1))
+    assert stock.value == {"apples": 8, "pears": -1}
+    assert codec.decode(codec.encode(stock)) == stock
+
+
+def test_ormap_of_lww_registers_re_tags_the_removed_writes() -> None:
+    names: ORMap[str] = ORMap(LWWRegister)
+    names.update("k", "gone", lambda r: r.set("v", "gone", 1))
+    names.prune("gone", "keeper")
+    assert names.value == {"k": "v"}
+    # The register still names its writer: a tie-break, not a slot (see _pruning).
+    assert names.replicas() == {"keeper"}
+    assert names.view("k").replica == "gone"
+
+
+def test_nested_maps_share_the_context_when_pruned() -> None:
+    outer: ORMap[str] = ORMap(ORMap(ORSet))
+    outer.update("a", "gone", lambda m: m.update("b", "gone", lambda s: s.add("x", "gone")))
+    outer.update("a", "keeper", lambda m: m.update("c", "keeper", lambda s: s.add("y", "keeper")))
+    stale = outer.copy()
+    value = outer.value
+    outer.prune("gone", "keeper")
+    assert outer.value == value
+    assert outer.replicas() == {"keeper"}
+    stale.drop_replica("gone")
+    assert stale.value == {"a": {"c": frozenset({"y"})}}
+    stale.merge(outer)
+    assert stale == outer
+    assert codec.decode(codec.encode(outer)) == outer
+
+
+def test_a_map_prune_that_would_overflow_a_nested_slot_changes_nothing() -> None:
+    counts: ORMap[str] = ORMap(GCounter)
+    counts.update("k", "gone", lambda c: c.increment("gone", 2))
+    counts.update("k", "keeper", lambda c: c.increment("keeper", MAX - 1))
+    before = counts.copy()
+    with pytest.raises(OperationError, match="2\\*\\*64 - 1"):
+        counts.prune("gone", "keeper")
+    assert counts == before
+
+
+def test_a_map_keeps_its_digest_and_index_right_after_a_prune() -> None:
+    sets: ORMap[str] = ORMap(ORSet)
+    sets.update("k", "gone", lambda s: s.add("x", "gone"))
+    sets.update("j", "keeper", lambda s: s.add("y", "keeper"))
+    sets._digest()
+    sets.prune("gone", "keeper")
+    rebuilt = codec.decode(codec.encode(sets))
+    assert isinstance(rebuilt, ORMap)
+    assert sets._digest() == rebuilt._digest()
+    removal = sets.remove("k")  # finds the key by its fresh dots
+    assert removal.context == CausalContext.from_dots([("keeper", 3), ("keeper", 4)])
+    assert sets.value == {"j": frozenset({"y"})}
+
+
 # ---- which types are prunable ------------------------------------------------------------
 
 
 def test_the_counters_and_causal_types_are_prunable_and_the_lww_types_and_gset_not() -> None:
-    for prunable in (GCounter(), PNCounter(), ORSet(), EWFlag(), MVRegister()):
+    for prunable in (GCounter(), PNCounter(), ORSet(), EWFlag(), MVRegister(), ORMap(GSet)):
         assert isinstance(prunable, Prunable)
     for state in (GSet(), LWWRegister(), LWWMap()):
         assert not isinstance(state, Prunable)
