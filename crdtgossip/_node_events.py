@@ -35,6 +35,8 @@ def deliver(
     for event in engine.take_events():
         if isinstance(event, KeyChanged):
             if event.deleted:
+                if event.expired and persistence is not None:
+                    persistence.expired(event.key)
                 listeners.key_deleted(event.key)
                 continue
             if persistence is not None and not event.local and event.payload:

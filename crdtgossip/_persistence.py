@@ -10,23 +10,31 @@ million elements costs what the write changed, in memory and on disk.
 With a durable storage a member acknowledges a quorum write only once its merge is
 persisted: the engine holds the acks (``hold_write_acks``) and the flusher releases the
 ones held before each batch it wrote.
+
+A key that expires (``GossipConfig.expire_keys_after``) has its last-write stamp stored
+beside it (see :mod:`crdtgossip._written`), appended with each write and each batch
+that holds it. When the engine expires a key, its rows are deleted before anything
+newer of the key is appended: by the next write to it, or by the flusher, at most
+:data:`EXPIRED_PER_BATCH` keys a batch so writes to other keys do not wait behind them.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, Final, TypeVar
 
+from crdtgossip._written import encode_stamp, is_reserved, stamp_key
 from crdtgossip.codec import decode, encode
-from crdtgossip.crdts._base import CRDT, delta_of
+from crdtgossip.crdts._base import CRDT, delta_of, state_of
 from crdtgossip.errors import DecodeError, MergeError, StorageError
 from crdtgossip.protocol import Engine
 from crdtgossip.storage import MemoryStorage, Storage, StoredState
 
-__all__ = ["FLUSH_INTERVAL", "FLUSH_RETRY", "Persistence", "decode_stored"]
+__all__ = ["EXPIRED_PER_BATCH", "FLUSH_INTERVAL", "FLUSH_RETRY", "Persistence", "decode_stored"]
 
 _log = logging.getLogger(__name__)
 
@@ -43,6 +51,10 @@ Write acks held for persistence skip the wait."""
 FLUSH_RETRY: Final = 1.0
 """Seconds before the flusher retries after a failed storage write (a full disk, a
 lock held by another process); the merges stay pending meanwhile."""
+
+EXPIRED_PER_BATCH: Final = 256
+"""Most expired keys whose rows the flusher deletes in one go (each is a delete of the
+storage's, a commit of its own on a durable file); more wait for the next batch."""
 
 
 def _join(key: str, state: CRDT | None, data: bytes) -> CRDT:
@@ -81,9 +93,12 @@ def decode_stored(key: str, state: bytes | None, deltas: list[bytes]) -> CRDT | 
 
 
 def decode_all(stored: StoredState) -> dict[str, CRDT]:
-    """Every key's state from :meth:`Storage.open`'s result (see :func:`decode_stored`)."""
+    """Every data key's state from :meth:`Storage.open`'s result (see
+    :func:`decode_stored`); crdtgossip's own records are left out."""
     restored: dict[str, CRDT] = {}
     for key in stored.states.keys() | stored.deltas.keys():
+        if is_reserved(key):
+            continue
         state = decode_stored(key, stored.states.get(key), stored.deltas.get(key, []))
         if state is not None:
             restored[key] = state
@@ -116,6 +131,8 @@ class Persistence:
         self._running = running
         # Payloads merged from the network, per key, not yet appended.
         self._unsaved: dict[str, list[bytes]] = {}
+        # Keys the engine expired whose rows are still in the storage, oldest first.
+        self._expired: dict[str, None] = {}
         # One writer at a time, so the storage sees writes in the order they happened.
         self.lock = asyncio.Lock()
         self._wanted = asyncio.Event()
@@ -130,12 +147,13 @@ class Persistence:
 
     @property
     def pending(self) -> int:
-        """Keys with merges not persisted yet."""
-        return len(self._unsaved)
+        """Keys with merges not persisted yet, or expired with their rows still stored."""
+        return len(self._unsaved.keys() | self._expired.keys())
 
     def reset(self) -> None:
         """Forget pending merges (a new start)."""
         self._unsaved.clear()
+        self._expired.clear()
         self._wanted.clear()
         self._urgent.clear()
 
@@ -143,6 +161,24 @@ class Persistence:
         """Note a payload the engine merged from the network, for the next batch."""
         self._unsaved.setdefault(key, []).append(payload)
         self._wanted.set()
+
+    def expired(self, key: str) -> None:
+        """Note a key the engine expired: its rows go before anything newer of it."""
+        self._unsaved.pop(key, None)
+        self._expired[key] = None
+        self._wanted.set()
+
+    async def _settle(self, keys: Iterable[str]) -> None:
+        """Delete the rows of those expired ``keys`` still stored (under the lock).
+
+        Raises:
+            StorageError: a delete failed; the keys not deleted stay noted.
+        """
+        due = [key for key in keys if key in self._expired]
+        if due:
+            await self.call(_delete_rows, self.storage, due)
+            for key in due:
+                del self._expired[key]
 
     def acks_waiting(self) -> None:
         """The engine holds write acks: write the next batch at once."""
@@ -153,7 +189,7 @@ class Persistence:
         self,
         engine: Engine,
         key: str,
-        state: C,
+        value_type: type[C] | C,
         fn: Callable[[C], object],
         stop: Callable[[], None],
     ) -> tuple[C, bytes]:
@@ -168,7 +204,9 @@ class Persistence:
         Args:
             engine: the running engine.
             key: the data key.
-            state: the key's live state (or a new empty one when absent).
+            value_type: the key's type (see :meth:`crdtgossip.Node.update`); the live
+                state is read once the writer's turn came, so a key that expired
+                meanwhile starts again from an empty state.
             fn: the update function.
             stop: stops the node, when even the roll back fails.
 
@@ -179,11 +217,18 @@ class Persistence:
             StorageError: the delta could not be persisted (the key was rolled back).
         """
         async with self.lock:
+            await self._settle((key,))
+            state = state_of(key, engine.get(key), value_type)
             engine.begin_local(key)
             try:
                 delta = delta_of(state, fn, engine.clock.stamp)
                 payload = encode(delta)
-                await self.call(self.storage.append, [(key, payload)])
+                items = [(key, payload)]
+                if engine.expires(key):
+                    items.append(
+                        (stamp_key(key), encode_stamp(engine.clock.now(), engine.replica_id))
+                    )
+                await self.call(self.storage.append, items)
             except BaseException:
                 await self._roll_back(engine, key, stop)
                 raise
@@ -211,8 +256,9 @@ class Persistence:
         async with self.lock:
             if engine.is_held(key):
                 engine.delete(key, asyncio.get_running_loop().time())  # raises: held
-            await self.call(self.storage.delete, key)
+            await self.call(_delete_rows, self.storage, [key])
             self._unsaved.pop(key, None)
+            self._expired.pop(key, None)
             return engine.delete(key, asyncio.get_running_loop().time())
 
     async def _roll_back(self, engine: Engine, key: str, stop: Callable[[], None]) -> None:
@@ -269,11 +315,23 @@ class Persistence:
             StorageError: the write failed; the merges stay pending.
         """
         async with self.lock:
+            await self._settle(
+                [*self._unsaved.keys() & self._expired.keys(),
+                 *itertools.islice(self._expired, EXPIRED_PER_BATCH)]
+            )  # fmt: skip
+            if self._expired:
+                self._wanted.set()
             engine = self._engine()
             mark = engine.ack_mark() if engine is not None else 0
             batch, self._unsaved = self._unsaved, {}
             if batch:
                 items = [(key, payload) for key, payloads in batch.items() for payload in payloads]
+                if engine is not None:
+                    items.extend(
+                        (stamp_key(key), encode_stamp(written, engine.replica_id))
+                        for key in batch
+                        if (written := engine.written(key))
+                    )
                 try:
                     await self.call(self.storage.append, items)
                 except BaseException:
@@ -284,3 +342,10 @@ class Persistence:
             if release and engine is not None and self._running():
                 engine.release_acks(mark, asyncio.get_running_loop().time())
                 self._pump()
+
+
+def _delete_rows(storage: Storage, keys: list[str]) -> None:
+    """Delete each data key's rows and its stamp's (see :mod:`crdtgossip._written`)."""
+    for key in keys:
+        storage.delete(key)
+        storage.delete(stamp_key(key))

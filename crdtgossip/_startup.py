@@ -1,6 +1,7 @@
 """What a :class:`~crdtgossip.Node` reads from its storage when it starts.
 
-The replica id and incarnation to run under, and every stored key. A storage that lost
+The replica id and incarnation to run under, every stored key, and the last-write
+stamps of those that expire. A storage that lost
 commits it had acknowledged (``rolled_back``) gives what it kept and no replica id, so
 the node takes a fresh one; that is logged, since peers must bring back the rest.
 """
@@ -11,9 +12,12 @@ import asyncio
 import contextlib
 import logging
 import random
+from collections.abc import Mapping
+from types import MappingProxyType
 from typing import NamedTuple
 
 from crdtgossip._persistence import Persistence, decode_all
+from crdtgossip._written import stored_stamps
 from crdtgossip.config import GossipConfig
 from crdtgossip.crdts._base import CRDT
 from crdtgossip.errors import StorageError
@@ -46,6 +50,9 @@ class Opened(NamedTuple):
     incarnation: int
     restored: dict[str, CRDT]
     kept_id: bool
+    #: Each expiring key's stored last-write stamp (see :mod:`crdtgossip._written`);
+    #: empty without a storage.
+    written: Mapping[str, int] = MappingProxyType({})
 
 
 def _decode_and_digest(stored: StoredState) -> dict[str, CRDT]:
@@ -77,6 +84,7 @@ async def open_storage(node_id: str, storage: Storage, persistence: Persistence)
         raise StorageError(f"node {node_id!r} cannot start: {exc}") from exc
     try:
         restored = await persistence.call(_decode_and_digest, stored)
+        written = await persistence.call(stored_stamps, stored)
         if stored.rolled_back:
             _log.warning(
                 "crdtgossip: the storage of %s lost commits it had acknowledged "
@@ -105,7 +113,7 @@ async def open_storage(node_id: str, storage: Storage, persistence: Persistence)
         replica_id,
         incarnation,
     )
-    return Opened(replica_id, incarnation, restored, stored.replica_id is not None)
+    return Opened(replica_id, incarnation, restored, stored.replica_id is not None, written)
 
 
 def start_engine(
@@ -124,7 +132,7 @@ def start_engine(
     engine = Engine(node_id, address, config, rng, opened.replica_id,
                     incarnation=opened.incarnation, hold_write_acks=durable)  # fmt: skip
     for key, state in opened.restored.items():
-        engine.restore(key, state, copy=False)
+        engine.restore(key, state, copy=False, written=opened.written.get(key, 0))
     if opened.kept_id and check:
         engine.check_rollback(config.rollback_check_timeout)
     return engine

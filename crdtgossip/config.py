@@ -24,15 +24,19 @@ Example:
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Self
+from typing import Final, Self, TypeAlias
 
 from crdtgossip.errors import ConfigError
 
 __all__ = [
     "MAX_UDP_PAYLOAD",
     "MIN_DATAGRAM",
+    "MIN_EXPIRY_SECONDS",
+    "ExpiryRule",
     "GossipConfig",
+    "check_expiry_rules",
 ]
 
 MIN_DATAGRAM = 576
@@ -43,6 +47,64 @@ ids and addresses might not fit in one datagram."""
 MAX_UDP_PAYLOAD = 65_507
 """Largest ``max_datagram`` accepted, in bytes: the largest payload of one IPv4 UDP
 datagram (65,535 minus the 8-byte UDP and 20-byte IP headers)."""
+
+#: ``(pattern, seconds)``: keys equal to ``pattern``, or starting with it when it ends
+#: with ``*``, expire once no write reached them for ``seconds``.
+ExpiryRule: TypeAlias = tuple[str, float]
+
+MIN_EXPIRY_SECONDS: Final = 1.0
+"""The shortest expiry time accepted. A write reaches every live member within the
+delivery window (acknowledged delivery retries until the member acknowledges it or is
+declared dead: seconds), and a delta that arrives after its key expired at the receiver
+starts the key anew there; the expiry time must be well above that window."""
+
+
+def check_expiry_rules(rules: object) -> tuple[ExpiryRule, ...]:
+    """The rules of ``GossipConfig.expire_keys_after``, checked and in a canonical order.
+
+    Args:
+        rules: a mapping of pattern to seconds, or an iterable of ``(pattern, seconds)``
+            pairs.
+
+    Returns:
+        The pairs sorted by pattern (so equal rule sets compare equal).
+
+    Raises:
+        ConfigError: a pattern that is not a non-empty str, a ``*`` anywhere but at the
+            end, a pattern given twice, or a time that is not a finite number of
+            seconds of at least :data:`MIN_EXPIRY_SECONDS`.
+    """
+    if isinstance(rules, Mapping):
+        pairs: Iterable[object] = rules.items()
+    elif isinstance(rules, str | bytes) or not isinstance(rules, Iterable):
+        raise ConfigError(
+            f"expire_keys_after must map key patterns to seconds, not {type(rules).__name__}"
+        )
+    else:
+        pairs = rules
+    checked: dict[str, float] = {}
+    for pair in pairs:
+        if not isinstance(pair, tuple) or len(pair) != 2:
+            raise ConfigError(f"expire_keys_after: {pair!r:.80} is not a (pattern, seconds) pair")
+        pattern, seconds = pair
+        if not isinstance(pattern, str) or not pattern:
+            raise ConfigError(f"expire_keys_after: {pattern!r:.80} is not a key pattern")
+        if "*" in pattern[:-1]:
+            raise ConfigError(
+                f"expire_keys_after: {pattern!r:.80}: '*' may only end a pattern (a prefix)"
+            )
+        if isinstance(seconds, bool) or not isinstance(seconds, int | float):
+            raise ConfigError(f"expire_keys_after[{pattern!r:.80}] must be a number of seconds")
+        if not math.isfinite(seconds) or seconds < MIN_EXPIRY_SECONDS:
+            raise ConfigError(
+                f"expire_keys_after[{pattern!r:.80}] must be finite and at least "
+                f"{MIN_EXPIRY_SECONDS} s, not {seconds}"
+            )
+        if pattern in checked:
+            raise ConfigError(f"expire_keys_after: {pattern!r:.80} is given twice")
+        checked[pattern] = float(seconds)
+    return tuple(sorted(checked.items()))
+
 
 _INT_FIELDS_MIN_ONE = (
     "indirect_checks",
@@ -159,6 +221,16 @@ class GossipConfig:
             round trip and a pass over the peers' keys in a healthy cluster; the
             timeout bounds it when no member answers (a node restarted alone, or its
             seeds down), and the node then keeps its id and logs a warning.
+        expire_keys_after: which keys expire when no write reached them for a while,
+            as ``{pattern: seconds}`` (or ``(pattern, seconds)`` pairs; kept sorted by
+            pattern): a pattern is a key, or a prefix ending with ``*`` (``"*"`` alone:
+            every key); an exact key wins over prefixes, a longer prefix over a shorter
+            one. An expired key is dropped on every member (its state, storage rows and
+            anti-entropy entry) with nothing left behind, as Akka Distributed Data's
+            ``expire-keys-after-inactivity``; see :mod:`crdtgossip.protocol.expiry`.
+            Only writes keep a key alive, not reads. Empty (the default): no key
+            expires. Times are at least :data:`MIN_EXPIRY_SECONDS`; keep them well
+            above the time a write takes to reach every member.
     """
 
     probe_interval: float = 1.0
@@ -179,6 +251,7 @@ class GossipConfig:
     max_key_bytes: int = 64 * 1024 * 1024
     max_clock_offset: float = 0.5
     rollback_check_timeout: float = 2.0
+    expire_keys_after: tuple[ExpiryRule, ...] = ()
 
     def __post_init__(self) -> None:
         """Check every field.
@@ -215,6 +288,7 @@ class GossipConfig:
                 f"max_reliable_frame ({self.max_reliable_frame}) must be at least "
                 f"max_datagram ({self.max_datagram})"
             )
+        object.__setattr__(self, "expire_keys_after", check_expiry_rules(self.expire_keys_after))
 
     @classmethod
     def lan(cls) -> Self:

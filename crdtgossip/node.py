@@ -321,13 +321,14 @@ class Node:
         async with self._write_lock:
             engine = self._require_engine()
             engine.check_room(key)
-            state = self._current(engine, key, value_type)
             if persistence is None:
+                state = self._current(engine, key, value_type)
                 delta = delta_of(state, fn, engine.clock.stamp)
                 payload = encode(delta)
                 engine.commit_local(key, state, delta, self._now(), payload=payload)
             else:
-                delta, payload = await persistence.write(engine, key, state, fn, self._stop_soon)
+                stop = self._stop_soon
+                delta, payload = await persistence.write(engine, key, value_type, fn, stop)
             self._pump()
         if not isinstance(level, Local):
             needed = level.required(engine.quorum_members())
@@ -461,8 +462,9 @@ class Node:
         return self._listeners.add_key_listener(listener)
 
     def on_key_deleted(self, listener: Callable[[str], None]) -> Callable[[], None]:
-        """Call ``listener(key)`` after a key is deleted here (:meth:`delete`), as
-        :meth:`on_key_changed` listeners are called (which a delete does not call).
+        """Call ``listener(key)`` after a key is deleted (:meth:`delete`) or expires
+        here (``GossipConfig.expire_keys_after``), as :meth:`on_key_changed` listeners
+        are called (which neither calls).
 
         Returns:
             A function that removes the listener (calling it twice is harmless).

@@ -21,6 +21,7 @@ from crdtgossip.protocol.antientropy import HashTree
 from crdtgossip.protocol.awareness import Awareness
 from crdtgossip.protocol.broadcast import BroadcastQueue
 from crdtgossip.protocol.events import Event, Outgoing
+from crdtgossip.protocol.expiry import LastWrites
 from crdtgossip.protocol.membership import Membership
 from crdtgossip.protocol.messages import MAX_KEY_BYTES, Message
 from crdtgossip.protocol.outbox import Outbox
@@ -28,6 +29,7 @@ from crdtgossip.protocol.probe import Prober
 from crdtgossip.protocol.quorum import QuorumTracker
 from crdtgossip.protocol.states import Status
 from crdtgossip.protocol.sync import AntiEntropy
+from crdtgossip.protocol.wire import RESERVED_KEY_PREFIX
 
 __all__ = ["DROP_REASONS", "EngineCore"]
 
@@ -52,6 +54,7 @@ DROP_REASONS: Final = (
     "out_of_range",
     "ack_limit",
     "clock_ahead",
+    "expired",
 )
 """Why the engine drops input or output; each has a ``drop_<reason>`` counter."""
 
@@ -73,6 +76,7 @@ COUNTERS: Final = (
     "push_pulls",
     "keys_restored",
     "keys_deleted",
+    "keys_expired",
     "stale_accusations_corrected",
     "quorum_writes",
     "quorum_reads",
@@ -130,6 +134,8 @@ class EngineCore:
     # requests for them waiting until it is.
     _held_keys: dict[str, int]
     _deferred_reads: dict[str, list[tuple[str, int]]]
+    # The last-write stamps of the keys that expire (see protocol.expiry).
+    _last_writes: LastWrites
 
     def _begin(self, now: float) -> float:
         raise NotImplementedError
@@ -170,3 +176,8 @@ class EngineCore:
             raise OperationError(f"a key must be a non-empty str, not {key!r}")
         if len(key.encode("utf-8", "surrogatepass")) > MAX_KEY_BYTES:
             raise OperationError(f"a key must be at most {MAX_KEY_BYTES} bytes of UTF-8")
+        if key[0] == RESERVED_KEY_PREFIX:
+            raise OperationError(
+                f"key {key!r:.60} starts with U+0000: such keys are reserved for crdtgossip's "
+                "own storage records"
+            )

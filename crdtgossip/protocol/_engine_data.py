@@ -20,6 +20,7 @@ from crdtgossip.errors import DecodeError, MergeError
 from crdtgossip.protocol._engine_base import EngineCore, From
 from crdtgossip.protocol.antientropy import key_digest
 from crdtgossip.protocol.broadcast import MAX_QUEUE_ITEMS
+from crdtgossip.protocol.clock import HLC
 from crdtgossip.protocol.delivery import DeliveryLog
 from crdtgossip.protocol.events import KeyChanged
 from crdtgossip.protocol.keysize import KeySizes
@@ -86,6 +87,7 @@ class DataEngine(EngineCore):
     # The member table's epoch when the live members were last handed to _delivery.
     _delivery_epoch: int
     _acks: dict[tuple[str, int], list[tuple[int, int]]]
+    clock: HLC
 
     def set_backlog(self, backlog: Callable[[str], int]) -> None:
         """Tell the engine how many bytes the transport still holds for a member, so
@@ -232,7 +234,7 @@ class DataEngine(EngineCore):
         """Whether a local write to ``key`` is being persisted (see :meth:`begin_local`)."""
         return key in self._held_keys
 
-    def restore(self, key: str, state: CRDT, *, copy: bool = True) -> None:
+    def restore(self, key: str, state: CRDT, *, copy: bool = True, written: int = 0) -> None:
         """Put a state read back from storage into the store, without spreading it.
 
         Unlike :meth:`update` it queues no gossip and emits no event: the state is
@@ -244,6 +246,9 @@ class DataEngine(EngineCore):
             state: the stored state.
             copy: keep a copy of ``state`` (the default); False: keep ``state`` itself,
                 which the caller must then leave alone (a copy costs its size).
+            written: the key's last-write stamp as stored (ns), for a key that expires
+                (``GossipConfig.expire_keys_after``); 0 (none stored): stamped now, so
+                a restored key never expires early.
 
         Raises:
             OperationError: an invalid key.
@@ -261,6 +266,8 @@ class DataEngine(EngineCore):
             current.merge(state)
         self._counters["keys_restored"] += 1
         self._tree.touch(key)
+        if self._last_writes:
+            self._last_writes.raise_to(key, written or self.clock.now())
 
     def get(self, key: str) -> CRDT | None:
         """The live state of ``key``, or ``None`` if this node has none.
@@ -275,9 +282,16 @@ class DataEngine(EngineCore):
         """Every key with a state here, sorted."""
         return sorted(self._store)
 
-    def _changed(self, key: str, change: CRDT, payload: bytes, *, local: bool = False) -> None:
+    def _changed(
+        self, key: str, change: CRDT, payload: bytes, *, local: bool = False, written: int = 0
+    ) -> None:
+        """Note a change merged into ``key``: its size, hash-tree entry and event, and
+        for a key that expires its last-write stamp (``written``: a full state's, which
+        the key keeps if later than its own; 0: a write, stamped now)."""
         self._sizes.grow(key, len(payload))
         self._tree.touch(key)
+        if self._last_writes:
+            self._last_writes.raise_to(key, written or self.clock.now())
         self._events.append(KeyChanged(key, change, payload, local))
 
     def _remember(self, key: str, payload: bytes) -> bool:
@@ -300,12 +314,15 @@ class DataEngine(EngineCore):
             self._seen.popitem(last=False)
         return True
 
-    def _merge_payload(self, key: str, payload: bytes, *, keep: bool = True) -> CRDT | None:
+    def _merge_payload(
+        self, key: str, payload: bytes, *, keep: bool = True, written: int = 0
+    ) -> CRDT | None:
         """Decode a payload and merge it into the store; ``None`` if it was dropped.
 
         With ``keep`` the decoded value returned stays apart from the store (it is
         relayed as a delta), so a key new here stores a copy of it; without, the store
         may take the decoded object itself (a whole state: a copy would cost its size).
+        ``written``: a full state's last-write stamp (see :meth:`_changed`).
         """
         try:
             decoded: object = decode(payload)
@@ -343,7 +360,7 @@ class DataEngine(EngineCore):
                 self._counters["merge_errors"] += 1
                 self._drops["merge_failed"] += 1
                 return None
-        self._changed(key, value, payload)
+        self._changed(key, value, payload, written=written)
         return value
 
     def _on_delta(self, message: Delta, origin: From) -> None:
@@ -411,7 +428,15 @@ class DataEngine(EngineCore):
         if len(message.payload) > self._sizes.max_key_bytes:
             self._drops["key_too_large"] += 1
             return
-        if self._merge_payload(message.key, message.payload, keep=False) is not None:
+        written = message.written
+        if self._last_writes:
+            admitted = self._last_writes.admit(message.key, written, self.clock.now())
+            if admitted is None:
+                self._drops["expired"] += 1  # the sender has not expired it yet
+                return
+            written = admitted
+        merged = self._merge_payload(message.key, message.payload, keep=False, written=written)
+        if merged is not None:
             self._counters["states_merged"] += 1
             self._sync.arrived(message.key)
 

@@ -1,4 +1,4 @@
-"""The engine's key deletion: a top-level key and everything the engine keeps of it, gone.
+"""The engine's key deletion and expiry: a top-level key and all the engine keeps of it, gone.
 
 A key's state is not the only thing the engine holds for it: its entry in the
 anti-entropy hash tree, its size estimate, and the gossip queue item a newer delta of it
@@ -10,9 +10,15 @@ This is a *local* deletion: nothing is sent, and a member that still holds the k
 gives it back by anti-entropy. The driver (:meth:`crdtgossip.Node.delete`) therefore
 only deletes on a node with no other live member; see ``docs/concepts/lifecycle.rst``
 for the causal rule a cluster-wide delete will follow.
+
+Expiry (``GossipConfig.expire_keys_after``, see :mod:`~crdtgossip.protocol.expiry`)
+drops a key the same way on every member once no write reached it for its time; the
+event then has ``expired`` set too.
 """
 
 from __future__ import annotations
+
+from typing import Final
 
 from crdtgossip.errors import OperationError
 from crdtgossip.protocol._engine_base import LIVE_STATUSES
@@ -21,6 +27,9 @@ from crdtgossip.protocol.events import KeyChanged
 from crdtgossip.protocol.keysize import KeySizes
 
 __all__ = ["DeleteEngine"]
+
+_NS: Final = 1_000_000_000
+_RETRY_NS: Final = _NS
 
 
 class DeleteEngine(DataEngine):
@@ -60,6 +69,16 @@ class DeleteEngine(DataEngine):
         now = self._begin(now)
         if key in self._held_keys:
             raise OperationError(f"a write to key {key!r} is being persisted; delete it after")
+        if not self._drop(key):
+            return False
+        self._counters["keys_deleted"] += 1
+        self._events.append(KeyChanged(key, local=True, deleted=True))
+        self._flush()
+        return True
+
+    def _drop(self, key: str) -> bool:
+        """Forget everything held for ``key``; False if it had no state here."""
+        self._last_writes.forget(key)
         if self._store.pop(key, None) is None:
             return False
         self._tree.remove(key)
@@ -68,7 +87,38 @@ class DeleteEngine(DataEngine):
         if open_name is not None:
             self._queue.discard(open_name)
         self._joined.pop(key, None)
-        self._counters["keys_deleted"] += 1
-        self._events.append(KeyChanged(key, local=True, deleted=True))
-        self._flush()
         return True
+
+    def expires(self, key: str) -> bool:
+        """Whether a rule of ``GossipConfig.expire_keys_after`` matches ``key``."""
+        return bool(self._last_writes) and self._last_writes.ttl_ns(key) is not None
+
+    def written(self, key: str) -> int:
+        """``key``'s last-write stamp (ns) when it expires and is held here, else 0."""
+        return self._last_writes.stamps.get(key, 0)
+
+    def _expire_due(self) -> None:
+        """Drop every key whose time without a write has run out (see the module doc).
+
+        A key with a local write being persisted is looked at again a second later
+        (the write raises its stamp when it is committed).
+        """
+        if not self._last_writes:
+            return
+        now_ns = self.clock.now()
+        for key in self._last_writes.due(now_ns):
+            if key in self._held_keys:
+                self._last_writes.defer(key, now_ns + _RETRY_NS)
+                continue
+            if self._drop(key):
+                self._counters["keys_expired"] += 1
+                self._events.append(KeyChanged(key, deleted=True, expired=True))
+
+    def _next_expiry(self, now: float) -> float | None:
+        """When the next key is due to expire, in the driver's seconds; None: none."""
+        if not self._last_writes:
+            return None
+        deadline = self._last_writes.next_deadline()
+        if deadline is None:
+            return None
+        return now + max(0, deadline - self.clock.now()) / _NS

@@ -1,4 +1,4 @@
-"""The engine's membership inputs: joining, leaving, and answering outdated news.
+"""The engine's membership inputs and views: joining, leaving, answering outdated news.
 
 The SWIM rules themselves live in ``membership`` (the table) and ``probe`` (the failure
 detector); this part turns the driver's join and leave into messages, adopts a formed
@@ -12,6 +12,7 @@ from typing import Final, TypeVar
 from crdtgossip.errors import ConfigError
 from crdtgossip.protocol._engine_base import LIVE_STATUSES, MAX_NOTICES, EngineCore, From
 from crdtgossip.protocol.antientropy import push_pull_interval
+from crdtgossip.protocol.events import Member
 from crdtgossip.protocol.membership import FormedTable, MembershipRumor
 from crdtgossip.protocol.messages import Alive, Dead, Suspect, encode_message
 from crdtgossip.protocol.states import Status
@@ -57,6 +58,25 @@ class MembersEngine(EngineCore):
     _notices: dict[str, float]
     # (accuser, accused) -> when we last sent the accuser the refutation it missed.
     _corrections: dict[tuple[str, str], float]
+
+    def members(self) -> list[Member]:
+        """Every member known, this node included, sorted by node id."""
+        return self._membership.members()
+
+    def member(self, node_id: str) -> Member | None:
+        """What this node knows of ``node_id`` (itself included), or ``None``; O(1)."""
+        row = self._membership.get(node_id)
+        return None if row is None else row.snapshot()
+
+    @property
+    def incarnation(self) -> int:
+        """This node's current incarnation (rises when it refutes a suspicion)."""
+        return self._membership.local.incarnation
+
+    @property
+    def health_score(self) -> int:
+        """The Lifeguard local health score: 0 is healthy; timeouts scale by it + 1."""
+        return self._awareness.score
 
     def join(self, seeds: list[str], now: float) -> None:
         """Join the cluster through seed addresses: exchange full state with each.

@@ -253,5 +253,7 @@ class QuorumEngine(EngineCore):
             if theirs != digest:
                 self._counters["read_repairs"] += 1
                 self._outbox.send(
-                    pending.asked[node_id], State(pending.key, payload), reliable=True
+                    pending.asked[node_id],
+                    State(pending.key, payload, self._last_writes.stamps.get(pending.key, 0)),
+                    reliable=True,
                 )

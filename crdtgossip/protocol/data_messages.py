@@ -45,10 +45,14 @@ class State:
     Attributes:
         key: the data key.
         payload: ``crdtgossip.codec.encode`` of the state.
+        written: the key's last-write stamp at the sender (ns) when the key expires
+            (see :mod:`~crdtgossip.protocol.expiry`), else 0; sent as kind ``STATE_AT``
+            when set, so a state of a key that does not expire costs nothing more.
     """
 
     key: str
     payload: bytes
+    written: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,8 +112,10 @@ def to_wire(message: DataMessage) -> list[object]:
     match message:
         case Delta(data_key, payload):
             return [Kind.DELTA, data_key, payload]
-        case State(data_key, payload):
+        case State(data_key, payload, 0):
             return [Kind.STATE, data_key, payload]
+        case State(data_key, payload, written):
+            return [Kind.STATE_AT, data_key, payload, written]
         case WriteRequest(request_id, data_key, payload):
             return [Kind.WRITE_REQUEST, request_id, data_key, payload]
         case WriteAck(request_id):
@@ -126,6 +132,10 @@ def to_wire(message: DataMessage) -> list[object]:
 DECODERS: dict[Kind, tuple[int, Callable[[list[object]], DataMessage]]] = {
     Kind.DELTA: (2, lambda f: Delta(key(f[0]), blob(f[1], "payload"))),
     Kind.STATE: (2, lambda f: State(key(f[0]), blob(f[1], "payload"))),
+    Kind.STATE_AT: (
+        3,
+        lambda f: State(key(f[0]), blob(f[1], "payload"), uint(f[2], "last-write stamp")),
+    ),
     Kind.WRITE_REQUEST: (
         3,
         lambda f: WriteRequest(uint(f[0], "request id"), key(f[1]), blob(f[2], "payload")),

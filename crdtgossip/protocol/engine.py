@@ -30,12 +30,13 @@ table and its transition table in ``states``), ``suspicion``, ``awareness``, ``p
 (the failure detector), ``delivery`` (local writes pushed to every live member until
 acknowledged), ``broadcast`` (the transmit-limited queue), ``sync`` (the
 anti-entropy driver, over the hash tree of ``antientropy`` and the repair of a key by
-its difference in ``repair``), ``quorum`` (quorum bookkeeping), ``messages`` (the wire format) and
-``outbox`` (framing). The class itself is assembled from one part per concern over the
-state declared in ``_engine_base``: ``_engine_data`` (live states, local writes, merges,
-the delta queue), ``_engine_delete`` (dropping a key), ``_engine_quorum`` (quorum
-requests) and ``_engine_members`` (join, leave, answers to outdated news); this module
-keeps the inputs, timers and dispatch.
+its difference in ``repair``), ``quorum`` (quorum bookkeeping), ``expiry`` (idle keys'
+last writes), ``messages`` (the wire format) and ``outbox`` (framing). The class itself
+is assembled from one part per concern over the state declared in ``_engine_base``:
+``_engine_data`` (live states, local writes, merges, the delta queue),
+``_engine_delete`` (dropping a key, by delete or expiry), ``_engine_quorum`` (quorum
+requests) and ``_engine_members`` (join, leave, answers to outdated news, the member
+views); this module keeps the inputs, timers and dispatch.
 """
 
 from __future__ import annotations
@@ -67,7 +68,8 @@ from crdtgossip.protocol.awareness import Awareness
 from crdtgossip.protocol.broadcast import BroadcastQueue, retransmit_limit
 from crdtgossip.protocol.clock import HLC, SkewMonitor
 from crdtgossip.protocol.delivery import DeliveryLog
-from crdtgossip.protocol.events import Event, Member, Outgoing
+from crdtgossip.protocol.events import Event, Outgoing
+from crdtgossip.protocol.expiry import ExpiryRules, LastWrites
 from crdtgossip.protocol.keysize import KeySizes
 from crdtgossip.protocol.membership import Membership
 from crdtgossip.protocol.messages import (
@@ -205,6 +207,7 @@ class Engine(DeleteEngine, QuorumEngine, MembersEngine, ClockEngine, RollbackEng
         self._counters = dict.fromkeys((*COUNTERS, *ROLLBACK_COUNTERS), 0)
         self._drops = dict.fromkeys(DROP_REASONS, 0)
         self._sizes = KeySizes(config.max_key_bytes)
+        self._last_writes = LastWrites(ExpiryRules(config.expire_keys_after))
         self._sync = AntiEntropy(
             store=self._store,
             tree=self._tree,
@@ -215,6 +218,7 @@ class Engine(DeleteEngine, QuorumEngine, MembersEngine, ClockEngine, RollbackEng
             held=self._held_keys,
             changed=self._changed,
             merge_state=lambda key, payload: self._on_state(State(key, payload)),
+            written=self.written,
             clock=lambda: self._now,
             max_key_bytes=config.max_key_bytes,
             measured=self._sizes.measured,
@@ -310,6 +314,7 @@ class Engine(DeleteEngine, QuorumEngine, MembersEngine, ClockEngine, RollbackEng
                 self._push_pull(seed, join=True)
         self._quorum_tick(now)
         self._rollback_tick(now)
+        self._expire_due()
         self._sync.pump()
         self._flush()
 
@@ -353,29 +358,11 @@ class Engine(DeleteEngine, QuorumEngine, MembersEngine, ClockEngine, RollbackEng
             self._quorum.next_deadline(),
             self._sync.next_deadline(),
             self._rollback_deadline(),
+            self._next_expiry(self._now),
         ):
             if deadline is not None and deadline < wakeup:
                 wakeup = deadline
         return wakeup
-
-    def members(self) -> list[Member]:
-        """Every member known, this node included, sorted by node id."""
-        return self._membership.members()
-
-    def member(self, node_id: str) -> Member | None:
-        """What this node knows of ``node_id`` (itself included), or ``None``; O(1)."""
-        row = self._membership.get(node_id)
-        return None if row is None else row.snapshot()
-
-    @property
-    def incarnation(self) -> int:
-        """This node's current incarnation (rises when it refutes a suspicion)."""
-        return self._membership.local.incarnation
-
-    @property
-    def health_score(self) -> int:
-        """The Lifeguard local health score: 0 is healthy; timeouts scale by it + 1."""
-        return self._awareness.score
 
     # --- time ----------------------------------------------------------------------
 

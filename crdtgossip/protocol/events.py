@@ -114,6 +114,9 @@ class KeyChanged:
     #: Whether the key was deleted (:meth:`~crdtgossip.protocol.Engine.delete`): its
     #: state is gone here; ``change`` is None.
     deleted: bool = False
+    #: Whether the deletion is the key's expiry (``GossipConfig.expire_keys_after``)
+    #: rather than a call of ``delete``; ``deleted`` is set too.
+    expired: bool = False
 
 
 Event = MemberJoined | MemberAlive | MemberSuspect | MemberDead | MemberLeft | KeyChanged

@@ -99,6 +99,7 @@ class AntiEntropy:
         max_key_bytes: int,
         admit: Callable[[str, bytes], bool] = lambda key, patch: True,
         measured: Callable[[str, int], None] | None = None,
+        written: Callable[[str], int] = lambda key: 0,
     ) -> None:
         self._store = store
         self._tree = tree
@@ -121,6 +122,7 @@ class AntiEntropy:
             max_key_bytes=max_key_bytes,
             clock=clock,
             measured=measured,
+            written=written,
         )
         self._reassembly = Reassembly(max_key_bytes, drops)
         # key -> when a whole state or part of it was last merged here, and how many

@@ -207,8 +207,10 @@ class Transfers:
         max_key_bytes: int,
         clock: Callable[[], float],
         measured: Callable[[str, int], None] | None = None,
+        written: Callable[[str], int] = lambda key: 0,
     ) -> None:
         self._store = store
+        self._written = written
         self._held = held
         self._outbox = outbox
         self._counters = counters
@@ -266,7 +268,7 @@ class Transfers:
         payload = self._encode(name, state)
         if payload is None:
             return
-        packed = encode_message(State(key, payload))
+        packed = encode_message(State(key, payload, self._written(key)))
         if len(packed) <= self._outbox.reliable_room:
             self._outbox.send(address, packed, reliable=True)
             self._backoff.pop(name, None)
@@ -347,7 +349,7 @@ class Transfers:
             return 0
         size = len(payload)
         self._counters["transfer_bytes_encoded"] += size
-        packed = encode_message(State(job.key, payload))
+        packed = encode_message(State(job.key, payload, self._written(job.key)))
         if len(packed) > self._outbox.reliable_room and job.per_part > 1:
             job.per_part = max(1, job.per_part // 2)  # too big: the same range, halved
             return size

@@ -23,6 +23,7 @@ __all__ = [
     "MAX_NODE_ID_BYTES",
     "MAX_SEQ",
     "MAX_TREE_DEPTH",
+    "RESERVED_KEY_PREFIX",
     "SEAL_OVERHEAD",
     "TREE_FANOUT",
     "Kind",
@@ -61,6 +62,10 @@ MAX_KEY_BYTES: Final = 1024
 """Longest data key in UTF-8 bytes: room for hierarchical names while several deltas
 still share one datagram (Consul caps KV keys at 512 bytes of path in its UI; etcd
 accepts longer keys but recommends short ones)."""
+
+RESERVED_KEY_PREFIX: Final = "\x00"
+"""Data keys never start with U+0000: keys that do are crdtgossip's own records in a
+node's storage (a key's last-write stamp, for expiry), refused from users and peers."""
 
 MAX_ARRAY_LEN: Final = 1 << 17
 """Most items in any one msgpack array: messages in a frame, members in a table,
@@ -110,6 +115,8 @@ class Kind(enum.IntEnum):
     # The rollback check of protocol.rollback (rollback_messages).
     MARKS_QUERY = 23
     MARKS_REPORT = 24
+    # A State with its key's last-write stamp (protocol.expiry).
+    STATE_AT = 25
 
 
 _MAX_UTF8_BYTES: Final = 4
@@ -160,8 +167,11 @@ def address(value: object) -> str:
 
 
 def key(value: object) -> str:
-    """A data key."""
-    return text(value, MAX_KEY_BYTES, "key")
+    """A data key (never one of the reserved keys, see :data:`RESERVED_KEY_PREFIX`)."""
+    checked = text(value, MAX_KEY_BYTES, "key")
+    if checked[0] == RESERVED_KEY_PREFIX:
+        raise fail("key starts with U+0000 (reserved)")
+    return checked
 
 
 def blob(value: object, what: str) -> bytes:
