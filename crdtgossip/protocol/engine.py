@@ -208,6 +208,7 @@ class Engine(DeleteEngine, QuorumEngine, MembersEngine, ClockEngine, RollbackEng
         self._drops = dict.fromkeys(DROP_REASONS, 0)
         self._sizes = KeySizes(config.max_key_bytes)
         self._last_writes = LastWrites(ExpiryRules(config.expire_keys_after))
+        self._dropped_keys = 0
         self._sync = AntiEntropy(
             store=self._store,
             tree=self._tree,
@@ -217,7 +218,7 @@ class Engine(DeleteEngine, QuorumEngine, MembersEngine, ClockEngine, RollbackEng
             drops=self._drops,
             held=self._held_keys,
             changed=self._changed,
-            merge_state=lambda key, payload: self._on_state(State(key, payload)),
+            merge_state=self._on_state,
             written=self.written,
             clock=lambda: self._now,
             max_key_bytes=config.max_key_bytes,

@@ -26,7 +26,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Final
 
-from crdtgossip.protocol.messages import StateChunk
+from crdtgossip.protocol.messages import State, StateChunk
 
 __all__ = [
     "DROP_REASONS",
@@ -76,6 +76,7 @@ class _Transfer:
     deadline: float
     chunks: dict[int, bytes] = field(default_factory=dict)
     received: int = 0
+    written: int = 0
 
 
 class Reassembly:
@@ -104,8 +105,8 @@ class Reassembly:
     def __len__(self) -> int:
         return len(self._open)
 
-    def on_chunk(self, sender: str, chunk: StateChunk, now: float) -> tuple[str, bytes] | None:
-        """Take one chunk; the key and its whole encoding once the transfer is complete.
+    def on_chunk(self, sender: str, chunk: StateChunk, now: float) -> State | None:
+        """Take one chunk; the key's whole state once the transfer is complete.
 
         Args:
             sender: the sender's node id.
@@ -113,7 +114,8 @@ class Reassembly:
             now: the driver's time in seconds.
 
         Returns:
-            ``(key, encoding)`` when this chunk completed its transfer, else None.
+            The :class:`State` (key, whole encoding, and the largest last-write stamp
+            the chunks carried) when this chunk completed its transfer, else None.
         """
         self.expire(now)
         name = (sender, chunk.transfer_id)
@@ -146,6 +148,7 @@ class Reassembly:
             return None
         transfer.chunks[chunk.index] = chunk.data
         transfer.received += size
+        transfer.written = max(transfer.written, chunk.written)
         self._by_sender[sender] = self._by_sender.get(sender, 0) + size
         self._held += size
         if len(transfer.chunks) < transfer.count:
@@ -154,7 +157,8 @@ class Reassembly:
         if transfer.received != transfer.total:
             self._drops["chunk_overflow"] += 1
             return None
-        return transfer.key, b"".join(transfer.chunks[i] for i in range(transfer.count))
+        encoding = b"".join(transfer.chunks[i] for i in range(transfer.count))
+        return State(transfer.key, encoding, transfer.written)
 
     def _open_transfer(
         self, name: tuple[str, int], chunk: StateChunk, now: float

@@ -37,7 +37,7 @@ from crdtgossip.errors import DecodeError, MergeError
 from crdtgossip.protocol import antientropy, repair
 from crdtgossip.protocol.antientropy import HashTree
 from crdtgossip.protocol.membership import Membership
-from crdtgossip.protocol.messages import Diff, Members, StateChunk, Sync
+from crdtgossip.protocol.messages import Diff, Members, State, StateChunk, Sync
 from crdtgossip.protocol.outbox import Outbox
 from crdtgossip.protocol.reassembly import Reassembly
 from crdtgossip.protocol.transfer import COUNTERS as TRANSFER_COUNTERS
@@ -75,7 +75,8 @@ class AntiEntropy:
             persisted): no state, patch or repair of theirs is sent.
         changed: called with a key, what was merged into its state and its encoding
             (it touches the tree and raises the event).
-        merge_state: decodes and merges a whole state received (key, encoding).
+        merge_state: decodes and merges a whole state received (a reassembled
+            :class:`~crdtgossip.protocol.messages.State`).
         clock: the engine's current time in seconds.
         max_key_bytes: ``GossipConfig.max_key_bytes``.
         measured: called with a key and a measured size of its encoding.
@@ -94,7 +95,7 @@ class AntiEntropy:
         drops: dict[str, int],
         held: Container[str],
         changed: Callable[[str, CRDT, bytes], None],
-        merge_state: Callable[[str, bytes], None],
+        merge_state: Callable[[State], None],
         clock: Callable[[], float],
         max_key_bytes: int,
         admit: Callable[[str, bytes], bool] = lambda key, patch: True,
@@ -153,7 +154,7 @@ class AntiEntropy:
         complete = self._reassembly.on_chunk(sender, message, self._clock())
         if complete is not None:
             self._counters["chunked_states_in"] += 1
-            self._merge_state(*complete)
+            self._merge_state(complete)
 
     def push_pull(self, address: str, *, join: bool) -> None:
         """Start an exchange: our member table, and our hash tree's root (or, on join,

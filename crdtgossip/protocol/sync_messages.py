@@ -9,6 +9,7 @@ its wire form in :func:`to_wire` and its checked decoder in :data:`DECODERS`;
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final, TypeAlias
@@ -172,6 +173,9 @@ class StateChunk:
         count: the number of chunks of the transfer (at least 1).
         total: the bytes of the whole encoding (what the chunks add up to).
         data: this chunk's bytes (at least one).
+        written: the key's last-write stamp at the sender when the key expires (see
+            :mod:`~crdtgossip.protocol.expiry`), else 0; sent as kind ``STATE_CHUNK_AT``
+            when set.
     """
 
     key: str
@@ -180,6 +184,7 @@ class StateChunk:
     count: int
     total: int
     data: bytes
+    written: int = 0
 
 
 SyncMessage: TypeAlias = Sync | Diff | StateChunk
@@ -218,8 +223,11 @@ def to_wire(message: SyncMessage) -> list[object]:
                 for n in nodes
             ]
             return [Kind.DIFF, data_key, opening, context, patch, ranges]
-        case StateChunk(data_key, transfer_id, index, count, total, data):
+        case StateChunk(data_key, transfer_id, index, count, total, data, 0):
             return [Kind.STATE_CHUNK, data_key, transfer_id, index, count, total, data]
+        case StateChunk(data_key, transfer_id, index, count, total, data, written):
+            fields = [data_key, transfer_id, index, count, total, data, written]
+            return [Kind.STATE_CHUNK_AT, *fields]
     raise TypeError(f"not an anti-entropy message: {message!r}")  # pragma: no cover
 
 
@@ -311,10 +319,16 @@ def _decode_chunk(fields: list[object]) -> StateChunk:
     return StateChunk(key(data_key), uint(transfer_value, "transfer id"), index, count, total, data)
 
 
+def _decode_chunk_at(fields: list[object]) -> StateChunk:
+    chunk = _decode_chunk(fields[:6])
+    return dataclasses.replace(chunk, written=uint(fields[6], "last-write stamp"))
+
+
 #: Per kind: the number of fields after the kind, and how to build the message from
 #: them (already of that count).
 DECODERS: dict[Kind, tuple[int, Callable[[list[object]], SyncMessage]]] = {
     Kind.SYNC: (3, _decode_sync),
     Kind.DIFF: (5, _decode_diff),
     Kind.STATE_CHUNK: (6, _decode_chunk),
+    Kind.STATE_CHUNK_AT: (7, _decode_chunk_at),
 }

@@ -399,7 +399,13 @@ class Transfers:
         start = job.chunk_index * self._chunk_room
         data = job.payload[start : start + self._chunk_room]
         chunk = StateChunk(
-            job.key, job.transfer_id, job.chunk_index, job.chunk_count, len(job.payload), data
+            job.key,
+            job.transfer_id,
+            job.chunk_index,
+            job.chunk_count,
+            len(job.payload),
+            data,
+            self._written(job.key),
         )
         self._outbox.send(job.address, chunk, reliable=True)
         self._counters["transfer_chunks"] += 1

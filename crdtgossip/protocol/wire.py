@@ -117,6 +117,8 @@ class Kind(enum.IntEnum):
     MARKS_REPORT = 24
     # A State with its key's last-write stamp (protocol.expiry).
     STATE_AT = 25
+    # A StateChunk with its key's last-write stamp.
+    STATE_CHUNK_AT = 26
 
 
 _MAX_UTF8_BYTES: Final = 4

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from crdtgossip.codec import encode
 from crdtgossip.crdts import GCounter
-from crdtgossip.protocol.messages import StateChunk, encode_frame, encode_message
+from crdtgossip.protocol.messages import State, StateChunk, encode_frame, encode_message
 from crdtgossip.protocol.reassembly import (
     MAX_TRANSFERS_PER_SENDER,
     TRANSFER_DEADLINE,
@@ -30,7 +30,7 @@ def test_chunks_in_any_order_give_the_whole_once() -> None:
     assert reassembly.on_chunk("p", _chunk(2, 3, 6, b"ef"), 0.0) is None
     assert reassembly.on_chunk("p", _chunk(0, 3, 6, b"ab"), 0.0) is None
     assert reassembly.on_chunk("p", _chunk(0, 3, 6, b"ab"), 0.0) is None  # duplicate
-    assert reassembly.on_chunk("p", _chunk(1, 3, 6, b"cd"), 0.0) == ("k", b"abcdef")
+    assert reassembly.on_chunk("p", _chunk(1, 3, 6, b"cd"), 0.0) == State("k", b"abcdef")
     assert drops["chunk_duplicate"] == 1
     assert len(reassembly) == 0
     assert reassembly.held_bytes == 0
