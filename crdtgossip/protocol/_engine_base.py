@@ -136,6 +136,8 @@ class EngineCore:
     _deferred_reads: dict[str, list[tuple[str, int]]]
     # The last-write stamps of the keys that expire (see protocol.expiry).
     _last_writes: LastWrites
+    # Keys dropped (deleted or expired) since the per-key tables were last rebuilt.
+    _dropped_keys: int
 
     def _begin(self, now: float) -> float:
         raise NotImplementedError

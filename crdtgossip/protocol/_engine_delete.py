@@ -23,6 +23,7 @@ from typing import Final
 from crdtgossip.errors import OperationError
 from crdtgossip.protocol._engine_base import LIVE_STATUSES
 from crdtgossip.protocol._engine_data import DataEngine
+from crdtgossip.protocol.compaction import MIN_DROPS, shrink
 from crdtgossip.protocol.events import KeyChanged
 from crdtgossip.protocol.keysize import KeySizes
 
@@ -87,7 +88,20 @@ class DeleteEngine(DataEngine):
         if open_name is not None:
             self._queue.discard(open_name)
         self._joined.pop(key, None)
+        self._dropped_keys += 1
+        if self._dropped_keys >= max(MIN_DROPS, len(self._store)):
+            self._compact()
         return True
+
+    def _compact(self) -> None:
+        """Rebuild the per-key tables at their live size (see
+        :mod:`~crdtgossip.protocol.compaction`)."""
+        self._dropped_keys = 0
+        shrink(self._store)
+        shrink(self._joined)
+        self._tree.compact()
+        self._sizes.compact()
+        self._last_writes.compact()
 
     def expires(self, key: str) -> bool:
         """Whether a rule of ``GossipConfig.expire_keys_after`` matches ``key``."""

@@ -38,6 +38,7 @@ from typing import Final
 
 from crdtgossip.codec import encode
 from crdtgossip.crdts import CRDT
+from crdtgossip.protocol.compaction import shrink
 from crdtgossip.protocol.messages import (
     DIGEST_SIZE,
     MAX_TREE_DEPTH,
@@ -207,6 +208,12 @@ class HashTree:
             self._sorted.extend(new_positions)
             self._sorted.sort()
             self._hashes.clear()
+
+    def compact(self) -> None:
+        """Give back the memory of removed keys (see :mod:`~.compaction`)."""
+        shrink(self._entries)
+        shrink(self._hashes)
+        shrink(self._dirty)
 
     def remove(self, key: str) -> None:
         """Take a key out of the tree (its state is gone): its entry, its place in the

@@ -32,6 +32,7 @@ import heapq
 from typing import Final
 
 from crdtgossip.config import ExpiryRule
+from crdtgossip.protocol.compaction import shrink
 
 __all__ = ["ExpiryRules", "LastWrites"]
 
@@ -138,6 +139,13 @@ class LastWrites:
         if self.stamps.pop(key, None) is not None:
             del self._ttl[key]
             del self._deadline[key]
+
+    def compact(self) -> None:
+        """Give back the memory of forgotten keys (see :mod:`~.compaction`)."""
+        for table in (self.stamps, self._ttl, self._deadline):
+            shrink(table)
+        self._heap = [(d, k) for k, d in self._deadline.items()]
+        heapq.heapify(self._heap)
 
     def next_deadline(self) -> int | None:
         """The earliest deadline (ns) still scheduled, or None."""

@@ -20,6 +20,7 @@ from typing import Final
 from crdtgossip.codec import encode
 from crdtgossip.crdts import CRDT
 from crdtgossip.errors import EncodeError, OperationError
+from crdtgossip.protocol.compaction import shrink
 
 __all__ = ["REMEASURE_FRACTION", "KeySizes"]
 
@@ -53,6 +54,11 @@ class KeySizes:
         """Record an exact (or upper-bound) size of ``key``'s state."""
         self._estimate[key] = size
         self._since_measure[key] = 0
+
+    def compact(self) -> None:
+        """Give back the memory of forgotten keys (see :mod:`~.compaction`)."""
+        shrink(self._estimate)
+        shrink(self._since_measure)
 
     def forget(self, key: str) -> None:
         """Drop what is known of ``key`` (its state went away)."""

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import dataclasses
 import random
+import sys
+import time
 
 import msgpack
 import pytest
 
-from crdtgossip import ConfigError, GCounter, OperationError
+from crdtgossip import ConfigError, GCounter, LWWRegister, OperationError
 from crdtgossip.codec import encode
 from crdtgossip.config import GossipConfig
 from crdtgossip.protocol import Engine, KeyChanged
@@ -17,12 +19,15 @@ from crdtgossip.protocol.expiry import ExpiryRules, LastWrites
 from crdtgossip.protocol.messages import (
     Delta,
     State,
+    StateChunk,
     decode_frame,
     encode_frame,
     encode_message,
 )
 from crdtgossip.protocol.wire import Kind
 from crdtgossip.testing import Simulation
+
+from .cluster import VirtualCluster
 
 _NS = 1_000_000_000
 RULES = {"cache/*": 5.0, "cache/long": 60.0}
@@ -265,3 +270,51 @@ def test_a_write_that_missed_expired_members_lives_its_time_from_delivery() -> N
     sim.run(10.0)
     assert _held(sim, "cache/a") == [False, False, False]  # and it stays gone
     assert sim.run_until_converged(10.0).converged
+
+
+def test_a_large_key_sent_in_chunks_carries_its_stamp() -> None:
+    register: LWWRegister[bytes] = LWWRegister()
+    register.set(bytes(range(256)) * 1024, "r", timestamp=5)  # 256 KiB in one value
+    config = dataclasses.replace(
+        GossipConfig.local(),
+        probe_interval=1000.0,
+        reconnect_interval=1000.0,
+        max_reliable_frame=16 * 1024,
+        expire_keys_after={"big": 3600.0},
+    )
+    cluster = VirtualCluster(seed=5, config=config)
+    a = cluster.add("a")
+    stamp = time.time_ns() - 10 * _NS
+    a.restore("big", register.copy(), copy=False, written=stamp)
+    b = cluster.add("b")
+    b.join([cluster.address("a")], cluster.now)
+    cluster._collect("b")
+    assert cluster.run_until(lambda: b.get("big") == register, max_seconds=60.0)
+    assert b.stats()["chunked_states_in"] == 1
+    assert b.written("big") == stamp  # the sender's, not the time it arrived
+
+
+def test_a_chunk_carries_its_stamp_on_the_wire_only_when_set() -> None:
+    stamped = StateChunk("k", 1, 0, 2, 4, b"ab", written=77)
+    bare = StateChunk("k", 1, 1, 2, 4, b"cd")
+    frame = encode_frame("b", [encode_message(stamped), encode_message(bare)])
+    assert decode_frame(frame, 65_536).messages == (stamped, bare)
+    assert msgpack.unpackb(encode_message(bare))[0] == Kind.STATE_CHUNK
+    assert msgpack.unpackb(encode_message(stamped))[0] == Kind.STATE_CHUNK_AT
+
+
+def test_the_per_key_tables_shrink_after_a_mass_expiry() -> None:
+    wall = [100 * _NS]
+    engine = _engine(wall=wall)
+    for index in range(5000):
+        engine.update(f"cache/{index}", GCounter().increment("a-1"), now=1.0)
+    engine.update("kept", GCounter().increment("a-1"), now=1.0)
+    full = sys.getsizeof(engine._store), sys.getsizeof(engine._last_writes.stamps)
+    wall[0] += 6 * _NS
+    engine.tick(7.0)
+    assert engine.keys() == ["kept"]
+    assert sys.getsizeof(engine._store) < full[0] / 10
+    assert sys.getsizeof(engine._last_writes.stamps) < full[1] / 10
+    assert engine._tree.digest("kept") is not None  # what stays is intact
+    engine.next_wakeup()  # skips the heap's stale entries
+    assert len(engine._last_writes._heap) == 0
