@@ -345,7 +345,13 @@ class Persistence:
 
 
 def _delete_rows(storage: Storage, keys: list[str]) -> None:
-    """Delete each data key's rows and its stamp's (see :mod:`crdtgossip._written`)."""
-    for key in keys:
-        storage.delete(key)
-        storage.delete(stamp_key(key))
+    """Delete each data key's rows and its stamp's (see :mod:`crdtgossip._written`): in
+    one transaction when the storage can (``delete_many``, as both of ours), else one
+    delete each."""
+    rows = [name for key in keys for name in (key, stamp_key(key))]
+    delete_many = getattr(storage, "delete_many", None)
+    if delete_many is not None:
+        delete_many(rows)
+        return
+    for name in rows:
+        storage.delete(name)

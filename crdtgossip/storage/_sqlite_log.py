@@ -22,6 +22,8 @@ from crdtgossip.storage._fold import record_weight
 from crdtgossip.storage._sqlite_schema import now_ms
 
 __all__ = [
+    "DEFAULT_BATCH_INTERVAL",
+    "DEFAULT_BATCH_SIZE",
     "Batch",
     "FoldInput",
     "KeyChange",
@@ -36,6 +38,15 @@ __all__ = [
     "write_changes",
     "write_fold",
 ]
+
+DEFAULT_BATCH_INTERVAL = 0.05
+"""Seconds between commits in ``"batched"`` mode: at most 50 ms of writes are at risk,
+a window like PostgreSQL's ``wal_writer_delay`` (200 ms) with ``synchronous_commit=off``
+and shorter than MongoDB's journal commit interval (100 ms)."""
+
+DEFAULT_BATCH_SIZE = 256
+"""Writes held in ``"batched"`` mode before a commit is forced, whatever the time: it
+bounds both the memory held and the number of writes a crash can lose."""
 
 _UPSERT = "INSERT OR REPLACE INTO states (key, data, checksum, updated) VALUES (?, ?, ?, ?)"
 _DELETE_STATE = "DELETE FROM states WHERE key = ?"

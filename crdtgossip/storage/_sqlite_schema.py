@@ -39,6 +39,7 @@ __all__ = [
     "connect",
     "fsync_directory",
     "migrate",
+    "no_rows",
     "now_ms",
     "open_error",
     "prepare",
@@ -262,6 +263,10 @@ def read_meta(connection: sqlite3.Connection, path: Path, version: int = SCHEMA_
     if checksum != meta.checksum(version):
         raise StorageError(f"{path} is damaged: its meta row (replica id) fails its checksum")
     return meta
+
+
+def no_rows(connection: sqlite3.Connection) -> None:
+    """A transaction body that writes no row (only the meta row, written after it)."""
 
 
 def write_meta(connection: sqlite3.Connection, meta: Meta) -> None:

@@ -149,10 +149,15 @@ class MemoryStorage:
 
     def delete(self, key: str) -> None:
         """Remove ``key`` and its log if stored (see :meth:`Storage.delete`)."""
-        check_key(key)
+        self.delete_many((key,))
+
+    def delete_many(self, keys: Iterable[str]) -> None:
+        """Remove several keys at once, all or none (as ``SQLiteStorage.delete_many``)."""
+        checked = [check_key(key) for key in keys]
         with self._lock:
             self._require_open()
-            self._replace(key, None)
+            for key in checked:
+                self._replace(key, None)
             self._commit_seq += 1
 
     def flush(self) -> None:

@@ -19,9 +19,9 @@ What survives what:
   ``batch_interval`` seconds or every ``batch_size`` writes. A crash loses the writes
   made since the last commit, and nothing else: each commit is atomic.
 * Either mode: an interrupted commit leaves the previous commit intact (the WAL
-  ignores a torn last transaction); :meth:`SQLiteStorage.put_many` and
-  :meth:`SQLiteStorage.append` are all or nothing. A fold changes how a key is stored,
-  never its value: a crash during one leaves the key as before it or as after it.
+  ignores a torn last transaction); ``put_many``, ``append`` and ``delete_many`` are
+  all or nothing. A fold changes how a key is stored, never its value: a crash during
+  one leaves the key as before it or as after it.
 
 The replica id is returned by :meth:`SQLiteStorage.open` only when every write made
 under it is on disk. After a ``"batched"`` session that did not end with a clean
@@ -79,6 +79,8 @@ from crdtgossip.storage._fold import FOLD_MIN_BYTES
 from crdtgossip.storage._sqlite_fold import Folder
 from crdtgossip.storage._sqlite_hwm import Sidecar
 from crdtgossip.storage._sqlite_log import (
+    DEFAULT_BATCH_INTERVAL,
+    DEFAULT_BATCH_SIZE,
     Batch,
     KeyChange,
     KeyIndex,
@@ -92,6 +94,7 @@ from crdtgossip.storage._sqlite_schema import (
     LOCK_TIMEOUT,
     SCHEMA_VERSION,
     Meta,
+    no_rows,
     transaction,
     write_meta,
 )
@@ -108,15 +111,6 @@ __all__ = [
 _log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-
-DEFAULT_BATCH_INTERVAL = 0.05
-"""Seconds between commits in ``"batched"`` mode: at most 50 ms of writes are at risk,
-a window like PostgreSQL's ``wal_writer_delay`` (200 ms) with ``synchronous_commit=off``
-and shorter than MongoDB's journal commit interval (100 ms)."""
-
-DEFAULT_BATCH_SIZE = 256
-"""Writes held in ``"batched"`` mode before a commit is forced, whatever the time: it
-bounds both the memory held and the number of writes a crash can lose."""
 
 
 class SQLiteStorage:
@@ -310,7 +304,7 @@ class SQLiteStorage:
         with self._db_lock:
             self._require_connection()
             try:
-                self._committed(_nothing, replica_id=replica_id, incarnation=incarnation)
+                self._committed(no_rows, replica_id=replica_id, incarnation=incarnation)
             except sqlite3.Error as exc:
                 raise StorageError(f"cannot save the identity to {self._path}: {exc}") from exc
 
@@ -354,8 +348,18 @@ class SQLiteStorage:
         Raises:
             StorageError: an invalid key, not open, or the commit failed.
         """
-        key = check_key(key)
-        self._write(lambda batch: batch.replace(key, None), 1)
+        self.delete_many((key,))
+
+    def delete_many(self, keys: Iterable[str]) -> None:
+        """Remove several keys as :meth:`delete` does, in one transaction (in both
+        modes): all or none, one commit (a mass expiry costs one fsync, not one a key).
+
+        Raises:
+            StorageError: an invalid key (nothing is deleted), not open, or the commit
+                failed (none of the keys is deleted).
+        """
+        gone = [(check_key(key), None) for key in keys]
+        self._write(lambda batch: batch.replace_all(gone), len(gone))
 
     def load(self, key: str) -> tuple[bytes | None, list[bytes]]:
         """What is committed for ``key``: its state row (or None) and its log records,
@@ -485,7 +489,7 @@ class SQLiteStorage:
     def _mark_writes_safe(self) -> None:
         """Clear ``writes_at_risk`` after the last batched commit, with ``_db_lock``."""
         try:
-            self._committed(_nothing, writes_at_risk=False)
+            self._committed(no_rows, writes_at_risk=False)
         except sqlite3.Error as exc:
             # Harmless to leave set: the next open merely takes a fresh replica id.
             _log.warning("cannot mark %s closed cleanly: %s", self._path, exc)
@@ -494,7 +498,3 @@ class SQLiteStorage:
         if self._connection is None:
             raise StorageError(f"{self._path} is not open: call open() first")
         return self._connection
-
-
-def _nothing(connection: sqlite3.Connection) -> None:
-    """A transaction body that writes nothing but the meta row."""
