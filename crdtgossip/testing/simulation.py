@@ -444,8 +444,14 @@ class Simulation(DataOps, NodeLives):
         events = engine.take_events()
         self._convergence.observe(i, events)
         for event in events:
-            if isinstance(event, KeyChanged):
+            if not isinstance(event, KeyChanged):
+                continue
+            if not event.deleted:
                 self._holders.setdefault(event.key, set()).add(i)
+            elif (holding := self._holders.get(event.key)) is not None:
+                holding.discard(i)  # deleted or expired there
+                if not holding:
+                    del self._holders[event.key]
         for result in engine.take_quorum_results():
             self._quorum_results[(i, result.request_id)] = result
         outgoing = engine.take_outgoing()

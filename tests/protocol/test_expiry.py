@@ -230,8 +230,10 @@ def test_an_idle_key_goes_from_every_member_and_the_rest_stays() -> None:
     _count(sim, 1, "kept")
     assert sim.run_until_converged(10.0).converged
     assert _held(sim, "cache/a") == [True] * 5
+    assert sim.holders("cache/a") == 5
     sim.run(6.0)
     assert _held(sim, "cache/a") == [False] * 5
+    assert sim.holders("cache/a") == 0
     assert _held(sim, "kept") == [True] * 5
     for i in range(5):
         engine = sim.engine(i)
