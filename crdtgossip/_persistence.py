@@ -53,8 +53,9 @@ FLUSH_RETRY: Final = 1.0
 lock held by another process); the merges stay pending meanwhile."""
 
 EXPIRED_PER_BATCH: Final = 256
-"""Most expired keys whose rows the flusher deletes in one go (each is a delete of the
-storage's, a commit of its own on a durable file); more wait for the next batch."""
+"""Most expired keys whose rows the flusher deletes in one go (one transaction with a
+storage that has ``delete_many``, as both of crdtgossip's have; else one delete a row);
+more wait for the next batch, so writes to other keys never wait behind a mass expiry."""
 
 
 def _join(key: str, state: CRDT | None, data: bytes) -> CRDT:
