@@ -145,6 +145,36 @@ _takes = st.tuples(
 def test_take_sends_what_sorting_the_whole_queue_would(
     ops: list[tuple[object, ...]],
 ) -> None:
+    _check_against_model(ops, limit=3)
+
+
+# Items of two sizes only, under many names: buckets of many items each, whose
+# freshest are sent and moved on together, and superseded or discarded items taken out
+# of the middle of a bucket.
+_even_puts = st.tuples(
+    st.just("put"),
+    st.sampled_from("abcdefghijklmnopqrstuvwx"),
+    st.sampled_from([2, 3]),
+    st.frozensets(st.sampled_from("xyz"), max_size=1),
+)
+_even_takes = st.tuples(
+    st.just("take"),
+    st.integers(0, 40),
+    st.sampled_from([None, None, "x", "y"]),
+    st.just(0),
+    st.sampled_from([0, 0, 0, 3]),
+)
+_discards = st.tuples(st.just("discard"), st.sampled_from("abcdefghijklmnopqrstuvwx"))
+
+
+@given(st.lists(st.one_of(_even_puts, _even_puts, _even_takes, _discards), max_size=120))
+def test_take_of_many_equal_items_sends_what_sorting_the_whole_queue_would(
+    ops: list[tuple[object, ...]],
+) -> None:
+    _check_against_model(ops, limit=4)
+
+
+def _check_against_model(ops: list[tuple[object, ...]], limit: int) -> None:
     queue: BroadcastQueue[None] = BroadcastQueue(max_items=64)
     model: dict[tuple[str, str], _Model] = {}
     serial = 0
@@ -158,15 +188,54 @@ def test_take_sends_what_sorting_the_whole_queue_would(
             queue.put(("member", name), packed, exclude=exclude)
             serial += 1
             model[("member", name)] = _Model(("member", name), packed, exclude, 0, serial)
+        elif op[0] == "discard":
+            _, name = op
+            assert isinstance(name, str)
+            queue.discard(("member", name))
+            model.pop(("member", name), None)
         else:
             _, budget, destination, overhead, min_size = op
             assert isinstance(budget, int)
             assert isinstance(overhead, int)
             assert isinstance(min_size, int)
             assert destination is None or isinstance(destination, str)
-            expected = _model_take(model, budget, 3, destination, overhead, min_size)
+            expected = _model_take(model, budget, limit, destination, overhead, min_size)
             got = queue.take(
-                budget, 3, destination=destination, per_item_overhead=overhead, min_size=min_size
+                budget,
+                limit,
+                destination=destination,
+                per_item_overhead=overhead,
+                min_size=min_size,
             )
             assert got == expected
-            assert len(queue) == len(model)
+        assert len(queue) == len(model)
+        for name, item in model.items():
+            queued = queue.get(name)
+            assert queued is not None
+            assert (queued.packed, queued.transmits) == (item.packed, item.transmits)
+
+
+def test_items_lists_the_queue_in_send_order() -> None:
+    queue: BroadcastQueue[str] = BroadcastQueue()
+    queue.put(("m", "a"), b"a" * 5, extra="a")
+    queue.take(100, limit=9)
+    queue.put(("m", "b"), b"b" * 3, exclude=("x",))
+    queue.put(("m", "c"), b"c" * 4)
+    listed = [(i.name[1], i.transmits, tuple(i.exclude)) for i in queue.items()]
+    assert listed == [("c", 0, ()), ("b", 0, ("x",)), ("a", 1, ())]
+    assert [i.packed for i in queue.items()] == queue.take(100, limit=9)
+
+
+def test_items_sent_together_keep_their_order_among_those_sent_as_often() -> None:
+    queue: BroadcastQueue[None] = BroadcastQueue()
+    one = 1  # budget of one item (all items are one byte)
+    queue.put(("m", "a"), b"a")
+    queue.put(("m", "x"), b"x")
+    assert queue.take(one, limit=9) + queue.take(one, limit=9) == [b"x", b"a"]
+    assert queue.take(one, limit=9) == [b"x"]  # x: two sends, a: one
+    queue.put(("m", "b"), b"b")
+    assert queue.take(one, limit=9) == [b"b"]  # b: one send, as a
+    assert queue.take(2, limit=9) == [b"b", b"a"]  # two sends each, as x
+    # Among equals the newer first: b, then x, then a (a and b went out together,
+    # and x, older than b and newer than a, goes between them).
+    assert [queue.take(one, limit=9)[0] for _ in range(3)] == [b"b", b"x", b"a"]

@@ -294,7 +294,7 @@ def test_joining_engines_share_the_packed_rumors_and_names_they_queue() -> None:
     items = [
         item
         for i in range(sim.size)
-        for item in sim.engine(i)._queue._items.values()
+        for item in sim.engine(i)._queue.items()
         if item.name[0] == "member"
     ]
     assert len(items) > 3 * sim.size
