@@ -320,3 +320,31 @@ def test_the_per_key_tables_shrink_after_a_mass_expiry() -> None:
     assert engine._tree.digest("kept") is not None  # what stays is intact
     engine.next_wakeup()  # skips the heap's stale entries
     assert len(engine._last_writes._heap) == 0
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_under_loss_and_partitions_expired_keys_go_everywhere_and_stay_gone(seed: int) -> None:
+    """Writes to five keys from random members for 20 virtual seconds, with 10% loss,
+    duplicates, reordering and two partitions; then no writes. Every key must be gone
+    from every member within a few expiry times, and none may come back."""
+    rng = random.Random(seed)
+    config = dataclasses.replace(_config(**{"cache/*": 8.0}), push_pull_interval=1.0)
+    sim = Simulation(5, seed, config, loss=0.1, duplicate=0.05, reorder=0.05, formed=True)
+    keys = [f"cache/{index}" for index in range(5)]
+    for second in range(20):
+        if second in (4, 12):
+            members = list(range(5))
+            rng.shuffle(members)
+            sim.partition(members[:2], members[2:])
+        if second in (8, 15):
+            sim.heal()
+        for _ in range(rng.randint(0, 3)):
+            _count(sim, rng.randrange(5), rng.choice(keys))
+        sim.run(1.0)
+    sim.heal()
+    sim.run(3 * 8.0)
+    held = {key: _held(sim, key) for key in keys}
+    assert all(not any(row) for row in held.values()), held
+    sim.run(2 * 8.0)
+    assert all(not any(_held(sim, key)) for key in keys)
+    assert all(sim.holders(key) == 0 for key in keys)
