@@ -19,8 +19,9 @@ Two measurements:
   :data:`NODE_TTL` s; :data:`KEYS` keys written through ``Node.update``, then the
   node waits until none is left in memory and no expired key's rows wait to be
   deleted; the file is then opened again and its rows counted (data keys and stamp
-  records), and the wall time from the first key's expiry to the last row's delete
-  is the cost of clean-up.
+  records). Keys start expiring while later ones are still written (the writes take
+  longer than the expiry time), as in a service under load; the clean-up time is the
+  wall time from the last key's deadline until its rows are deleted.
 """
 
 from __future__ import annotations
@@ -164,8 +165,8 @@ async def _on_sqlite(result: BenchResult, keys: int) -> None:
             started = time.perf_counter()
             for index in range(keys):
                 await node.update(f"k/{index}", GCounter, lambda c: c.increment(replica))
-            first_due = started + NODE_TTL
             write_seconds = time.perf_counter() - started
+            last_due = started + write_seconds + NODE_TTL
             loop = asyncio.get_running_loop()
             deadline = loop.time() + NODE_PATIENCE
             while node.keys() or node.stats()["keys_dirty"]:
@@ -173,7 +174,7 @@ async def _on_sqlite(result: BenchResult, keys: int) -> None:
                     result.notes.append(f"the Node had not cleaned up within {NODE_PATIENCE} s")
                     break
                 await asyncio.sleep(0.05)
-            cleaned = time.perf_counter() - first_due
+            cleaned = max(0.0, time.perf_counter() - last_due)
             expired = node.stats()["keys_expired"]
         finally:
             await node.stop()
@@ -181,7 +182,7 @@ async def _on_sqlite(result: BenchResult, keys: int) -> None:
     result.figure(Figure("Node: writes", write_seconds, "s", note=f"{keys:,} updates, durable"))
     result.figure(Figure("Node: keys expired", expired, "count"))
     result.figure(
-        Figure("Node: clean-up time", cleaned, "s", note="first key due -> last rows deleted")
+        Figure("Node: clean-up time", cleaned, "s", note="last key due -> its rows deleted")
     )
     result.figure(Figure("Node: data keys with rows, after", data_rows, "count"))
     result.figure(Figure("Node: stamp records, after", stamp_rows, "count"))
