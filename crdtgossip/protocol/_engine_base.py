@@ -154,7 +154,12 @@ class EngineCore:
     def _admit(self, value: object) -> bool:
         raise NotImplementedError
 
-    def _merge_payload(self, key: str, payload: bytes, *, keep: bool = True) -> CRDT | None:
+    def _merge_payload(
+        self, key: str, payload: bytes, *, keep: bool = True, written: int = 0
+    ) -> CRDT | None:
+        raise NotImplementedError
+
+    def _state_stamp(self, key: str, written: int) -> int | None:
         raise NotImplementedError
 
     def _push_pull(self, address: str, *, join: bool) -> None:

@@ -428,13 +428,9 @@ class DataEngine(EngineCore):
         if len(message.payload) > self._sizes.max_key_bytes:
             self._drops["key_too_large"] += 1
             return
-        written = message.written
-        if self._last_writes:
-            admitted = self._last_writes.admit(message.key, written, self.clock.now())
-            if admitted is None:
-                self._drops["expired"] += 1  # the sender has not expired it yet
-                return
-            written = admitted
+        written = self._state_stamp(message.key, message.written)
+        if written is None:
+            return
         merged = self._merge_payload(message.key, message.payload, keep=False, written=written)
         if merged is not None:
             self._counters["states_merged"] += 1

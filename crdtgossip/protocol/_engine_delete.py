@@ -111,6 +111,16 @@ class DeleteEngine(DataEngine):
         """``key``'s last-write stamp (ns) when it expires and is held here, else 0."""
         return self._last_writes.stamps.get(key, 0)
 
+    def _state_stamp(self, key: str, written: int) -> int | None:
+        """The last-write stamp a full state of ``key`` stamped ``written`` brings
+        (see :meth:`~crdtgossip.protocol.expiry.LastWrites.admit`); None: it is past its expiry (counted), drop it."""
+        if not self._last_writes:
+            return written
+        admitted = self._last_writes.admit(key, written, self.clock.now())
+        if admitted is None:
+            self._drops["expired"] += 1  # the sender has not expired it yet
+        return admitted
+
     def _expire_due(self) -> None:
         """Drop every key whose time without a write has run out (see the module doc).
 

@@ -222,7 +222,8 @@ class QuorumEngine(EngineCore):
         self._counters["read_requests_served"] += 1
         state = self._store.get(key)
         payload = b"" if state is None else encode(state)
-        self._send_datagram(address, ReadReply(request_id, key, payload), None)
+        written = self._last_writes.stamps.get(key, 0)
+        self._send_datagram(address, ReadReply(request_id, key, payload, written), None)
 
     def _on_read_reply(self, message: ReadReply, origin: From) -> None:
         pending = self._quorum.get(message.request_id, origin.node_id)
@@ -231,8 +232,10 @@ class QuorumEngine(EngineCore):
         if origin.node_id in pending.answered:
             return
         digest: bytes | None = None
-        if message.payload:
-            if self._merge_payload(message.key, message.payload) is None:
+        written = self._state_stamp(message.key, message.written) if message.payload else 0
+        if message.payload and written is not None:
+            merged = self._merge_payload(message.key, message.payload, written=written)
+            if merged is None:
                 return  # a reply that cannot be merged does not count
             self._counters["states_merged"] += 1
             digest = state_digest(message.payload)

@@ -97,11 +97,14 @@ class ReadReply:
         key: the data key.
         payload: ``crdtgossip.codec.encode`` of the sender's state, or empty bytes when
             the sender has no state for the key.
+        written: the key's last-write stamp at the sender, as :attr:`State.written`
+            (kind ``READ_REPLY_AT`` when set): a read must not make a key look written.
     """
 
     request_id: int
     key: str
     payload: bytes
+    written: int = 0
 
 
 DataMessage: TypeAlias = Delta | State | WriteRequest | WriteAck | ReadRequest | ReadReply
@@ -122,8 +125,10 @@ def to_wire(message: DataMessage) -> list[object]:
             return [Kind.WRITE_ACK, request_id]
         case ReadRequest(request_id, data_key):
             return [Kind.READ_REQUEST, request_id, data_key]
-        case ReadReply(request_id, data_key, payload):
+        case ReadReply(request_id, data_key, payload, 0):
             return [Kind.READ_REPLY, request_id, data_key, payload]
+        case ReadReply(request_id, data_key, payload, written):
+            return [Kind.READ_REPLY_AT, request_id, data_key, payload, written]
     raise TypeError(f"not a data message: {message!r}")  # pragma: no cover
 
 
@@ -145,5 +150,11 @@ DECODERS: dict[Kind, tuple[int, Callable[[list[object]], DataMessage]]] = {
     Kind.READ_REPLY: (
         3,
         lambda f: ReadReply(uint(f[0], "request id"), key(f[1]), blob(f[2], "payload")),
+    ),
+    Kind.READ_REPLY_AT: (
+        4,
+        lambda f: ReadReply(
+            uint(f[0], "request id"), key(f[1]), blob(f[2], "payload"), uint(f[3], "stamp")
+        ),
     ),
 }

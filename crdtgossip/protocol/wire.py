@@ -119,6 +119,8 @@ class Kind(enum.IntEnum):
     STATE_AT = 25
     # A StateChunk with its key's last-write stamp.
     STATE_CHUNK_AT = 26
+    # A ReadReply with its key's last-write stamp.
+    READ_REPLY_AT = 27
 
 
 _MAX_UTF8_BYTES: Final = 4

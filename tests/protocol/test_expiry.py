@@ -18,6 +18,7 @@ from crdtgossip.protocol import Engine, KeyChanged
 from crdtgossip.protocol.expiry import ExpiryRules, LastWrites
 from crdtgossip.protocol.messages import (
     Delta,
+    ReadReply,
     State,
     StateChunk,
     decode_frame,
@@ -348,3 +349,34 @@ def test_under_loss_and_partitions_expired_keys_go_everywhere_and_stay_gone(seed
     sim.run(2 * 8.0)
     assert all(not any(_held(sim, key)) for key in keys)
     assert all(sim.holders(key) == 0 for key in keys)
+
+
+def test_a_quorum_read_does_not_keep_a_key_alive() -> None:
+    sim = Simulation(3, 5, _config(), formed=True)
+    _count(sim, 1, "cache/a")
+    written_at = sim.now
+    assert sim.run_until_converged(2.0).converged
+    sim.run(written_at + 3.0 - sim.now)
+    engine = sim.engine(0)
+    stamp = engine.written("cache/a")
+    request = engine.start_read("cache/a", 3, 1.0, sim.now)
+    sim._collect(0)
+    assert sim.run_until(lambda: sim.quorum_result(0, request) is not None, 1.0)
+    result = sim.quorum_result(0, request)
+    assert result is not None and result.ok
+    # The replies bring their senders' stamps (the largest is kept), not the read's time.
+    assert (
+        stamp
+        <= engine.written("cache/a")
+        == max(sim.engine(i).written("cache/a") for i in range(3))
+    )
+    sim.run(written_at + 5.5 - sim.now)
+    assert _held(sim, "cache/a") == [False, False, False]
+
+
+def test_a_read_reply_carries_the_stamp_on_the_wire_only_when_set() -> None:
+    stamped, bare = ReadReply(3, "k", b"\x01", 99), ReadReply(3, "k", b"\x01")
+    frame = encode_frame("b", [encode_message(stamped), encode_message(bare)])
+    assert decode_frame(frame, 65_536).messages == (stamped, bare)
+    assert msgpack.unpackb(encode_message(bare))[0] == Kind.READ_REPLY
+    assert msgpack.unpackb(encode_message(stamped))[0] == Kind.READ_REPLY_AT
