@@ -112,8 +112,9 @@ class DeleteEngine(DataEngine):
         return self._last_writes.stamps.get(key, 0)
 
     def _state_stamp(self, key: str, written: int) -> int | None:
-        """The last-write stamp a full state of ``key`` stamped ``written`` brings
-        (see :meth:`~crdtgossip.protocol.expiry.LastWrites.admit`); None: it is past its expiry (counted), drop it."""
+        """The last-write stamp a full state of ``key`` stamped ``written`` brings (see
+        :meth:`~crdtgossip.protocol.expiry.LastWrites.admit`); None: it is past its
+        expiry (counted), drop it."""
         if not self._last_writes:
             return written
         admitted = self._last_writes.admit(key, written, self.clock.now())

@@ -363,7 +363,8 @@ def test_a_quorum_read_does_not_keep_a_key_alive() -> None:
     sim._collect(0)
     assert sim.run_until(lambda: sim.quorum_result(0, request) is not None, 1.0)
     result = sim.quorum_result(0, request)
-    assert result is not None and result.ok
+    assert result is not None
+    assert result.ok
     # The replies bring their senders' stamps (the largest is kept), not the read's time.
     assert (
         stamp
