@@ -16,6 +16,7 @@ from crdtgossip.protocol.wire import Kind, address, array, boolean, fail, node_i
 __all__ = [
     "ALIVE_CACHE_SIZE",
     "DECODERS",
+    "RECORD_CACHE_SIZE",
     "Ack",
     "Alive",
     "Dead",
@@ -29,7 +30,11 @@ __all__ = [
     "Ping",
     "PingReq",
     "Suspect",
+    "alive_rumor",
     "decode_alive",
+    "lookup_alive",
+    "lookup_record",
+    "member_record",
     "to_wire",
 ]
 
@@ -194,24 +199,104 @@ def to_wire(message: MemberMessage) -> list[object]:
 
 _STATUS_BY_CODE = {code: status for status, code in STATUS_CODES.items()}
 
+RECORD_CACHE_SIZE: Final = 1 << 16
+"""Most member records kept for reuse (see :func:`member_record`)."""
+
+# Member records by their wire rows (node id, address, incarnation, status code, as a
+# tuple): every push-pull ships the sender's whole table, N records built on one side
+# and decoded on the other, and a simulator's N tables hold about the same N rows, so
+# one immutable record per distinct row serves every table that ships it and every
+# decode of it.
+_records: dict[tuple[object, ...], MemberRecord] = {}
+
+#: The record kept for a wire row given as a tuple, if any (the cache's own ``get``,
+#: for the loops over whole tables). A caller must check that the incarnation and the
+#: status code are ints (a bool can be equal to one); the lookup raises ``TypeError``
+#: if an item of the tuple is unhashable.
+lookup_record: Final = _records.get
+
+
+def member_record(
+    member: str, member_address: str, incarnation: int, status: Status
+) -> MemberRecord:
+    """The record of one row of a member table (an equal one built before, if kept).
+
+    Args:
+        member: the node id, checked.
+        member_address: its address, checked.
+        incarnation: its incarnation, checked.
+        status: its status.
+    """
+    row = (member, member_address, incarnation, STATUS_CODES[status])
+    record = _records.get(row)
+    if record is None:
+        record = MemberRecord(member, member_address, incarnation, status)
+        if len(_records) >= RECORD_CACHE_SIZE:
+            _records.clear()
+        _records[row] = record
+    return record
+
 
 def _member_record(value: object) -> MemberRecord:
     member, member_address, incarnation, code = array(value, 4, "member record")
     status = _STATUS_BY_CODE.get(uint(code, "status"))
     if status is None:
         raise fail("unknown member status")
-    return MemberRecord(node_id(member), address(member_address), uint(incarnation, "inc"), status)
+    return member_record(node_id(member), address(member_address), uint(incarnation, "inc"), status)
+
+
+def _member_records(rows: list[object]) -> tuple[MemberRecord, ...]:
+    """The records of a member table's rows, checked (:func:`_member_record` of each)."""
+    # A push-pull ships N rows, most of them decoded before somewhere in the process:
+    # those are found by their row, checked by equality with one that passed.
+    records: list[MemberRecord] = []
+    append = records.append
+    try:
+        for row in rows:
+            if type(row) is list and len(row) == 4:
+                record = lookup_record(tuple(row))
+                if record is not None and type(row[2]) is int and type(row[3]) is int:
+                    append(record)
+                    continue
+            append(_member_record(row))
+    except TypeError:
+        # An unhashable field (a malformed row): the careful path says what is wrong.
+        return tuple(map(_member_record, rows))
+    return tuple(records)
 
 
 ALIVE_CACHE_SIZE: Final = 1 << 16
 """Most decoded :class:`Alive` rumors kept for reuse (see :func:`decode_alive`)."""
 
-# Decoded alive rumors by their fields: a rumor reaches each member several times
-# (retransmit_mult * log10 N copies spread over the cluster), and a simulator's N
-# engines in one process all decode the same rumors, so a join of N nodes decodes
-# about 10 N² alive rumors of only N distinct values. The messages are immutable, so
-# one object serves every decode of the same fields.
-_alive_cache: dict[tuple[str, str, int], Alive] = {}
+# Decoded alive rumors by their message arrays (as tuples: kind, node id, address,
+# incarnation): a rumor reaches each member several times (retransmit_mult * log10 N
+# copies spread over the cluster), and a simulator's N engines in one process all
+# decode the same rumors, so a join of N nodes decodes about 10 N² alive rumors of
+# only N distinct values. The messages are immutable, so one object serves every
+# decode of the same fields.
+_alive_cache: dict[tuple[object, ...], Alive] = {}
+_ALIVE_CODE: Final = Kind.ALIVE.value
+
+
+#: The :class:`Alive` rumor decoded earlier from a message array equal to a tuple,
+#: if one is kept (the cache's own ``get``, for the decoder's loop: no call of ours
+#: per message). A caller must still check that the kind and the incarnation are
+#: ints (a bool or a float can be equal to one; the strs are strs by their equality),
+#: and the lookup raises ``TypeError`` if an item of the tuple is unhashable.
+lookup_alive: Final = _alive_cache.get
+
+
+def alive_rumor(member: str, member_address: str, incarnation: int) -> Alive:
+    """The :class:`Alive` rumor of these fields, already checked (an equal one decoded
+    or built before, if kept)."""
+    key = (_ALIVE_CODE, member, member_address, incarnation)
+    alive = _alive_cache.get(key)
+    if alive is None:
+        alive = Alive(member, member_address, incarnation)
+        if len(_alive_cache) >= ALIVE_CACHE_SIZE:
+            _alive_cache.clear()
+        _alive_cache[key] = alive
+    return alive
 
 
 def decode_alive(member: object, member_address: object, incarnation: object) -> Alive:
@@ -223,19 +308,19 @@ def decode_alive(member: object, member_address: object, incarnation: object) ->
     # Fields of exactly these types and equal values passed the checks before (the
     # type test keeps a bool, equal to 0 or 1, from matching an int's entry).
     if type(member) is str and type(member_address) is str and type(incarnation) is int:
-        cached = _alive_cache.get((member, member_address, incarnation))
+        cached = _alive_cache.get((_ALIVE_CODE, member, member_address, incarnation))
         if cached is not None:
             return cached
     alive = Alive(node_id(member), address(member_address), uint(incarnation, "incarnation"))
     if len(_alive_cache) >= ALIVE_CACHE_SIZE:
         _alive_cache.clear()
-    _alive_cache[(alive.node_id, alive.address, alive.incarnation)] = alive
+    _alive_cache[(_ALIVE_CODE, alive.node_id, alive.address, alive.incarnation)] = alive
     return alive
 
 
 def _decode_members(fields: list[object]) -> Members:
     reply, join, rows = fields
-    records = tuple(_member_record(row) for row in array(rows, None, "member table"))
+    records = _member_records(array(rows, None, "member table"))
     return Members(records, boolean(reply, "reply"), boolean(join, "join"))
 
 

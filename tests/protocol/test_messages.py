@@ -7,6 +7,7 @@ import pytest
 
 from crdtgossip import security
 from crdtgossip.errors import DecodeError
+from crdtgossip.protocol.member_messages import member_record
 from crdtgossip.protocol.messages import (
     DIGEST_SIZE,
     FRAME_VERSION,
@@ -199,3 +200,54 @@ def test_a_bool_incarnation_is_refused_though_an_equal_int_was_decoded() -> None
     forged = bytes((FRAME_VERSION,)) + msgpack.packb(["s", [5, "m", "m:1", True]])
     with pytest.raises(DecodeError):
         decode_frame(forged, 1 << 20)
+
+
+@pytest.mark.parametrize(
+    "forged",
+    [
+        [5.0, "m", "m:1", 1],  # a float kind, equal to the alive kind
+        [5, "m", "m:1", 1.0],  # a float incarnation
+        [5, "m", ["m:1"], 1],  # an unhashable field: the careful path says what is wrong
+        [5, "m", "m:1", [1]],
+    ],
+)
+def test_a_forged_alive_rumor_is_refused_though_an_equal_one_was_decoded(
+    forged: list[object],
+) -> None:
+    decode_frame(encode_frame("s", [encode_message(Alive("m", "m:1", 1))]), 1 << 20)
+    data = bytes((FRAME_VERSION,)) + msgpack.packb(["s", [3, 1], forged])
+    with pytest.raises(DecodeError):
+        decode_frame(data, 1 << 20)
+
+
+def test_equal_member_records_decode_and_build_to_one_object() -> None:
+    # Every push-pull ships N records; N tables hold about the same N rows.
+    records = (MemberRecord("m", "m:1", 2, Status.SUSPECT),)
+    frame = encode_frame("s", [encode_message(Members(records, False, False))])
+    first = decode_frame(frame, 1 << 20).messages[0]
+    second = decode_frame(frame, 1 << 20).messages[0]
+    assert isinstance(first, Members)
+    assert isinstance(second, Members)
+    assert first.records == records
+    assert second.records[0] is first.records[0]
+    assert member_record("m", "m:1", 2, Status.SUSPECT) is first.records[0]
+
+
+@pytest.mark.parametrize(
+    "row",
+    [
+        ["m", "m:1", True, 1],  # a bool incarnation, equal to 1
+        ["m", "m:1", 1, True],  # a bool status code, equal to SUSPECT's
+        ["m", "m:1", 1.0, 1],
+        ["m", "m:1", 1, [1]],  # unhashable
+        ["m", ["m:1"], 1, 1],
+    ],
+)
+def test_a_forged_member_row_is_refused_though_an_equal_one_was_decoded(
+    row: list[object],
+) -> None:
+    records = (MemberRecord("m", "m:1", 1, Status.SUSPECT),)
+    decode_frame(encode_frame("s", [encode_message(Members(records, False, False))]), 1 << 20)
+    data = bytes((FRAME_VERSION,)) + msgpack.packb(["s", [11, False, False, [row]]])
+    with pytest.raises(DecodeError):
+        decode_frame(data, 1 << 20)
