@@ -117,10 +117,11 @@ async def test_a_delete_that_cannot_be_persisted_keeps_the_key() -> None:
     async with Node("a", config=FAST, storage=storage, seed=1) as node:
         await _count(node, "k", 4)
 
-        def broken(key: str) -> None:
+        def broken(keys: object) -> None:
             raise StorageError("disk full")
 
         storage.delete = broken  # type: ignore[method-assign]
+        storage.delete_many = broken  # type: ignore[method-assign]
         with pytest.raises(StorageError):
             await node.delete("k")
         assert (await node.get("k", GCounter)).value == 4
