@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Final, Protocol
 
 from crdtgossip.errors import ConfigError
 from crdtgossip.protocol.events import (
@@ -65,8 +65,24 @@ class MemberState:
     since: float
 
     def snapshot(self) -> Member:
-        """An immutable copy for callers."""
-        return Member(self.node_id, self.address, self.status, self.incarnation)
+        """An immutable copy for callers (one shared by equal rows, while kept)."""
+        fields = (self.node_id, self.address, self.status, self.incarnation)
+        member = _snapshots.get(fields)
+        if member is None:
+            member = Member(*fields)
+            if len(_snapshots) >= SNAPSHOT_CACHE_SIZE:
+                _snapshots.clear()
+            _snapshots[fields] = member
+        return member
+
+
+SNAPSHOT_CACHE_SIZE: Final = 1 << 16
+"""Most member snapshots kept for reuse (see :meth:`MemberState.snapshot`)."""
+
+# Snapshots by their fields: every table that learns a member raises an event with a
+# snapshot of its row, N² of them while N simulated nodes join, of about N distinct
+# values; a snapshot is immutable, so one serves all that are equal.
+_snapshots: dict[tuple[str, str, Status, int], Member] = {}
 
 
 class FormedTable:

@@ -296,7 +296,7 @@ class Membership(MemberChoice, MemberSync):
             sys.intern(rumor.node_id),
             sys.intern(rumor.address),
             rumor.incarnation,
-            Status.ALIVE,
+            _ALIVE,
             now,
         )
         self._members[rumor.node_id] = member
@@ -305,7 +305,7 @@ class Membership(MemberChoice, MemberSync):
             self._sorted_ids = list(self._sorted_ids)
             self._ids_shared = False
         insort(self._sorted_ids, rumor.node_id)
-        self._counts[Status.ALIVE] += 1
+        self._counts[_ALIVE] += 1
         # A newcomer joins the current probe round at a random place (memberlist does
         # the same), so it is probed within this round without reordering the rest.
         self._probe_joined.append(member.node_id)

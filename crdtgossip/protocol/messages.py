@@ -31,7 +31,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TypeAlias
+from typing import Final, TypeAlias
 
 import msgpack
 
@@ -74,6 +74,7 @@ from crdtgossip.protocol.member_messages import (
     lookup_alive,
 )
 from crdtgossip.protocol.rollback_messages import MarksQuery, MarksReport, RollbackMessage
+from crdtgossip.protocol.states import STATUS_CODES
 from crdtgossip.protocol.sync_messages import (
     MAX_BITS_SHIFT,
     MAX_RANGE_SHIFT,
@@ -212,8 +213,45 @@ def encode_message(message: Message) -> bytes:
                 _alive_packed.clear()
             _alive_packed[fields] = known
         return known
+    if type(message) is Members:
+        return _encode_members(message)
     packed: bytes = msgpack.packb(_wire(message), use_bin_type=True)
     return packed
+
+
+PACKED_ROWS_SIZE: Final = 1 << 16
+"""Most packed member-table rows kept for reuse (see :func:`_encode_members`)."""
+
+# Packed rows by the id of their record, with the record (so the id cannot be reused
+# while its entry is kept): records are shared per distinct row (member_record), and
+# every push-pull packs N of them, most packed before.
+_packed_rows: dict[int, tuple[MemberRecord, bytes]] = {}
+_FOUR_ITEMS: Final[bytes] = _PACKER.pack_array_header(4)
+
+
+def _encode_members(message: Members) -> bytes:
+    """Pack a member table: the bytes ``msgpack.packb(_wire(message))`` gives, from the
+    rows packed before."""
+    rows: list[bytes] = []
+    append = rows.append
+    for record in message.records:
+        known = _packed_rows.get(id(record))
+        if known is not None and known[0] is record:
+            append(known[1])
+            continue
+        row: bytes = msgpack.packb(
+            [record.node_id, record.address, record.incarnation, STATUS_CODES[record.status]],
+            use_bin_type=True,
+        )
+        if len(_packed_rows) >= PACKED_ROWS_SIZE:
+            _packed_rows.clear()
+        _packed_rows[id(record)] = (record, row)
+        append(row)
+    # [kind, reply, join] packs as a 3-item array; the message is those three items and
+    # the rows under a 4-item header (both headers one byte).
+    head: bytes = msgpack.packb([Kind.MEMBERS, message.reply, message.join], use_bin_type=True)
+    rows_header: bytes = _PACKER.pack_array_header(len(rows))
+    return _FOUR_ITEMS + head[1:] + rows_header + b"".join(rows)
 
 
 def frame_header(sender: str, count: int) -> bytes:

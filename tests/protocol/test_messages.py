@@ -38,7 +38,7 @@ from crdtgossip.protocol.messages import (
     encode_message,
     frame_overhead,
 )
-from crdtgossip.protocol.states import Status
+from crdtgossip.protocol.states import STATUS_CODES, Status
 
 MESSAGES: list[Message] = [
     Ping(1, "b"),
@@ -251,3 +251,24 @@ def test_a_forged_member_row_is_refused_though_an_equal_one_was_decoded(
     data = bytes((FRAME_VERSION,)) + msgpack.packb(["s", [11, False, False, [row]]])
     with pytest.raises(DecodeError):
         decode_frame(data, 1 << 20)
+
+
+@pytest.mark.parametrize("rows", [0, 1, 15, 16, 300, 70_000])
+@pytest.mark.parametrize(("reply", "join"), [(False, False), (True, False), (True, True)])
+def test_a_member_table_packs_as_msgpack_packs_its_wire_array(
+    rows: int, reply: bool, join: bool
+) -> None:
+    statuses = list(Status)
+    records = tuple(
+        MemberRecord(f"n{i}", f"n{i}:7946", i % 3, statuses[i % 4]) for i in range(rows)
+    )
+    message = Members(records, reply, join)
+    wire = [
+        11,
+        reply,
+        join,
+        [[r.node_id, r.address, r.incarnation, STATUS_CODES[r.status]] for r in records],
+    ]
+    expected = msgpack.packb(wire, use_bin_type=True)
+    assert encode_message(message) == expected
+    assert encode_message(message) == expected  # the rows packed before
