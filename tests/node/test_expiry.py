@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from crdtgossip import GCounter, Node, OperationError
+from crdtgossip._persistence import _delete_rows
 from crdtgossip._written import stamp_key, stored_stamps
 from crdtgossip.storage import SQLiteStorage
 from tests.node.conftest import FAST
@@ -128,3 +129,14 @@ async def test_reserved_keys_are_refused() -> None:
     async with Node("a", config=EXPIRING, seed=1) as node:
         with pytest.raises(OperationError, match="reserved"):
             await _count(node, stamp_key("x"))
+
+
+def test_rows_of_a_storage_without_delete_many_go_one_by_one() -> None:
+    deleted: list[str] = []
+
+    class OnlyDelete:
+        def delete(self, key: str) -> None:
+            deleted.append(key)
+
+    _delete_rows(OnlyDelete(), ["a", "b"])  # type: ignore[arg-type]
+    assert deleted == ["a", stamp_key("a"), "b", stamp_key("b")]
