@@ -33,6 +33,9 @@ class Adopter(Protocol):
     local_id: str
     _members: dict[str, MemberState]
     _forgotten: set[str]
+    # The incarnation of each own alive row, -1 for the other own rows (see
+    # Membership.known_alive): kept with _members.
+    _alive_at: dict[str, int]
 
 
 __all__ = ["EVENTS", "RUMOR_KINDS", "FormedTable", "MemberState"]
@@ -201,12 +204,14 @@ class FormedTable:
                 own[node_id] = MemberState(
                     node_id, old.address, old.incarnation, old.status, old.since
                 )
+                table._alive_at[node_id] = old.incarnation  # shared rows are alive
             elif (row.status, row.address, row.incarnation) == (
                 Status.ALIVE,
                 address,
                 incarnation,
             ):
                 del own[node_id]
+                del table._alive_at[node_id]
                 freed += 1
         self._rows[node_id] = new
         return freed

@@ -100,6 +100,10 @@ class Membership(MemberChoice, MemberSync):
         self._members: dict[str, MemberState] = {
             local_id: MemberState(local_id, address, incarnation, Status.ALIVE, 0.0)
         }
+        # The incarnation of each own row that is alive, -1 for the others (the local
+        # one among them): what known_alive reads, one lookup for the commonest
+        # question (a rumor reaches each member many times), kept by _track.
+        self._alive_at: dict[str, int] = {local_id: -1}
         # The adopted FormedTable, if any, and its rows: read, never written.
         self._table: FormedTable | None = None
         self._shared: dict[str, MemberState] = {}
@@ -188,7 +192,13 @@ class Membership(MemberChoice, MemberSync):
             member.node_id, member.address, member.incarnation, member.status, member.since
         )
         self._members[member.node_id] = row
+        self._track(row)
         return row
+
+    def _track(self, member: MemberState) -> None:
+        """Note what an own row now says, for :meth:`known_alive` (after every change)."""
+        alive = member.status is _ALIVE and member.node_id != self.local_id
+        self._alive_at[member.node_id] = member.incarnation if alive else -1
 
     def members(self) -> list[Member]:
         """Every known member, this node included, sorted by node id."""
@@ -213,6 +223,7 @@ class Membership(MemberChoice, MemberSync):
         member.status = status
         member.since = now
         self.epoch += 1
+        self._track(member)
 
     def local_alive(self) -> Alive:
         """The rumor announcing this node alive at its current incarnation."""
@@ -232,18 +243,18 @@ class Membership(MemberChoice, MemberSync):
         at this incarnation or an older one. :meth:`apply` ignores such a rumor.
 
         The common case, by far (a rumor reaches each member many times), so it is
-        answered without the transition table.
+        answered without the transition table, and for an own row without reading
+        the row.
         """
         node_id = rumor.node_id
-        known = self._members.get(node_id)
-        if known is None and node_id not in self._forgotten:
-            known = self._shared.get(node_id)
-        return (
-            known is not None
-            and known.status is _ALIVE
-            and rumor.incarnation <= known.incarnation
-            and node_id != self.local_id
-        )
+        known = self._alive_at.get(node_id)
+        if known is not None:
+            return rumor.incarnation <= known
+        # Not an own row (the local row is one): a shared row, alive, or none.
+        if node_id in self._forgotten:
+            return False
+        shared = self._shared.get(node_id)
+        return shared is not None and rumor.incarnation <= shared.incarnation
 
     def apply(self, rumor: MembershipRumor, now: float, origin: str | None = None) -> bool:
         """Apply one rumor, from the network or from this node's own verdicts.
@@ -300,6 +311,7 @@ class Membership(MemberChoice, MemberSync):
             now,
         )
         self._members[rumor.node_id] = member
+        self._alive_at[rumor.node_id] = rumor.incarnation  # alive, and not the local row
         self.epoch += 1
         if self._ids_shared:
             self._sorted_ids = list(self._sorted_ids)
@@ -314,7 +326,9 @@ class Membership(MemberChoice, MemberSync):
 
     def _confirm(self, member: MemberState, rumor: Suspect, origin: str | None) -> bool:
         if rumor.incarnation > member.incarnation:
-            self._own(member).incarnation = rumor.incarnation
+            member = self._own(member)
+            member.incarnation = rumor.incarnation
+            self._track(member)
         suspicion = self._suspicions.get(member.node_id)
         if suspicion is not None and suspicion.confirm(rumor.accuser):
             self._spread(rumor, origin)
@@ -336,6 +350,8 @@ class Membership(MemberChoice, MemberSync):
             member.address = rumor.address
         if new_status is not old_status:
             self._set_status(member, new_status, now)
+        else:
+            self._track(member)
         if new_status is Status.SUSPECT:
             assert isinstance(rumor, Suspect)
             self._start_suspicion(member, rumor.accuser, now)
@@ -445,6 +461,7 @@ class Membership(MemberChoice, MemberSync):
         }
         for node_id in gone:
             self._counts[self._members.pop(node_id).status] -= 1
+            del self._alive_at[node_id]
             if node_id in self._shared:
                 self._forgotten.add(node_id)
         if gone:

@@ -23,6 +23,7 @@ from crdtgossip.protocol.membership import FormedTable, Membership, MembershipRu
 from crdtgossip.protocol.messages import Alive, Dead, Left, MemberRecord, Suspect
 from crdtgossip.protocol.states import Status
 from crdtgossip.protocol.suspicion import suspicion_min_timeout
+from tests.protocol.known_alive import check_known_alive
 
 CONFIG = GossipConfig.lan()
 
@@ -203,9 +204,11 @@ def test_cached_counts_always_match_the_table(
     for rumor, now in rumors:
         t.table.apply(rumor, now)
         t.table.expire(now)
+        check_known_alive(t.table)
     if leave:
         t.table.leave()
     t.table.reap(1e9)
+    check_known_alive(t.table)
     members = t.table.members()
     assert [m.node_id for m in members] == sorted(m.node_id for m in members)
     for status in Status:
@@ -398,9 +401,11 @@ def test_an_adopter_behaves_as_a_table_that_learned_the_members_itself(
         for rumor, now in rumors:
             t.table.apply(rumor, now)
             t.table.expire(now)
+            check_known_alive(t.table)
         if leave:
             t.table.leave()
         t.table.reap(1e9)
+        check_known_alive(t.table)
     assert _view(adopter) == _view(learner)
     assert adopter.events == learner.events
     assert adopter.spread == learner.spread
@@ -471,6 +476,7 @@ def test_rebase_shares_again_a_row_most_adopters_changed_alike() -> None:
     assert MemberRecord("c", "c:1", 1, Status.ALIVE) in formed.records()
     for t in tables:
         _assert_counts_match(t)
+        check_known_alive(t.table)
     assert formed.rebase() == 0  # nothing left to share
 
 

@@ -11,6 +11,7 @@ from crdtgossip.protocol import Status
 from crdtgossip.protocol.messages import Suspect, encode_frame, encode_message
 from crdtgossip.testing.chaos import main
 from crdtgossip.testing.simulation import RunResult, Simulation
+from tests.protocol.known_alive import check_known_alive
 
 LOCAL = GossipConfig.local()
 
@@ -301,3 +302,18 @@ def test_joining_engines_share_the_packed_rumors_and_names_they_queue() -> None:
     rumors = {(item.name, item.packed) for item in items}
     assert len({id(item.packed) for item in items}) == len(rumors)
     assert len({id(item.name) for item in items}) == len({item.name for item in items})
+
+
+def test_every_engine_knows_alive_what_its_rows_say_through_a_lossy_life() -> None:
+    # Membership.known_alive answers from its own bookkeeping, not the rows: held to
+    # the rows after suspicions, refutations, deaths, rebases, a crash and a restart.
+    for formed in (True, False):
+        sim = Simulation(nodes=12, seed=5, loss=0.3, formed=formed)
+        sim.run(4.0)
+        sim.crash(3)
+        sim.run(4.0)
+        sim.restart(3, keep_state=False)
+        sim.leave(5)
+        sim.run(6.0)
+        for i in range(sim.size):
+            check_known_alive(sim.engine(i)._membership)
