@@ -36,6 +36,10 @@ class Law(StrEnum):
     ANTI_ENTROPY_CONVERGENCE = "anti-entropy convergence"
     CODEC_ROUND_TRIP = "codec round trip"
     CANONICAL_ENCODING = "canonical encoding"
+    PRUNE_VALUE = "prune keeps the value and removes the name"
+    PRUNE_CONVERGENCE = "pruning loses or doubles nothing"
+    PRUNE_IDEMPOTENCE = "prune and drop idempotence"
+    PRUNE_ORDER = "pruning order"
 
 
 @dataclass(frozen=True)

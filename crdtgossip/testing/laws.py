@@ -16,7 +16,13 @@ after every step and at the end that the type is a proper delta-state CRDT:
   ``value`` (a bool stays a bool), and the encoding is canonical: equal states, however
   they were reached, give equal bytes, so ``encode(a ⊔ b) == encode(b ⊔ a)``; a type
   registered with :func:`crdtgossip.register_type` is also round-tripped as the value
-  type of an ``ORMap`` and inside an ``LWWMap`` value.
+  type of an ``ORMap`` and inside an ``LWWMap`` value;
+* **pruning** (types that are :class:`~crdtgossip.crdts.Prunable`): one replica of the
+  history is removed and pruned into another, which holds the join of all; the others
+  make a few more updates and clean their copies; prune keeps the value, loses or
+  doubles nothing, is idempotent and order-independent, and pruned and cleaned states
+  keep the merge, delta and codec laws (:func:`assert_pruning_laws`, whose module
+  states them).
 
 A violation raises :class:`AssertionError` whose message starts with
 ``CRDT law violated (<law>)``, where ``<law>`` is one of :class:`Law`; the history that
@@ -25,8 +31,8 @@ led to it is attached as a note, and hypothesis shrinks it to a minimal one firs
 The checks :func:`check_laws` is built from are public too, for tests of your own:
 :func:`assert_delta_law`, :func:`assert_merge_laws`, :func:`assert_merge_identity`,
 :func:`assert_copy_independent`, :func:`assert_converged`,
-:func:`assert_codec_round_trip`, :func:`assert_canonical_encoding` and
-:func:`assert_registered_codec`.
+:func:`assert_codec_round_trip`, :func:`assert_canonical_encoding`,
+:func:`assert_registered_codec` and :func:`assert_pruning_laws`.
 
 Example: a user-defined "max register" (the largest int written wins)::
 
@@ -77,7 +83,7 @@ from hypothesis import HealthCheck
 from hypothesis import strategies as st
 
 from crdtgossip import codec
-from crdtgossip.crdts import CRDT
+from crdtgossip.crdts import CRDT, Prunable
 from crdtgossip.errors import EncodeError
 from crdtgossip.testing._codec_laws import (
     assert_canonical_encoding,
@@ -96,6 +102,13 @@ from crdtgossip.testing._history import (
     _steps,
 )
 from crdtgossip.testing._law import Law, Operation, join, strictly_equal
+from crdtgossip.testing._pruning_laws import (
+    MAX_PRUNER_UPDATES,
+    MAX_UPDATES_AFTER_JOIN,
+    _check_pruning_plan,
+    _pruning_plan,
+    assert_pruning_laws,
+)
 from crdtgossip.testing._state_laws import (
     MAX_EXPLAINED_POOL,
     assert_converged,
@@ -111,6 +124,8 @@ __all__ = [
     "MAX_DUPLICATE_DELIVERIES",
     "MAX_EXPLAINED_POOL",
     "MAX_HISTORY_STEPS",
+    "MAX_PRUNER_UPDATES",
+    "MAX_UPDATES_AFTER_JOIN",
     "MERGE_LAW_TRIPLES",
     "Law",
     "Operation",
@@ -121,6 +136,7 @@ __all__ = [
     "assert_delta_law",
     "assert_merge_identity",
     "assert_merge_laws",
+    "assert_pruning_laws",
     "assert_registered_codec",
     "check_laws",
     "join",
@@ -141,6 +157,7 @@ def check_laws(
     max_examples: int = 200,
     replicas: int = 3,
     check_codec: bool = True,
+    check_pruning: bool = True,
     settings: hypothesis.settings | None = None,
     encode: Callable[[S], bytes] | None = None,
     decode: Callable[[bytes], object] | None = None,
@@ -157,6 +174,9 @@ def check_laws(
         max_examples: how many histories to try.
         replicas: how many replicas a history runs over (at least 1).
         check_codec: whether to check the codec laws.
+        check_pruning: whether to check the pruning laws, on types that are
+            :class:`~crdtgossip.crdts.Prunable` and histories of two replicas or more
+            (the same ``max_examples`` histories).
         settings: hypothesis settings to start from; by default the current profile's,
             without the explain phase (it slows shrinking many times over).
             ``max_examples``, ``deadline=None`` and ``report_multiple_bugs=False`` are
@@ -209,6 +229,12 @@ def check_laws(
         for deltas in range(MAX_HISTORY_STEPS + 1)
     }
 
+    pruning = (
+        _pruning_plan(operations, replicas)
+        if check_pruning and replicas >= 2 and isinstance(factory(), Prunable)
+        else None
+    )
+
     @run_settings
     @hypothesis.given(st.data())
     def check_one_history(data: st.DataObject) -> None:
@@ -217,6 +243,10 @@ def check_laws(
             _run_history(history, data.draw(steps, label="history"))
             finale = data.draw(finales[len(history.deltas)], label="final checks")
             _check_final_laws(history, finale, encode, decode)
+            if pruning is not None:
+                plan = data.draw(pruning, label="pruning")
+                history.trace.append(f"pruning: {plan!r}")
+                _check_pruning_plan(history.replica_ids, history.states, plan, encode, decode)
         except AssertionError as error:
             error.add_note("history (replica: step):\n  " + "\n  ".join(history.trace))
             raise
@@ -226,7 +256,7 @@ def check_laws(
     # failure saved for one type is replayed on that type (hypothesis' own stateful
     # testing marks its runs the same way).
     check_one_history.hypothesis.inner_test._hypothesis_internal_add_digest = (  # type: ignore[attr-defined]
-        _describe_run(factory, operations, replicas, check_codec).encode()
+        _describe_run(factory, operations, replicas, check_codec, pruning is not None).encode()
     )
     check_one_history()
 
@@ -250,7 +280,9 @@ def _describe_run(
     operations: st.SearchStrategy[object],
     replicas: int,
     check_codec: bool,
+    check_pruning: bool,
 ) -> str:
     name = getattr(factory, "__qualname__", type(factory).__qualname__)
     module = getattr(factory, "__module__", "")
-    return f"{module}.{name}|{operations!r}|{replicas}|{check_codec}"
+    pruning = "|pruning" if check_pruning else ""
+    return f"{module}.{name}|{operations!r}|{replicas}|{check_codec}{pruning}"

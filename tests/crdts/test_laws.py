@@ -3,7 +3,8 @@
 Each runs the law checker of :mod:`crdtgossip.testing` (the same one users get) for
 :data:`EXAMPLES` random histories over three replicas: delta law, merge laws, copy
 independence, convergence under reordered and duplicated delivery, codec round trip
-and canonical encoding.
+and canonical encoding; and on the Prunable types (all but GSet, LWWRegister and
+LWWMap) the pruning laws, one replica of each history pruned into another.
 """
 
 from __future__ import annotations
