@@ -27,6 +27,7 @@ class MemberSync:
     _members: dict[str, MemberState]
     _shared: dict[str, MemberState]
     _forgotten: set[str]
+    _alive_at: dict[str, int]
     _sorted_ids: list[str]
     _table: FormedTable | None
 
@@ -73,11 +74,12 @@ class MemberSync:
             sender: the sender's node id (the accuser of its suspicions).
             now: the driver's time.
         """
-        own, shared, forgotten, local_id = (
+        own, shared, forgotten, local_id, alive_at = (
             self._members,
             self._shared,
             self._forgotten,
             self.local_id,
+            self._alive_at,
         )
         for record in records:
             node_id = record.node_id
@@ -85,7 +87,10 @@ class MemberSync:
                 # The common case, by far: news no newer than ours, which apply()
                 # would ignore (alive wins only with a higher incarnation); skipped
                 # here without building the rumor, as a 10,000-member table is merged
-                # several times a second somewhere in a large cluster.
+                # several times a second somewhere in a large cluster. An own row
+                # alive at that incarnation or a newer one says so without being read.
+                if record.incarnation <= alive_at.get(node_id, -1):
+                    continue
                 known = own.get(node_id)
                 if known is None and node_id not in forgotten:
                     known = shared.get(node_id)

@@ -340,12 +340,12 @@ def _decode_messages(values: list[object]) -> tuple[Message, ...]:
     # nodes), most of them alive rumors decoded before: those are found by their
     # array, checked by equality with one that passed the checks, without a call.
     messages: list[Message] = []
-    append = messages.append
+    append, lookup, alive_code = messages.append, lookup_alive, _ALIVE_CODE
     try:
         for value in values:
-            if type(value) is list and len(value) == 4 and value[0] == _ALIVE_CODE:
-                alive = lookup_alive(tuple(value))
-                if alive is not None and type(value[0]) is int and type(value[3]) is int:
+            if type(value) is list and len(value) == 4 and value[0] == alive_code:
+                alive = lookup(tuple(value))
+                if alive is not None and type(value[3]) is int and type(value[0]) is int:
                     append(alive)
                     continue
             append(_decode_message(value))
