@@ -69,8 +69,8 @@ ROUNDS = 9
 QUICK_ROUNDS = 3
 #: Idle ticks per tick sample: an idle tick lasts microseconds, so many per sample.
 TICKS_PER_SAMPLE = 2_000
-#: Nodes joining from scratch: the issue's 1,000 (about a minute of CPU);
-#: --quick: 100.
+#: Nodes joining from scratch: the issue's 1,000 (about 30 s of CPU; 55 s before the
+#: broadcast queue kept its items in buckets); --quick: 100.
 JOIN_NODES = 1_000
 QUICK_JOIN_NODES = 100
 #: Virtual seconds a join run may take before it is reported unconverged.
