@@ -16,9 +16,10 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from typing import NamedTuple
 
-from crdtgossip._persistence import Persistence, decode_all
-from crdtgossip._written import stored_stamps
+from crdtgossip._persistence import Persistence, decode_all, decode_stored
+from crdtgossip._written import STAMP_PREFIX
 from crdtgossip.config import GossipConfig
+from crdtgossip.crdts import LWWRegister
 from crdtgossip.crdts._base import CRDT
 from crdtgossip.errors import StorageError
 from crdtgossip.protocol import Engine
@@ -33,6 +34,7 @@ __all__ = [
     "open_storage",
     "settle_replica_id",
     "start_engine",
+    "stored_stamps",
 ]
 
 _log = logging.getLogger("crdtgossip.node")
@@ -67,6 +69,25 @@ def _decode_and_digest(stored: StoredState) -> dict[str, CRDT]:
         if hasattr(state, "_digest"):  # a type of the user's is hashed by its encoding
             key_digest(state)
     return restored
+
+
+def stored_stamps(stored: StoredState) -> dict[str, int]:
+    """Every expiring data key's stored last-write stamp (see :mod:`crdtgossip._written`),
+    from :meth:`Storage.open`'s result: its records joined, so the largest.
+
+    Raises:
+        StorageError: a stamp record cannot be read (never a key kept alive silently).
+    """
+    stamps: dict[str, int] = {}
+    for name in stored.states.keys() | stored.deltas.keys():
+        if not name.startswith(STAMP_PREFIX):
+            continue
+        record = decode_stored(name, stored.states.get(name), stored.deltas.get(name, []))
+        if not isinstance(record, LWWRegister):
+            raise StorageError(f"the stamp record {name!r:.80} is not an LWWRegister")
+        if record.timestamp:
+            stamps[name[len(STAMP_PREFIX) :]] = record.timestamp
+    return stamps
 
 
 async def open_storage(node_id: str, storage: Storage, persistence: Persistence) -> Opened:

@@ -7,20 +7,19 @@ keep every idle key alive one more period, and give it back to the members that 
 dropped it. So the node stores it beside the key, under a reserved storage key
 (:func:`stamp_key`: U+0000, which no data key starts with), as an
 :class:`~crdtgossip.LWWRegister` whose timestamp is the stamp: the storage folds the
-appended records of it like any state, keeping the largest.
+appended records of it like any state, keeping the largest. The node reads them back
+when it starts (``_startup.stored_stamps``).
 """
 
 from __future__ import annotations
 
 from typing import Final
 
-from crdtgossip.codec import decode, encode
+from crdtgossip.codec import encode
 from crdtgossip.crdts import LWWRegister
-from crdtgossip.errors import DecodeError, StorageError
 from crdtgossip.protocol.wire import RESERVED_KEY_PREFIX
-from crdtgossip.storage import StoredState
 
-__all__ = ["STAMP_PREFIX", "encode_stamp", "is_reserved", "stamp_key", "stored_stamps"]
+__all__ = ["STAMP_PREFIX", "encode_stamp", "is_reserved", "stamp_key"]
 
 STAMP_PREFIX: Final = RESERVED_KEY_PREFIX + "written/"
 """The storage key of data key ``k``'s stamp is ``STAMP_PREFIX + k``."""
@@ -39,34 +38,3 @@ def is_reserved(storage_key: str) -> bool:
 def encode_stamp(stamp: int, replica: str) -> bytes:
     """The record of a last-write stamp (ns, > 0) written by ``replica``."""
     return encode(LWWRegister[int]().set(0, replica, timestamp=stamp))
-
-
-def _stamp_of(storage_key: str, data: bytes) -> int:
-    try:
-        record = decode(data)
-    except DecodeError as exc:
-        raise StorageError(f"the stamp record {storage_key!r:.80} is unreadable: {exc}") from exc
-    if not isinstance(record, LWWRegister):
-        raise StorageError(f"the stamp record {storage_key!r:.80} is not an LWWRegister")
-    return record.timestamp
-
-
-def stored_stamps(stored: StoredState) -> dict[str, int]:
-    """Every data key's stored stamp, from :meth:`Storage.open`'s result: the largest
-    of its folded record and its appended ones.
-
-    Raises:
-        StorageError: a stamp record cannot be read (never a key kept alive silently).
-    """
-    stamps: dict[str, int] = {}
-    for storage_key in stored.states.keys() | stored.deltas.keys():
-        if not storage_key.startswith(STAMP_PREFIX):
-            continue
-        records = stored.deltas.get(storage_key, [])
-        state = stored.states.get(storage_key)
-        if state is not None:
-            records = [state, *records]
-        stamp = max(_stamp_of(storage_key, data) for data in records)
-        if stamp:
-            stamps[storage_key[len(STAMP_PREFIX) :]] = stamp
-    return stamps

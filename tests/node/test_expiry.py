@@ -9,10 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from crdtgossip import GCounter, Node, OperationError
+from crdtgossip import GCounter, Node, OperationError, StorageError, encode
 from crdtgossip._persistence import _delete_rows
-from crdtgossip._written import stamp_key, stored_stamps
-from crdtgossip.storage import SQLiteStorage
+from crdtgossip._startup import stored_stamps
+from crdtgossip._written import stamp_key
+from crdtgossip.storage import MemoryStorage, SQLiteStorage
 from tests.node.conftest import FAST
 from tests.polling import eventually
 
@@ -140,3 +141,13 @@ def test_rows_of_a_storage_without_delete_many_go_one_by_one() -> None:
 
     _delete_rows(OnlyDelete(), ["a", "b"])  # type: ignore[arg-type]
     assert deleted == ["a", stamp_key("a"), "b", stamp_key("b")]
+
+
+async def test_a_stamp_record_of_another_type_stops_the_start() -> None:
+    storage = MemoryStorage()
+    storage.open()
+    storage.put(stamp_key("tmp/x"), encode(GCounter().increment("r")))
+    storage.close()
+    node = Node("a", config=EXPIRING, storage=storage, seed=1)
+    with pytest.raises(StorageError, match="stamp record"):
+        await node.start()
