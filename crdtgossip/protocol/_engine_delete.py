@@ -113,10 +113,14 @@ class DeleteEngine(DataEngine):
 
     def _state_stamp(self, key: str, written: int) -> int | None:
         """The last-write stamp a full state of ``key`` stamped ``written`` brings (see
-        :meth:`~crdtgossip.protocol.expiry.LastWrites.admit`); None: it is past its
-        expiry (counted), drop it."""
+        :meth:`~crdtgossip.protocol.expiry.LastWrites.admit`); None: drop it, it is past
+        its expiry or its stamp is beyond ``max_clock_offset`` ahead (counted: a sender
+        with a clock set ahead cannot keep a key alive)."""
         if not self._last_writes:
             return written
+        if not self.clock.admits(written):
+            self._drops["clock_ahead"] += 1
+            return None
         admitted = self._last_writes.admit(key, written, self.clock.now())
         if admitted is None:
             self._drops["expired"] += 1  # the sender has not expired it yet

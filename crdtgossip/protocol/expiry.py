@@ -3,9 +3,10 @@
 A key matched by a rule of ``GossipConfig.expire_keys_after`` is dropped on every member
 once no write has reached it for the rule's time (as Akka Distributed Data's
 ``expire-keys-after-inactivity``). Nothing is sent for it and nothing is left behind:
-each member decides from the key's *last-write stamp* (wall-clock nanoseconds, this
-node's hybrid logical clock), which travels with the key's full state, so the members
-agree on it.
+each member decides from the key's *last-write stamp* (Unix nanoseconds of the
+physical clock the node's hybrid logical clock reads), which travels with the key's full
+state, so the members agree on it. A stamp further ahead than ``max_clock_offset`` is
+refused with its state (``drop_clock_ahead``), as LWW stamps are.
 
 How the stamp moves:
 

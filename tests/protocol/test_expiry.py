@@ -381,3 +381,12 @@ def test_a_read_reply_carries_the_stamp_on_the_wire_only_when_set() -> None:
     assert decode_frame(frame, 65_536).messages == (stamped, bare)
     assert msgpack.unpackb(encode_message(bare))[0] == Kind.READ_REPLY
     assert msgpack.unpackb(encode_message(stamped))[0] == Kind.READ_REPLY_AT
+
+
+def test_a_state_stamped_beyond_the_clock_offset_is_refused() -> None:
+    wall = [100 * _NS]
+    engine = _engine(wall=wall)
+    ahead = State("cache/a", encode(GCounter().increment("b-1")), written=102 * _NS)
+    engine.receive(encode_frame("b", [encode_message(ahead)]), "127.0.0.1:7002", now=1.0)
+    assert engine.get("cache/a") is None
+    assert engine.stats()["drop_clock_ahead"] == 1
