@@ -14,10 +14,11 @@ Figures, per cluster size:
 * the real time to build the formed cluster;
 * the thread's CPU time of one gossip round of virtual time (``gossip_interval``),
   over several consecutive rounds: the median and the least, with the cyclic garbage
-  collector off (as every timed case here), then as many rounds with it on, as a user
-  runs them: with millions of live objects its full collections add about half. The
-  issue's target, checked against the rounds with the collector on: at most 5 s for a
-  10,000-node round on the 2-core reference machine;
+  collector off (as every timed case here), then as many rounds as a user runs them,
+  the collector left as the process has it (``round_seconds_gc``). A run pauses it
+  now (``crdtgossip/testing/_sim_gc.py``); before, with millions of live objects, its
+  full collections added about half. The issue's target, checked against the rounds
+  a user runs: at most 5 s for a 10,000-node round on the 2-core reference machine;
 * a node's share of a round (the round divided by N) against one tick of a single
   idle engine (an engine that adopted a table of the same N members and has no timer
   due: the least a driver does for one engine), timed in the same run, interleaved
@@ -154,7 +155,7 @@ def _measure_size(result: BenchResult, n: int, rounds: int, config: GossipConfig
         _seconds(
             f"round_seconds_gc_{n}",
             collected,
-            f"the same with the garbage collector on, {rounds} further rounds",
+            f"the same as a user runs them (collector on; a run pauses it), {rounds} more",
         )
     )
     result.figure(
@@ -200,7 +201,7 @@ def _measure_size(result: BenchResult, n: int, rounds: int, config: GossipConfig
             "target_round_seconds",
             target=1.0,
             tolerance=TOLERANCE,
-            note="seconds per round, collector on / 5 s: depends on the machine",
+            note="seconds per round as a user runs them / 5 s: depends on the machine",
         )
     if rss_before is None or rss_after is None:
         result.notes.append("resident memory not measured: no /proc/self/statm here")
@@ -275,7 +276,8 @@ def _measure_join(result: BenchResult, n: int, config: GossipConfig) -> None:
 
 
 def _rounds_with_collector(sim: Simulation, rounds: int, interval: float) -> Timing:
-    """CPU time of ``rounds`` consecutive gossip rounds, the garbage collector left on."""
+    """CPU time of ``rounds`` consecutive gossip rounds as a user runs them (the
+    collector left as the process has it: on; ``Simulation.run`` pauses it itself)."""
     samples = []
     for _ in range(rounds):
         start = CPU_CLOCK()

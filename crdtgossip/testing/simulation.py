@@ -52,6 +52,7 @@ from crdtgossip.protocol.quorum import QuorumResult
 from crdtgossip.protocol.states import Status
 from crdtgossip.testing._sim_convergence import Convergence, Life, Slot
 from crdtgossip.testing._sim_data import DataOps
+from crdtgossip.testing._sim_gc import collector_paused
 from crdtgossip.testing._sim_lives import NodeLives
 from crdtgossip.testing._sim_network import DEFAULT_DELAY, SimNetwork
 
@@ -349,7 +350,16 @@ class Simulation(DataOps, NodeLives):
 
         Raises:
             CRDTGossipError: the run took more than :data:`MAX_STEPS_PER_RUN` steps.
+
+        The cyclic garbage collector is paused for the call and put back as it was when
+        it returns (see ``crdtgossip/testing/_sim_gc.py`` for why).
         """
+        with collector_paused():
+            return self._run_until(done, max_seconds, check_interval)
+
+    def _run_until(
+        self, done: Callable[[], bool], max_seconds: float, check_interval: float | None
+    ) -> bool:
         deadline = self._now + max_seconds
         next_check = self._now
         step_checks = check_interval is None
