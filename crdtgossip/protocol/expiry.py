@@ -12,10 +12,11 @@ How the stamp moves:
 
 * a change that arrives as a write (a local update, a delta delivered or relayed, a
   quorum write, a repair of missing dots) raises it to this node's clock now;
-* a full state (anti-entropy, read repair, a large key's parts) carries its sender's
-  stamp, and the receiver keeps the larger of both. A state whose stamp is already
-  past its key's expiry is dropped (``drop_expired``): that is how a member that has
-  not expired the key yet cannot give it back to one that has;
+* a full state (anti-entropy, a large key's parts or chunks, a quorum read's replies,
+  read repair) carries its sender's stamp, and the receiver keeps the larger of both.
+  A state whose stamp is already past its key's expiry is dropped (``drop_expired``):
+  that is how a member that has not expired the key yet cannot give it back to one
+  that has;
 * reads do not count: only writes keep a key alive.
 
 So the members' stamps differ only by how long a write took to reach them, and every
