@@ -24,7 +24,7 @@ import asyncio
 import contextlib
 import itertools
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Coroutine, Iterable
 from typing import Any, Final, TypeVar
 
 from crdtgossip._written import encode_stamp, is_reserved, stamp_key
@@ -115,6 +115,7 @@ class Persistence:
         engine: returns the running engine, or None once the node stopped.
         pump: the node's pump, called after acks were released.
         running: whether the node still runs.
+        stop: stops the node (started as a task when even a roll back fails).
     """
 
     def __init__(
@@ -124,12 +125,15 @@ class Persistence:
         engine: Callable[[], Engine | None],
         pump: Callable[[], None],
         running: Callable[[], bool],
+        stop: Callable[[], Coroutine[Any, Any, None]],
     ) -> None:
         self.storage = storage
         self._node_id = node_id
         self._engine = engine
         self._pump = pump
         self._running = running
+        self._stop = stop
+        self._stopping: asyncio.Task[None] | None = None  # kept, so it is not collected
         # Payloads merged from the network, per key, not yet appended.
         self._unsaved: dict[str, list[bytes]] = {}
         # Keys the engine expired whose rows are still in the storage, oldest first.
@@ -192,7 +196,6 @@ class Persistence:
         key: str,
         value_type: type[C] | C,
         fn: Callable[[C], object],
-        stop: Callable[[], None],
     ) -> tuple[C, bytes]:
         """Run ``fn`` on the live state and persist its delta before it spreads.
 
@@ -209,7 +212,6 @@ class Persistence:
                 state is read once the writer's turn came, so a key that expired
                 meanwhile starts again from an empty state.
             fn: the update function.
-            stop: stops the node, when even the roll back fails.
 
         Returns:
             The delta and its encoding.
@@ -225,19 +227,17 @@ class Persistence:
                 delta = delta_of(state, fn, engine.clock.stamp)
                 payload = encode(delta)
                 items = [(key, payload)]
-                if engine.expires(key):
-                    items.append(
-                        (stamp_key(key), encode_stamp(engine.clock.now(), engine.replica_id))
-                    )
+                written = engine.write_stamp(key)  # stored as the engine will hold it
+                if written:
+                    items.append((stamp_key(key), encode_stamp(written, engine.replica_id)))
                 await self.call(self.storage.append, items)
             except BaseException:
-                await self._roll_back(engine, key, stop)
+                await self._roll_back(engine, key)
                 raise
             # If the node stopped meanwhile, the write is on disk all the same: apply it,
             # so memory matches the storage; it spreads after the next start.
-            engine.commit_local(
-                key, state, delta, asyncio.get_running_loop().time(), payload=payload
-            )
+            now = asyncio.get_running_loop().time()
+            engine.commit_local(key, state, delta, now, payload=payload, written=written)
         return delta, payload
 
     async def delete(self, engine: Engine, key: str) -> bool:
@@ -262,7 +262,7 @@ class Persistence:
             self._expired.pop(key, None)
             return engine.delete(key, asyncio.get_running_loop().time())
 
-    async def _roll_back(self, engine: Engine, key: str, stop: Callable[[], None]) -> None:
+    async def _roll_back(self, engine: Engine, key: str) -> None:
         """Replace ``key`` by what the storage holds, with the merges still pending."""
         try:
             state, deltas = await self.call(self.storage.load, key)
@@ -271,7 +271,7 @@ class Persistence:
             # Neither written nor readable: stop rather than serve a state that may hold
             # a write not on disk. The key stays held, so none of it leaves meanwhile.
             _log.exception("crdtgossip: %s cannot roll back key %r; stopping", self._node_id, key)
-            stop()
+            self._stopping = asyncio.get_running_loop().create_task(self._stop())
             return
         engine.abort_local(key, stored, asyncio.get_running_loop().time())
         self._pump()

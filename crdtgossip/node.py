@@ -124,8 +124,9 @@ class Node:
         self._persistence: Persistence | None = None
         if storage is not None:
             self._persistence = Persistence(
-                storage, node_id, lambda: self._engine, self._driver.pump, lambda: self._running
-            )
+                storage, node_id, lambda: self._engine, self._driver.pump,
+                lambda: self._running, self.stop,
+            )  # fmt: skip
         # Local writes one at a time: each is persisted (with a storage) before the
         # next one reads the state, so the storage sees them in order.
         self._write_lock = asyncio.Lock()
@@ -327,8 +328,7 @@ class Node:
                 payload = encode(delta)
                 engine.commit_local(key, state, delta, self._now(), payload=payload)
             else:
-                stop = self._stop_soon
-                delta, payload = await persistence.write(engine, key, value_type, fn, stop)
+                delta, payload = await persistence.write(engine, key, value_type, fn)
             self._pump()
         if not isinstance(level, Local):
             needed = level.required(engine.quorum_members())
@@ -337,9 +337,6 @@ class Node:
             )
             await self._waiters.wait(request, f"write of {key!r}", self._running)
         return self._current(engine, key, value_type)
-
-    def _stop_soon(self) -> None:
-        asyncio.get_running_loop().create_task(self.stop())
 
     def _now(self) -> float:
         return asyncio.get_running_loop().time()

@@ -153,8 +153,9 @@ class DataEngine(EngineCore):
         self._held_keys[key] = self._held_keys.get(key, 0) + 1
 
     def commit_local(
-        self, key: str, state: CRDT, delta: CRDT, now: float, *, payload: bytes | None = None
-    ) -> None:
+        self, key: str, state: CRDT, delta: CRDT, now: float, *,
+        payload: bytes | None = None, written: int = 0,
+    ) -> None:  # fmt: skip
         """Record a local mutation already applied to ``state``, and spread its delta.
 
         This is the write path that costs the size of the change: the driver runs the
@@ -170,6 +171,8 @@ class DataEngine(EngineCore):
             delta: the delta the mutator returned.
             now: the driver's time in seconds.
             payload: ``encode(delta)`` when the driver already has it.
+            written: the last-write stamp the driver persisted with the write
+                (:meth:`write_stamp`), so memory and storage hold the same one; 0: now.
 
         Raises:
             OperationError: an invalid key.
@@ -194,7 +197,7 @@ class DataEngine(EngineCore):
             # or was rolled back and written again: join the write into what is here.
             current.merge(delta)
         self._counters["local_updates"] += 1
-        self._changed(key, delta, payload, local=True)
+        self._changed(key, delta, payload, local=True, written=written)
         self._remember(key, payload)
         self._deliver(key, delta, payload)
         self._flush()
@@ -266,7 +269,7 @@ class DataEngine(EngineCore):
             current.merge(state)
         self._counters["keys_restored"] += 1
         self._tree.touch(key)
-        if self._last_writes:
+        if self._last_writes.active:
             self._last_writes.raise_to(key, written or self.clock.now())
 
     def get(self, key: str) -> CRDT | None:
@@ -290,7 +293,7 @@ class DataEngine(EngineCore):
         the key keeps if later than its own; 0: a write, stamped now)."""
         self._sizes.grow(key, len(payload))
         self._tree.touch(key)
-        if self._last_writes:
+        if self._last_writes.active:
             self._last_writes.raise_to(key, written or self.clock.now())
         self._events.append(KeyChanged(key, change, payload, local))
 

@@ -105,7 +105,13 @@ class DeleteEngine(DataEngine):
 
     def expires(self, key: str) -> bool:
         """Whether a rule of ``GossipConfig.expire_keys_after`` matches ``key``."""
-        return bool(self._last_writes) and self._last_writes.ttl_ns(key) is not None
+        return self._last_writes.active and self._last_writes.ttl_ns(key) is not None
+
+    def write_stamp(self, key: str) -> int:
+        """The last-write stamp a local write to ``key`` made now gets (ns), or 0 when
+        ``key`` does not expire: a driver that persists the write stores it beside the
+        write and hands it to :meth:`commit_local`."""
+        return self.clock.now() if self.expires(key) else 0
 
     def written(self, key: str) -> int:
         """``key``'s last-write stamp (ns) when it expires and is held here, else 0."""
@@ -116,7 +122,7 @@ class DeleteEngine(DataEngine):
         :meth:`~crdtgossip.protocol.expiry.LastWrites.admit`); None: drop it, it is past
         its expiry or its stamp is beyond ``max_clock_offset`` ahead (counted: a sender
         with a clock set ahead cannot keep a key alive)."""
-        if not self._last_writes:
+        if not self._last_writes.active:
             return written
         if not self.clock.admits(written):
             self._drops["clock_ahead"] += 1
@@ -132,7 +138,7 @@ class DeleteEngine(DataEngine):
         A key with a local write being persisted is looked at again a second later
         (the write raises its stamp when it is committed).
         """
-        if not self._last_writes:
+        if not self._last_writes.active:
             return
         now_ns = self.clock.now()
         for key in self._last_writes.due(now_ns):
@@ -145,7 +151,7 @@ class DeleteEngine(DataEngine):
 
     def _next_expiry(self, now: float) -> float | None:
         """When the next key is due to expire, in the driver's seconds; None: none."""
-        if not self._last_writes:
+        if not self._last_writes.active:
             return None
         deadline = self._last_writes.next_deadline()
         if deadline is None:

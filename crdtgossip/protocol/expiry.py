@@ -74,18 +74,17 @@ class LastWrites:
     entries outnumber live ones, so it stays within about twice the expiring keys.
     """
 
-    __slots__ = ("_deadline", "_heap", "_rules", "_ttl", "stamps")
+    __slots__ = ("_deadline", "_heap", "_rules", "_ttl", "active", "stamps")
 
     def __init__(self, rules: ExpiryRules) -> None:
         self._rules = rules
+        #: Whether any key expires: a plain attribute, read on every change.
+        self.active = bool(rules)
         #: key -> last-write stamp (ns) of every expiring key held here.
         self.stamps: dict[str, int] = {}
         self._ttl: dict[str, int] = {}
         self._deadline: dict[str, int] = {}
         self._heap: list[tuple[int, str]] = []
-
-    def __bool__(self) -> bool:
-        return bool(self._rules)
 
     def __len__(self) -> int:
         return len(self.stamps)

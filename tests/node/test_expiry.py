@@ -73,7 +73,7 @@ async def test_the_stamp_survives_a_restart(tmp_path: Path) -> None:
         assert written > 0
     stamps = _stamps(path)
     assert set(stamps) == {"long/x"}
-    assert 0 < written - stamps["long/x"] < 10**9  # taken as the write was persisted
+    assert stamps["long/x"] == written  # stored as the engine holds it
     assert stamp_key("long/x") in _rows(path)
     async with Node("a", config=EXPIRING, storage=SQLiteStorage(path), seed=2) as again:
         assert again._require_engine().written("long/x") == stamps["long/x"]
