@@ -27,14 +27,22 @@ import logging
 from collections.abc import Callable, Coroutine, Iterable
 from typing import Any, Final, TypeVar
 
-from crdtgossip._written import encode_stamp, is_reserved, stamp_key
+from crdtgossip._written import STAMP_PREFIX, encode_stamp, is_reserved, stamp_key
 from crdtgossip.codec import decode, encode
+from crdtgossip.crdts import LWWRegister
 from crdtgossip.crdts._base import CRDT, delta_of, state_of
 from crdtgossip.errors import DecodeError, MergeError, StorageError
 from crdtgossip.protocol import Engine
 from crdtgossip.storage import MemoryStorage, Storage, StoredState
 
-__all__ = ["EXPIRED_PER_BATCH", "FLUSH_INTERVAL", "FLUSH_RETRY", "Persistence", "decode_stored"]
+__all__ = [
+    "EXPIRED_PER_BATCH",
+    "FLUSH_INTERVAL",
+    "FLUSH_RETRY",
+    "Persistence",
+    "decode_stored",
+    "read_stored",
+]
 
 _log = logging.getLogger(__name__)
 
@@ -93,17 +101,30 @@ def decode_stored(key: str, state: bytes | None, deltas: list[bytes]) -> CRDT | 
     return joined
 
 
-def decode_all(stored: StoredState) -> dict[str, CRDT]:
-    """Every data key's state from :meth:`Storage.open`'s result (see
-    :func:`decode_stored`); crdtgossip's own records are left out."""
+def read_stored(stored: StoredState) -> tuple[dict[str, CRDT], dict[str, int]]:
+    """What :meth:`Storage.open` returned, in one pass: every data key's state (see
+    :func:`decode_stored`), and every expiring key's stored last-write stamp (its
+    records joined, so the largest; see :mod:`crdtgossip._written`).
+
+    Raises:
+        StorageError: something stored cannot be decoded or merged, or a stamp record is
+            not one (never a silently smaller node, nor a key kept alive silently).
+    """
     restored: dict[str, CRDT] = {}
-    for key in stored.states.keys() | stored.deltas.keys():
-        if is_reserved(key):
-            continue
-        state = decode_stored(key, stored.states.get(key), stored.deltas.get(key, []))
-        if state is not None:
-            restored[key] = state
-    return restored
+    stamps: dict[str, int] = {}
+    for name in stored.states.keys() | stored.deltas.keys():
+        reserved = is_reserved(name)
+        if reserved and not name.startswith(STAMP_PREFIX):
+            continue  # a record of a later version's: not ours to read
+        state = decode_stored(name, stored.states.get(name), stored.deltas.get(name, []))
+        if not reserved:
+            if state is not None:
+                restored[name] = state
+        elif not isinstance(state, LWWRegister):
+            raise StorageError(f"the stamp record {name!r:.80} is not an LWWRegister")
+        elif state.timestamp:
+            stamps[name[len(STAMP_PREFIX) :]] = state.timestamp
+    return restored, stamps
 
 
 class Persistence:

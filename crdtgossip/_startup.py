@@ -16,10 +16,8 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from typing import NamedTuple
 
-from crdtgossip._persistence import Persistence, decode_all, decode_stored
-from crdtgossip._written import STAMP_PREFIX
+from crdtgossip._persistence import Persistence, read_stored
 from crdtgossip.config import GossipConfig
-from crdtgossip.crdts import LWWRegister
 from crdtgossip.crdts._base import CRDT
 from crdtgossip.errors import StorageError
 from crdtgossip.protocol import Engine
@@ -34,7 +32,6 @@ __all__ = [
     "open_storage",
     "settle_replica_id",
     "start_engine",
-    "stored_stamps",
 ]
 
 _log = logging.getLogger("crdtgossip.node")
@@ -57,37 +54,19 @@ class Opened(NamedTuple):
     written: Mapping[str, int] = MappingProxyType({})
 
 
-def _decode_and_digest(stored: StoredState) -> dict[str, CRDT]:
-    """Decode every stored key, and compute its anti-entropy digest once.
+def _read_and_digest(stored: StoredState) -> tuple[dict[str, CRDT], dict[str, int]]:
+    """Decode every stored key and stamp (:func:`read_stored`), and compute each
+    state's anti-entropy digest once.
 
     A decoded state holds no running sums of its hashes yet; the first exchange would
     build them in one call, on the event loop (10 s for a 10^7-element ORSet). Here
     they are built where the storage is read: in its thread for a file.
     """
-    restored = decode_all(stored)
+    restored, written = read_stored(stored)
     for state in restored.values():
         if hasattr(state, "_digest"):  # a type of the user's is hashed by its encoding
             key_digest(state)
-    return restored
-
-
-def stored_stamps(stored: StoredState) -> dict[str, int]:
-    """Every expiring data key's stored last-write stamp (see :mod:`crdtgossip._written`),
-    from :meth:`Storage.open`'s result: its records joined, so the largest.
-
-    Raises:
-        StorageError: a stamp record cannot be read (never a key kept alive silently).
-    """
-    stamps: dict[str, int] = {}
-    for name in stored.states.keys() | stored.deltas.keys():
-        if not name.startswith(STAMP_PREFIX):
-            continue
-        record = decode_stored(name, stored.states.get(name), stored.deltas.get(name, []))
-        if not isinstance(record, LWWRegister):
-            raise StorageError(f"the stamp record {name!r:.80} is not an LWWRegister")
-        if record.timestamp:
-            stamps[name[len(STAMP_PREFIX) :]] = record.timestamp
-    return stamps
+    return restored, written
 
 
 async def open_storage(node_id: str, storage: Storage, persistence: Persistence) -> Opened:
@@ -104,8 +83,7 @@ async def open_storage(node_id: str, storage: Storage, persistence: Persistence)
     except StorageError as exc:
         raise StorageError(f"node {node_id!r} cannot start: {exc}") from exc
     try:
-        restored = await persistence.call(_decode_and_digest, stored)
-        written = await persistence.call(stored_stamps, stored)
+        restored, written = await persistence.call(_read_and_digest, stored)
         if stored.rolled_back:
             _log.warning(
                 "crdtgossip: the storage of %s lost commits it had acknowledged "

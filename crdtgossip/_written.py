@@ -8,7 +8,7 @@ dropped it. So the node stores it beside the key, under a reserved storage key
 (:func:`stamp_key`: U+0000, which no data key starts with), as an
 :class:`~crdtgossip.LWWRegister` whose timestamp is the stamp: the storage folds the
 appended records of it like any state, keeping the largest. The node reads them back
-when it starts (``_startup.stored_stamps``).
+when it starts (``_persistence.read_stored``).
 """
 
 from __future__ import annotations

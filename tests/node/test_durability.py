@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from crdtgossip import GCounter, ORSet, encode
-from crdtgossip._persistence import decode_all
+from crdtgossip._persistence import read_stored
 from crdtgossip.errors import StorageError
 from crdtgossip.node import Node
 from crdtgossip.storage import MemoryStorage, SQLiteStorage
@@ -172,7 +172,7 @@ async def test_states_merged_from_the_network_are_persisted(tmp_path: Path) -> N
     check = SQLiteStorage(path)
     stored = check.open()
     check.close()
-    states = decode_all(stored)
+    states, _ = read_stored(stored)
     assert sorted(states) == sorted(f"k{index}" for index in range(20))
     assert all(state.value == 1 for state in states.values())
 

@@ -10,8 +10,7 @@ from pathlib import Path
 import pytest
 
 from crdtgossip import GCounter, Node, OperationError, StorageError, encode
-from crdtgossip._persistence import _delete_rows
-from crdtgossip._startup import stored_stamps
+from crdtgossip._persistence import _delete_rows, read_stored
 from crdtgossip._written import stamp_key
 from crdtgossip.storage import MemoryStorage, SQLiteStorage
 from tests.node.conftest import FAST
@@ -36,7 +35,7 @@ def _stamps(path: Path) -> dict[str, int]:
     storage = SQLiteStorage(path)
     stored = storage.open()
     storage.close()
-    return stored_stamps(stored)
+    return read_stored(stored)[1]
 
 
 async def test_an_idle_key_leaves_memory_watchers_and_the_file(tmp_path: Path) -> None:
