@@ -174,6 +174,8 @@ class Persistence:
     @property
     def pending(self) -> int:
         """Keys with merges not persisted yet, or expired with their rows still stored."""
+        if not self._expired:  # the usual case: no set built
+            return len(self._unsaved)
         return len(self._unsaved.keys() | self._expired.keys())
 
     def reset(self) -> None:

@@ -74,7 +74,7 @@ class LastWrites:
     entries outnumber live ones, so it stays within about twice the expiring keys.
     """
 
-    __slots__ = ("_deadline", "_heap", "_rules", "_ttl", "active", "stamps")
+    __slots__ = ("_deadline", "_heap", "_rules", "active", "stamps")
 
     def __init__(self, rules: ExpiryRules) -> None:
         self._rules = rules
@@ -82,7 +82,6 @@ class LastWrites:
         self.active = bool(rules)
         #: key -> last-write stamp (ns) of every expiring key held here.
         self.stamps: dict[str, int] = {}
-        self._ttl: dict[str, int] = {}
         self._deadline: dict[str, int] = {}
         self._heap: list[tuple[int, str]] = []
 
@@ -91,20 +90,16 @@ class LastWrites:
 
     def ttl_ns(self, key: str) -> int | None:
         """The key's expiry time in ns, or None when it does not expire."""
-        ttl = self._ttl.get(key)
-        return ttl if ttl is not None else self._rules.ttl_ns(key)
+        return self._rules.ttl_ns(key)
 
     def raise_to(self, key: str, stamp: int) -> None:
         """Raise ``key``'s stamp to ``stamp`` (kept when it is already later)."""
         old = self.stamps.get(key)
         if old is not None and old >= stamp:
             return
-        ttl = self._ttl.get(key)
+        ttl = self._rules.ttl_ns(key)
         if ttl is None:
-            ttl = self._rules.ttl_ns(key)
-            if ttl is None:
-                return
-            self._ttl[key] = ttl
+            return
         self.stamps[key] = stamp
         self._schedule(key, stamp + ttl)
 
@@ -138,12 +133,11 @@ class LastWrites:
     def forget(self, key: str) -> None:
         """Drop ``key``'s stamp (it was deleted or expired here)."""
         if self.stamps.pop(key, None) is not None:
-            del self._ttl[key]
             del self._deadline[key]
 
     def compact(self) -> None:
         """Give back the memory of forgotten keys (see :mod:`~.compaction`)."""
-        for table in (self.stamps, self._ttl, self._deadline):
+        for table in (self.stamps, self._deadline):
             shrink(table)
         self._heap = [(d, k) for k, d in self._deadline.items()]
         heapq.heapify(self._heap)
