@@ -36,12 +36,20 @@ from crdtgossip.transport import (
     parse_address,
 )
 
-__all__ = ["BIND_ATTEMPTS", "Driver"]
+__all__ = ["BIND_ATTEMPTS", "LINGER_PATIENCE", "Driver"]
 
 _log = logging.getLogger("crdtgossip.node")
 
 #: How many times to look for a port free for both UDP and TCP when binding port 0.
 BIND_ATTEMPTS = 20
+
+#: Seconds :meth:`Driver.linger` waits at most for the stream transport to send what it
+#: holds (a loopback or LAN connection is made in milliseconds; a member that does not
+#: answer takes TCP_CONNECT_TIMEOUT, and is not worth waiting that long for).
+LINGER_PATIENCE = 2.0
+
+#: Seconds between two looks at what the stream transport still holds, while lingering.
+LINGER_POLL = 0.01
 
 
 class Driver:
@@ -174,10 +182,20 @@ class Driver:
             return
         self.pump()
 
-    def backlog(self, address: str) -> int:
-        """Bytes the stream transport still holds for ``address`` (0 for a transport
-        of the node's own, which keeps no such count)."""
+    def backlog(self, address: str | None = None) -> int:
+        """Bytes the stream transport still holds for ``address``, or for every peer
+        (0 for a transport of the node's own, which keeps no such count)."""
         return 0 if self.tcp is None else self.tcp.backlog(address)
+
+    async def linger(self, seconds: float, patience: float = LINGER_PATIENCE) -> None:
+        """Keep running ``seconds``, then until the stream transport has handed the
+        kernel every frame it holds, or ``patience`` more seconds have passed: closing
+        drops what it still holds (a goodbye to a member still being connected to)."""
+        await asyncio.sleep(seconds)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + patience
+        while self.backlog() and loop.time() < deadline:
+            await asyncio.sleep(LINGER_POLL)
 
     def pump(self) -> None:
         """Send what the engine produced, let the node take its events and results, and

@@ -43,7 +43,8 @@ _log = logging.getLogger(__name__)
 T = TypeVar("T", bound=CRDT)
 
 #: After ``leave()``, how many gossip intervals to keep running so the goodbye spreads
-#: (the goodbye is also sent directly to every live member at once).
+#: (it is also sent at once to every live member and seed; then the node waits, a
+#: bounded time, for the stream transport to send it to them before it closes).
 LEAVE_GOSSIP_ROUNDS = 5
 
 
@@ -249,7 +250,7 @@ class Node:
         loop = asyncio.get_running_loop()
         engine.leave(loop.time())
         self._pump()
-        await asyncio.sleep(self._config.gossip_interval * LEAVE_GOSSIP_ROUNDS)
+        await self._driver.linger(self._config.gossip_interval * LEAVE_GOSSIP_ROUNDS)
         await self.stop()
 
     # ---- identity --------------------------------------------------------------------

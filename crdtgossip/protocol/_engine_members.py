@@ -130,7 +130,8 @@ class MembersEngine(EngineCore):
         self._next_push_pull = now + self._rng.uniform(0, interval)
 
     def leave(self, now: float) -> None:
-        """Leave gracefully: tell every live member, then keep gossiping the goodbye.
+        """Leave gracefully: tell every live member and every seed, then keep gossiping
+        the goodbye.
 
         Afterwards the engine stops probing and anti-entropy but still answers pings
         and relays gossip; the driver should keep ticking it for a few gossip
@@ -149,12 +150,18 @@ class MembersEngine(EngineCore):
         self._prober.stop()
         self._broadcast_rumor(goodbye)
         everyone = self._membership.live_count()
-        for member in self._membership.random_members(everyone, LIVE_STATUSES):
-            self._send_datagram(member.address, goodbye, None)
+        addresses = [m.address for m in self._membership.random_members(everyone, LIVE_STATUSES)]
+        # And the seeds not among them: a node that leaves while its join is under way
+        # (its seed took it in, the reply has not arrived) knows no member yet, but the
+        # seed knows it, and would otherwise find it dead rather than left.
+        known = set(addresses)
+        addresses += [seed for seed in self._seeds if seed not in known]
+        for address in addresses:
+            self._send_datagram(address, goodbye, None)
             # And by stream: a datagram dropped under load (a full socket buffer drops
             # loopback UDP too) would leave the member to find this node dead, not
             # left, if the gossip rounds after it do not get to run before the stop.
-            self._outbox.send(member.address, goodbye, reliable=True)
+            self._outbox.send(address, goodbye, reliable=True)
         self._flush()
 
     def _notice_if_dead(self, origin: From) -> None:

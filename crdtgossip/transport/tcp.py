@@ -44,6 +44,7 @@ from crdtgossip.transport._tcp_hello import (
     make_hello,
 )
 from crdtgossip.transport._tcp_inbound import InboundConnection, InboundTable
+from crdtgossip.transport._tcp_outbound import Outbound
 
 __all__ = [
     "TCP_CONNECT_TIMEOUT",
@@ -110,35 +111,6 @@ _OUTBOUND_COUNTERS = (
 )
 
 
-class _Outbound:
-    """A pooled connection to one peer, or the attempt to make it."""
-
-    __slots__ = (
-        "address",
-        "flushed",
-        "host",
-        "last_used",
-        "pending",
-        "pending_bytes",
-        "port",
-        "progress_at",
-        "writer",
-        "written",
-    )
-
-    def __init__(self, address: str, host: str, port: int, now: float) -> None:
-        self.address = address
-        self.host = host
-        self.port = port
-        self.writer: asyncio.StreamWriter | None = None
-        self.pending: list[tuple[bytes, int]] = []  # (framed bytes, payload length)
-        self.pending_bytes = 0
-        self.last_used = now
-        self.written = 0  # bytes handed to the writer
-        self.flushed = 0  # of which the socket had taken, at the last check
-        self.progress_at = now
-
-
 class TcpTransport:
     """A :class:`~crdtgossip.transport.Transport` over TCP, with TLS if contexts are given.
 
@@ -198,7 +170,7 @@ class TcpTransport:
         self._server: asyncio.Server | None = None
         self._inbound: InboundTable | None = None
         self._address: str | None = None
-        self._outbound: dict[str, _Outbound] = {}
+        self._outbound: dict[str, Outbound] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._closed = False
 
@@ -309,7 +281,7 @@ class TcpTransport:
             if port == 0:
                 self._stats.send_errors += 1
                 return
-            connection = _Outbound(address, host, port, self._loop.time())
+            connection = Outbound(address, host, port, self._loop.time())
             self._outbound[address] = connection
             self._spawn(self._run_outbound(connection))
         framed = frame(data)
@@ -327,12 +299,11 @@ class TcpTransport:
             return
         self._write(connection, writer, framed, len(data))
 
-    def backlog(self, address: str) -> int:
-        """Bytes queued for ``address`` that the kernel has not taken yet."""
-        connection = self._outbound.get(address)
-        if connection is None or connection.writer is None:
-            return 0 if connection is None else connection.pending_bytes
-        return connection.writer.transport.get_write_buffer_size()
+    def backlog(self, address: str | None = None) -> int:
+        """Bytes for ``address`` (or every peer) not yet taken by the kernel, which
+        :meth:`close` drops."""
+        held = self._outbound.values() if address is None else [self._outbound.get(address)]
+        return sum(c.unsent for c in held if c is not None)
 
     def stats(self) -> dict[str, int]:
         """Counters since construction.
@@ -380,7 +351,7 @@ class TcpTransport:
         task.add_done_callback(self._tasks.discard)
 
     def _write(
-        self, connection: _Outbound, writer: asyncio.StreamWriter, framed: bytes, payload: int
+        self, connection: Outbound, writer: asyncio.StreamWriter, framed: bytes, payload: int
     ) -> None:
         try:
             writer.write(framed)
@@ -393,7 +364,7 @@ class TcpTransport:
         self._stats.bytes_sent += payload
 
     async def _connect(
-        self, connection: _Outbound
+        self, connection: Outbound
     ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, bytes]:
         """Connect, then with an authenticator read the receiver's challenge."""
         reader, writer = await asyncio.open_connection(
@@ -413,7 +384,7 @@ class TcpTransport:
             writer.transport.abort()
             raise
 
-    async def _run_outbound(self, connection: _Outbound) -> None:
+    async def _run_outbound(self, connection: Outbound) -> None:
         """Connect, send the hello and the queued frames, then watch for the close."""
         writer: asyncio.StreamWriter | None = None
         try:

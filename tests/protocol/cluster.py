@@ -51,6 +51,8 @@ class VirtualCluster:
     now: float = 0.0
     engines: dict[str, Engine] = field(default_factory=dict)
     stopped: set[str] = field(default_factory=set)
+    #: Running engines that receive nothing (what they send still goes): a one-way cut.
+    deaf: set[str] = field(default_factory=set)
     sent: list[Sent] = field(default_factory=list)
     events: dict[str, list[tuple[float, Event]]] = field(default_factory=dict)
     _groups: dict[str, int] = field(default_factory=dict)
@@ -115,7 +117,11 @@ class VirtualCluster:
         return self._groups.get(source, -1) == self._groups.get(destination, -2)
 
     def _deliverable(self, source: str, destination: str) -> bool:
-        running = destination in self.engines and destination not in self.stopped
+        running = (
+            destination in self.engines
+            and destination not in self.stopped
+            and destination not in self.deaf
+        )
         return running and self._reachable(source, destination)
 
     def _collect(self, name: str) -> None:

@@ -14,6 +14,7 @@ from crdtgossip.codec import encode
 from crdtgossip.config import GossipConfig
 from crdtgossip.crdts import GCounter, ORSet
 from crdtgossip.errors import ConfigError, MergeError, OperationError
+from crdtgossip.node import LEAVE_GOSSIP_ROUNDS
 from crdtgossip.protocol import (
     Engine,
     Event,
@@ -169,6 +170,27 @@ def test_graceful_leave_shows_as_left_not_dead() -> None:
             isinstance(e, MemberDead | MemberSuspect) and e.member.node_id == leaver
             for _, e in cluster.events[other]
         )
+
+
+def test_a_node_that_leaves_before_its_join_reply_still_says_goodbye_to_the_seed() -> None:
+    cluster = VirtualCluster(seed=4, config=CONFIG)
+    names = cluster.start(3)
+    assert cluster.run_until(lambda: cluster.sees_all(names), max_seconds=60)
+    late = cluster.add("late")
+    late.join([cluster.address(names[0])], cluster.now)
+    cluster._collect("late")
+    # The seed takes it in; its reply, and every frame after it, is lost on the way.
+    cluster.deaf.add("late")
+    assert cluster.run_until(lambda: cluster.status(names[0], "late") is Status.ALIVE, 5.0)
+    assert [m.node_id for m in late.members()] == ["late"]
+    late.leave(cluster.now)
+    cluster._collect("late")
+    cluster.run(CONFIG.gossip_interval * LEAVE_GOSSIP_ROUNDS)  # as long as a Node lingers
+    cluster.stop("late")
+    assert cluster.status(names[0], "late") is Status.LEFT
+    cluster.run(30.0)
+    # The others hear it left, or never hear of it (the goodbye overtook the news).
+    assert {cluster.status(n, "late") for n in names} <= {Status.LEFT, None}
 
 
 def _restart_after_death(seed: int, incarnation: int) -> tuple[VirtualCluster, list[str], int]:
