@@ -31,7 +31,7 @@ from crdtgossip.crdts._base import (
     order_key,
 )
 from crdtgossip.crdts._digest import digest_of, value_hash
-from crdtgossip.crdts._values import check_value
+from crdtgossip.crdts._values import INT_MAX, INT_MIN, check_value
 from crdtgossip.errors import MergeError
 
 __all__ = ["LWWRegister"]
@@ -45,6 +45,17 @@ _IMMUTABLE: frozenset[type] = frozenset({str, int, float, bool, bytes, type(None
 
 # A register without __init__'s work (the fields are set right after).
 _new = object.__new__
+
+#: Replica ids that passed check_replica (exact strs), so a write by one of them checks
+#: nothing again; at most this many are kept, then the set starts anew.
+MAX_CHECKED_REPLICAS = 1024
+_checked_replicas: set[str] = set()
+
+
+def _remember_replica(replica: str) -> None:
+    if len(_checked_replicas) >= MAX_CHECKED_REPLICAS:
+        _checked_replicas.clear()
+    _checked_replicas.add(replica)
 
 
 def write_key(timestamp: int, replica: str, value: object) -> tuple[Any, ...]:
@@ -114,15 +125,22 @@ class LWWRegister(Generic[V]):
                 encode (see :mod:`crdtgossip.crdts._values`), or no default timestamp
                 left (the register holds 2**64 - 1). Nothing has changed then.
         """
-        check_value(value)
-        check_replica(replica)
+        kind = type(value)
+        # The checks' common cases in line (a call each is a quarter of a small write);
+        # anything else goes through the full check, which raises or passes it.
+        if value is not None and not (
+            kind is int and INT_MIN <= value <= INT_MAX  # type: ignore[operator]
+        ):
+            check_value(value)
+        if type(replica) is not str or replica not in _checked_replicas:
+            _remember_replica(check_replica(replica))
         seen = self._timestamp
         if timestamp is None:
             stamps = current_stamps()
             stamp = next_timestamp(seen, now_ns()) if stamps is None else stamps(seen)
         else:
             stamp = check_timestamp(timestamp)
-        immutable = type(value) in _IMMUTABLE
+        immutable = kind in _IMMUTABLE
         owned = value if immutable else _copy.deepcopy(value)
         delta = _new(type(self))
         delta._value = owned

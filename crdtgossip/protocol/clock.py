@@ -164,9 +164,9 @@ class HLC:
         """
         if stamp <= self._last:
             return True
-        if not self.admits(stamp):
+        if stamp > self._wall() + self.max_offset_ns:  # admits(), in line
             return False
-        self._last = min(stamp, INT_MAX)
+        self._last = stamp if stamp <= INT_MAX else INT_MAX
         return True
 
 

@@ -240,3 +240,42 @@ def test_a_value_the_codec_cannot_encode_is_refused() -> None:
     with pytest.raises(OperationError, match="a value cannot be"):
         register.set({"k": {1, 2}}, "a", timestamp=1)
     assert register == LWWRegister()
+
+
+class _Name(str):
+    """A str subclass: the codec refuses it as a replica id, equal or not."""
+
+
+@pytest.mark.parametrize("value", [2**64, -(2**63) - 1, float("nan"), "\ud800", True, None, 7])
+def test_the_in_line_value_check_agrees_with_check_value(value: object) -> None:
+    from crdtgossip.crdts._values import check_value
+
+    register: LWWRegister[object] = LWWRegister()
+    try:
+        check_value(value)
+    except OperationError:
+        with pytest.raises(OperationError):
+            register.set(value, "r1")
+        assert register.timestamp == 0
+    else:
+        register.set(value, "r1")
+        assert register.timestamp > 0
+
+
+def test_a_checked_replica_id_does_not_let_an_equal_str_subclass_through() -> None:
+    register: LWWRegister[int] = LWWRegister()
+    register.set(1, "writer")  # checked, and remembered as checked
+    with pytest.raises(OperationError, match="replica"):
+        register.set(2, _Name("writer"))
+    for bad in ("", 5, None):
+        with pytest.raises(OperationError):
+            register.set(3, bad)  # type: ignore[arg-type]
+    assert register.value == 1
+
+
+def test_the_checked_replica_ids_stay_bounded() -> None:
+    register: LWWRegister[int] = LWWRegister()
+    for n in range(3 * lwwregister_module.MAX_CHECKED_REPLICAS):
+        register.set(n, f"replica-{n}")
+    assert len(lwwregister_module._checked_replicas) <= lwwregister_module.MAX_CHECKED_REPLICAS
+    assert register.replica == f"replica-{3 * lwwregister_module.MAX_CHECKED_REPLICAS - 1}"
