@@ -138,6 +138,8 @@ class LWWRegister(Generic[V]):
         if timestamp is None:
             stamps = current_stamps()
             stamp = next_timestamp(seen, now_ns()) if stamps is None else stamps(seen)
+        elif type(timestamp) is int and 0 <= timestamp <= INT_MAX:
+            stamp = timestamp
         else:
             stamp = check_timestamp(timestamp)
         immutable = kind in _IMMUTABLE

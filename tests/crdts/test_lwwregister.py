@@ -132,7 +132,7 @@ def test_value_is_a_copy() -> None:
     assert register.value == [1, 2]
 
 
-@pytest.mark.parametrize("timestamp", [True, False, -1, 1.0, "1"])
+@pytest.mark.parametrize("timestamp", [True, False, -1, 1.0, "1", 2**64])
 def test_bad_timestamp_is_refused(timestamp: object) -> None:
     register: LWWRegister[str] = LWWRegister()
     with pytest.raises(OperationError):
