@@ -51,14 +51,19 @@ async def _driver() -> Driver:
     return driver
 
 
+def _fill(driver: Driver, address: str) -> None:
+    """Queue more for ``address`` than the kernel's buffers take."""
+    assert driver.tcp is not None
+    for _ in range(FRAMES):
+        driver.tcp.send(address, b"x" * FRAME)
+
+
 async def test_linger_waits_until_the_stream_transport_has_sent_everything() -> None:
     peer = _SlowPeer()
     driver = await _driver()
     try:
         async with peer as address:
-            assert driver.tcp is not None
-            for _ in range(FRAMES):
-                driver.tcp.send(address, b"x" * FRAME)
+            _fill(driver, address)
             lingering = asyncio.create_task(driver.linger(0.0, patience=PATIENCE))
             # The peer takes nothing yet: whatever the kernel holds, the rest waits.
             for _ in range(20):
@@ -84,9 +89,7 @@ async def test_linger_gives_up_after_its_patience() -> None:
     driver = await _driver()
     try:
         async with peer as address:
-            assert driver.tcp is not None
-            for _ in range(FRAMES):
-                driver.tcp.send(address, b"x" * FRAME)
+            _fill(driver, address)
             await asyncio.wait_for(driver.linger(0.0, patience=0.2), PATIENCE)
             assert driver.backlog(address) > 0  # a peer that takes nothing is not waited for
             peer.open_up()
