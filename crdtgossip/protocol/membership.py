@@ -20,7 +20,7 @@ from __future__ import annotations
 import random
 import sys
 from bisect import insort
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from crdtgossip.config import GossipConfig
 from crdtgossip.errors import ConfigError
@@ -235,6 +235,14 @@ class Membership(MemberChoice, MemberSync):
         if not self._suspicions:
             return None
         return min(s.deadline for s in self._suspicions.values())
+
+    @property
+    def alive_incarnations(self) -> Mapping[str, int]:
+        """The incarnation of each own row that is alive, -1 for the other own rows (the
+        local one always among them), kept up to date: an alive rumor about a member
+        in it, no newer than this, is one :meth:`apply` ignores. A shared row is not
+        in it (ask :meth:`known_alive`). Read it; never change it."""
+        return self._alive_at
 
     # --- rumors --------------------------------------------------------------------
 

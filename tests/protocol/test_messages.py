@@ -11,6 +11,7 @@ from crdtgossip.protocol.member_messages import member_record
 from crdtgossip.protocol.messages import (
     DIGEST_SIZE,
     FRAME_VERSION,
+    MAX_ADDRESS_BYTES,
     MAX_ARRAY_LEN,
     MAX_KEY_BYTES,
     MAX_NODE_ID_BYTES,
@@ -218,6 +219,74 @@ def test_a_forged_alive_rumor_is_refused_though_an_equal_one_was_decoded(
     data = bytes((FRAME_VERSION,)) + msgpack.packb(["s", [3, 1], forged])
     with pytest.raises(DecodeError):
         decode_frame(data, 1 << 20)
+
+
+# --- alive rumors the receiver knows (decode_frame's known_alive) ---------------------
+
+KNOWN = {"m": 3, "local": -1}  # "m" known alive at 3; the receiver's own id at -1
+
+
+def _rumors(*arrays: list[object]) -> bytes:
+    return bytes((FRAME_VERSION,)) + msgpack.packb(["s", [3, 1], *arrays, [3, 2]])
+
+
+def test_a_known_alive_rumor_no_newer_than_known_is_counted_not_returned() -> None:
+    data = _rumors(
+        [5, "m", "m:1", 0],
+        [5, "m", "elsewhere:2", 3],  # another address at the same incarnation: old news
+        [5, "m", "m:1", 4],  # newer
+        [5, "local", "local:1", 0],  # about the receiver itself: never left out
+        [5, "new", "new:1", 0],  # a stranger
+    )
+    frame = decode_frame(data, 1 << 20, known_alive=KNOWN)
+    assert frame.known == 2
+    assert frame.messages == (
+        Ack(1),
+        Alive("m", "m:1", 4),
+        Alive("local", "local:1", 0),
+        Alive("new", "new:1", 0),
+        Ack(2),
+    )
+    everything = decode_frame(data, 1 << 20)
+    assert everything.known == 0
+    assert len(everything.messages) == len(frame.messages) + frame.known
+
+
+def test_an_address_past_the_inline_bound_takes_the_full_check() -> None:
+    # 75 code points of 4 UTF-8 bytes each are 300 bytes, the most an address may have;
+    # 76 of them (304 bytes, within msgpack's str limit) are one too many.
+    widest = "\U0001f600" * (MAX_ADDRESS_BYTES // 4)
+    assert decode_frame(_rumors([5, "m", widest, 1]), 1 << 20, known_alive=KNOWN).known == 1
+    long_ascii = "a" * MAX_ADDRESS_BYTES
+    frame = decode_frame(_rumors([5, "m", long_ascii, 1]), 1 << 20, known_alive=KNOWN)
+    assert (frame.known, frame.messages[1]) == (0, Alive("m", long_ascii, 1))
+    with pytest.raises(DecodeError):
+        decode_frame(_rumors([5, "m", widest + "\U0001f600", 1]), 1 << 20, known_alive=KNOWN)
+
+
+@pytest.mark.parametrize(
+    "forged",
+    [
+        [5, "m", "m:1", True],  # a bool incarnation, equal to 1
+        [5, "m", "m:1", False],
+        [5.0, "m", "m:1", 1],  # a float kind, equal to the alive kind
+        [5, "m", "m:1", 1.0],  # a float incarnation
+        [5, "m", "m:1", -1],  # below 0
+        [5, "m", b"m:1", 1],  # an address of bytes
+        [5, "m", "", 1],  # an empty address
+        [5, "m", 7, 1],
+        [5, "m", ["m:1"], 1],  # unhashable fields
+        [5, ["m"], "m:1", 1],
+        [5, "m", "m:1", [1]],
+        [5, "m", "a" * (MAX_ADDRESS_BYTES + 1), 1],
+    ],
+)
+def test_a_forged_rumor_about_a_known_member_is_refused(forged: list[object]) -> None:
+    # Within what the receiver knows (m alive at 3) it would be left out: it is
+    # checked first, and the frame refused.
+    decode_frame(encode_frame("s", [encode_message(Alive("m", "m:1", 1))]), 1 << 20)
+    with pytest.raises(DecodeError):
+        decode_frame(_rumors(forged), 1 << 20, known_alive=KNOWN)
 
 
 def test_equal_member_records_decode_and_build_to_one_object() -> None:
