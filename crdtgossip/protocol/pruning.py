@@ -1,0 +1,466 @@
+"""The decisions of the pruning protocol: which replicas are retired, and the next steps.
+
+:class:`Pruner` is pure: it is handed what the engine knows (the member table, the
+replica ids its states name, the marker table of
+:mod:`~crdtgossip.protocol.pruning_markers`, the time) and returns *actions*, small
+frozen dataclasses the engine carries out. It does no I/O, holds no state of the
+cluster's and never changes the markers itself. The design is the one of the concepts
+page "Pruning removed replicas" ("How the engine is to run it"):
+
+* **Retired.** A replica id ``r`` is retired when its node part
+  (``r.rpartition(".")[0]``, see :func:`~crdtgossip.protocol.rollback.fresh_replica_id`)
+  is a member that is alive under another replica id: that node restarted without its
+  state and never writes as ``r`` again. Nothing else is retired: not the local node's
+  current replica, not a replica of a member that left, died or is unknown (it may come
+  back with its store), not one of a member restarted with its state (same id).
+* **Pause.** Steps are taken only while every member in the table is alive (left
+  members do not count; one suspect or dead member pauses everything but the clean-up).
+  A retired replica is acted on only once such time has added up to
+  ``dissemination_period`` since this node first saw it retired, so its last writes
+  have spread.
+* **Who.** The pruner is the lowest node id among the alive members. It initializes
+  the marker, then asks for a full anti-entropy exchange with every other alive member
+  it has not *seen*: a member is seen once an exchange with it that began after the
+  initialization has ended (the pruner then holds everything that member held). When
+  every other alive member is seen, it prunes and marks the replica performed.
+* **Clean-up**, on every node, paused or not: a replica with a performed marker is
+  dropped from every held state naming it (and from every received payload naming it,
+  before the merge: :meth:`~crdtgossip.protocol.pruning_markers.PruningMarkers.performed`
+  is that filter), until the marker expires after ``marker_ttl``.
+
+How the engine runs it:
+
+1. Every so often (each second or so; steps are idempotent, so the rate only sets how
+   soon things happen) call :meth:`Pruner.step` and carry out the actions returned, in
+   order, before the next call. Each action's :meth:`~Initialize.mark` makes its change
+   to the marker table and says whether the table changed (then store and spread it);
+   :class:`Exchange`, :class:`Perform` and :class:`Drop` also name work on the states,
+   described on each class.
+2. When a full anti-entropy exchange with a member begins (any, whether an
+   :class:`Exchange` asked for it or not), take :meth:`Pruner.exchange_ticket`; when it
+   has ended, the member's states and its marker table all merged, call
+   :meth:`Pruner.exchanged` with the member and that ticket and mark the :class:`See`
+   actions it returns. The ticket is how an exchange that began before an
+   initialization is kept from counting for it.
+3. Merge every marker table received (:meth:`PruningMarkers.merge`), and drop the
+   replicas of ``markers.performed()`` from every payload before merging it.
+
+The Pruner's own state is small and bounded: per retired replica, when it was first
+seen; per replica it is pruning, the members seen; per member asked, when. It is not
+stored: a restarted node counts the period again, and exchanges again with every member
+before it prunes (a marker this node initialized in an earlier life is taken up, but
+its seen set is not trusted: what that life merged may be lost).
+
+A marker initialized by a pruner that is no longer an alive member, and is lower than
+every alive member, wins every join and is never performed by anyone: the replica is
+not pruned until that node comes back (:attr:`Pruner.stalled` lists such replicas).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from collections.abc import Set as AbstractSet
+from dataclasses import dataclass, field
+from typing import Final, TypeAlias
+
+from crdtgossip.errors import ConfigError, OperationError
+from crdtgossip.protocol.pruning_markers import (
+    STAMP_MAX,
+    Initialized,
+    Performed,
+    PruningMarkers,
+)
+from crdtgossip.protocol.states import Status
+
+__all__ = [
+    "DISSEMINATION_PERIOD",
+    "EXCHANGE_RETRY",
+    "MARKER_TTL",
+    "Action",
+    "Drop",
+    "Exchange",
+    "Expire",
+    "Initialize",
+    "MemberRow",
+    "Perform",
+    "Pruner",
+    "PruningConfig",
+    "See",
+]
+
+DISSEMINATION_PERIOD: Final = 300.0
+"""Seconds of an all-alive cluster before a retired replica is acted on: Akka's
+``max-pruning-dissemination`` (300 s), time for its last writes to reach every member."""
+
+MARKER_TTL: Final = 6 * 3600.0
+"""Seconds a performed marker lives: Akka's ``pruning-marker-time-to-live`` for data in
+memory (6 h; it keeps 10 days for durable data). It must outlast the longest partition
+and the oldest store restored, which could still name the replica."""
+
+EXCHANGE_RETRY: Final = 60.0
+"""Seconds before an :class:`Exchange` not yet followed by a completed exchange is
+asked again (the first may have failed, or the member been busy)."""
+
+_NS: Final = 1_000_000_000
+
+MemberRow: TypeAlias = tuple[str, Status, str]
+"""One member as the Pruner reads it: (node id, status, current replica id). An empty
+replica id means unknown: such a member retires nothing."""
+
+
+@dataclass(frozen=True, slots=True)
+class PruningConfig:
+    """The Pruner's settings, in seconds (see the constants for the defaults' origin).
+
+    Raises:
+        ConfigError: a value that is not a finite number >= 0 (the ttl > 0).
+    """
+
+    dissemination_period: float = DISSEMINATION_PERIOD
+    marker_ttl: float = MARKER_TTL
+    exchange_retry: float = EXCHANGE_RETRY
+
+    def __post_init__(self) -> None:
+        for name in ("dissemination_period", "marker_ttl", "exchange_retry"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise ConfigError(f"{name} must be a number of seconds, not {value!r:.60}")
+            if not math.isfinite(value) or value < 0:
+                raise ConfigError(f"{name} must be a finite number >= 0, not {value!r}")
+        if self.marker_ttl == 0 or self.marker_ttl * _NS > STAMP_MAX:
+            raise ConfigError(f"marker_ttl must be > 0 and fit in 2**64 ns, not {self.marker_ttl}")
+
+    @property
+    def marker_ttl_ns(self) -> int:
+        """``marker_ttl`` in nanoseconds, the unit of the stamps."""
+        return round(self.marker_ttl * _NS)
+
+
+@dataclass(frozen=True, slots=True)
+class Initialize:
+    """Start pruning ``replica``, with ``pruner`` (this node) as its pruner."""
+
+    replica: str
+    pruner: str
+
+    def mark(self, markers: PruningMarkers) -> bool:
+        """Record it in ``markers``; whether the table changed."""
+        return markers.initialize(self.replica, self.pruner)
+
+
+@dataclass(frozen=True, slots=True)
+class Exchange:
+    """Begin a full anti-entropy exchange with ``node_id`` (unless one is under way);
+    report it as step 2 of the module doc says."""
+
+    node_id: str
+
+    def mark(self, markers: PruningMarkers) -> bool:
+        """No change to the markers (False)."""
+        return False
+
+
+@dataclass(frozen=True, slots=True)
+class See:
+    """``node_id``'s copy has been merged by ``pruner`` since it initialized
+    ``replica``: add it to the marker's seen set."""
+
+    replica: str
+    node_id: str
+    pruner: str
+
+    def mark(self, markers: PruningMarkers) -> bool:
+        """Record it in ``markers``; whether the table changed."""
+        return markers.see(self.replica, self.node_id, pruner=self.pruner)
+
+
+@dataclass(frozen=True, slots=True)
+class Perform:
+    """Prune ``replica``: run ``prune(replica, into)`` on every held state that names it
+    (``into`` is this node's replica id), then mark it performed at stamp ``at``.
+
+    Should a prune fail (an :class:`~crdtgossip.errors.OperationError`: a counter would
+    pass 2**64 - 1), do not mark it: a performed marker would have every copy, this
+    one included, drop what this state still holds of ``replica``. The next step asks
+    again.
+    """
+
+    replica: str
+    into: str
+    at: int
+
+    def mark(self, markers: PruningMarkers) -> bool:
+        """Record it in ``markers`` (after the prunes); whether the table changed."""
+        return markers.perform(self.replica, self.at)
+
+
+@dataclass(frozen=True, slots=True)
+class Drop:
+    """Run ``drop_replica(replica)`` on every held state that names it: its prune is
+    performed, and the pruned state brings back what it carried."""
+
+    replica: str
+
+    def mark(self, markers: PruningMarkers) -> bool:
+        """No change to the markers (False)."""
+        return False
+
+
+@dataclass(frozen=True, slots=True)
+class Expire:
+    """Some performed marker has outlived the ttl: forget every such one."""
+
+    now_stamp: int
+    ttl_ns: int
+
+    def mark(self, markers: PruningMarkers) -> bool:
+        """Run :meth:`PruningMarkers.expire`; whether the table changed."""
+        return bool(markers.expire(self.now_stamp, self.ttl_ns))
+
+
+Action: TypeAlias = Initialize | Exchange | See | Perform | Drop | Expire
+
+
+@dataclass(slots=True)
+class _Duty:
+    """A replica this node is pruning: from which generation on an exchange counts for
+    it, and the members seen since."""
+
+    generation: int
+    seen: set[str] = field(default_factory=set)
+
+
+@dataclass(slots=True)
+class _View:
+    """What one call reads of the member table."""
+
+    replicas: dict[str, str]  # alive members only: node id -> current replica id
+    others: set[str]  # alive members but this node
+    all_alive: bool
+    lowest: str | None  # the lowest alive node id
+
+
+def _read_members(members: Iterable[MemberRow], local: str) -> _View:
+    replicas: dict[str, str] = {}
+    all_alive = True
+    for node_id, status, replica in members:
+        if status is Status.ALIVE:
+            replicas[node_id] = replica
+        elif status is not Status.LEFT:
+            all_alive = False
+    others = set(replicas)
+    others.discard(local)
+    return _View(replicas, others, all_alive, min(replicas, default=None))
+
+
+class Pruner:
+    """The pruning decisions of one node (see the module doc for the rules and for how
+    the engine calls it).
+
+    Args:
+        node_id: this node's id (the pruner id of the markers it initializes).
+        config: the settings; the defaults when None.
+    """
+
+    __slots__ = (
+        "_alive_time",
+        "_asked",
+        "_counting",
+        "_duties",
+        "_generation",
+        "_last",
+        "_stalled",
+        "config",
+        "node_id",
+    )
+
+    def __init__(self, node_id: str, config: PruningConfig | None = None) -> None:
+        if type(node_id) is not str or not node_id:
+            raise OperationError(f"a node id must be a non-empty str, not {node_id!r:.60}")
+        self.node_id = node_id
+        self.config = config if config is not None else PruningConfig()
+        self._alive_time = 0.0  # seconds during which every member was alive
+        self._last: tuple[float, bool] | None = None  # the last call's time, all alive?
+        self._counting: dict[str, float] = {}  # retired replica -> _alive_time first seen
+        self._duties: dict[str, _Duty] = {}
+        self._generation = 0  # duties begun; an exchange's ticket is its value then
+        self._asked: dict[str, float] = {}  # member -> when an Exchange last named it
+        self._stalled: frozenset[str] = frozenset()
+
+    @property
+    def pruning(self) -> frozenset[str]:
+        """The replicas this node is pruning, as of the last step: initialized by it,
+        and not performed when the step began."""
+        return frozenset(self._duties)
+
+    @property
+    def stalled(self) -> frozenset[str]:
+        """Retired replicas, as of the last step, whose marker is held by a lower pruner
+        that is not an alive member: no one prunes them until it comes back."""
+        return self._stalled
+
+    def step(
+        self,
+        *,
+        members: Iterable[MemberRow],
+        named: AbstractSet[str],
+        markers: PruningMarkers,
+        local_replica: str,
+        now: float,
+        stamp: int,
+    ) -> tuple[Action, ...]:
+        """The next actions, to carry out in order (see the module doc).
+
+        Args:
+            members: the member table, this node included, one (node id, status,
+                current replica id) per member.
+            named: every replica id the held states name (the union of their
+                ``replicas()``).
+            markers: the marker table, read only: the actions say what to change.
+            local_replica: this node's current replica id (never retired, and the
+                ``into`` of its prunes; its row in ``members`` may lag behind it).
+            now: the engine's clock, in seconds (monotonic).
+            stamp: the stamp of now (Unix ns scale): a :class:`Perform`'s ``at`` and
+                the time markers expire by.
+
+        Raises:
+            OperationError: ``local_replica`` is not a non-empty str, or ``stamp`` is
+                not an int in 0 .. 2**64 - 1.
+        """
+        if type(local_replica) is not str or not local_replica:
+            raise OperationError(f"local_replica must be a non-empty str: {local_replica!r:.60}")
+        if type(stamp) is not int or not 0 <= stamp <= STAMP_MAX:
+            raise OperationError(f"a stamp is an int in 0 .. 2**64 - 1, not {stamp!r:.60}")
+        view = _read_members(members, self.node_id)
+        self._advance(now, view.all_alive)
+        # Never this node's own current replica: that would drop its own writes.
+        dropped = (markers.performed() & named) - {local_replica}
+        actions: list[Action] = [Drop(replica) for replica in sorted(dropped)]
+        ttl_ns = self.config.marker_ttl_ns
+        if any(
+            isinstance(marker, Performed) and stamp - marker.at > ttl_ns
+            for _, marker in markers.items()
+        ):
+            actions.append(Expire(stamp, ttl_ns))
+        if not view.all_alive:
+            return tuple(actions)  # the pause: nothing is counted, started or dropped
+        retired = self._retired(view, named, markers, local_replica)
+        self._counting = {r: self._counting.get(r, self._alive_time) for r in retired}
+        needed = self._pruner_steps(view, retired, markers, local_replica, stamp, actions)
+        self._ask(needed, now, actions)
+        return tuple(actions)
+
+    def exchange_ticket(self) -> int:
+        """The ticket of a full anti-entropy exchange beginning now: take it before the
+        exchange's first message is sent, hand it to :meth:`exchanged` at its end."""
+        return self._generation
+
+    def exchanged(self, node_id: str, ticket: int) -> tuple[See, ...]:
+        """A full exchange with ``node_id``, begun with ``ticket``, has ended: this node
+        has merged everything that member held. Returns the :class:`See` actions to mark:
+        one per replica this node is pruning that it initialized before the exchange
+        began (a ticket taken earlier counts for none of them).
+
+        Raises:
+            OperationError: ``ticket`` is not one :meth:`exchange_ticket` gave.
+        """
+        if type(ticket) is not int or not 0 <= ticket <= self._generation:
+            raise OperationError(f"not an exchange ticket of this Pruner: {ticket!r:.60}")
+        sees: list[See] = []
+        if node_id == self.node_id:
+            return ()
+        for replica in sorted(self._duties):
+            duty = self._duties[replica]
+            if duty.generation <= ticket and node_id not in duty.seen:
+                duty.seen.add(node_id)
+                sees.append(See(replica, node_id, self.node_id))
+        return tuple(sees)
+
+    def _advance(self, now: float, all_alive: bool) -> None:
+        """Count the time since the last call if both calls saw every member alive.
+
+        A pause stops the count and keeps what it had (as Akka's "all reachable" clock
+        does): the time already counted has spread the retired replica's writes as far
+        as it did, and a pause undoes none of it, while a reset would let a member that
+        is suspected every few minutes put pruning off for ever. What a member brings
+        back from a pause is merged by the pruner's exchanges anyway.
+        """
+        if self._last is not None:
+            last, was_alive = self._last
+            if was_alive and all_alive and now > last:
+                self._alive_time += now - last
+            now = max(now, last)  # a clock that steps back never counts a span twice
+        self._last = (now, all_alive)
+
+    def _retired(
+        self, view: _View, named: AbstractSet[str], markers: PruningMarkers, local_replica: str
+    ) -> set[str]:
+        """The retired replicas among those named, pruned here, or marked with this node
+        as pruner (by an earlier life, perhaps)."""
+        candidates = set(named) | self._duties.keys()
+        candidates.update(
+            r
+            for r, marker in markers.items()
+            if isinstance(marker, Initialized) and marker.pruner == self.node_id
+        )
+        retired: set[str] = set()
+        for replica in candidates:
+            node = replica.rpartition(".")[0]
+            current = local_replica if node == self.node_id else view.replicas.get(node, "")
+            if current and replica not in (current, local_replica):
+                retired.add(replica)
+        return retired
+
+    def _pruner_steps(
+        self,
+        view: _View,
+        retired: set[str],
+        markers: PruningMarkers,
+        local_replica: str,
+        stamp: int,
+        actions: list[Action],
+    ) -> set[str]:
+        """Initialize and perform what this node prunes; the members it must still see."""
+        duties, self._duties = self._duties, {}
+        needed: set[str] = set()
+        stalled: set[str] = set()
+        lowest = view.lowest == self.node_id
+        period = self.config.dissemination_period
+        for replica in sorted(retired):
+            if self._alive_time - self._counting[replica] < period:
+                continue
+            marker = markers.get(replica)
+            if isinstance(marker, Performed):
+                continue
+            if marker is not None and marker.pruner < self.node_id:
+                if lowest:  # so its pruner is not an alive member
+                    stalled.add(replica)
+                continue
+            if not lowest:  # a lower member will take over (or is pruning already)
+                continue
+            duty = duties.get(replica)
+            if duty is None:
+                self._generation += 1
+                duty = _Duty(self._generation)
+            self._duties[replica] = duty
+            if marker is None or marker.pruner != self.node_id:
+                actions.append(Initialize(replica, self.node_id))
+            missing = view.others - duty.seen
+            if missing:
+                needed |= missing
+            else:
+                actions.append(Perform(replica, local_replica, stamp))
+        self._stalled = frozenset(stalled)
+        return needed
+
+    def _ask(self, needed: set[str], now: float, actions: list[Action]) -> None:
+        """An :class:`Exchange` per member still to be seen, not asked within the retry."""
+        retry = self.config.exchange_retry
+        asked = {node: when for node, when in self._asked.items() if node in needed}
+        for node in sorted(needed):
+            when = asked.get(node)
+            if when is None or now - when >= retry:
+                actions.append(Exchange(node))
+                asked[node] = now
+        self._asked = asked

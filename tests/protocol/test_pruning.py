@@ -1,0 +1,466 @@
+"""The pruning decisions (Pruner): which replicas are retired, the pause, who prunes,
+which exchanges count, and the clean-up, driven directly through scenarios and random
+schedules."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from crdtgossip.errors import ConfigError, OperationError
+from crdtgossip.protocol.pruning import (
+    Action,
+    Drop,
+    Exchange,
+    Expire,
+    Initialize,
+    MemberRow,
+    Perform,
+    Pruner,
+    PruningConfig,
+    See,
+)
+from crdtgossip.protocol.pruning_markers import Initialized, Performed, PruningMarkers
+from crdtgossip.protocol.states import Status
+
+ALIVE, SUSPECT, DEAD, LEFT = Status.ALIVE, Status.SUSPECT, Status.DEAD, Status.LEFT
+OLD_B, NEW_B = "b.00000000000000aa", "b.00000000000000bb"
+REPLICAS = {"a": "a.0000000000000001", "b": NEW_B, "c": "c.0000000000000001"}
+PERIOD = 300.0
+BASE_STAMP = 1_700_000_000 * 10**9
+
+
+def _stamp(now: float) -> int:
+    return BASE_STAMP + round(now * 10**9)
+
+
+def _rows(statuses: dict[str, Status] | None = None, **replicas: str) -> list[MemberRow]:
+    """The member table: a, b, c alive under REPLICAS, changed by the arguments."""
+    current = {**REPLICAS, **replicas}
+    status = dict.fromkeys(current, ALIVE) | (statuses or {})
+    return [(node, status[node], current[node]) for node in sorted(current)]
+
+
+class _Node:
+    """One node's side: a Pruner, the markers, what its states name, as an engine would
+    keep them; every action is carried out as the module doc says."""
+
+    def __init__(self, node_id: str, named: Iterable[str] = (OLD_B, NEW_B)) -> None:
+        self.node_id = node_id
+        self.replica = REPLICAS.get(node_id, f"{node_id}.0000000000000001")
+        self.pruner = Pruner(node_id)
+        self.markers = PruningMarkers()
+        self.named = {*named, self.replica}
+        self.pruned: list[str] = []
+
+    def step(self, now: float, members: list[MemberRow] | None = None) -> list[Action]:
+        actions = self.pruner.step(
+            members=_rows() if members is None else members,
+            named=frozenset(self.named),
+            markers=self.markers,
+            local_replica=self.replica,
+            now=now,
+            stamp=_stamp(now),
+        )
+        for action in actions:
+            if isinstance(action, Perform | Drop):
+                self.named.discard(action.replica)  # prune / drop_replica on the states
+            if isinstance(action, Perform):
+                self.pruned.append(action.replica)
+            action.mark(self.markers)
+        return list(actions)
+
+    def exchange(self, node_id: str, ticket: int | None = None) -> tuple[See, ...]:
+        ticket = self.pruner.exchange_ticket() if ticket is None else ticket
+        sees = self.pruner.exchanged(node_id, ticket)
+        for see in sees:
+            see.mark(self.markers)
+        return sees
+
+
+def _until(node: _Node, start: float, end: float, every: float = 50.0, **kw: object) -> None:
+    """Steps from ``start`` to before ``end``, each expected to do nothing."""
+    now = start
+    while now < end:
+        assert node.step(now, **kw) == [], now  # type: ignore[arg-type]
+        now += every
+
+
+def _initialized(node: _Node, now: float = PERIOD) -> None:
+    _until(node, 0.0, now)
+    actions = node.step(now)
+    assert actions == [Initialize(OLD_B, "a"), Exchange("b"), Exchange("c")]
+
+
+# ---- retired or not -----------------------------------------------------------------------
+
+
+def test_a_stateless_restart_is_retired_and_pruned_after_the_period() -> None:
+    a = _Node("a")
+    _until(a, 0.0, PERIOD)  # the period not yet over: nothing at 0, 50, .., 250
+    assert a.step(PERIOD - 0.5) == []
+    _initialized(a, PERIOD)
+    assert a.markers.get(OLD_B) == Initialized("a")
+    assert a.exchange("b") == (See(OLD_B, "b", "a"),)
+    assert a.step(PERIOD + 1) == []  # c not seen yet
+    a.exchange("c")
+    assert a.markers.get(OLD_B) == Initialized("a", frozenset({"b", "c"}))
+    assert a.step(PERIOD + 2) == [Perform(OLD_B, REPLICAS["a"], _stamp(PERIOD + 2))]
+    assert a.markers.get(OLD_B) == Performed(_stamp(PERIOD + 2))
+    assert a.pruned == [OLD_B]
+    assert a.pruner.pruning == {OLD_B}
+    assert a.step(PERIOD + 3) == []
+    assert a.pruner.pruning == frozenset()  # the performed marker ends it
+
+    c = _Node("c")  # another node, once it holds the performed marker, drops the replica
+    c.markers.merge(a.markers)
+    assert c.step(PERIOD + 3) == [Drop(OLD_B)]
+    assert c.step(PERIOD + 4) == []
+
+
+def test_a_stateful_restart_keeps_its_id_and_is_never_retired() -> None:
+    a = _Node("a", named=[OLD_B])
+    for now in range(0, 20 * int(PERIOD), 100):
+        assert a.step(float(now), _rows(b=OLD_B)) == []
+        a.exchange("b")
+        a.exchange("c")
+    assert len(a.markers) == 0
+
+
+def test_replicas_of_left_or_unknown_members_or_without_a_node_part_are_not_retired() -> None:
+    named = ["d.00000000000000aa", "e.00000000000000aa", "n1-0", ".x", "b"]
+    a = _Node("a", named=named)
+    members = [*_rows(), ("d", LEFT, "d.00000000000000bb")]
+    _until(a, 0.0, 10 * PERIOD, every=100.0, members=members)
+
+
+def test_the_local_current_replica_is_never_retired_even_when_its_row_lags() -> None:
+    a = _Node("a", named=["a.00000000000000ee"])  # an earlier life of a, and a.0..01 now
+    lagging = _rows(a="a.00000000000000ee")  # a's own row still names the earlier life
+    _until(a, 0.0, PERIOD, members=lagging)
+    assert a.step(PERIOD, lagging) == [
+        Initialize("a.00000000000000ee", "a"),
+        Exchange("b"),
+        Exchange("c"),
+    ]
+    a.markers.perform(a.replica, 1)  # even a (wrong) performed marker: no Drop of its own
+    assert all(REPLICAS["a"] not in repr(x) for x in a.step(PERIOD + 1, lagging))
+
+
+def test_a_replica_that_stops_being_retired_is_let_go() -> None:
+    # a's row of b lags behind b's restart and names OLD_B: NEW_B looks retired from a's
+    # view only until the row catches up, and a lets it go.
+    a = _Node("a")
+    lagging = _rows(b=OLD_B)
+    _until(a, 0.0, PERIOD, members=lagging)
+    assert a.step(PERIOD, lagging) == [Initialize(NEW_B, "a"), Exchange("b"), Exchange("c")]
+    assert a.step(PERIOD + 1) == []  # OLD_B only now retired: its count starts
+    assert a.pruner.pruning == frozenset()
+    a.exchange("b")
+    a.exchange("c")
+    _until(a, PERIOD + 2, 2 * PERIOD)
+    assert a.pruned == []
+
+
+# ---- the pause ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("status", [SUSPECT, DEAD])
+def test_a_suspect_or_dead_member_pauses_and_the_pause_only_stops_the_count(
+    status: Status,
+) -> None:
+    a = _Node("a")
+    _until(a, 0.0, 250.0)  # 0 .. 200 counted: 200 s
+    _until(a, 250.0, 1200.0, members=_rows({"c": status}))  # paused: nothing counts
+    assert a.step(1200.0) == []  # alive again: counting resumes from here
+    assert a.step(1299.0) == []  # 299 s counted
+    assert a.step(1300.0) == [Initialize(OLD_B, "a"), Exchange("b"), Exchange("c")]
+
+
+def test_a_pause_holds_a_prune_that_is_ready() -> None:
+    a = _Node("a")
+    _initialized(a)
+    a.exchange("b")
+    a.exchange("c")
+    _until(a, PERIOD + 1, 10 * PERIOD, members=_rows({"b": SUSPECT}))
+    assert a.step(10 * PERIOD) == [Perform(OLD_B, REPLICAS["a"], _stamp(10 * PERIOD))]
+
+
+def test_left_members_do_not_pause_and_need_no_exchange() -> None:
+    a = _Node("a")
+    members = _rows({"c": LEFT})
+    _until(a, 0.0, PERIOD, members=members)
+    assert a.step(PERIOD, members) == [Initialize(OLD_B, "a"), Exchange("b")]
+    a.exchange("b")
+    assert a.step(PERIOD + 1, members) == [Perform(OLD_B, REPLICAS["a"], _stamp(PERIOD + 1))]
+
+
+def test_the_clean_up_runs_during_a_pause() -> None:
+    c = _Node("c")
+    c.markers.perform(OLD_B, _stamp(0))
+    paused = _rows({"b": DEAD})
+    assert c.step(1.0, paused) == [Drop(OLD_B)]
+    c.markers.perform("x.1", _stamp(0))  # the ttl is over for it, and for OLD_B
+    ttl_ns = PruningConfig().marker_ttl_ns
+    assert c.step(7 * 3600.0, paused) == [Expire(_stamp(7 * 3600.0), ttl_ns)]
+
+
+# ---- who prunes ---------------------------------------------------------------------------
+
+
+def test_only_the_lowest_alive_member_initializes() -> None:
+    b, c = _Node("b"), _Node("c")
+    for node in (b, c):
+        _until(node, 0.0, 10 * PERIOD, every=100.0)
+    # a leaves: b is the lowest alive member, and its period has long been counted.
+    assert b.step(10 * PERIOD, _rows({"a": LEFT})) == [Initialize(OLD_B, "b"), Exchange("c")]
+    assert c.step(10 * PERIOD, _rows({"a": LEFT})) == []
+
+
+def test_concurrent_initializations_settle_on_the_lower_id() -> None:
+    a, b = _Node("a"), _Node("b")
+    without_a = [row for row in _rows() if row[0] != "a"]  # b has not heard of a yet
+    _initialized(a)
+    _until(b, 0.0, PERIOD, members=without_a)
+    assert b.step(PERIOD, without_a) == [Initialize(OLD_B, "b"), Exchange("c")]
+    b.exchange("c")  # b has seen everyone it knows, but first merges a's markers:
+    a.markers.merge(b.markers)
+    b.markers.merge(a.markers)
+    assert a.markers == b.markers
+    assert a.markers.get(OLD_B) == Initialized("a")
+    assert b.step(PERIOD + 1, without_a) == []  # no Perform: the marker is a's
+    assert b.pruner.pruning == frozenset()
+    assert b.pruner.stalled == {OLD_B}
+    assert b.exchange("a") == ()
+    assert b.step(PERIOD + 2) == []  # b now knows a: not its to prune, not stalled
+    assert b.pruner.stalled == frozenset()
+    a.exchange("b")
+    a.exchange("c")
+    assert a.step(PERIOD + 3) == [Perform(OLD_B, REPLICAS["a"], _stamp(PERIOD + 3))]
+
+
+def test_a_lower_member_that_joins_takes_over() -> None:
+    a, b = _Node("a"), _Node("b")
+    without_a = _rows({"a": LEFT})
+    _until(b, 0.0, PERIOD, members=without_a)
+    assert b.step(PERIOD, without_a)[0] == Initialize(OLD_B, "b")
+    b.exchange("c")
+    assert b.step(PERIOD + 1) == []  # a is back, alive and lower: b stops
+    assert b.pruner.pruning == frozenset()
+    a.markers.merge(b.markers)
+    _until(a, 0.0, PERIOD)
+    assert a.step(PERIOD) == [Initialize(OLD_B, "a"), Exchange("b"), Exchange("c")]
+    assert a.markers.get(OLD_B) == Initialized("a")
+
+
+def test_a_marker_of_an_earlier_life_is_taken_up_without_trusting_its_seen_set() -> None:
+    a = _Node("a")
+    a.markers.merge(PruningMarkers({OLD_B: Initialized("a", frozenset({"b", "c"}))}))
+    _until(a, 0.0, PERIOD)
+    assert a.step(PERIOD) == [Exchange("b"), Exchange("c")]  # no Perform, no Initialize
+    a.exchange("b")
+    assert a.step(PERIOD + 1) == []
+    a.exchange("c")
+    assert a.step(PERIOD + 2) == [Perform(OLD_B, REPLICAS["a"], _stamp(PERIOD + 2))]
+
+
+def test_a_marker_held_by_a_lower_pruner_that_left_is_reported_stalled() -> None:
+    b = _Node("b")
+    b.markers.initialize(OLD_B, "a")
+    members = _rows({"a": LEFT})
+    _until(b, 0.0, 3 * PERIOD, members=members)
+    assert b.pruner.stalled == {OLD_B}
+    assert b.markers.get(OLD_B) == Initialized("a")
+
+
+# ---- exchanges ----------------------------------------------------------------------------
+
+
+def test_an_exchange_begun_before_the_initialization_does_not_count() -> None:
+    a = _Node("a")
+    early = a.pruner.exchange_ticket()
+    _initialized(a)
+    assert a.exchange("b", early) == ()
+    a.exchange("c")
+    assert a.step(PERIOD + 1) == []  # b not seen: no Perform
+    assert a.markers.get(OLD_B) == Initialized("a", frozenset({"c"}))
+    a.exchange("b")
+    assert a.step(PERIOD + 2) == [Perform(OLD_B, REPLICAS["a"], _stamp(PERIOD + 2))]
+
+
+def test_exchanges_are_asked_again_only_after_the_retry() -> None:
+    a = _Node("a")
+    _initialized(a)
+    retry = PruningConfig().exchange_retry
+    assert a.step(PERIOD + retry - 1) == []
+    a.exchange("c")
+    assert a.step(PERIOD + retry) == [Exchange("b")]
+    assert a.step(PERIOD + retry + 1) == []
+
+
+def test_exchanged_refuses_a_ticket_it_did_not_give_and_ignores_itself() -> None:
+    a = _Node("a")
+    _initialized(a)
+    with pytest.raises(OperationError):
+        a.pruner.exchanged("b", a.pruner.exchange_ticket() + 1)
+    with pytest.raises(OperationError):
+        a.pruner.exchanged("b", -1)
+    assert a.exchange("a") == ()
+
+
+# ---- markers expire -----------------------------------------------------------------------
+
+
+def test_a_performed_marker_expires_after_the_ttl() -> None:
+    config = PruningConfig(marker_ttl=3600.0)
+    c = _Node("c")
+    c.pruner = Pruner("c", config)
+    c.markers.perform(OLD_B, _stamp(0))
+    assert c.step(1.0) == [Drop(OLD_B)]
+    c.named.add(OLD_B)  # a stale copy names it again: dropped again
+    assert c.step(3600.0) == [Drop(OLD_B)]  # exactly the ttl old: kept
+    assert c.step(3601.0) == [Expire(_stamp(3601.0), config.marker_ttl_ns)]
+    assert c.markers.get(OLD_B) is None
+    c.named.add(OLD_B)
+    assert c.step(3602.0) == []  # no marker: no longer dropped
+
+
+def test_the_config_is_checked() -> None:
+    assert PruningConfig().marker_ttl_ns == 6 * 3600 * 10**9
+    for bad in ({"dissemination_period": -1.0}, {"marker_ttl": 0.0}, {"exchange_retry": "1"}):
+        with pytest.raises(ConfigError):
+            PruningConfig(**bad)
+    with pytest.raises(ConfigError):
+        PruningConfig(marker_ttl=float("inf"))
+    with pytest.raises(OperationError):
+        Pruner("")
+    with pytest.raises(OperationError):
+        _Node("a").pruner.step(
+            members=_rows(),
+            named=set(),
+            markers=PruningMarkers(),
+            local_replica="",
+            now=0.0,
+            stamp=0,
+        )
+
+
+# ---- random schedules ---------------------------------------------------------------------
+
+# Weighted so that schedules often get through a period and a prune: ticks and ends of
+# exchanges are common, pauses and restarts rarer.
+_tick = st.tuples(st.just("tick"), st.sampled_from([0.0, 30.0, 120.0, 400.0]))
+_end = st.tuples(st.just("end"), st.integers(0, 7))  # which exchange under way ends
+_status = st.sampled_from([ALIVE, ALIVE, ALIVE, LEFT, SUSPECT, DEAD])
+_events = st.lists(
+    st.one_of(
+        _tick,
+        _tick,
+        _tick,
+        _end,
+        _end,
+        st.tuples(st.just("begin"), st.sampled_from("bcd")),
+        st.tuples(st.just("status"), st.sampled_from("bcd"), _status),
+        st.tuples(st.just("restart"), st.sampled_from("bc")),
+    ),
+    min_size=10,
+    max_size=60,
+)
+
+
+class _Schedule:
+    """Node a (the lowest id, always alive) among b, c, d, whose lives and statuses
+    change at random; full exchanges begin and end at random (an engine runs them on its
+    own schedule too, and may be slow to begin one asked for). Checks every step against
+    the rules, from its own record of what happened."""
+
+    def __init__(self) -> None:
+        self.a = _Node("a", named=("b.0", "b.1", "c.0", "d.0"))
+        self.lives = {"b": ["b.0", "b.1"], "c": ["c.0"], "d": ["d.0"]}  # b.0 retired
+        self.status = {"b": ALIVE, "c": ALIVE, "d": ALIVE}
+        self.now, self.events = 0.0, 0
+        self.prompt = False  # whether an Exchange asked for happens at once
+        self.retired_at = {"b.0": 0.0}  # when each earlier life was retired
+        self.first_initialized: dict[str, int] = {}
+        self.pending: list[tuple[str, int, int]] = []  # node, ticket, when it began
+        self.done: dict[str, list[int]] = {"b": [], "c": [], "d": []}  # when each began
+
+    def rows(self) -> list[MemberRow]:
+        rows = [(node, self.status[node], lives[-1]) for node, lives in self.lives.items()]
+        return [("a", ALIVE, self.a.replica), *rows]
+
+    def run(self, event: tuple[object, ...]) -> None:
+        self.events += 1
+        match event:
+            case ("tick", float(dt)):
+                self.now += dt
+                self.tick()
+            case ("status", str(node), Status() as status):
+                self.status[node] = status
+            case ("restart", str(node)):
+                self.retired_at[self.lives[node][-1]] = self.now
+                self.lives[node].append(f"{node}.{len(self.lives[node])}")
+                self.a.named.add(self.lives[node][-1])
+            case ("begin", str(node)):
+                self.pending.append((node, self.a.pruner.exchange_ticket(), self.events))
+            case ("end", int(which)) if self.pending:
+                node, ticket, began = self.pending.pop(which % len(self.pending))
+                self.a.exchange(node, ticket)
+                self.done[node].append(began)
+
+    def exchange_now(self, node: str) -> None:
+        """A full exchange with ``node`` that begins and ends now."""
+        self.events += 1
+        self.a.exchange(node)
+        self.done[node].append(self.events)
+
+    def tick(self) -> None:
+        rows = self.rows()
+        actions = self.a.step(self.now, rows)
+        paused = any(status not in (ALIVE, LEFT) for _, status, _ in rows)
+        alive = {node for node, status, _ in rows if status is ALIVE} - {"a"}
+        for action in actions:
+            if isinstance(action, Exchange) and self.prompt:
+                self.exchange_now(action.node_id)
+            if paused:
+                assert isinstance(action, Drop | Expire), action
+            if isinstance(action, Initialize | Perform):
+                node = action.replica.rpartition(".")[0]
+                assert action.replica != self.a.replica
+                assert action.replica != self.lives[node][-1], action
+                assert node in alive, action
+            if isinstance(action, Initialize):
+                self.first_initialized.setdefault(action.replica, self.events)
+                assert self.now - self.retired_at[action.replica] >= PERIOD, action
+            if isinstance(action, Perform):
+                initialized = self.first_initialized[action.replica]
+                for member in alive:  # a full exchange begun after the initialization
+                    assert any(began > initialized for began in self.done[member]), member
+
+
+@settings(max_examples=60)
+@given(events=_events)
+def test_random_schedules_keep_the_rules_and_end_pruned(events: list[tuple[object, ...]]) -> None:
+    schedule = _Schedule()
+    a = schedule.a
+    for event in [*events, ("tick", 0.0)]:
+        schedule.run(event)
+    # Then the exchanges under way end, everyone is alive for good, and every exchange
+    # asked for happens at once: each earlier life is pruned within the period and a few
+    # steps.
+    while schedule.pending:
+        schedule.run(("end", 0))
+    schedule.status = dict.fromkeys(schedule.status, ALIVE)
+    schedule.prompt = True
+    for _ in range(int(PERIOD // 60) + 4):
+        schedule.run(("tick", 60.0))
+    for lives in schedule.lives.values():
+        for replica in lives[:-1]:  # pruned once, its marker performed or expired since
+            assert a.pruned.count(replica) == 1, replica
+            assert replica not in a.named, replica
+            assert isinstance(a.markers.get(replica), Performed | None), replica
+        assert lives[-1] not in a.pruned
+        assert a.markers.get(lives[-1]) is None
