@@ -19,10 +19,13 @@ page "Pruning removed replicas" ("How the engine is to run it"):
   ``dissemination_period`` since this node first saw it retired, so its last writes
   have spread.
 * **Who.** The pruner is the lowest node id among the alive members. It initializes
-  the marker, then asks for a full anti-entropy exchange with every other alive member
-  it has not *seen*: a member is seen once an exchange with it that began after the
-  initialization has ended (the pruner then holds everything that member held). When
-  every other alive member is seen, it prunes and marks the replica performed.
+  the marker, then sends a *collect query* about the replica to every other alive
+  member it has not *seen*: the member goes through its keys as the rollback check's
+  answerers do (:mod:`~crdtgossip.protocol.rollback`), sends the state of every key
+  naming the replica, then says it is done. A member is seen once it has answered a
+  query about the replica begun after the initialization: the pruner then holds
+  everything of the replica that member held. When every other alive member is seen,
+  the pruner prunes and marks the replica performed.
 * **Clean-up**, on every node, paused or not: a replica with a performed marker is
   dropped from every held state naming it (and from every received payload naming it,
   before the merge: :meth:`~crdtgossip.protocol.pruning_markers.PruningMarkers.performed`
@@ -34,21 +37,20 @@ How the engine runs it:
    soon things happen) call :meth:`Pruner.step` and carry out the actions returned, in
    order, before the next call. Each action's :meth:`~Initialize.mark` makes its change
    to the marker table and says whether the table changed (then store and spread it);
-   :class:`Exchange`, :class:`Perform` and :class:`Drop` also name work on the states,
-   described on each class.
-2. When a full anti-entropy exchange with a member begins (any, whether an
-   :class:`Exchange` asked for it or not), take :meth:`Pruner.exchange_ticket`; when it
-   has ended, the member's states and its marker table all merged, call
-   :meth:`Pruner.exchanged` with the member and that ticket and mark the :class:`See`
-   actions it returns. The ticket is how an exchange that began before an
-   initialization is kept from counting for it.
+   :class:`Collect`, :class:`Perform` and :class:`Drop` also name work, described on
+   each class.
+2. When a collect query to a member begins (before its first message is sent), take
+   :meth:`Pruner.query_ticket`; once the member has said it is done and every state it
+   sent is merged, call :meth:`Pruner.collected` with the member, the replicas the
+   query named and that ticket, and mark the :class:`See` actions it returns. The
+   ticket is how a query begun before an initialization is kept from counting for it.
 3. Merge every marker table received (:meth:`PruningMarkers.merge`), and drop the
    replicas of ``markers.performed()`` from every payload before merging it.
 
 The Pruner's own state is small and bounded: per retired replica, when it was first
 seen; per replica it is pruning, the members seen; per member asked, when. It is not
-stored: a restarted node counts the period again, and exchanges again with every member
-before it prunes (a marker this node initialized in an earlier life is taken up, but
+stored: a restarted node counts the period again, and queries every member again before
+it prunes (a marker this node initialized in an earlier life is taken up, but
 its seen set is not trusted: what that life merged may be lost).
 
 A marker initialized by a pruner that is no longer an alive member, and is lower than
@@ -75,11 +77,11 @@ from crdtgossip.protocol.states import Status
 
 __all__ = [
     "DISSEMINATION_PERIOD",
-    "EXCHANGE_RETRY",
     "MARKER_TTL",
+    "QUERY_RETRY",
     "Action",
+    "Collect",
     "Drop",
-    "Exchange",
     "Expire",
     "Initialize",
     "MemberRow",
@@ -98,9 +100,10 @@ MARKER_TTL: Final = 6 * 3600.0
 memory (6 h; it keeps 10 days for durable data). It must outlast the longest partition
 and the oldest store restored, which could still name the replica."""
 
-EXCHANGE_RETRY: Final = 60.0
-"""Seconds before an :class:`Exchange` not yet followed by a completed exchange is
-asked again (the first may have failed, or the member been busy)."""
+QUERY_RETRY: Final = 60.0
+"""Seconds before a member whose answer to a :class:`Collect` has not come is asked
+again (the query or its answer may have been lost, or the member was busy: the rollback
+check's answerers drop queries past ``MAX_SCANS`` at once)."""
 
 _NS: Final = 1_000_000_000
 
@@ -119,10 +122,10 @@ class PruningConfig:
 
     dissemination_period: float = DISSEMINATION_PERIOD
     marker_ttl: float = MARKER_TTL
-    exchange_retry: float = EXCHANGE_RETRY
+    query_retry: float = QUERY_RETRY
 
     def __post_init__(self) -> None:
-        for name in ("dissemination_period", "marker_ttl", "exchange_retry"):
+        for name in ("dissemination_period", "marker_ttl", "query_retry"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int | float):
                 raise ConfigError(f"{name} must be a number of seconds, not {value!r:.60}")
@@ -150,11 +153,13 @@ class Initialize:
 
 
 @dataclass(frozen=True, slots=True)
-class Exchange:
-    """Begin a full anti-entropy exchange with ``node_id`` (unless one is under way);
-    report it as step 2 of the module doc says."""
+class Collect:
+    """Send ``node_id`` a collect query about ``replicas``: it answers with the state of
+    every key naming any of them, then says it is done. Report it as step 2 of the
+    module doc says."""
 
     node_id: str
+    replicas: frozenset[str]
 
     def mark(self, markers: PruningMarkers) -> bool:
         """No change to the markers (False)."""
@@ -219,13 +224,13 @@ class Expire:
         return bool(markers.expire(self.now_stamp, self.ttl_ns))
 
 
-Action: TypeAlias = Initialize | Exchange | See | Perform | Drop | Expire
+Action: TypeAlias = Initialize | Collect | See | Perform | Drop | Expire
 
 
 @dataclass(slots=True)
 class _Duty:
-    """A replica this node is pruning: from which generation on an exchange counts for
-    it, and the members seen since."""
+    """A replica this node is pruning: from which generation on a query counts for it,
+    and the members seen since."""
 
     generation: int
     seen: set[str] = field(default_factory=set)
@@ -284,8 +289,9 @@ class Pruner:
         self._last: tuple[float, bool] | None = None  # the last call's time, all alive?
         self._counting: dict[str, float] = {}  # retired replica -> _alive_time first seen
         self._duties: dict[str, _Duty] = {}
-        self._generation = 0  # duties begun; an exchange's ticket is its value then
-        self._asked: dict[str, float] = {}  # member -> when an Exchange last named it
+        self._generation = 0  # duties begun; a query's ticket is its value then
+        # member -> when it was last asked, and about which replicas since then
+        self._asked: dict[str, tuple[float, frozenset[str]]] = {}
         self._stalled: frozenset[str] = frozenset()
 
     @property
@@ -351,26 +357,27 @@ class Pruner:
         self._ask(needed, now, actions)
         return tuple(actions)
 
-    def exchange_ticket(self) -> int:
-        """The ticket of a full anti-entropy exchange beginning now: take it before the
-        exchange's first message is sent, hand it to :meth:`exchanged` at its end."""
+    def query_ticket(self) -> int:
+        """The ticket of a collect query beginning now: take it before the query's first
+        message is sent, hand it to :meth:`collected` once it is answered."""
         return self._generation
 
-    def exchanged(self, node_id: str, ticket: int) -> tuple[See, ...]:
-        """A full exchange with ``node_id``, begun with ``ticket``, has ended: this node
-        has merged everything that member held. Returns the :class:`See` actions to mark:
-        one per replica this node is pruning that it initialized before the exchange
-        began (a ticket taken earlier counts for none of them).
+    def collected(self, node_id: str, replicas: AbstractSet[str], ticket: int) -> tuple[See, ...]:
+        """``node_id`` has answered a collect query about ``replicas``, begun with
+        ``ticket``: every state it sent is merged, so this node holds everything of
+        those replicas that member held. Returns the :class:`See` actions to mark: one
+        per replica of the query that this node is pruning and initialized before the
+        query began (a ticket taken earlier counts for none of them).
 
         Raises:
-            OperationError: ``ticket`` is not one :meth:`exchange_ticket` gave.
+            OperationError: ``ticket`` is not one :meth:`query_ticket` gave.
         """
         if type(ticket) is not int or not 0 <= ticket <= self._generation:
-            raise OperationError(f"not an exchange ticket of this Pruner: {ticket!r:.60}")
-        sees: list[See] = []
+            raise OperationError(f"not a query ticket of this Pruner: {ticket!r:.60}")
         if node_id == self.node_id:
             return ()
-        for replica in sorted(self._duties):
+        sees: list[See] = []
+        for replica in sorted(self._duties.keys() & replicas):
             duty = self._duties[replica]
             if duty.generation <= ticket and node_id not in duty.seen:
                 duty.seen.add(node_id)
@@ -384,7 +391,7 @@ class Pruner:
         does): the time already counted has spread the retired replica's writes as far
         as it did, and a pause undoes none of it, while a reset would let a member that
         is suspected every few minutes put pruning off for ever. What a member brings
-        back from a pause is merged by the pruner's exchanges anyway.
+        back from a pause the pruner collects from it anyway.
         """
         if self._last is not None:
             last, was_alive = self._last
@@ -420,10 +427,11 @@ class Pruner:
         local_replica: str,
         stamp: int,
         actions: list[Action],
-    ) -> set[str]:
-        """Initialize and perform what this node prunes; the members it must still see."""
+    ) -> dict[str, set[str]]:
+        """Initialize and perform what this node prunes; the members it must still see,
+        with the replicas to see each for."""
         duties, self._duties = self._duties, {}
-        needed: set[str] = set()
+        needed: dict[str, set[str]] = {}
         stalled: set[str] = set()
         lowest = view.lowest == self.node_id
         period = self.config.dissemination_period
@@ -447,20 +455,28 @@ class Pruner:
             if marker is None or marker.pruner != self.node_id:
                 actions.append(Initialize(replica, self.node_id))
             missing = view.others - duty.seen
-            if missing:
-                needed |= missing
-            else:
+            for node in missing:
+                needed.setdefault(node, set()).add(replica)
+            if not missing:
                 actions.append(Perform(replica, local_replica, stamp))
         self._stalled = frozenset(stalled)
         return needed
 
-    def _ask(self, needed: set[str], now: float, actions: list[Action]) -> None:
-        """An :class:`Exchange` per member still to be seen, not asked within the retry."""
-        retry = self.config.exchange_retry
-        asked = {node: when for node, when in self._asked.items() if node in needed}
+    def _ask(self, needed: dict[str, set[str]], now: float, actions: list[Action]) -> None:
+        """A :class:`Collect` per member still to be seen: about every replica wanted of
+        it once the retry is over since it was last asked, else about those it was not
+        asked for since."""
+        retry = self.config.query_retry
+        asked: dict[str, tuple[float, frozenset[str]]] = {}
         for node in sorted(needed):
-            when = asked.get(node)
-            if when is None or now - when >= retry:
-                actions.append(Exchange(node))
-                asked[node] = now
+            wanted = frozenset(needed[node])
+            when, replicas = self._asked.get(node, (-math.inf, frozenset()))
+            if now - when >= retry:
+                actions.append(Collect(node, wanted))
+                asked[node] = (now, wanted)
+            elif not wanted <= replicas:
+                actions.append(Collect(node, wanted - replicas))
+                asked[node] = (when, replicas | wanted)
+            else:
+                asked[node] = (when, replicas)
         self._asked = asked

@@ -1,5 +1,5 @@
 """The pruning decisions (Pruner): which replicas are retired, the pause, who prunes,
-which exchanges count, and the clean-up, driven directly through scenarios and random
+which collect queries count, and the clean-up, driven directly through scenarios and random
 schedules."""
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from hypothesis import strategies as st
 from crdtgossip.errors import ConfigError, OperationError
 from crdtgossip.protocol.pruning import (
     Action,
+    Collect,
     Drop,
-    Exchange,
     Expire,
     Initialize,
     MemberRow,
@@ -27,7 +27,7 @@ from crdtgossip.protocol.pruning_markers import Initialized, Performed, PruningM
 from crdtgossip.protocol.states import Status
 
 ALIVE, SUSPECT, DEAD, LEFT = Status.ALIVE, Status.SUSPECT, Status.DEAD, Status.LEFT
-OLD_B, NEW_B = "b.00000000000000aa", "b.00000000000000bb"
+OLD_B, NEW_B, C_OLD = "b.00000000000000aa", "b.00000000000000bb", "c.00000000000000aa"
 REPLICAS = {"a": "a.0000000000000001", "b": NEW_B, "c": "c.0000000000000001"}
 PERIOD = 300.0
 BASE_STAMP = 1_700_000_000 * 10**9
@@ -48,10 +48,9 @@ class _Node:
     """One node's side: a Pruner, the markers, what its states name, as an engine would
     keep them; every action is carried out as the module doc says."""
 
-    def __init__(self, node_id: str, named: Iterable[str] = (OLD_B, NEW_B)) -> None:
-        self.node_id = node_id
-        self.replica = REPLICAS.get(node_id, f"{node_id}.0000000000000001")
-        self.pruner = Pruner(node_id)
+    def __init__(self, node_id: str, named: Iterable[str] = (OLD_B, NEW_B), **config: float):
+        self.replica = REPLICAS[node_id]
+        self.pruner = Pruner(node_id, PruningConfig(**config))
         self.markers = PruningMarkers()
         self.named = {*named, self.replica}
         self.pruned: list[str] = []
@@ -73,12 +72,30 @@ class _Node:
             action.mark(self.markers)
         return list(actions)
 
-    def exchange(self, node_id: str, ticket: int | None = None) -> tuple[See, ...]:
-        ticket = self.pruner.exchange_ticket() if ticket is None else ticket
-        sees = self.pruner.exchanged(node_id, ticket)
+    def collect(
+        self, node_id: str, ticket: int | None = None, replicas: Iterable[str] | None = None
+    ) -> tuple[See, ...]:
+        """A collect query to ``node_id`` answered: about ``replicas`` (by default every
+        replica being pruned), begun with ``ticket`` (by default now)."""
+        ticket = self.pruner.query_ticket() if ticket is None else ticket
+        asked = self.pruner.pruning if replicas is None else frozenset(replicas)
+        sees = self.pruner.collected(node_id, asked, ticket)
         for see in sees:
             see.mark(self.markers)
         return sees
+
+
+def _ask(node_id: str, *replicas: str) -> Collect:
+    return Collect(node_id, frozenset(replicas or (OLD_B,)))
+
+
+def _started(replica: str, *nodes: str, pruner: str = "a") -> list[Action]:
+    """What a step initializing ``replica`` returns: the marker, a query to each node."""
+    return [Initialize(replica, pruner), *(Collect(node, frozenset({replica})) for node in nodes)]
+
+
+def _perform(now: float, replica: str = OLD_B) -> Perform:
+    return Perform(replica, REPLICAS["a"], _stamp(now))
 
 
 def _until(node: _Node, start: float, end: float, every: float = 50.0, **kw: object) -> None:
@@ -89,10 +106,10 @@ def _until(node: _Node, start: float, end: float, every: float = 50.0, **kw: obj
         now += every
 
 
-def _initialized(node: _Node, now: float = PERIOD) -> None:
-    _until(node, 0.0, now)
-    actions = node.step(now)
-    assert actions == [Initialize(OLD_B, "a"), Exchange("b"), Exchange("c")]
+def _initialized(node: _Node) -> None:
+    _until(node, 0.0, PERIOD)
+    assert node.step(PERIOD - 0.5) == []
+    assert node.step(PERIOD) == _started(OLD_B, "b", "c")
 
 
 # ---- retired or not -----------------------------------------------------------------------
@@ -100,15 +117,13 @@ def _initialized(node: _Node, now: float = PERIOD) -> None:
 
 def test_a_stateless_restart_is_retired_and_pruned_after_the_period() -> None:
     a = _Node("a")
-    _until(a, 0.0, PERIOD)  # the period not yet over: nothing at 0, 50, .., 250
-    assert a.step(PERIOD - 0.5) == []
-    _initialized(a, PERIOD)
+    _initialized(a)  # the period not yet over: nothing at 0, 50, .., 250, then at 300
     assert a.markers.get(OLD_B) == Initialized("a")
-    assert a.exchange("b") == (See(OLD_B, "b", "a"),)
+    assert a.collect("b") == (See(OLD_B, "b", "a"),)
     assert a.step(PERIOD + 1) == []  # c not seen yet
-    a.exchange("c")
+    a.collect("c")
     assert a.markers.get(OLD_B) == Initialized("a", frozenset({"b", "c"}))
-    assert a.step(PERIOD + 2) == [Perform(OLD_B, REPLICAS["a"], _stamp(PERIOD + 2))]
+    assert a.step(PERIOD + 2) == [_perform(PERIOD + 2)]
     assert a.markers.get(OLD_B) == Performed(_stamp(PERIOD + 2))
     assert a.pruned == [OLD_B]
     assert a.pruner.pruning == {OLD_B}
@@ -125,8 +140,6 @@ def test_a_stateful_restart_keeps_its_id_and_is_never_retired() -> None:
     a = _Node("a", named=[OLD_B])
     for now in range(0, 20 * int(PERIOD), 100):
         assert a.step(float(now), _rows(b=OLD_B)) == []
-        a.exchange("b")
-        a.exchange("c")
     assert len(a.markers) == 0
 
 
@@ -141,11 +154,7 @@ def test_the_local_current_replica_is_never_retired_even_when_its_row_lags() -> 
     a = _Node("a", named=["a.00000000000000ee"])  # an earlier life of a, and a.0..01 now
     lagging = _rows(a="a.00000000000000ee")  # a's own row still names the earlier life
     _until(a, 0.0, PERIOD, members=lagging)
-    assert a.step(PERIOD, lagging) == [
-        Initialize("a.00000000000000ee", "a"),
-        Exchange("b"),
-        Exchange("c"),
-    ]
+    assert a.step(PERIOD, lagging) == _started("a.00000000000000ee", "b", "c")
     a.markers.perform(a.replica, 1)  # even a (wrong) performed marker: no Drop of its own
     assert all(REPLICAS["a"] not in repr(x) for x in a.step(PERIOD + 1, lagging))
 
@@ -156,11 +165,11 @@ def test_a_replica_that_stops_being_retired_is_let_go() -> None:
     a = _Node("a")
     lagging = _rows(b=OLD_B)
     _until(a, 0.0, PERIOD, members=lagging)
-    assert a.step(PERIOD, lagging) == [Initialize(NEW_B, "a"), Exchange("b"), Exchange("c")]
+    assert a.step(PERIOD, lagging) == _started(NEW_B, "b", "c")
     assert a.step(PERIOD + 1) == []  # OLD_B only now retired: its count starts
     assert a.pruner.pruning == frozenset()
-    a.exchange("b")
-    a.exchange("c")
+    a.collect("b")
+    a.collect("c")
     _until(a, PERIOD + 2, 2 * PERIOD)
     assert a.pruned == []
 
@@ -177,25 +186,25 @@ def test_a_suspect_or_dead_member_pauses_and_the_pause_only_stops_the_count(
     _until(a, 250.0, 1200.0, members=_rows({"c": status}))  # paused: nothing counts
     assert a.step(1200.0) == []  # alive again: counting resumes from here
     assert a.step(1299.0) == []  # 299 s counted
-    assert a.step(1300.0) == [Initialize(OLD_B, "a"), Exchange("b"), Exchange("c")]
+    assert a.step(1300.0) == _started(OLD_B, "b", "c")
 
 
 def test_a_pause_holds_a_prune_that_is_ready() -> None:
     a = _Node("a")
     _initialized(a)
-    a.exchange("b")
-    a.exchange("c")
+    a.collect("b")
+    a.collect("c")
     _until(a, PERIOD + 1, 10 * PERIOD, members=_rows({"b": SUSPECT}))
-    assert a.step(10 * PERIOD) == [Perform(OLD_B, REPLICAS["a"], _stamp(10 * PERIOD))]
+    assert a.step(10 * PERIOD) == [_perform(10 * PERIOD)]
 
 
-def test_left_members_do_not_pause_and_need_no_exchange() -> None:
+def test_left_members_do_not_pause_and_need_no_query() -> None:
     a = _Node("a")
     members = _rows({"c": LEFT})
     _until(a, 0.0, PERIOD, members=members)
-    assert a.step(PERIOD, members) == [Initialize(OLD_B, "a"), Exchange("b")]
-    a.exchange("b")
-    assert a.step(PERIOD + 1, members) == [Perform(OLD_B, REPLICAS["a"], _stamp(PERIOD + 1))]
+    assert a.step(PERIOD, members) == _started(OLD_B, "b")
+    a.collect("b")
+    assert a.step(PERIOD + 1, members) == [_perform(PERIOD + 1)]
 
 
 def test_the_clean_up_runs_during_a_pause() -> None:
@@ -216,7 +225,7 @@ def test_only_the_lowest_alive_member_initializes() -> None:
     for node in (b, c):
         _until(node, 0.0, 10 * PERIOD, every=100.0)
     # a leaves: b is the lowest alive member, and its period has long been counted.
-    assert b.step(10 * PERIOD, _rows({"a": LEFT})) == [Initialize(OLD_B, "b"), Exchange("c")]
+    assert b.step(10 * PERIOD, _rows({"a": LEFT})) == _started(OLD_B, "c", pruner="b")
     assert c.step(10 * PERIOD, _rows({"a": LEFT})) == []
 
 
@@ -225,8 +234,8 @@ def test_concurrent_initializations_settle_on_the_lower_id() -> None:
     without_a = [row for row in _rows() if row[0] != "a"]  # b has not heard of a yet
     _initialized(a)
     _until(b, 0.0, PERIOD, members=without_a)
-    assert b.step(PERIOD, without_a) == [Initialize(OLD_B, "b"), Exchange("c")]
-    b.exchange("c")  # b has seen everyone it knows, but first merges a's markers:
+    assert b.step(PERIOD, without_a) == _started(OLD_B, "c", pruner="b")
+    b.collect("c")  # b has seen everyone it knows, but first merges a's markers:
     a.markers.merge(b.markers)
     b.markers.merge(a.markers)
     assert a.markers == b.markers
@@ -234,12 +243,12 @@ def test_concurrent_initializations_settle_on_the_lower_id() -> None:
     assert b.step(PERIOD + 1, without_a) == []  # no Perform: the marker is a's
     assert b.pruner.pruning == frozenset()
     assert b.pruner.stalled == {OLD_B}
-    assert b.exchange("a") == ()
+    assert b.collect("a") == ()
     assert b.step(PERIOD + 2) == []  # b now knows a: not its to prune, not stalled
     assert b.pruner.stalled == frozenset()
-    a.exchange("b")
-    a.exchange("c")
-    assert a.step(PERIOD + 3) == [Perform(OLD_B, REPLICAS["a"], _stamp(PERIOD + 3))]
+    a.collect("b")
+    a.collect("c")
+    assert a.step(PERIOD + 3) == [_perform(PERIOD + 3)]
 
 
 def test_a_lower_member_that_joins_takes_over() -> None:
@@ -247,12 +256,12 @@ def test_a_lower_member_that_joins_takes_over() -> None:
     without_a = _rows({"a": LEFT})
     _until(b, 0.0, PERIOD, members=without_a)
     assert b.step(PERIOD, without_a)[0] == Initialize(OLD_B, "b")
-    b.exchange("c")
+    b.collect("c")
     assert b.step(PERIOD + 1) == []  # a is back, alive and lower: b stops
     assert b.pruner.pruning == frozenset()
     a.markers.merge(b.markers)
     _until(a, 0.0, PERIOD)
-    assert a.step(PERIOD) == [Initialize(OLD_B, "a"), Exchange("b"), Exchange("c")]
+    assert a.step(PERIOD) == _started(OLD_B, "b", "c")
     assert a.markers.get(OLD_B) == Initialized("a")
 
 
@@ -260,11 +269,11 @@ def test_a_marker_of_an_earlier_life_is_taken_up_without_trusting_its_seen_set()
     a = _Node("a")
     a.markers.merge(PruningMarkers({OLD_B: Initialized("a", frozenset({"b", "c"}))}))
     _until(a, 0.0, PERIOD)
-    assert a.step(PERIOD) == [Exchange("b"), Exchange("c")]  # no Perform, no Initialize
-    a.exchange("b")
+    assert a.step(PERIOD) == [_ask("b"), _ask("c")]  # no Perform, no Initialize
+    a.collect("b")
     assert a.step(PERIOD + 1) == []
-    a.exchange("c")
-    assert a.step(PERIOD + 2) == [Perform(OLD_B, REPLICAS["a"], _stamp(PERIOD + 2))]
+    a.collect("c")
+    assert a.step(PERIOD + 2) == [_perform(PERIOD + 2)]
 
 
 def test_a_marker_held_by_a_lower_pruner_that_left_is_reported_stalled() -> None:
@@ -276,53 +285,73 @@ def test_a_marker_held_by_a_lower_pruner_that_left_is_reported_stalled() -> None
     assert b.markers.get(OLD_B) == Initialized("a")
 
 
-# ---- exchanges ----------------------------------------------------------------------------
+# ---- collect queries ----------------------------------------------------------------------
 
 
-def test_an_exchange_begun_before_the_initialization_does_not_count() -> None:
+def test_a_query_begun_before_the_initialization_does_not_count() -> None:
     a = _Node("a")
-    early = a.pruner.exchange_ticket()
+    early = a.pruner.query_ticket()
     _initialized(a)
-    assert a.exchange("b", early) == ()
-    a.exchange("c")
+    assert a.collect("b", early, [OLD_B]) == ()
+    a.collect("c")
     assert a.step(PERIOD + 1) == []  # b not seen: no Perform
     assert a.markers.get(OLD_B) == Initialized("a", frozenset({"c"}))
-    a.exchange("b")
-    assert a.step(PERIOD + 2) == [Perform(OLD_B, REPLICAS["a"], _stamp(PERIOD + 2))]
+    a.collect("b")
+    assert a.step(PERIOD + 2) == [_perform(PERIOD + 2)]
 
 
-def test_exchanges_are_asked_again_only_after_the_retry() -> None:
+def test_a_member_is_asked_again_only_after_the_retry() -> None:
     a = _Node("a")
     _initialized(a)
-    retry = PruningConfig().exchange_retry
+    retry = PruningConfig().query_retry
     assert a.step(PERIOD + retry - 1) == []
-    a.exchange("c")
-    assert a.step(PERIOD + retry) == [Exchange("b")]
+    a.collect("c")
+    assert a.step(PERIOD + retry) == [_ask("b")]
     assert a.step(PERIOD + retry + 1) == []
 
 
-def test_exchanged_refuses_a_ticket_it_did_not_give_and_ignores_itself() -> None:
+def test_a_query_about_one_replica_does_not_count_for_another() -> None:
+    a = _Node("a", named=[OLD_B, C_OLD])  # c restarted too
+    _until(a, 0.0, PERIOD)
+    both = frozenset({OLD_B, C_OLD})
+    assert a.step(PERIOD) == [
+        Initialize(OLD_B, "a"),
+        Initialize(C_OLD, "a"),
+        Collect("b", both),
+        Collect("c", both),
+    ]
+    assert a.collect("b", replicas=[OLD_B]) == (See(OLD_B, "b", "a"),)
+    a.collect("c")
+    assert a.step(PERIOD + 1) == [_perform(PERIOD + 1)]
+    assert a.collect("b", replicas=[C_OLD]) != ()
+    assert a.step(PERIOD + 2)[0] == _perform(PERIOD + 2, C_OLD)
+
+
+def test_a_replica_newly_wanted_of_a_member_is_asked_for_at_once_and_alone() -> None:
+    a = _Node("a", query_retry=10 * PERIOD)  # no asking again
+    _initialized(a)
+    a.named.add(C_OLD)  # c's earlier life is named from now on
+    _until(a, PERIOD + 1, 2 * PERIOD + 1)
+    assert a.step(2 * PERIOD + 1) == _started(C_OLD, "b", "c")
+
+
+def test_collected_refuses_a_ticket_it_did_not_give_and_ignores_itself() -> None:
     a = _Node("a")
     _initialized(a)
     with pytest.raises(OperationError):
-        a.pruner.exchanged("b", a.pruner.exchange_ticket() + 1)
+        a.pruner.collected("b", {OLD_B}, a.pruner.query_ticket() + 1)
     with pytest.raises(OperationError):
-        a.pruner.exchanged("b", -1)
-    assert a.exchange("a") == ()
-
-
-# ---- markers expire -----------------------------------------------------------------------
+        a.pruner.collected("b", {OLD_B}, -1)
+    assert a.collect("a") == ()
 
 
 def test_a_performed_marker_expires_after_the_ttl() -> None:
-    config = PruningConfig(marker_ttl=3600.0)
-    c = _Node("c")
-    c.pruner = Pruner("c", config)
+    c = _Node("c", marker_ttl=3600.0)
     c.markers.perform(OLD_B, _stamp(0))
     assert c.step(1.0) == [Drop(OLD_B)]
     c.named.add(OLD_B)  # a stale copy names it again: dropped again
     assert c.step(3600.0) == [Drop(OLD_B)]  # exactly the ttl old: kept
-    assert c.step(3601.0) == [Expire(_stamp(3601.0), config.marker_ttl_ns)]
+    assert c.step(3601.0) == [Expire(_stamp(3601.0), 3600 * 10**9)]
     assert c.markers.get(OLD_B) is None
     c.named.add(OLD_B)
     assert c.step(3602.0) == []  # no marker: no longer dropped
@@ -330,39 +359,35 @@ def test_a_performed_marker_expires_after_the_ttl() -> None:
 
 def test_the_config_is_checked() -> None:
     assert PruningConfig().marker_ttl_ns == 6 * 3600 * 10**9
-    for bad in ({"dissemination_period": -1.0}, {"marker_ttl": 0.0}, {"exchange_retry": "1"}):
+    for bad in ({"dissemination_period": -1.0}, {"marker_ttl": 0.0}, {"query_retry": "1"}):
         with pytest.raises(ConfigError):
             PruningConfig(**bad)
     with pytest.raises(ConfigError):
         PruningConfig(marker_ttl=float("inf"))
     with pytest.raises(OperationError):
         Pruner("")
-    with pytest.raises(OperationError):
-        _Node("a").pruner.step(
-            members=_rows(),
-            named=set(),
-            markers=PruningMarkers(),
-            local_replica="",
-            now=0.0,
-            stamp=0,
-        )
+    a = _Node("a")
+    for bad_replica, bad_stamp in (("", 0), (REPLICAS["a"], -1), (REPLICAS["a"], 2**64)):
+        with pytest.raises(OperationError):
+            a.pruner.step(
+                members=_rows(), named=set(), markers=PruningMarkers(),
+                local_replica=bad_replica, now=0.0, stamp=bad_stamp,
+            )  # fmt: skip
 
 
 # ---- random schedules ---------------------------------------------------------------------
 
-# Weighted so that schedules often get through a period and a prune: ticks and ends of
-# exchanges are common, pauses and restarts rarer.
+# Weighted so that schedules often get through a period and a prune: ticks and answers to
+# queries are common, pauses and restarts rarer.
 _tick = st.tuples(st.just("tick"), st.sampled_from([0.0, 30.0, 120.0, 400.0]))
-_end = st.tuples(st.just("end"), st.integers(0, 7))  # which exchange under way ends
+_end = st.tuples(st.just("end"), st.integers(0, 7))  # which query under way is answered
 _status = st.sampled_from([ALIVE, ALIVE, ALIVE, LEFT, SUSPECT, DEAD])
 _events = st.lists(
     st.one_of(
-        _tick,
-        _tick,
-        _tick,
-        _end,
-        _end,
-        st.tuples(st.just("begin"), st.sampled_from("bcd")),
+        *[_tick] * 3,
+        *[_end] * 2,
+        # a query the engine begins on its own: about some of the lives known so far
+        st.tuples(st.just("begin"), st.sampled_from("bcd"), st.integers(0, 255)),
         st.tuples(st.just("status"), st.sampled_from("bcd"), _status),
         st.tuples(st.just("restart"), st.sampled_from("bc")),
     ),
@@ -372,21 +397,21 @@ _events = st.lists(
 
 
 class _Schedule:
-    """Node a (the lowest id, always alive) among b, c, d, whose lives and statuses
-    change at random; full exchanges begin and end at random (an engine runs them on its
-    own schedule too, and may be slow to begin one asked for). Checks every step against
-    the rules, from its own record of what happened."""
+    """Node a (lowest, always alive) among b, c, d, whose lives and statuses change at
+    random; queries begin (as asked, or at random, as an engine's queue could hold stale
+    ones), are answered in any order, and every step is checked against the rules."""
 
     def __init__(self) -> None:
         self.a = _Node("a", named=("b.0", "b.1", "c.0", "d.0"))
         self.lives = {"b": ["b.0", "b.1"], "c": ["c.0"], "d": ["d.0"]}  # b.0 retired
         self.status = {"b": ALIVE, "c": ALIVE, "d": ALIVE}
         self.now, self.events = 0.0, 0
-        self.prompt = False  # whether an Exchange asked for happens at once
+        self.prompt = False  # whether a query asked for is answered at once
         self.retired_at = {"b.0": 0.0}  # when each earlier life was retired
         self.first_initialized: dict[str, int] = {}
-        self.pending: list[tuple[str, int, int]] = []  # node, ticket, when it began
-        self.done: dict[str, list[int]] = {"b": [], "c": [], "d": []}  # when each began
+        # queries under way: node, replicas, ticket, when it began; and those answered
+        self.pending: list[tuple[str, frozenset[str], int, int]] = []
+        self.done: dict[str, list[tuple[int, frozenset[str]]]] = {"b": [], "c": [], "d": []}
 
     def rows(self) -> list[MemberRow]:
         rows = [(node, self.status[node], lives[-1]) for node, lives in self.lives.items()]
@@ -404,18 +429,21 @@ class _Schedule:
                 self.retired_at[self.lives[node][-1]] = self.now
                 self.lives[node].append(f"{node}.{len(self.lives[node])}")
                 self.a.named.add(self.lives[node][-1])
-            case ("begin", str(node)):
-                self.pending.append((node, self.a.pruner.exchange_ticket(), self.events))
+            case ("begin", str(node), int(mask)):
+                known = sorted(life for lives in self.lives.values() for life in lives)
+                some = frozenset(life for i, life in enumerate(known) if mask >> i & 1)
+                self.begin(node, some)
             case ("end", int(which)) if self.pending:
-                node, ticket, began = self.pending.pop(which % len(self.pending))
-                self.a.exchange(node, ticket)
-                self.done[node].append(began)
+                self.answer(self.pending.pop(which % len(self.pending)))
 
-    def exchange_now(self, node: str) -> None:
-        """A full exchange with ``node`` that begins and ends now."""
-        self.events += 1
-        self.a.exchange(node)
-        self.done[node].append(self.events)
+    def begin(self, node: str, replicas: frozenset[str]) -> None:
+        self.events += 1  # after anything the same tick did before
+        self.pending.append((node, replicas, self.a.pruner.query_ticket(), self.events))
+
+    def answer(self, query: tuple[str, frozenset[str], int, int]) -> None:
+        node, replicas, ticket, began = query
+        self.a.collect(node, ticket, replicas)
+        self.done[node].append((began, replicas))
 
     def tick(self) -> None:
         rows = self.rows()
@@ -423,8 +451,10 @@ class _Schedule:
         paused = any(status not in (ALIVE, LEFT) for _, status, _ in rows)
         alive = {node for node, status, _ in rows if status is ALIVE} - {"a"}
         for action in actions:
-            if isinstance(action, Exchange) and self.prompt:
-                self.exchange_now(action.node_id)
+            if isinstance(action, Collect):
+                self.begin(action.node_id, action.replicas)
+                if self.prompt:
+                    self.answer(self.pending.pop())
             if paused:
                 assert isinstance(action, Drop | Expire), action
             if isinstance(action, Initialize | Perform):
@@ -437,8 +467,11 @@ class _Schedule:
                 assert self.now - self.retired_at[action.replica] >= PERIOD, action
             if isinstance(action, Perform):
                 initialized = self.first_initialized[action.replica]
-                for member in alive:  # a full exchange begun after the initialization
-                    assert any(began > initialized for began in self.done[member]), member
+                for member in alive:  # answered a query about it begun after the marker
+                    assert any(
+                        began > initialized and action.replica in replicas
+                        for began, replicas in self.done[member]
+                    ), member
 
 
 @settings(max_examples=60)
@@ -448,9 +481,9 @@ def test_random_schedules_keep_the_rules_and_end_pruned(events: list[tuple[objec
     a = schedule.a
     for event in [*events, ("tick", 0.0)]:
         schedule.run(event)
-    # Then the exchanges under way end, everyone is alive for good, and every exchange
-    # asked for happens at once: each earlier life is pruned within the period and a few
-    # steps.
+    # Then the queries under way are answered, everyone is alive for good, and every
+    # query asked for is answered at once: each earlier life is pruned within the period
+    # and a few steps.
     while schedule.pending:
         schedule.run(("end", 0))
     schedule.status = dict.fromkeys(schedule.status, ALIVE)
