@@ -2,8 +2,12 @@
 
 A marker is one of two things (see the concepts page "Pruning removed replicas"):
 
-* :class:`Initialized` ``(pruner, seen)``: the node ``pruner`` is pruning the replica,
-  and has merged the copies of the nodes in ``seen`` since it started;
+* :class:`Initialized` ``(pruner, seen, round)``: the node ``pruner`` is pruning the
+  replica, in round ``round``, and has merged the copies of the nodes in ``seen`` since
+  it started. A round is a takeover count: a marker whose pruner is gone for good
+  (left, never to come back) would otherwise win every join for ever, so another node
+  may take it over by initializing the next round
+  (:class:`~crdtgossip.protocol.pruning.Pruner` says when);
 * :class:`Performed` ``(at)``: the prune is done; ``at`` is a stamp (Unix ns, or an HLC
   stamp on that scale) of when, which sets how long the marker lives.
 
@@ -14,14 +18,17 @@ tables is taken per replica id over the union of their ids, by :func:`join`:
 
 * a performed marker beats an initialized one (the prune is done, whoever started it);
 * of two performed markers, the larger ``at`` (the later stamp keeps it longer);
-* of two initialized markers of one pruner, the union of their seen sets;
-* of two initialized markers of different pruners, the one of the lower pruner id, as it
-  is (its seen set says what *that* pruner merged; the other's says nothing about it).
-  So concurrent starts by two nodes settle on one pruner.
+* of two initialized markers of different rounds, the higher round, as it is (a
+  takeover beats what it took over);
+* of two initialized markers of one round and different pruners, the one of the lower
+  pruner id, as it is (its seen set says what *that* pruner merged; the other's says
+  nothing about it). So concurrent starts by two nodes settle on one pruner;
+* of two initialized markers of one round and one pruner, the union of their seen sets.
 
-Ordered this way (Initialized by pruner id descending, then by seen set; every
-Performed above, by ``at``) the markers form a lattice and :func:`join` is its least
-upper bound: commutative, associative, idempotent. Every mutator of the table is an
+Ordered this way (Initialized by round, then by pruner id descending, then by seen
+set; every Performed above, by ``at``) the markers form a lattice (a lexicographic
+product of two chains and a powerset) and :func:`join` is its least upper bound:
+commutative, associative, idempotent. Every mutator of the table is an
 inflation (its result is the join of the table with something), except
 :meth:`PruningMarkers.expire`, the one step that forgets: see there why that is safe.
 
@@ -38,7 +45,11 @@ True
 >>> markers.see("b.00000000000000aa", "c", pruner="a")
 True
 >>> markers.get("b.00000000000000aa")
-Initialized(pruner='a', seen=frozenset({'c'}))
+Initialized(pruner='a', seen=frozenset({'c'}), round=0)
+>>> markers.initialize("b.00000000000000aa", "b", round=1)  # a takeover
+True
+>>> markers.get("b.00000000000000aa")
+Initialized(pruner='b', seen=frozenset(), round=1)
 >>> PruningMarkers.decode(markers.encode()) == markers
 True
 >>> markers.perform("b.00000000000000aa", 1_700_000_000_000_000_000)
@@ -65,6 +76,7 @@ __all__ = [
     "MAX_ID_BYTES",
     "MAX_MARKERS",
     "MAX_SEEN",
+    "ROUND_MAX",
     "STAMP_MAX",
     "Initialized",
     "Marker",
@@ -73,8 +85,9 @@ __all__ = [
     "join",
 ]
 
-MARKERS_VERSION: Final = 1
-"""The first item of every encoding; decode refuses any other."""
+MARKERS_VERSION: Final = 2
+"""The first item of every encoding; decode refuses any other (version 1, before rounds,
+was never stored or sent)."""
 
 MAX_MARKERS: Final = 65_536
 """Most markers in one table. One per replica retired within a marker's lifetime (6 h
@@ -95,16 +108,22 @@ the table always fits in one state message."""
 STAMP_MAX: Final = 2**64 - 1
 """Largest stamp (``Performed.at``, expiry times): an unsigned 64-bit integer."""
 
+ROUND_MAX: Final = 2**64 - 1
+"""Largest round (``Initialized.round``): an unsigned 64-bit integer, like the stamps. A
+marker at this round can no longer be taken over."""
+
 _INITIALIZED, _PERFORMED = 0, 1  # the wire code of each marker kind, fixed forever
 
 
 @dataclass(frozen=True, slots=True)
 class Initialized:
-    """The node ``pruner`` is pruning the replica; ``seen`` are the node ids whose
-    copies it has merged since it started (recorded by the pruner itself)."""
+    """The node ``pruner`` is pruning the replica, in round ``round`` (0, or one more
+    than the round of the marker it took over); ``seen`` are the node ids whose copies it
+    has merged since it started (recorded by the pruner itself)."""
 
     pruner: str
     seen: frozenset[str] = field(default_factory=frozenset)
+    round: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,13 +148,15 @@ def join(a: Marker, b: Marker) -> Marker:
         return a
     if isinstance(b, Performed):
         return b
+    if a.round != b.round:
+        return a if a.round > b.round else b
     if a.pruner != b.pruner:
         return a if a.pruner < b.pruner else b
     if b.seen <= a.seen:
         return a
     if a.seen <= b.seen:
         return b
-    return Initialized(a.pruner, a.seen | b.seen)
+    return Initialized(a.pruner, a.seen | b.seen, a.round)
 
 
 def _check_id(value: object, what: str) -> str:
@@ -154,6 +175,7 @@ def _check_id(value: object, what: str) -> str:
 
 
 def _check_stamp(value: object, what: str) -> int:
+    """A stamp or a round: an int in 0 .. 2**64 - 1 (STAMP_MAX == ROUND_MAX)."""
     if type(value) is not int or not 0 <= value <= STAMP_MAX:
         raise OperationError(f"{what} must be an int in 0 .. 2**64 - 1, not {value!r:.60}")
     return value
@@ -165,6 +187,7 @@ def _check_marker(marker: object) -> Marker:
         return marker
     if isinstance(marker, Initialized):
         _check_id(marker.pruner, "pruner id")
+        _check_stamp(marker.round, "Initialized.round")
         if type(marker.seen) is not frozenset:
             raise OperationError("Initialized.seen must be a frozenset of node ids")
         if len(marker.seen) > MAX_SEEN:
@@ -245,31 +268,34 @@ class PruningMarkers:
             self._performed = None
         return True
 
-    def initialize(self, replica: str, pruner: str) -> bool:
-        """Record that ``pruner`` starts pruning ``replica``, with nothing seen yet.
+    def initialize(self, replica: str, pruner: str, *, round: int = 0) -> bool:
+        """Record that ``pruner`` starts pruning ``replica`` in ``round``, with nothing
+        seen yet.
 
-        A join: it does nothing on a performed marker or on one of a lower pruner, and
-        replaces one of a higher pruner.
+        A join: it does nothing on a performed marker, on one of a higher round, or on
+        one of the same round and a lower pruner; it replaces one of a lower round, or of
+        the same round and a higher pruner.
         """
-        marker = Initialized(_check_id(pruner, "pruner id"))
+        marker = Initialized(_check_id(pruner, "pruner id"), round=_check_stamp(round, "round"))
         return self._put(_check_id(replica, "replica id"), marker)
 
-    def see(self, replica: str, node_id: str, *, pruner: str) -> bool:
+    def see(self, replica: str, node_id: str, *, pruner: str, round: int = 0) -> bool:
         """Add ``node_id`` to the seen set of ``replica``'s marker, if that marker is
-        initialized by ``pruner`` (the node calling, which has merged ``node_id``'s copy
-        since it initialized it); anything else is left alone and False returned, so a
-        pruner whose marker has meanwhile lost to a lower pruner's, or been performed,
-        never writes into a marker that is not its own."""
+        initialized by ``pruner`` in ``round`` (the node calling, which has merged
+        ``node_id``'s copy since it initialized it); anything else is left alone and
+        False returned, so a pruner whose marker has meanwhile lost to a lower pruner's,
+        been taken over or been performed never writes into a marker that is not its
+        own."""
         _check_id(replica, "replica id")
         _check_id(node_id, "node id")
         marker = self._markers.get(replica)
-        if not isinstance(marker, Initialized) or marker.pruner != pruner:
+        if not isinstance(marker, Initialized) or (marker.pruner, marker.round) != (pruner, round):
             return False
         if node_id in marker.seen:
             return False
         if len(marker.seen) >= MAX_SEEN:
             raise OperationError(f"a seen set holds at most {MAX_SEEN} node ids")
-        self._markers[replica] = Initialized(pruner, marker.seen | {node_id})
+        self._markers[replica] = Initialized(pruner, marker.seen | {node_id}, round)
         return True
 
     def perform(self, replica: str, at: int) -> bool:
@@ -354,9 +380,9 @@ class PruningMarkers:
         """The canonical bytes of the table.
 
         Layout: the msgpack array ``[MARKERS_VERSION, markers]``, where ``markers`` is
-        an array sorted by replica id of ``[replica, 0, pruner, [seen ids, sorted]]``
-        (initialized) and ``[replica, 1, at]`` (performed). Equal tables give equal
-        bytes.
+        an array sorted by replica id of ``[replica, 0, round, pruner, [seen ids,
+        sorted]]`` (initialized) and ``[replica, 1, at]`` (performed). Equal tables give
+        equal bytes.
 
         Raises:
             EncodeError: the bytes would pass :data:`MAX_ENCODED_BYTES`.
@@ -367,7 +393,9 @@ class PruningMarkers:
             if isinstance(marker, Performed):
                 entries.append([replica, _PERFORMED, marker.at])
             else:
-                entries.append([replica, _INITIALIZED, marker.pruner, sorted(marker.seen)])
+                entries.append(
+                    [replica, _INITIALIZED, marker.round, marker.pruner, sorted(marker.seen)]
+                )
         data: bytes = msgpack.packb([MARKERS_VERSION, entries], use_bin_type=True)
         if len(data) > MAX_ENCODED_BYTES:
             raise EncodeError(f"a marker table of {len(data)} bytes passes {MAX_ENCODED_BYTES}")
@@ -458,9 +486,12 @@ def _read_marker(entry: list[object]) -> Marker:
         if type(at) is not int or not 0 <= at <= STAMP_MAX:
             raise DecodeError("a performed marker's stamp is an int in 0 .. 2**64 - 1")
         return Performed(at)
-    if type(kind) is int and kind == _INITIALIZED and len(entry) == 4:
-        return Initialized(_read_id(entry[2], "pruner id"), _read_seen(entry[3]))
-    raise DecodeError("a marker is [replica, 0, pruner, seen] or [replica, 1, at]")
+    if type(kind) is int and kind == _INITIALIZED and len(entry) == 5:
+        round_ = entry[2]
+        if type(round_) is not int or not 0 <= round_ <= ROUND_MAX:
+            raise DecodeError("an initialized marker's round is an int in 0 .. 2**64 - 1")
+        return Initialized(_read_id(entry[3], "pruner id"), _read_seen(entry[4]), round_)
+    raise DecodeError("a marker is [replica, 0, round, pruner, seen] or [replica, 1, at]")
 
 
 def _read_seen(wire: object) -> frozenset[str]:

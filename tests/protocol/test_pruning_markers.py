@@ -19,6 +19,7 @@ from crdtgossip.protocol.pruning_markers import (
     MAX_ID_BYTES,
     MAX_MARKERS,
     MAX_SEEN,
+    ROUND_MAX,
     STAMP_MAX,
     Initialized,
     Marker,
@@ -32,10 +33,12 @@ BYTES_EXAMPLES = 150
 
 R1, R2 = "b.00000000000000aa", "c.00000000000000bb"
 
-# Few ids, so random tables share replica ids, pruners and seen members often.
+# Few ids and rounds, so random tables share replica ids, rounds, pruners and seen
+# members often.
 _nodes = st.sampled_from(["a", "b", "c", "é"])
+_rounds = st.sampled_from([0, 0, 1, 2, ROUND_MAX])
 _markers: st.SearchStrategy[Marker] = st.one_of(
-    st.builds(Initialized, _nodes, st.frozensets(_nodes, max_size=3)),
+    st.builds(Initialized, _nodes, st.frozensets(_nodes, max_size=3), _rounds),
     st.builds(Performed, st.sampled_from([0, 1, 5, STAMP_MAX])),
 )
 _tables = st.dictionaries(st.sampled_from(["r1", "r2", "r3", "a.01"]), _markers, max_size=4).map(
@@ -85,14 +88,20 @@ def test_merge_reports_a_change_exactly_when_the_table_changed(
 
 
 @settings(max_examples=LAW_EXAMPLES)
-@given(table=_tables, replica=st.sampled_from(["r1", "r2"]), node=_nodes, at=st.integers(0, 9))
+@given(
+    table=_tables,
+    replica=st.sampled_from(["r1", "r2"]),
+    node=_nodes,
+    at=st.integers(0, 9),
+    round_=_rounds,
+)
 def test_every_mutator_is_an_inflation(
-    table: PruningMarkers, replica: str, node: str, at: int
+    table: PruningMarkers, replica: str, node: str, at: int, round_: int
 ) -> None:
     # Each result is above the table it came from: joining the old table changes nothing.
     mutators: list[Callable[[PruningMarkers], bool]] = [
-        lambda t: t.initialize(replica, node),
-        lambda t: t.see(replica, node, pruner="a"),
+        lambda t: t.initialize(replica, node, round=round_),
+        lambda t: t.see(replica, node, pruner="a", round=round_),
         lambda t: t.perform(replica, at),
     ]
     for mutate in mutators:
@@ -110,6 +119,14 @@ def test_the_join_rules_one_by_one() -> None:
     )
     assert join(Performed(3), low) == Performed(3) == join(high, Performed(3))
     assert join(Performed(3), Performed(9)) == Performed(9) == join(Performed(9), Performed(3))
+    later = Initialized("c", frozenset(), round=1)
+    assert join(low, later) == later == join(later, low)  # the higher round, as it is
+    higher = Initialized("c", frozenset({"x"}), 2)
+    assert join(later, higher) == higher == join(higher, later)
+    assert join(Performed(0), Initialized("a", round=ROUND_MAX)) == Performed(0)
+    same = join(Initialized("b", frozenset({"x"}), 1), Initialized("b", frozenset({"y"}), 1))
+    assert same == Initialized("b", frozenset({"x", "y"}), 1)
+    assert join(Initialized("b", round=1), Initialized("a", round=1)) == Initialized("a", round=1)
 
 
 def test_initialize_takes_over_from_a_higher_pruner_only() -> None:
@@ -125,16 +142,31 @@ def test_initialize_takes_over_from_a_higher_pruner_only() -> None:
     assert table.get(R1) == Performed(7)
 
 
+def test_initialize_in_a_higher_round_takes_over_from_any_pruner() -> None:
+    table = PruningMarkers({R1: Initialized("a", frozenset({"c"}))})
+    assert not table.initialize(R1, "b")  # round 0: a is lower
+    assert table.initialize(R1, "b", round=1)
+    assert table.get(R1) == Initialized("b", round=1)  # the seen set of a's round is gone
+    assert not table.initialize(R1, "a")  # a's round 0 again: too late
+    assert table.initialize(R1, "a", round=1)  # round 1, and a is lower than b
+    assert table.initialize(R1, "z", round=ROUND_MAX)
+    assert table.get(R1) == Initialized("z", round=ROUND_MAX)
+
+
 def test_see_writes_only_into_the_callers_own_initialized_marker() -> None:
     table = PruningMarkers()
     assert not table.see(R1, "c", pruner="a")  # no marker
     table.initialize(R1, "a")
     assert not table.see(R1, "c", pruner="b")  # another pruner's marker
+    assert not table.see(R1, "c", pruner="a", round=1)  # another round's marker
     assert table.see(R1, "c", pruner="a")
     assert not table.see(R1, "c", pruner="a")  # already seen
     table.perform(R1, 1)
     assert not table.see(R1, "d", pruner="a")
     assert table.get(R1) == Performed(1)
+    table = PruningMarkers({R1: Initialized("b", round=3)})
+    assert table.see(R1, "c", pruner="b", round=3)
+    assert table.get(R1) == Initialized("b", frozenset({"c"}), 3)  # still round 3
 
 
 def test_performed_is_the_drop_filter_and_follows_every_change() -> None:
@@ -184,6 +216,10 @@ def test_copy_is_independent() -> None:
         lambda t: t.initialize("x" * (MAX_ID_BYTES + 1), "a"),
         lambda t: t.initialize("é" * (MAX_ID_BYTES // 2 + 1), "a"),  # 2 bytes a char
         lambda t: t.initialize("\ud800", "a"),
+        lambda t: t.initialize(R1, "a", round=-1),
+        lambda t: t.initialize(R1, "a", round=ROUND_MAX + 1),
+        lambda t: t.initialize(R1, "a", round=True),
+        lambda t: PruningMarkers({R1: Initialized("a", round=2**64)}),
         lambda t: t.see(R1, "", pruner="a"),
         lambda t: t.perform(R1, -1),
         lambda t: t.perform(R1, STAMP_MAX + 1),
@@ -258,10 +294,11 @@ def test_equal_tables_give_equal_bytes_whatever_their_history(
 
 
 def test_the_layout_is_the_documented_one() -> None:
-    table = PruningMarkers({R2: Performed(5), R1: Initialized("a", frozenset({"d", "c"}))})
+    table = PruningMarkers({R2: Performed(5), R1: Initialized("a", frozenset({"d", "c"}), 3)})
+    assert MARKERS_VERSION == 2
     assert msgpack.unpackb(table.encode()) == [
         MARKERS_VERSION,
-        [[R1, 0, "a", ["c", "d"]], [R2, 1, 5]],
+        [[R1, 0, 3, "a", ["c", "d"]], [R2, 1, 5]],
     ]
     assert PruningMarkers().encode() == msgpack.packb([MARKERS_VERSION, []])
 
@@ -332,7 +369,9 @@ def _packed(*entries: object, version: object = MARKERS_VERSION) -> bytes:
     [
         (b"", "empty"),
         (b"\xc1", "a byte msgpack never uses"),
-        (_packed(version=2), "another version"),
+        (_packed(version=1), "version 1, before rounds"),
+        (msgpack.packb([1, [[R1, 0, "a", []]]]), "a marker of version 1"),
+        (_packed(version=3), "another version"),
         (_packed(version=True), "a bool for a version"),
         (_packed(version=1.0), "a float for a version"),
         (msgpack.packb([MARKERS_VERSION]), "no markers"),
@@ -347,24 +386,30 @@ def _packed(*entries: object, version: object = MARKERS_VERSION) -> bytes:
         (_packed([R1, 1, True]), "a bool stamp"),
         (_packed([R1, 1, 5, 0]), "a performed marker with an item too many"),
         (_packed([R1, 2, 5]), "an unknown kind"),
-        (_packed([R1, 0, "a"]), "an initialized marker without its seen set"),
-        (_packed([R1, 0, "a", ["c", "b"]]), "a seen set unsorted"),
-        (_packed([R1, 0, "a", ["b", "b"]]), "a node seen twice"),
-        (_packed([R1, 0, "", []]), "an empty pruner id"),
-        (_packed([R1, 0, "a", [""]]), "an empty seen id"),
+        (_packed([R1, 0, 0, "a"]), "an initialized marker without its seen set"),
+        (_packed([R1, 0, "a", []]), "an initialized marker without its round"),
+        (_packed([R1, 0, 0, "a", [], 0]), "an initialized marker with an item too many"),
+        (_packed([R1, 0, -1, "a", []]), "a negative round"),
+        (_packed([R1, 0, True, "a", []]), "a bool round"),
+        (_packed([R1, 0, 1.0, "a", []]), "a float round"),
+        (_packed([R1, 0, 0, "a", ["c", "b"]]), "a seen set unsorted"),
+        (_packed([R1, 0, 0, "a", ["b", "b"]]), "a node seen twice"),
+        (_packed([R1, 0, 0, "", []]), "an empty pruner id"),
+        (_packed([R1, 0, 0, "a", [""]]), "an empty seen id"),
         (_packed(["x" * (MAX_ID_BYTES + 1), 1, 5]), "a replica id past the limit"),
-        (_packed([R1, 0, "a", ["x" * (MAX_ID_BYTES + 1)]]), "a seen id past the limit"),
-        (b"\x92\xcc\x01\x90", "a version in a wider int than needed"),
-        (b"\x92\x01\xdc\x00\x00", "an empty array in a wider header than needed"),
-        (b"\x92\x01\x91\x93\xa1r\x01\xcf" + (5).to_bytes(8, "big"), "a stamp in 8 bytes"),
-        (b"\x92\x01\x91\x93\xd9\x01r\x01\x05", "a str in a wider header than needed"),
-        (b"\x92\x01\xdd\x00\x01\x00\x00", "a header announcing more markers than follow"),
-        (b"\x92\x01" + b"\xdd\x00\x00\xff\xff" * 200, "nested headers announcing 65,535 each"),
+        (_packed([R1, 0, 0, "a", ["x" * (MAX_ID_BYTES + 1)]]), "a seen id past the limit"),
+        (b"\x92\x02\x91\x95\xa1r\x00\xcc\x05\xa1a\x90", "a round in a wider int than needed"),
+        (b"\x92\xcc\x02\x90", "a version in a wider int than needed"),
+        (b"\x92\x02\xdc\x00\x00", "an empty array in a wider header than needed"),
+        (b"\x92\x02\x91\x93\xa1r\x01\xcf" + (5).to_bytes(8, "big"), "a stamp in 8 bytes"),
+        (b"\x92\x02\x91\x93\xd9\x01r\x01\x05", "a str in a wider header than needed"),
+        (b"\x92\x02\xdd\x00\x01\x00\x00", "a header announcing more markers than follow"),
+        (b"\x92\x02" + b"\xdd\x00\x00\xff\xff" * 200, "nested headers announcing 65,535 each"),
         (b"\x91" * 5000, "nesting far deeper than the layout"),
-        (msgpack.packb([1, [[R1, 1, msgpack.ExtType(1, b"x")]]]), "an extension"),
+        (msgpack.packb([2, [[R1, 1, msgpack.ExtType(1, b"x")]]]), "an extension"),
         (_packed(*[[f"r{n:06}", 1, 0] for n in range(MAX_MARKERS + 1)]), "too many markers"),
         (
-            _packed([R1, 0, "a", [f"n{n:06}" for n in range(MAX_SEEN + 1)]]),
+            _packed([R1, 0, 0, "a", [f"n{n:06}" for n in range(MAX_SEEN + 1)]]),
             "too large a seen set",
         ),
     ],
@@ -383,7 +428,7 @@ def test_what_is_not_bytes_raises_decode_error(data: object) -> None:
 def test_the_largest_tables_round_trip() -> None:
     seen = frozenset(f"n{n:06}" for n in range(MAX_SEEN))
     markers: dict[str, Marker] = {f"r{n:06}": Performed(STAMP_MAX) for n in range(MAX_MARKERS - 1)}
-    markers["z"] = Initialized("a", seen)
+    markers["z"] = Initialized("a", seen, ROUND_MAX)
     table = PruningMarkers(markers)
     assert PruningMarkers.decode(table.encode()) == table
 
