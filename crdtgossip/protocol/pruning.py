@@ -20,12 +20,26 @@ page "Pruning removed replicas" ("How the engine is to run it"):
   have spread.
 * **Who.** The pruner is the lowest node id among the alive members. It initializes
   the marker, then sends a *collect query* about the replica to every other alive
-  member it has not *seen*: the member goes through its keys as the rollback check's
-  answerers do (:mod:`~crdtgossip.protocol.rollback`), sends the state of every key
-  naming the replica, then says it is done. A member is seen once it has answered a
-  query about the replica begun after the initialization: the pruner then holds
-  everything of the replica that member held. When every other alive member is seen,
-  the pruner prunes and marks the replica performed.
+  member it has not *seen*, with its markers of the replicas asked about: the member
+  merges those, goes through its keys as the rollback check's answerers do
+  (:mod:`~crdtgossip.protocol.rollback`), sends the state of every key naming the
+  replica, then says it is done, with its own markers of them. A member is seen once
+  it has answered a query about the replica begun after the initialization *and* its
+  answer carries the pruner's own marker (initialized by it, in the round it prunes
+  in): the pruner then holds everything of the replica that member held, and that
+  member's copy belongs to this prune only. When every other alive member is seen, and
+  the pruner's own table still holds its own marker, it prunes and marks the replica
+  performed.
+* **One Perform.** Pruners' views can differ for a while (a member that has not heard
+  of a lower one takes itself for the lowest), so two may prune one replica at once.
+  The join settles their markers on one, and a member that holds the winner's marker,
+  or a performed one, never counts for the other; a pruner whose marker lost the join
+  does not perform. So if the lower pruner ``x`` has the higher ``y`` among its alive
+  members, at most one performs: ``x`` counts ``y`` only on an answer showing ``x``'s
+  marker, after which ``y``'s table never holds ``y``'s marker of that round again,
+  and if ``y`` performed first its answer shows the performed marker. (Two pruners that
+  know nothing of each other for a whole dissemination period are outside what the
+  period is there to give.)
 * **Clean-up**, on every node, paused or not: a replica with a performed marker is
   dropped from every held state naming it (and from every received payload naming it,
   before the merge: :meth:`~crdtgossip.protocol.pruning_markers.PruningMarkers.performed`
@@ -40,10 +54,15 @@ How the engine runs it:
    :class:`Collect`, :class:`Perform` and :class:`Drop` also name work, described on
    each class.
 2. When a collect query to a member begins (before its first message is sent), take
-   :meth:`Pruner.query_ticket`; once the member has said it is done and every state it
-   sent is merged, call :meth:`Pruner.collected` with the member, the replicas the
-   query named and that ticket, and mark the :class:`See` actions it returns. The
-   ticket is how a query begun before an initialization is kept from counting for it.
+   :meth:`Pruner.query_ticket`, and send this node's markers of the replicas asked
+   about with the query (the answerer merges them, so its answer can show them). The
+   answerer sends the states, then says it is done *with its markers of those replicas*
+   (or its whole table), taken when it says so. Once every state it sent is merged,
+   merge its markers into this node's table and call :meth:`Pruner.collected` with the
+   member, the replicas the query named, that ticket and the markers the answer
+   carried, and mark the :class:`See` actions it returns. The ticket is how a query
+   begun before an initialization is kept from counting for it; the markers, how a
+   copy that belongs to another pruner's prune (or is pruned already) is.
 3. Merge every marker table received (:meth:`PruningMarkers.merge`), and drop the
    replicas of ``markers.performed()`` from every payload before merging it.
 
@@ -61,7 +80,7 @@ not pruned until that node comes back (:attr:`Pruner.stalled` lists such replica
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from typing import Final, TypeAlias
@@ -70,6 +89,7 @@ from crdtgossip.errors import ConfigError, OperationError
 from crdtgossip.protocol.pruning_markers import (
     STAMP_MAX,
     Initialized,
+    Marker,
     Performed,
     PruningMarkers,
 )
@@ -142,21 +162,23 @@ class PruningConfig:
 
 @dataclass(frozen=True, slots=True)
 class Initialize:
-    """Start pruning ``replica``, with ``pruner`` (this node) as its pruner."""
+    """Start pruning ``replica`` in ``round``, with ``pruner`` (this node) as its pruner."""
 
     replica: str
     pruner: str
+    round: int = 0
 
     def mark(self, markers: PruningMarkers) -> bool:
         """Record it in ``markers``; whether the table changed."""
-        return markers.initialize(self.replica, self.pruner)
+        return markers.initialize(self.replica, self.pruner, round=self.round)
 
 
 @dataclass(frozen=True, slots=True)
 class Collect:
-    """Send ``node_id`` a collect query about ``replicas``: it answers with the state of
-    every key naming any of them, then says it is done. Report it as step 2 of the
-    module doc says."""
+    """Send ``node_id`` a collect query about ``replicas``, with this node's markers of
+    them: it merges those markers, answers with the state of every key naming any of
+    the replicas, then says it is done, with its own markers of them. Report it as step
+    2 of the module doc says."""
 
     node_id: str
     replicas: frozenset[str]
@@ -169,15 +191,16 @@ class Collect:
 @dataclass(frozen=True, slots=True)
 class See:
     """``node_id``'s copy has been merged by ``pruner`` since it initialized
-    ``replica``: add it to the marker's seen set."""
+    ``replica`` in ``round``: add it to the marker's seen set."""
 
     replica: str
     node_id: str
     pruner: str
+    round: int = 0
 
     def mark(self, markers: PruningMarkers) -> bool:
         """Record it in ``markers``; whether the table changed."""
-        return markers.see(self.replica, self.node_id, pruner=self.pruner)
+        return markers.see(self.replica, self.node_id, pruner=self.pruner, round=self.round)
 
 
 @dataclass(frozen=True, slots=True)
@@ -229,9 +252,10 @@ Action: TypeAlias = Initialize | Collect | See | Perform | Drop | Expire
 
 @dataclass(slots=True)
 class _Duty:
-    """A replica this node is pruning: from which generation on a query counts for it,
-    and the members seen since."""
+    """A replica this node is pruning: the round of its marker, from which generation
+    on a query counts for it, and the members seen since."""
 
+    round: int
     generation: int
     seen: set[str] = field(default_factory=set)
 
@@ -362,12 +386,33 @@ class Pruner:
         message is sent, hand it to :meth:`collected` once it is answered."""
         return self._generation
 
-    def collected(self, node_id: str, replicas: AbstractSet[str], ticket: int) -> tuple[See, ...]:
+    def collected(
+        self,
+        node_id: str,
+        replicas: AbstractSet[str],
+        ticket: int,
+        *,
+        their: Mapping[str, Marker] | PruningMarkers,
+    ) -> tuple[See, ...]:
         """``node_id`` has answered a collect query about ``replicas``, begun with
-        ``ticket``: every state it sent is merged, so this node holds everything of
-        those replicas that member held. Returns the :class:`See` actions to mark: one
-        per replica of the query that this node is pruning and initialized before the
-        query began (a ticket taken earlier counts for none of them).
+        ``ticket``, and ``their`` are the markers its answer carried (its marker table
+        when it said it was done, or at least its markers of ``replicas``): every state
+        it sent is merged, so this node holds everything of those replicas that member
+        held.
+
+        Returns the :class:`See` actions to mark: one per replica of the query that
+        this node is pruning, initialized before the query began (a ticket taken earlier
+        counts for none of them), and whose marker in ``their`` is this node's own,
+        :class:`~crdtgossip.protocol.pruning_markers.Initialized` by this node in the
+        round it is pruning in. Any other marker there does not count: one of another
+        pruner (or round) means that member's copy belongs to that pruner's prune, which
+        won the join (or took over), and a performed one means the replica is pruned
+        elsewhere. So two pruners never both count one member's copy of one round, and
+        at most one of them performs (see the module doc).
+
+        The engine merges ``their`` into its own marker table as well (before or after
+        this call, before the next :meth:`step`), so a performed or winning marker an
+        answer shows is seen by the next step.
 
         Raises:
             OperationError: ``ticket`` is not one :meth:`query_ticket` gave.
@@ -379,10 +424,21 @@ class Pruner:
         sees: list[See] = []
         for replica in sorted(self._duties.keys() & replicas):
             duty = self._duties[replica]
-            if duty.generation <= ticket and node_id not in duty.seen:
-                duty.seen.add(node_id)
-                sees.append(See(replica, node_id, self.node_id))
+            if duty.generation > ticket or node_id in duty.seen:
+                continue
+            if not self._own(their.get(replica), duty.round):
+                continue  # their copy counts for another pruner or round, or is pruned
+            duty.seen.add(node_id)
+            sees.append(See(replica, node_id, self.node_id, duty.round))
         return tuple(sees)
+
+    def _own(self, marker: Marker | None, round_: int) -> bool:
+        """Whether ``marker`` is initialized by this node in ``round_``."""
+        return (
+            isinstance(marker, Initialized)
+            and marker.pruner == self.node_id
+            and marker.round == round_
+        )
 
     def _advance(self, now: float, all_alive: bool) -> None:
         """Count the time since the last call if both calls saw every member alive.
@@ -447,17 +503,24 @@ class Pruner:
                 continue
             if not lowest:  # a lower member will take over (or is pruning already)
                 continue
+            # No marker: round 0. A higher pruner's (alive, since this node is the lowest):
+            # its round, which this node's lower id wins. This node's own (of this life
+            # or an earlier one): its round, taken up.
+            round_ = 0 if marker is None else marker.round
             duty = duties.get(replica)
-            if duty is None:
+            if duty is None or duty.round != round_:
                 self._generation += 1
-                duty = _Duty(self._generation)
+                duty = _Duty(round_, self._generation)
             self._duties[replica] = duty
-            if marker is None or marker.pruner != self.node_id:
-                actions.append(Initialize(replica, self.node_id))
+            own = self._own(marker, round_)
+            if not own:
+                actions.append(Initialize(replica, self.node_id, round_))
             missing = view.others - duty.seen
             for node in missing:
                 needed.setdefault(node, set()).add(replica)
-            if not missing:
+            # Only on this node's own marker as the table holds it now: an Initialize
+            # above, or one that lost a join since, is not enough.
+            if own and not missing:
                 actions.append(Perform(replica, local_replica, stamp))
         self._stalled = frozenset(stalled)
         return needed

@@ -73,13 +73,21 @@ class _Node:
         return list(actions)
 
     def collect(
-        self, node_id: str, ticket: int | None = None, replicas: Iterable[str] | None = None
+        self,
+        node_id: str,
+        ticket: int | None = None,
+        replicas: Iterable[str] | None = None,
+        their: PruningMarkers | None = None,
     ) -> tuple[See, ...]:
         """A collect query to ``node_id`` answered: about ``replicas`` (by default every
-        replica being pruned), begun with ``ticket`` (by default now)."""
+        replica being pruned), begun with ``ticket`` (by default now), carrying the
+        answerer's markers ``their`` (by default this node's own: the answerer merged
+        those the query carried, and held none that beat them). They are merged here."""
         ticket = self.pruner.query_ticket() if ticket is None else ticket
         asked = self.pruner.pruning if replicas is None else frozenset(replicas)
-        sees = self.pruner.collected(node_id, asked, ticket)
+        their = self.markers.copy() if their is None else their
+        self.markers.merge(their)
+        sees = self.pruner.collected(node_id, asked, ticket, their=their)
         for see in sees:
             see.mark(self.markers)
         return sees
@@ -217,74 +225,6 @@ def test_the_clean_up_runs_during_a_pause() -> None:
     assert c.step(7 * 3600.0, paused) == [Expire(_stamp(7 * 3600.0), ttl_ns)]
 
 
-# ---- who prunes ---------------------------------------------------------------------------
-
-
-def test_only_the_lowest_alive_member_initializes() -> None:
-    b, c = _Node("b"), _Node("c")
-    for node in (b, c):
-        _until(node, 0.0, 10 * PERIOD, every=100.0)
-    # a leaves: b is the lowest alive member, and its period has long been counted.
-    assert b.step(10 * PERIOD, _rows({"a": LEFT})) == _started(OLD_B, "c", pruner="b")
-    assert c.step(10 * PERIOD, _rows({"a": LEFT})) == []
-
-
-def test_concurrent_initializations_settle_on_the_lower_id() -> None:
-    a, b = _Node("a"), _Node("b")
-    without_a = [row for row in _rows() if row[0] != "a"]  # b has not heard of a yet
-    _initialized(a)
-    _until(b, 0.0, PERIOD, members=without_a)
-    assert b.step(PERIOD, without_a) == _started(OLD_B, "c", pruner="b")
-    b.collect("c")  # b has seen everyone it knows, but first merges a's markers:
-    a.markers.merge(b.markers)
-    b.markers.merge(a.markers)
-    assert a.markers == b.markers
-    assert a.markers.get(OLD_B) == Initialized("a")
-    assert b.step(PERIOD + 1, without_a) == []  # no Perform: the marker is a's
-    assert b.pruner.pruning == frozenset()
-    assert b.pruner.stalled == {OLD_B}
-    assert b.collect("a") == ()
-    assert b.step(PERIOD + 2) == []  # b now knows a: not its to prune, not stalled
-    assert b.pruner.stalled == frozenset()
-    a.collect("b")
-    a.collect("c")
-    assert a.step(PERIOD + 3) == [_perform(PERIOD + 3)]
-
-
-def test_a_lower_member_that_joins_takes_over() -> None:
-    a, b = _Node("a"), _Node("b")
-    without_a = _rows({"a": LEFT})
-    _until(b, 0.0, PERIOD, members=without_a)
-    assert b.step(PERIOD, without_a)[0] == Initialize(OLD_B, "b")
-    b.collect("c")
-    assert b.step(PERIOD + 1) == []  # a is back, alive and lower: b stops
-    assert b.pruner.pruning == frozenset()
-    a.markers.merge(b.markers)
-    _until(a, 0.0, PERIOD)
-    assert a.step(PERIOD) == _started(OLD_B, "b", "c")
-    assert a.markers.get(OLD_B) == Initialized("a")
-
-
-def test_a_marker_of_an_earlier_life_is_taken_up_without_trusting_its_seen_set() -> None:
-    a = _Node("a")
-    a.markers.merge(PruningMarkers({OLD_B: Initialized("a", frozenset({"b", "c"}))}))
-    _until(a, 0.0, PERIOD)
-    assert a.step(PERIOD) == [_ask("b"), _ask("c")]  # no Perform, no Initialize
-    a.collect("b")
-    assert a.step(PERIOD + 1) == []
-    a.collect("c")
-    assert a.step(PERIOD + 2) == [_perform(PERIOD + 2)]
-
-
-def test_a_marker_held_by_a_lower_pruner_that_left_is_reported_stalled() -> None:
-    b = _Node("b")
-    b.markers.initialize(OLD_B, "a")
-    members = _rows({"a": LEFT})
-    _until(b, 0.0, 3 * PERIOD, members=members)
-    assert b.pruner.stalled == {OLD_B}
-    assert b.markers.get(OLD_B) == Initialized("a")
-
-
 # ---- collect queries ----------------------------------------------------------------------
 
 
@@ -339,9 +279,9 @@ def test_collected_refuses_a_ticket_it_did_not_give_and_ignores_itself() -> None
     a = _Node("a")
     _initialized(a)
     with pytest.raises(OperationError):
-        a.pruner.collected("b", {OLD_B}, a.pruner.query_ticket() + 1)
+        a.pruner.collected("b", {OLD_B}, a.pruner.query_ticket() + 1, their=a.markers)
     with pytest.raises(OperationError):
-        a.pruner.collected("b", {OLD_B}, -1)
+        a.pruner.collected("b", {OLD_B}, -1, their=a.markers)
     assert a.collect("a") == ()
 
 
