@@ -1,80 +1,58 @@
 """The decisions of the pruning protocol: which replicas are retired, and the next steps.
 
-:class:`Pruner` is pure: it is handed what the engine knows (the member table, the
-replica ids its states name, the marker table of
-:mod:`~crdtgossip.protocol.pruning_markers`, the time) and returns *actions*, small
-frozen dataclasses the engine carries out. It does no I/O, holds no state of the
-cluster's and never changes the markers itself. The design is the one of the concepts
-page "Pruning removed replicas" ("How the engine is to run it"):
+:class:`Pruner` is pure: handed what the engine knows (the member table, the replica
+ids its states name, the marker table of :mod:`~crdtgossip.protocol.pruning_markers`,
+the time), it returns *actions*, frozen dataclasses the engine carries out. It does no
+I/O and never changes the markers itself. The design, and why it is safe, are on the
+concepts page "Pruning removed replicas" ("How the engine is to run it"):
 
 * **Retired.** A replica id ``r`` is retired when its node part
   (``r.rpartition(".")[0]``, see :func:`~crdtgossip.protocol.rollback.fresh_replica_id`)
-  is a member that is alive under another replica id: that node restarted without its
-  state and never writes as ``r`` again. Nothing else is retired: not the local node's
-  current replica, not a replica of a member that left, died or is unknown (it may come
-  back with its store), not one of a member restarted with its state (same id).
-* **Pause.** Steps are taken only while every member in the table is alive (left
-  members do not count; one suspect or dead member pauses everything but the clean-up).
-  A retired replica is acted on only once such time has added up to
-  ``dissemination_period`` since this node first saw it retired, so its last writes
-  have spread.
-* **Who.** The pruner is the lowest node id among the alive members. It initializes
-  the marker, then sends a *collect query* about the replica to every other alive
-  member it has not *seen*, with its markers of the replicas asked about: the member
-  merges those, goes through its keys as the rollback check's answerers do
-  (:mod:`~crdtgossip.protocol.rollback`), sends the state of every key naming the
-  replica, then says it is done, with its own markers of them. A member is seen once
-  it has answered a query about the replica begun after the initialization *and* its
-  answer carries the pruner's own marker (initialized by it, in the round it prunes
-  in): the pruner then holds everything of the replica that member held, and that
-  member's copy belongs to this prune only. When every other alive member is seen, and
-  the pruner's own table still holds its own marker, it prunes and marks the replica
-  performed.
-* **One Perform.** Pruners' views can differ for a while (a member that has not heard
-  of a lower one takes itself for the lowest), so two may prune one replica at once.
-  The join settles their markers on one, and a member that holds the winner's marker,
-  or a performed one, never counts for the other; a pruner whose marker lost the join
-  does not perform. So if the lower pruner ``x`` has the higher ``y`` among its alive
-  members, at most one performs: ``x`` counts ``y`` only on an answer showing ``x``'s
-  marker, after which ``y``'s table never holds ``y``'s marker of that round again,
-  and if ``y`` performed first its answer shows the performed marker. (Two pruners that
-  know nothing of each other for a whole dissemination period are outside what the
-  period is there to give.)
-* **Clean-up**, on every node, paused or not: a replica with a performed marker is
-  dropped from every held state naming it (and from every received payload naming it,
-  before the merge: :meth:`~crdtgossip.protocol.pruning_markers.PruningMarkers.performed`
-  is that filter), until the marker expires after ``marker_ttl``.
+  is a member alive under another replica id. Nothing else is: not the local current
+  replica, not one of a member that left, died or is unknown (it may come back with its
+  store), not one of a member restarted with its state (same id).
+* **Pause.** Steps are taken only while every member is alive or left; a retired
+  replica is acted on once such time has added up to ``dissemination_period`` since
+  this node first saw it retired. The clean-up runs paused or not.
+* **Who.** The lowest alive member initializes the marker, in the round of the marker
+  there (0 if none; a higher pruner's of that round loses to it), then sends a
+  :class:`Collect` query to every other alive member it has not *seen*. A member is
+  seen once it has answered a query begun after the initialization, *with this
+  pruner's own marker* (its pruner and round). When every other alive member is seen
+  and its own table still holds its marker, it prunes (:class:`Perform`). A member
+  that holds another pruner's marker (the join's winner) or a performed one never
+  counts, and a pruner whose marker lost a join never performs: so two pruners whose
+  views differ do not both perform.
+* **Takeover.** A marker of a *lower* pruner, so one that is not an alive member (left
+  or unknown), would win every join for ever. Once this node has seen that same marker
+  so for a dissemination period of all-alive time, it initializes the next round,
+  which beats it. Should the old pruner come back, it cannot perform its round: every
+  answer shows the new round. :attr:`Pruner.stalled` lists replicas waiting so.
+* **Clean-up.** A replica with a performed marker is dropped from every held state and
+  received payload naming it (:meth:`PruningMarkers.performed
+  <crdtgossip.protocol.pruning_markers.PruningMarkers.performed>` is the filter) until
+  the marker expires after ``marker_ttl``.
 
 How the engine runs it:
 
-1. Every so often (each second or so; steps are idempotent, so the rate only sets how
-   soon things happen) call :meth:`Pruner.step` and carry out the actions returned, in
-   order, before the next call. Each action's :meth:`~Initialize.mark` makes its change
-   to the marker table and says whether the table changed (then store and spread it);
-   :class:`Collect`, :class:`Perform` and :class:`Drop` also name work, described on
-   each class.
-2. When a collect query to a member begins (before its first message is sent), take
-   :meth:`Pruner.query_ticket`, and send this node's markers of the replicas asked
-   about with the query (the answerer merges them, so its answer can show them). The
-   answerer sends the states, then says it is done *with its markers of those replicas*
-   (or its whole table), taken when it says so. Once every state it sent is merged,
-   merge its markers into this node's table and call :meth:`Pruner.collected` with the
-   member, the replicas the query named, that ticket and the markers the answer
-   carried, and mark the :class:`See` actions it returns. The ticket is how a query
-   begun before an initialization is kept from counting for it; the markers, how a
-   copy that belongs to another pruner's prune (or is pruned already) is.
-3. Merge every marker table received (:meth:`PruningMarkers.merge`), and drop the
-   replicas of ``markers.performed()`` from every payload before merging it.
-
-The Pruner's own state is small and bounded: per retired replica, when it was first
-seen; per replica it is pruning, the members seen; per member asked, when. It is not
-stored: a restarted node counts the period again, and queries every member again before
-it prunes (a marker this node initialized in an earlier life is taken up, but
-its seen set is not trusted: what that life merged may be lost).
-
-A marker initialized by a pruner that is no longer an alive member, and is lower than
-every alive member, wins every join and is never performed by anyone: the replica is
-not pruned until that node comes back (:attr:`Pruner.stalled` lists such replicas).
+1. Every second or so (steps are idempotent) call :meth:`Pruner.step` and carry out the
+   actions, in order, before the next call; each action's :meth:`~Initialize.mark`
+   changes the marker table and says whether it changed (then store and spread it).
+2. A collect query: take :meth:`Pruner.query_ticket` before its first message, and send
+   this node's markers of the replicas asked about with it. The answerer merges them,
+   sends the state of every key naming those replicas, then says it is done *with its
+   markers of them* (or its whole table) as they are then. Once its states are merged,
+   merge its markers into this node's table too, call :meth:`Pruner.collected` with the
+   member, the replicas, the ticket and those markers, and mark the :class:`See`
+   actions returned.
+3. Merge every marker table received; drop the replicas of ``performed()`` from every
+   payload before merging it.
+4. A Pruner lives for one membership: a node that leaves and joins again, or restarts,
+   makes a new one (it counts the period and queries everyone again; a marker of its
+   earlier life is taken up, its seen set not trusted). A leaving node spreads its
+   marker table before it goes, and a pruned state never leaves a node before its
+   performed marker (send the table with it): else a pruner that performed and left
+   could be taken over, and its pruned states, back, would count the replica twice.
 """
 
 from __future__ import annotations
@@ -87,6 +65,7 @@ from typing import Final, TypeAlias
 
 from crdtgossip.errors import ConfigError, OperationError
 from crdtgossip.protocol.pruning_markers import (
+    ROUND_MAX,
     STAMP_MAX,
     Initialized,
     Marker,
@@ -121,15 +100,13 @@ memory (6 h; it keeps 10 days for durable data). It must outlast the longest par
 and the oldest store restored, which could still name the replica."""
 
 QUERY_RETRY: Final = 60.0
-"""Seconds before a member whose answer to a :class:`Collect` has not come is asked
-again (the query or its answer may have been lost, or the member was busy: the rollback
-check's answerers drop queries past ``MAX_SCANS`` at once)."""
+"""Seconds before a member whose answer to a :class:`Collect` has not come (or did not
+count) is asked again: the query or answer may be lost, the member busy."""
 
 _NS: Final = 1_000_000_000
 
 MemberRow: TypeAlias = tuple[str, Status, str]
-"""One member as the Pruner reads it: (node id, status, current replica id). An empty
-replica id means unknown: such a member retires nothing."""
+"""(node id, status, current replica id); an empty replica id (unknown) retires nothing."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,9 +153,7 @@ class Initialize:
 @dataclass(frozen=True, slots=True)
 class Collect:
     """Send ``node_id`` a collect query about ``replicas``, with this node's markers of
-    them: it merges those markers, answers with the state of every key naming any of
-    the replicas, then says it is done, with its own markers of them. Report it as step
-    2 of the module doc says."""
+    them; step 2 of the module doc says how it is answered and reported."""
 
     node_id: str
     replicas: frozenset[str]
@@ -208,10 +183,9 @@ class Perform:
     """Prune ``replica``: run ``prune(replica, into)`` on every held state that names it
     (``into`` is this node's replica id), then mark it performed at stamp ``at``.
 
-    Should a prune fail (an :class:`~crdtgossip.errors.OperationError`: a counter would
-    pass 2**64 - 1), do not mark it: a performed marker would have every copy, this
-    one included, drop what this state still holds of ``replica``. The next step asks
-    again.
+    Should a prune fail (:class:`~crdtgossip.errors.OperationError`: a counter would
+    pass 2**64 - 1), do not mark it (every copy would drop what this state still holds
+    of ``replica``); the next step asks again.
     """
 
     replica: str
@@ -261,13 +235,15 @@ class _Duty:
 
 
 @dataclass(slots=True)
-class _View:
-    """What one call reads of the member table."""
-
+class _View:  # what one call reads of the member table
     replicas: dict[str, str]  # alive members only: node id -> current replica id
     others: set[str]  # alive members but this node
     all_alive: bool
     lowest: str | None  # the lowest alive node id
+
+
+def _own(marker: Marker | None, pruner: str, round_: int) -> bool:
+    return isinstance(marker, Initialized) and (marker.pruner, marker.round) == (pruner, round_)
 
 
 def _read_members(members: Iterable[MemberRow], local: str) -> _View:
@@ -284,8 +260,7 @@ def _read_members(members: Iterable[MemberRow], local: str) -> _View:
 
 
 class Pruner:
-    """The pruning decisions of one node (see the module doc for the rules and for how
-    the engine calls it).
+    """The pruning decisions of one node (the module doc has the rules and the recipe).
 
     Args:
         node_id: this node's id (the pruner id of the markers it initializes).
@@ -299,6 +274,7 @@ class Pruner:
         "_duties",
         "_generation",
         "_last",
+        "_stale",
         "_stalled",
         "config",
         "node_id",
@@ -317,17 +293,19 @@ class Pruner:
         # member -> when it was last asked, and about which replicas since then
         self._asked: dict[str, tuple[float, frozenset[str]]] = {}
         self._stalled: frozenset[str] = frozenset()
+        # replica -> (pruner, round) of a marker stalled on a lower pruner, and since when
+        self._stale: dict[str, tuple[tuple[str, int], float]] = {}
 
     @property
     def pruning(self) -> frozenset[str]:
-        """The replicas this node is pruning, as of the last step: initialized by it,
-        and not performed when the step began."""
+        """The replicas this node is pruning, as of the last step (not performed then)."""
         return frozenset(self._duties)
 
     @property
     def stalled(self) -> frozenset[str]:
-        """Retired replicas, as of the last step, whose marker is held by a lower pruner
-        that is not an alive member: no one prunes them until it comes back."""
+        """Retired replicas, as of the last step, whose marker a lower pruner that is not
+        an alive member holds, not yet taken over: this node waits a dissemination
+        period on the same marker first (for ever at round ``ROUND_MAX``)."""
         return self._stalled
 
     def step(
@@ -343,16 +321,13 @@ class Pruner:
         """The next actions, to carry out in order (see the module doc).
 
         Args:
-            members: the member table, this node included, one (node id, status,
-                current replica id) per member.
-            named: every replica id the held states name (the union of their
-                ``replicas()``).
+            members: the member table, this node included: (node id, status, replica).
+            named: every replica id the held states name (the union of ``replicas()``).
             markers: the marker table, read only: the actions say what to change.
             local_replica: this node's current replica id (never retired, and the
                 ``into`` of its prunes; its row in ``members`` may lag behind it).
             now: the engine's clock, in seconds (monotonic).
-            stamp: the stamp of now (Unix ns scale): a :class:`Perform`'s ``at`` and
-                the time markers expire by.
+            stamp: the stamp of now (Unix ns): a Perform's ``at``, and expiry's clock.
 
         Raises:
             OperationError: ``local_replica`` is not a non-empty str, or ``stamp`` is
@@ -394,25 +369,16 @@ class Pruner:
         *,
         their: Mapping[str, Marker] | PruningMarkers,
     ) -> tuple[See, ...]:
-        """``node_id`` has answered a collect query about ``replicas``, begun with
-        ``ticket``, and ``their`` are the markers its answer carried (its marker table
-        when it said it was done, or at least its markers of ``replicas``): every state
-        it sent is merged, so this node holds everything of those replicas that member
-        held.
+        """``node_id`` has answered a collect query about ``replicas`` begun with
+        ``ticket``, every state it sent is merged, and ``their`` are the markers its
+        answer carried (at least those of ``replicas``, as they were when it was done).
 
-        Returns the :class:`See` actions to mark: one per replica of the query that
-        this node is pruning, initialized before the query began (a ticket taken earlier
-        counts for none of them), and whose marker in ``their`` is this node's own,
-        :class:`~crdtgossip.protocol.pruning_markers.Initialized` by this node in the
-        round it is pruning in. Any other marker there does not count: one of another
-        pruner (or round) means that member's copy belongs to that pruner's prune, which
-        won the join (or took over), and a performed one means the replica is pruned
-        elsewhere. So two pruners never both count one member's copy of one round, and
-        at most one of them performs (see the module doc).
-
-        The engine merges ``their`` into its own marker table as well (before or after
-        this call, before the next :meth:`step`), so a performed or winning marker an
-        answer shows is seen by the next step.
+        Returns the :class:`See` actions to mark: one per replica of the query that this
+        node prunes, initialized before the query began, and whose marker in ``their``
+        is this node's own (its pruner and round). Another pruner's or round's marker
+        means that copy belongs to another prune, a performed one that the replica is
+        pruned: neither counts. Merge ``their`` into this node's table too (before the
+        next :meth:`step`), so the next step sees a winning or performed marker.
 
         Raises:
             OperationError: ``ticket`` is not one :meth:`query_ticket` gave.
@@ -426,29 +392,16 @@ class Pruner:
             duty = self._duties[replica]
             if duty.generation > ticket or node_id in duty.seen:
                 continue
-            if not self._own(their.get(replica), duty.round):
+            if not _own(their.get(replica), self.node_id, duty.round):
                 continue  # their copy counts for another pruner or round, or is pruned
             duty.seen.add(node_id)
             sees.append(See(replica, node_id, self.node_id, duty.round))
         return tuple(sees)
 
-    def _own(self, marker: Marker | None, round_: int) -> bool:
-        """Whether ``marker`` is initialized by this node in ``round_``."""
-        return (
-            isinstance(marker, Initialized)
-            and marker.pruner == self.node_id
-            and marker.round == round_
-        )
-
     def _advance(self, now: float, all_alive: bool) -> None:
-        """Count the time since the last call if both calls saw every member alive.
-
-        A pause stops the count and keeps what it had (as Akka's "all reachable" clock
-        does): the time already counted has spread the retired replica's writes as far
-        as it did, and a pause undoes none of it, while a reset would let a member that
-        is suspected every few minutes put pruning off for ever. What a member brings
-        back from a pause the pruner collects from it anyway.
-        """
+        """Count the time since the last call if both calls saw every member alive. A
+        pause stops the count and keeps it (as Akka's "all reachable" clock): a reset
+        would let a member suspected every few minutes put pruning off for ever."""
         if self._last is not None:
             last, was_alive = self._last
             if was_alive and all_alive and now > last:
@@ -487,6 +440,7 @@ class Pruner:
         """Initialize and perform what this node prunes; the members it must still see,
         with the replicas to see each for."""
         duties, self._duties = self._duties, {}
+        stale, self._stale = self._stale, {}
         needed: dict[str, set[str]] = {}
         stalled: set[str] = set()
         lowest = view.lowest == self.node_id
@@ -497,30 +451,31 @@ class Pruner:
             marker = markers.get(replica)
             if isinstance(marker, Performed):
                 continue
-            if marker is not None and marker.pruner < self.node_id:
-                if lowest:  # so its pruner is not an alive member
-                    stalled.add(replica)
-                continue
             if not lowest:  # a lower member will take over (or is pruning already)
                 continue
-            # No marker: round 0. A higher pruner's (alive, since this node is the lowest):
-            # its round, which this node's lower id wins. This node's own (of this life
-            # or an earlier one): its round, taken up.
-            round_ = 0 if marker is None else marker.round
+            if marker is not None and marker.pruner < self.node_id:  # left or unknown
+                held = (marker.pruner, marker.round)
+                since = stale.get(replica)
+                first = since[1] if since is not None and since[0] == held else self._alive_time
+                self._stale[replica] = (held, first)
+                if marker.round >= ROUND_MAX or self._alive_time - first < period:
+                    stalled.add(replica)
+                    continue
+                round_ = marker.round + 1
+            else:  # none: round 0; a higher pruner's, or this node's own: its round
+                round_ = 0 if marker is None else marker.round
             duty = duties.get(replica)
             if duty is None or duty.round != round_:
                 self._generation += 1
                 duty = _Duty(round_, self._generation)
             self._duties[replica] = duty
-            own = self._own(marker, round_)
+            own = _own(marker, self.node_id, round_)
             if not own:
                 actions.append(Initialize(replica, self.node_id, round_))
             missing = view.others - duty.seen
             for node in missing:
                 needed.setdefault(node, set()).add(replica)
-            # Only on this node's own marker as the table holds it now: an Initialize
-            # above, or one that lost a join since, is not enough.
-            if own and not missing:
+            if own and not missing:  # not on an Initialize above, nor a marker that lost
                 actions.append(Perform(replica, local_replica, stamp))
         self._stalled = frozenset(stalled)
         return needed

@@ -2,12 +2,10 @@
 
 A marker is one of two things (see the concepts page "Pruning removed replicas"):
 
-* :class:`Initialized` ``(pruner, seen, round)``: the node ``pruner`` is pruning the
-  replica, in round ``round``, and has merged the copies of the nodes in ``seen`` since
-  it started. A round is a takeover count: a marker whose pruner is gone for good
-  (left, never to come back) would otherwise win every join for ever, so another node
-  may take it over by initializing the next round
-  (:class:`~crdtgossip.protocol.pruning.Pruner` says when);
+* :class:`Initialized` ``(pruner, seen, round)``: ``pruner`` is pruning the replica in
+  ``round`` and has merged the copies of ``seen`` since. A round counts takeovers: a
+  marker whose pruner is gone would win every join for ever, so another node takes it
+  over in the next round (:class:`~crdtgossip.protocol.pruning.Pruner` says when);
 * :class:`Performed` ``(at)``: the prune is done; ``at`` is a stamp (Unix ns, or an HLC
   stamp on that scale) of when, which sets how long the marker lives.
 
@@ -18,17 +16,14 @@ tables is taken per replica id over the union of their ids, by :func:`join`:
 
 * a performed marker beats an initialized one (the prune is done, whoever started it);
 * of two performed markers, the larger ``at`` (the later stamp keeps it longer);
-* of two initialized markers of different rounds, the higher round, as it is (a
-  takeover beats what it took over);
-* of two initialized markers of one round and different pruners, the one of the lower
-  pruner id, as it is (its seen set says what *that* pruner merged; the other's says
-  nothing about it). So concurrent starts by two nodes settle on one pruner;
-* of two initialized markers of one round and one pruner, the union of their seen sets.
+* of two initialized markers, the higher round, as it is (a takeover wins);
+* of one round, the lower pruner id, as it is (its seen set says what *that* pruner
+  merged, the other's nothing about it): concurrent starts settle on one pruner;
+* of one round and pruner, the union of their seen sets.
 
-Ordered this way (Initialized by round, then by pruner id descending, then by seen
-set; every Performed above, by ``at``) the markers form a lattice (a lexicographic
-product of two chains and a powerset) and :func:`join` is its least upper bound:
-commutative, associative, idempotent. Every mutator of the table is an
+Ordered so (Initialized by round, then pruner id descending, then seen set; every
+Performed above, by ``at``: a lexicographic product of two chains and a powerset) the
+markers form a lattice and :func:`join` is its least upper bound. Every mutator is an
 inflation (its result is the join of the table with something), except
 :meth:`PruningMarkers.expire`, the one step that forgets: see there why that is safe.
 
@@ -90,36 +85,31 @@ MARKERS_VERSION: Final = 2
 was never stored or sent)."""
 
 MAX_MARKERS: Final = 65_536
-"""Most markers in one table. One per replica retired within a marker's lifetime (6 h
-by default): a cluster would need 3 stateless restarts a second to come near."""
+"""Most markers in one table: one per replica retired within a marker's lifetime (6 h
+by default) would take 3 stateless restarts a second."""
 
 MAX_SEEN: Final = 65_536
-"""Most node ids in one seen set: more than a cluster has members (memberlist and Akka
-are run at thousands, not tens of thousands)."""
+"""Most node ids in one seen set: more than a cluster has members."""
 
 MAX_ID_BYTES: Final = 1_024
-"""Longest node id or replica id, in UTF-8 bytes: a node id with a dot and 16 hex
-digits is far below it."""
+"""Longest node id or replica id, in UTF-8 bytes."""
 
 MAX_ENCODED_BYTES: Final = 16 * 1024 * 1024
-"""Largest encoding: the node's TCP frame limit (the codec's ``Limits.max_bytes``), so
-the table always fits in one state message."""
+"""Largest encoding: the node's TCP frame limit, so the table fits in one message."""
 
 STAMP_MAX: Final = 2**64 - 1
 """Largest stamp (``Performed.at``, expiry times): an unsigned 64-bit integer."""
 
 ROUND_MAX: Final = 2**64 - 1
-"""Largest round (``Initialized.round``): an unsigned 64-bit integer, like the stamps. A
-marker at this round can no longer be taken over."""
+"""Largest round (``Initialized.round``), like the stamps; no takeover goes past it."""
 
 _INITIALIZED, _PERFORMED = 0, 1  # the wire code of each marker kind, fixed forever
 
 
 @dataclass(frozen=True, slots=True)
 class Initialized:
-    """The node ``pruner`` is pruning the replica, in round ``round`` (0, or one more
-    than the round of the marker it took over); ``seen`` are the node ids whose copies it
-    has merged since it started (recorded by the pruner itself)."""
+    """``pruner`` is pruning the replica in ``round`` (0, or one past the marker it took
+    over); ``seen``: the node ids whose copies it has merged since (recorded by itself)."""
 
     pruner: str
     seen: frozenset[str] = field(default_factory=frozenset)
@@ -269,23 +259,16 @@ class PruningMarkers:
         return True
 
     def initialize(self, replica: str, pruner: str, *, round: int = 0) -> bool:
-        """Record that ``pruner`` starts pruning ``replica`` in ``round``, with nothing
-        seen yet.
-
-        A join: it does nothing on a performed marker, on one of a higher round, or on
-        one of the same round and a lower pruner; it replaces one of a lower round, or of
-        the same round and a higher pruner.
-        """
+        """Record that ``pruner`` starts pruning ``replica`` in ``round``, nothing seen
+        yet. A join: it does nothing on a performed marker, a higher round's, or one of
+        its round and a lower pruner; it replaces any other."""
         marker = Initialized(_check_id(pruner, "pruner id"), round=_check_stamp(round, "round"))
         return self._put(_check_id(replica, "replica id"), marker)
 
     def see(self, replica: str, node_id: str, *, pruner: str, round: int = 0) -> bool:
-        """Add ``node_id`` to the seen set of ``replica``'s marker, if that marker is
-        initialized by ``pruner`` in ``round`` (the node calling, which has merged
-        ``node_id``'s copy since it initialized it); anything else is left alone and
-        False returned, so a pruner whose marker has meanwhile lost to a lower pruner's,
-        been taken over or been performed never writes into a marker that is not its
-        own."""
+        """Add ``node_id`` to the seen set of ``replica``'s marker if it is initialized by
+        ``pruner`` (the caller) in ``round``; else nothing is changed and False returned,
+        so a pruner whose marker lost a join never writes into another's."""
         _check_id(replica, "replica id")
         _check_id(node_id, "node id")
         marker = self._markers.get(replica)

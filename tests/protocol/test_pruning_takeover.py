@@ -4,8 +4,13 @@ marker), and rounds: a marker stalled on a pruner that is gone is taken over."""
 
 from __future__ import annotations
 
-from crdtgossip.protocol.pruning import Drop, Initialize, Perform
-from crdtgossip.protocol.pruning_markers import Initialized, Performed, PruningMarkers
+from crdtgossip.protocol.pruning import Drop, Initialize, Perform, See
+from crdtgossip.protocol.pruning_markers import (
+    ROUND_MAX,
+    Initialized,
+    Performed,
+    PruningMarkers,
+)
 from tests.protocol.test_pruning import (
     LEFT,
     NEW_B,
@@ -80,13 +85,69 @@ def test_a_marker_of_an_earlier_life_is_taken_up_without_trusting_its_seen_set()
     assert a.step(PERIOD + 2) == [_perform(PERIOD + 2)]
 
 
-def test_a_marker_held_by_a_lower_pruner_that_left_is_reported_stalled() -> None:
+def test_a_marker_whose_pruner_left_is_taken_over_in_the_next_round_after_a_period() -> None:
+    b = _Node("b")
+    b.markers.initialize(OLD_B, "a", round=4)
+    b.markers.see(OLD_B, "c", pruner="a", round=4)
+    gone = _rows({"a": LEFT})
+    _until(b, 0.0, PERIOD, members=gone)
+    _until(b, PERIOD, 2 * PERIOD, members=gone)  # the replica's period, then the wait
+    assert b.pruner.stalled == {OLD_B}
+    assert b.step(2 * PERIOD, gone) == [Initialize(OLD_B, "b", 5), _ask("c")]
+    assert b.pruner.stalled == frozenset()
+    assert b.markers.get(OLD_B) == Initialized("b", round=5)  # a's seen set is not b's
+    assert b.collect("c") == (See(OLD_B, "c", "b", 5),)
+    assert b.step(2 * PERIOD + 1, gone) == [Perform(OLD_B, NEW_B, _stamp(2 * PERIOD + 1))]
+
+
+def test_the_wait_restarts_when_the_stalled_marker_changes_and_stops_at_the_last_round() -> None:
     b = _Node("b")
     b.markers.initialize(OLD_B, "a")
-    members = _rows({"a": LEFT})
-    _until(b, 0.0, 3 * PERIOD, members=members)
+    gone = _rows({"a": LEFT})
+    _until(b, 0.0, 1.5 * PERIOD, members=gone)
+    b.markers.initialize(OLD_B, "a", round=ROUND_MAX)  # another marker: counted anew
+    _until(b, 1.5 * PERIOD, 10 * PERIOD, members=gone)  # and never taken over
     assert b.pruner.stalled == {OLD_B}
-    assert b.markers.get(OLD_B) == Initialized("a")
+    assert b.markers.get(OLD_B) == Initialized("a", round=ROUND_MAX)
+    again = _Node("b")
+    again.markers.initialize(OLD_B, "a")
+    _until(again, 0.0, 1.5 * PERIOD, members=gone)
+    again.markers.initialize(OLD_B, "a", round=1)
+    _until(again, 1.5 * PERIOD, 2.5 * PERIOD, members=gone)
+    assert again.step(2.5 * PERIOD, gone) == [Initialize(OLD_B, "b", 2), _ask("c")]
+
+
+def test_a_higher_pruner_that_left_loses_to_the_same_round_at_once() -> None:
+    a = _Node("a")
+    a.markers.initialize(OLD_B, "c", round=3)
+    members = _rows({"c": LEFT})
+    _until(a, 0.0, PERIOD, members=members)
+    assert a.step(PERIOD, members) == [Initialize(OLD_B, "a", 3), _ask("b")]
+    assert a.pruner.stalled == frozenset()
+
+
+def test_a_pruner_that_comes_back_after_a_takeover_cannot_perform() -> None:
+    a, b, c = _Node("a"), _Node("b"), _Node("c")
+    _initialized(a)
+    assert a.collect("b") != ()  # b's answer shows a's marker: seen
+    b.markers.merge(a.markers)
+    c.markers.merge(a.markers)
+    gone = _rows({"a": LEFT})  # a leaves; b is the lowest alive member, and takes over
+    _until(b, 0.0, 2 * PERIOD, members=gone)
+    assert b.step(2 * PERIOD, gone) == [Initialize(OLD_B, "b", 1), _ask("c")]
+    c.markers.merge(b.markers)
+    assert b.collect("c", their=c.markers.copy()) != ()
+    # a comes back, its Pruner as it was: c's answer shows b's round 1, not a's round 0,
+    # so a cannot perform even before its table learns of the takeover.
+    ticket = a.pruner.query_ticket()
+    assert a.pruner.collected("c", {OLD_B}, ticket, their=c.markers) == ()
+    assert a.step(2 * PERIOD + 1) == [_ask("c")]
+    a.markers.merge(c.markers)  # then it does: b's marker is higher, b alive, a lower
+    assert a.step(2 * PERIOD + 2) == [Initialize(OLD_B, "a", 1), _ask("b")]
+    assert b.step(2 * PERIOD + 2, gone) == [Perform(OLD_B, NEW_B, _stamp(2 * PERIOD + 2))]
+    a.markers.merge(b.markers)
+    assert a.step(2 * PERIOD + 3) == [Drop(OLD_B)]
+    assert (a.pruned, b.pruned) == ([], [OLD_B])
 
 
 # ---- one Perform per replica ----------------------------------------------------------
