@@ -4,7 +4,10 @@ marker), and rounds: a marker stalled on a pruner that is gone is taken over."""
 
 from __future__ import annotations
 
-from crdtgossip.protocol.pruning import Drop, Initialize, Perform, See
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from crdtgossip.protocol.pruning import Collect, Drop, Initialize, Perform, See
 from crdtgossip.protocol.pruning_markers import (
     ROUND_MAX,
     Initialized,
@@ -197,3 +200,61 @@ def test_an_initialize_is_never_performed_in_the_same_step() -> None:
     _until(a, 0.0, PERIOD, members=alone)
     assert a.step(PERIOD, alone) == [Initialize("a.00000000000000ee", "a")]
     assert a.step(PERIOD + 1, alone) == [Perform("a.00000000000000ee", a.replica, _stamp(301))]
+
+
+# ---- random interleavings ---------------------------------------------------------------
+
+# Weighted so that most schedules get some pruner to a Perform: steps and answers (that
+# mostly carry the querier's markers) are common, gossip rarer.
+_step = st.tuples(st.just("step"), st.sampled_from("abc"))
+_answer = st.tuples(st.just("answer"), st.integers(0, 7), st.sampled_from([True, True, False]))
+_moves = st.lists(
+    st.one_of(
+        *[_step] * 2,
+        *[_answer] * 3,
+        st.tuples(st.just("gossip"), st.sampled_from("abc"), st.sampled_from("abc")),
+    ),
+    min_size=10,
+    max_size=50,
+)
+
+
+@settings(max_examples=80)
+@given(knows_a=st.tuples(st.booleans(), st.booleans()), c_knows_b=st.booleans(), moves=_moves)
+def test_pruners_whose_views_differ_never_both_perform(
+    knows_a: tuple[bool, bool], c_knows_b: bool, moves: list[tuple[object, ...]]
+) -> None:
+    # b and c may not have heard of a (c not of b) and take themselves for the lowest;
+    # a lower member always knows the higher ones. Each begins past the period, then
+    # steps, answers (whose queries may or may not carry the querier's markers) and
+    # marker gossip interleave at random, in less than a period: no takeover is due.
+    nodes = {name: _Node(name) for name in "abc"}
+    unknown = {"a": set(), "b": set() if knows_a[0] else {"a"}}
+    unknown["c"] = {n for n, knows in (("a", knows_a[1]), ("b", c_knows_b)) if not knows}
+    views = {n: [row for row in _rows() if row[0] not in unknown[n]] for n in nodes}
+    queries: list[tuple[str, str, frozenset[str], int]] = []
+    now = PERIOD
+
+    def step(name: str) -> None:
+        node = nodes[name]
+        for action in node.step(now, views[name]):
+            if isinstance(action, Collect):
+                ticket = node.pruner.query_ticket()
+                queries.append((name, action.node_id, action.replicas, ticket))
+
+    for name, node in nodes.items():
+        _until(node, 0.0, PERIOD, members=views[name])
+        step(name)
+    for move in moves:
+        now += 1.0
+        match move:
+            case ("step", str(name)):
+                step(name)
+            case ("answer", int(which), bool(carried)) if queries:
+                asker, answerer, replicas, ticket = queries.pop(which % len(queries))
+                if carried:
+                    nodes[answerer].markers.merge(nodes[asker].markers)
+                nodes[asker].collect(answerer, ticket, replicas, nodes[answerer].markers.copy())
+            case ("gossip", str(source), str(target)):
+                nodes[target].markers.merge(nodes[source].markers)
+    assert sum(len(node.pruned) for node in nodes.values()) <= 1
