@@ -31,7 +31,7 @@ import math
 from bisect import bisect_left, bisect_right, insort
 from collections.abc import Collection
 from dataclasses import dataclass
-from itertools import islice, repeat
+from itertools import repeat
 from operator import contains, itemgetter
 from typing import Final, Generic, TypeVar
 
@@ -274,9 +274,9 @@ class BroadcastQueue(Generic[T]):
             # The bound can come down to the truth: the buckets name every size.
             self._max_size = max(_size_of(bucket_key) for bucket_key in self._order)
         chosen: list[bytes] = []
-        # (bucket key, the items sent from it, freshest first; whether they were its
-        # freshest ones)
-        sent: list[tuple[int, list[_Entry[T]], bool]] = []
+        # (bucket key, the items sent from it, freshest first; how many of the
+        # bucket's last items they were found among)
+        sent: list[tuple[int, list[_Entry[T]], int]] = []
         left = budget
         floor = max(self._min_size, min_size) + per_item_overhead
         buckets = self._buckets
@@ -294,33 +294,41 @@ class BroadcastQueue(Generic[T]):
             if destination is not None and any(
                 map(contains, map(_EXCLUDE, window), repeat(destination))
             ):
-                allowed = (e for e in reversed(bucket) if destination not in e[3])
-                taken = list(islice(allowed, fit))
+                taken = []
+                depth = 0
+                for entry in reversed(bucket):
+                    depth += 1
+                    if destination not in entry[3]:
+                        taken.append(entry)
+                        if len(taken) == fit:
+                            break
                 if not taken:
                     continue
-                sent.append((bucket_key, taken, False))
+                sent.append((bucket_key, taken, depth))
             else:
                 taken = window[::-1]
-                sent.append((bucket_key, taken, True))
+                sent.append((bucket_key, taken, len(taken)))
             chosen += map(_PACKED, taken)
             left -= cost * len(taken)
             if left <= per_item_overhead:
                 break
         # The latest bucket first: its items move on before earlier ones arrive in it.
-        for bucket_key, taken, freshest in reversed(sent):
-            self._sent(bucket_key, taken, freshest, limit)
+        for bucket_key, taken, depth in reversed(sent):
+            self._sent(bucket_key, taken, depth, limit)
         return chosen
 
-    def _sent(self, bucket_key: int, taken: list[_Entry[T]], freshest: bool, limit: int) -> None:
-        """Count the items ``taken`` from a bucket (freshest first) as sent once more:
-        into the next bucket, or out of the queue at ``limit``."""
+    def _sent(self, bucket_key: int, taken: list[_Entry[T]], depth: int, limit: int) -> None:
+        """Count the items ``taken`` from a bucket (freshest first, among its last
+        ``depth`` items) as sent once more: into the next bucket, or out of the queue
+        at ``limit``."""
         buckets = self._buckets
         bucket = buckets[bucket_key]
-        if freshest:
-            del bucket[-len(taken) :]
+        if depth == len(taken):
+            del bucket[-depth:]
         else:
+            # Only the items looked at are rebuilt (a bucket may hold a thousand).
             gone = set(map(_SERIAL, taken))
-            bucket[:] = [entry for entry in bucket if entry[0] not in gone]
+            bucket[-depth:] = [entry for entry in bucket[-depth:] if entry[0] not in gone]
         if not bucket:
             del buckets[bucket_key]
             self._order.remove(bucket_key)
@@ -339,10 +347,14 @@ class BroadcastQueue(Generic[T]):
             return
         # Usually the items fall in one gap of the bucket (they were the freshest of
         # theirs, and the bucket holds items sent before them, or after): a slice goes
-        # in there; else the bucket is sorted (two runs, merged).
+        # in there; else they are merged with the bucket's items between their first
+        # and their last (two sorted runs, sorted), not with the whole bucket.
         at = bisect_right(following, taken[0])
-        if at == bisect_right(following, taken[-1]):
+        end = bisect_right(following, taken[-1], at)
+        if at == end:
             following[at:at] = taken
         else:
-            following += taken
-            following.sort()
+            between = following[at:end]
+            between += taken
+            between.sort()
+            following[at:end] = between
