@@ -267,7 +267,7 @@ class Engine(DeleteEngine, QuorumEngine, MembersEngine, ClockEngine, RollbackEng
             frame = decode_frame(
                 data,
                 self.config.max_reliable_frame,
-                known_alive=self._membership.alive_incarnations,
+                known_alive=self._membership.alive_index,
             )
         except DecodeError:
             self._counters["decode_errors"] += 1

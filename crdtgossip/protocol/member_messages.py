@@ -16,9 +16,11 @@ from crdtgossip.protocol.wire import Kind, address, array, boolean, fail, node_i
 __all__ = [
     "ALIVE_CACHE_SIZE",
     "DECODERS",
+    "MEMBER_SLOTS_SIZE",
     "RECORD_CACHE_SIZE",
     "Ack",
     "Alive",
+    "AliveIndex",
     "Dead",
     "IdClaim",
     "IdInUse",
@@ -35,6 +37,7 @@ __all__ = [
     "lookup_alive",
     "lookup_record",
     "member_record",
+    "member_slot",
     "to_wire",
 ]
 
@@ -316,6 +319,69 @@ def decode_alive(member: object, member_address: object, incarnation: object) ->
         _alive_cache.clear()
     _alive_cache[(_ALIVE_CODE, alive.node_id, alive.address, alive.incarnation)] = alive
     return alive
+
+
+MEMBER_SLOTS_SIZE: Final = 1 << 16
+"""Most member ids given a slot in the process (see :class:`AliveIndex`); the ids seen
+after that go without one, which costs the decoder a little time, nothing else."""
+
+# The slot of each member id, for every AliveIndex in the process: given once, never
+# taken back (the indexes' bytes are read by it), so the table is bounded instead.
+_slots: dict[str, int] = {}
+
+#: The slot of a member id, if it has one (the table's own ``get``, for the decoder's
+#: loop; raises ``TypeError`` for an unhashable key).
+member_slot: Final = _slots.get
+
+_MAX_LEVEL: Final = 255
+
+
+class AliveIndex:
+    """The members a member table knows alive, and at which incarnation, kept by
+    :class:`~crdtgossip.protocol.membership.Membership` for its own rows in two forms:
+    one its own checks read, one :func:`~crdtgossip.protocol.messages.decode_frame`
+    reads for every alive rumor received.
+
+    Attributes:
+        incarnations: the incarnation of each own row that is alive, -1 for the other
+            own rows (the local one always among them). Read it; change it through
+            :meth:`note` and :meth:`forget` only.
+        levels: one byte per member slot (:data:`member_slot`): the incarnation plus
+            one, at most 255, of a member in ``incarnations`` at 0 or above, else 0
+            (and the bytes past its end, 0). An alive rumor of an incarnation below
+            its member's level is no news. This is what the decoder reads: a
+            simulator's N tables are each read on every frame they receive, and a
+            dict of N ids is N cache lines apart where these are N bytes.
+    """
+
+    __slots__ = ("incarnations", "levels")
+
+    def __init__(self) -> None:
+        self.incarnations: dict[str, int] = {}
+        self.levels = bytearray()
+
+    def note(self, node_id: str, incarnation: int) -> None:
+        """Say that own row ``node_id`` is alive at ``incarnation`` (-1: it is not, or
+        it is the local one)."""
+        self.incarnations[node_id] = incarnation
+        slot = _slots.get(node_id)
+        if slot is None:
+            if incarnation < 0 or len(_slots) >= MEMBER_SLOTS_SIZE:
+                return  # level 0, as the bytes past the end say
+            slot = _slots[node_id] = len(_slots)
+        levels = self.levels
+        if slot >= len(levels):
+            if incarnation < 0:
+                return
+            levels.extend(bytes(slot + 1 - len(levels)))
+        levels[slot] = min(incarnation + 1, _MAX_LEVEL)
+
+    def forget(self, node_id: str) -> None:
+        """Drop own row ``node_id``."""
+        del self.incarnations[node_id]
+        slot = _slots.get(node_id)
+        if slot is not None and slot < len(self.levels):
+            self.levels[slot] = 0
 
 
 def _decode_members(fields: list[object]) -> Members:

@@ -22,6 +22,7 @@ from crdtgossip.protocol.events import (
     MemberLeft,
     MemberSuspect,
 )
+from crdtgossip.protocol.member_messages import AliveIndex
 from crdtgossip.protocol.messages import Alive, Dead, Left, MemberRecord, Suspect
 from crdtgossip.protocol.states import Rumor, Status
 
@@ -34,8 +35,8 @@ class Adopter(Protocol):
     _members: dict[str, MemberState]
     _forgotten: set[str]
     # The incarnation of each own alive row, -1 for the other own rows (see
-    # Membership.known_alive): kept with _members.
-    _alive_at: dict[str, int]
+    # Membership.known_alive): kept with _members, through its note and forget.
+    _alive_index: AliveIndex
 
 
 __all__ = ["EVENTS", "RUMOR_KINDS", "FormedTable", "MemberState"]
@@ -204,14 +205,14 @@ class FormedTable:
                 own[node_id] = MemberState(
                     node_id, old.address, old.incarnation, old.status, old.since
                 )
-                table._alive_at[node_id] = old.incarnation  # shared rows are alive
+                table._alive_index.note(node_id, old.incarnation)  # shared rows are alive
             elif (row.status, row.address, row.incarnation) == (
                 Status.ALIVE,
                 address,
                 incarnation,
             ):
                 del own[node_id]
-                del table._alive_at[node_id]
+                table._alive_index.forget(node_id)
                 freed += 1
         self._rows[node_id] = new
         return freed

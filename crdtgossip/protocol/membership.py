@@ -20,7 +20,7 @@ from __future__ import annotations
 import random
 import sys
 from bisect import insort
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 
 from crdtgossip.config import GossipConfig
 from crdtgossip.errors import ConfigError
@@ -32,6 +32,7 @@ from crdtgossip.protocol.events import (
     Member,
     MemberJoined,
 )
+from crdtgossip.protocol.member_messages import AliveIndex
 from crdtgossip.protocol.member_table import EVENTS, RUMOR_KINDS, FormedTable, MemberState
 from crdtgossip.protocol.messages import Alive, Dead, Left, Suspect
 from crdtgossip.protocol.states import Status, next_status, order_of
@@ -102,8 +103,11 @@ class Membership(MemberChoice, MemberSync):
         }
         # The incarnation of each own row that is alive, -1 for the others (the local
         # one among them): what known_alive reads, one lookup for the commonest
-        # question (a rumor reaches each member many times), kept by _track.
-        self._alive_at: dict[str, int] = {local_id: -1}
+        # question (a rumor reaches each member many times), kept by _track (with the
+        # form the decoder reads, see alive_index).
+        self._alive_index = AliveIndex()
+        self._alive_index.note(local_id, -1)
+        self._alive_at = self._alive_index.incarnations
         # The adopted FormedTable, if any, and its rows: read, never written.
         self._table: FormedTable | None = None
         self._shared: dict[str, MemberState] = {}
@@ -198,7 +202,7 @@ class Membership(MemberChoice, MemberSync):
     def _track(self, member: MemberState) -> None:
         """Note what an own row now says, for :meth:`known_alive` (after every change)."""
         alive = member.status is _ALIVE and member.node_id != self.local_id
-        self._alive_at[member.node_id] = member.incarnation if alive else -1
+        self._alive_index.note(member.node_id, member.incarnation if alive else -1)
 
     def members(self) -> list[Member]:
         """Every known member, this node included, sorted by node id."""
@@ -237,12 +241,11 @@ class Membership(MemberChoice, MemberSync):
         return min(s.deadline for s in self._suspicions.values())
 
     @property
-    def alive_incarnations(self) -> Mapping[str, int]:
-        """The incarnation of each own row that is alive, -1 for the other own rows (the
-        local one always among them), kept up to date: an alive rumor about a member
-        in it, no newer than this, is one :meth:`apply` ignores. A shared row is not
-        in it (ask :meth:`known_alive`). Read it; never change it."""
-        return self._alive_at
+    def alive_index(self) -> AliveIndex:
+        """The own rows alive and their incarnations, kept up to date: an alive rumor
+        about a member in it, no newer than this, is one :meth:`apply` ignores. A
+        shared row is not in it (ask :meth:`known_alive`). Read it; never change it."""
+        return self._alive_index
 
     # --- rumors --------------------------------------------------------------------
 
@@ -319,7 +322,7 @@ class Membership(MemberChoice, MemberSync):
             now,
         )
         self._members[rumor.node_id] = member
-        self._alive_at[rumor.node_id] = rumor.incarnation  # alive, and not the local row
+        self._alive_index.note(rumor.node_id, rumor.incarnation)  # alive, not the local row
         self.epoch += 1
         if self._ids_shared:
             self._sorted_ids = list(self._sorted_ids)
@@ -469,7 +472,7 @@ class Membership(MemberChoice, MemberSync):
         }
         for node_id in gone:
             self._counts[self._members.pop(node_id).status] -= 1
-            del self._alive_at[node_id]
+            self._alive_index.forget(node_id)
             if node_id in self._shared:
                 self._forgotten.add(node_id)
         if gone:

@@ -29,7 +29,7 @@ re-exports every name, so ``from crdtgossip.protocol.messages import Ping`` work
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final, TypeAlias
 
@@ -59,6 +59,7 @@ from crdtgossip.protocol.member_messages import (
     ALIVE_CACHE_SIZE,
     Ack,
     Alive,
+    AliveIndex,
     Dead,
     IdClaim,
     IdInUse,
@@ -72,6 +73,7 @@ from crdtgossip.protocol.member_messages import (
     Suspect,
     decode_alive,
     lookup_alive,
+    member_slot,
 )
 from crdtgossip.protocol.rollback_messages import MarksQuery, MarksReport, RollbackMessage
 from crdtgossip.protocol.states import STATUS_CODES
@@ -346,40 +348,38 @@ def _decode_message(value: object) -> Message:
 #: it (a code point is at most 4 bytes of UTF-8), for the decoder's loop to check inline.
 _SHORT_ADDRESS: Final = MAX_ADDRESS_BYTES // 4
 
-_NOTHING_KNOWN: Final[Mapping[str, int]] = {}
-
 
 def _decode_messages(
-    values: list[object], known_alive: Mapping[str, int]
+    values: list[object], known_alive: AliveIndex | None
 ) -> tuple[tuple[Message, ...], int]:
     """Decode the messages of a frame (:func:`_decode_message` of each), less the alive
-    rumors ``known_alive`` already holds; returns the messages and how many were left
-    out (see :func:`decode_frame`)."""
+    rumors ``known_alive`` holds; returns the messages and how many were left out (see
+    :func:`decode_frame`)."""
     # Run for every message received (tens of millions in a simulated join of 1,000
-    # nodes), most of them alive rumors the receiver knows: those are checked field by
-    # field and dropped here, without a call or a message object. The other alive
-    # rumors decoded before are found by their array, checked by equality with one
-    # that passed the checks, without a call.
+    # nodes), most of them alive rumors the receiver knows: checked field by field and
+    # dropped, with no call and no message object. Other alive rumors decoded before
+    # are found by their array, equal to one that passed the checks.
     messages: list[Message] = []
-    append, lookup, alive_code, known = messages.append, lookup_alive, _ALIVE_CODE, known_alive.get
+    append, lookup, alive_code, slot_of = messages.append, lookup_alive, _ALIVE_CODE, member_slot
+    levels = bytearray() if known_alive is None else known_alive.levels
+    slots = len(levels)
     left_out = 0
     try:
         for value in values:
             if type(value) is list and len(value) == 4:
                 kind, member, member_address, incarnation = value
-                # The int 5 itself, not 5.0 or another int object equal to it: msgpack
-                # yields the interpreter's one small int (were it another object, the
-                # full check would take the message; nothing else can pass).
+                # The int 5 itself (msgpack yields the interpreter's small int; were
+                # it another object the full check would take it), not 5.0.
                 if kind is alive_code:
-                    # An entry's key is a str that passed node_id before; the rest are
-                    # the checks of decode_alive (an int incarnation, not a bool, from
-                    # 0; an address of 1 to _SHORT_ADDRESS code points, a longer one
-                    # taking the full check).
-                    at = known(member)
+                    # A slot's id passed node_id before; then decode_alive's checks (an
+                    # int from 0, not a bool; an address of 1 to _SHORT_ADDRESS code
+                    # points, a longer one taking the full check).
+                    slot = slot_of(member)
                     if (
-                        at is not None
+                        slot is not None
+                        and slot < slots
                         and type(incarnation) is int
-                        and -1 < incarnation <= at
+                        and -1 < incarnation < levels[slot]
                         and type(member_address) is str
                         and 0 < len(member_address) <= _SHORT_ADDRESS
                     ):
@@ -396,19 +396,16 @@ def _decode_messages(
     return tuple(messages), left_out
 
 
-def decode_frame(
-    data: bytes, max_frame: int, *, known_alive: Mapping[str, int] | None = None
-) -> Frame:
+def decode_frame(data: bytes, max_frame: int, *, known_alive: AliveIndex | None = None) -> Frame:
     """Decode and validate a frame received from the network.
 
     Args:
         data: the frame, after the keyring (if any) opened it.
         max_frame: the largest frame accepted, in bytes.
-        known_alive: the receiver's members known alive, by node id, at the
-            incarnation it knows (-1 for a member it knows otherwise, its own id
-            among them): :meth:`Membership.alive_incarnations
-            <crdtgossip.protocol.membership.Membership.alive_incarnations>`. An alive
-            rumor about one of them at that incarnation or an older one, which
+        known_alive: the receiver's members known alive, and at which incarnation
+            (:attr:`Membership.alive_index
+            <crdtgossip.protocol.membership.Membership.alive_index>`). An alive rumor
+            about one of them at that incarnation or an older one, which
             :meth:`~crdtgossip.protocol.membership.Membership.apply` ignores, is
             checked like any other but only counted (``Frame.known``), not returned.
             The receiver would still ignore it after the frame's earlier messages:
@@ -462,7 +459,5 @@ def decode_frame(
     if not items:
         raise fail("no sender")
     sender = node_id(items[0], "sender")
-    messages, known = _decode_messages(
-        items[1:], _NOTHING_KNOWN if known_alive is None else known_alive
-    )
+    messages, known = _decode_messages(items[1:], known_alive)
     return Frame(sender, messages, known)

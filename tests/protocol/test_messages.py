@@ -7,7 +7,7 @@ import pytest
 
 from crdtgossip import security
 from crdtgossip.errors import DecodeError
-from crdtgossip.protocol.member_messages import member_record
+from crdtgossip.protocol.member_messages import AliveIndex, member_record
 from crdtgossip.protocol.messages import (
     DIGEST_SIZE,
     FRAME_VERSION,
@@ -223,7 +223,9 @@ def test_a_forged_alive_rumor_is_refused_though_an_equal_one_was_decoded(
 
 # --- alive rumors the receiver knows (decode_frame's known_alive) ---------------------
 
-KNOWN = {"m": 3, "local": -1}  # "m" known alive at 3; the receiver's own id at -1
+KNOWN = AliveIndex()
+KNOWN.note("m", 3)  # known alive at 3
+KNOWN.note("local", -1)  # the receiver's own id
 
 
 def _rumors(*arrays: list[object]) -> bytes:
@@ -250,6 +252,17 @@ def test_a_known_alive_rumor_no_newer_than_known_is_counted_not_returned() -> No
     everything = decode_frame(data, 1 << 20)
     assert everything.known == 0
     assert len(everything.messages) == len(frame.messages) + frame.known
+
+
+def test_an_incarnation_past_the_one_byte_levels_is_left_to_the_member_table() -> None:
+    index = AliveIndex()
+    index.note("far", 300)  # known at 300: its level says "at 254 or more"
+    data = _rumors([5, "far", "far:1", 254], [5, "far", "far:1", 255], [5, "far", "far:1", 300])
+    frame = decode_frame(data, 1 << 20, known_alive=index)
+    assert frame.known == 1
+    assert frame.messages[1:-1] == (Alive("far", "far:1", 255), Alive("far", "far:1", 300))
+    index.forget("far")
+    assert decode_frame(data, 1 << 20, known_alive=index).known == 0
 
 
 def test_an_address_past_the_inline_bound_takes_the_full_check() -> None:
