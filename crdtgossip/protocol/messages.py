@@ -117,6 +117,8 @@ __all__ = [
     "MAX_TREE_DEPTH",
     "RANGE_CHILDREN",
     "SEAL_OVERHEAD",
+    "SMALL_FRAME",
+    "SMALL_FRAME_ITEMS",
     "SUM_SIZE",
     "TREE_FANOUT",
     "Ack",
@@ -275,7 +277,9 @@ def frame_header(sender: str, count: int) -> bytes:
         The version byte, the array header and the packed sender id.
     """
     array_header: bytes = _PACKER.pack_array_header(count + 1)
-    sender_packed: bytes = msgpack.packb(sender, use_bin_type=True)
+    # The shared packer, not packb (which makes a packer and its buffer each time):
+    # a node id is small, so the buffer it keeps stays small.
+    sender_packed: bytes = _PACKER.pack(sender)
     return bytes((FRAME_VERSION,)) + array_header + sender_packed
 
 
@@ -396,6 +400,52 @@ def _decode_messages(
     return tuple(messages), left_out
 
 
+SMALL_FRAME: Final = 1400
+"""Frame bodies up to this many bytes (a datagram's at the default ``max_datagram``)
+are first unpacked with no array longer than :data:`SMALL_FRAME_ITEMS` and without the
+walk of ``check_complete``, whose 41 KB ``msgpack.Unpacker``, zeroed on every frame,
+evicted as much of the cache. Their headers can make room for at most 1400 / 3 x 128
+slots x 8 bytes, 478 KB, until the try fails and the checked path decides. A frame the
+try takes, the checked path takes the same (its bounds are only tighter)."""
+
+SMALL_FRAME_ITEMS: Final = 128
+"""The most items of any array in the first try of a small frame (see
+:data:`SMALL_FRAME`): a datagram carries some 70 alive rumors, or fewer larger
+messages, each an array of a few fields."""
+
+
+def _unpack(body: bytes, most_items: int) -> object:
+    """The msgpack object of a frame's body, no array longer than ``most_items``."""
+    # unpackb rather than an Unpacker: an Unpacker is a 41 KB object, zeroed when
+    # made, which on every frame evicted as much of the cache.
+    return msgpack.unpackb(
+        body,
+        raw=False,
+        use_list=True,
+        strict_map_key=True,
+        max_str_len=max(MAX_KEY_BYTES, MAX_ADDRESS_BYTES),
+        max_bin_len=len(body),
+        max_array_len=most_items,
+        max_map_len=0,
+        max_ext_len=0,
+    )
+
+
+def _unpack_checked(body: bytes, most_items: int) -> object:
+    """:func:`_unpack` of a body walked by ``check_complete`` first if it is past
+    ``UNCHECKED_INPUT``; every failure a :class:`DecodeError`."""
+    try:
+        if len(body) > UNCHECKED_INPUT:
+            check_complete(body, Limits(max_str_len=len(body)), most_items)
+        return _unpack(body, most_items)
+    except DecodeError:
+        raise
+    except msgpack.ExtraData:
+        raise DecodeError("malformed frame: bytes after the message array") from None
+    except (ValueError, TypeError, OverflowError, msgpack.UnpackException) as error:
+        raise DecodeError(f"malformed frame: {type(error).__name__}") from None
+
+
 def decode_frame(data: bytes, max_frame: int, *, known_alive: AliveIndex | None = None) -> Frame:
     """Decode and validate a frame received from the network.
 
@@ -430,31 +480,16 @@ def decode_frame(data: bytes, max_frame: int, *, known_alive: AliveIndex | None 
     # No array may announce more items than the body has bytes, and a body past a few
     # hundred bytes is first walked without building anything (check_complete), so a
     # frame of nested maximum-length array headers allocates what its bytes hold, not
-    # what its headers claim (a 1.4 KB frame cost 36 MiB before).
+    # what its headers claim (a 1.4 KB frame cost 36 MiB before); except that a
+    # datagram's body is first tried under tighter bounds (see SMALL_FRAME).
     most_items = min(MAX_ARRAY_LEN, len(body))
-    unpacker = msgpack.Unpacker(
-        raw=False,
-        use_list=True,
-        strict_map_key=True,
-        max_buffer_size=max(len(body), 1),
-        max_str_len=max(MAX_KEY_BYTES, MAX_ADDRESS_BYTES),
-        max_bin_len=len(body),
-        max_array_len=most_items,
-        max_map_len=0,
-        max_ext_len=0,
-    )
-    try:
-        if len(body) > UNCHECKED_INPUT:
-            check_complete(body, Limits(max_str_len=len(body)), most_items)
-        unpacker.feed(body)
-        decoded = unpacker.unpack()
-        consumed = unpacker.tell()
-    except DecodeError:
-        raise
-    except (ValueError, TypeError, OverflowError, msgpack.UnpackException) as error:
-        raise DecodeError(f"malformed frame: {type(error).__name__}") from None
-    if consumed != len(body):
-        raise DecodeError("malformed frame: bytes after the message array")
+    if UNCHECKED_INPUT < len(body) <= SMALL_FRAME:
+        try:
+            decoded = _unpack(body, min(most_items, SMALL_FRAME_ITEMS))
+        except (ValueError, TypeError, OverflowError, msgpack.UnpackException):
+            decoded = _unpack_checked(body, most_items)  # decides, and says why
+    else:
+        decoded = _unpack_checked(body, most_items)
     items = array(decoded, None, "frame")
     if not items:
         raise fail("no sender")

@@ -6,6 +6,7 @@ import msgpack
 import pytest
 
 from crdtgossip import security
+from crdtgossip._codec.reader import UNCHECKED_INPUT
 from crdtgossip.errors import DecodeError
 from crdtgossip.protocol.member_messages import AliveIndex, member_record
 from crdtgossip.protocol.messages import (
@@ -16,6 +17,8 @@ from crdtgossip.protocol.messages import (
     MAX_KEY_BYTES,
     MAX_NODE_ID_BYTES,
     SEAL_OVERHEAD,
+    SMALL_FRAME,
+    SMALL_FRAME_ITEMS,
     TREE_FANOUT,
     Ack,
     Alive,
@@ -185,6 +188,34 @@ def test_a_frame_of_nested_maximum_length_headers_allocates_what_its_bytes_hold(
     finally:
         tracemalloc.stop()
     assert peak <= 16 * len(data) + (1 << 20)
+
+
+def test_a_datagram_of_nested_headers_within_the_first_try_allocates_little() -> None:
+    # Headers that each announce no more than the first try of a small frame allows
+    # get past its bound, not past the checked path, and reserve at most what the
+    # bound says.
+    header = b"\xdc" + SMALL_FRAME_ITEMS.to_bytes(2, "big")
+    body = b"\x92\xa1a" + header * ((SMALL_FRAME - 3) // len(header))
+    assert UNCHECKED_INPUT < len(body) <= SMALL_FRAME
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        with pytest.raises(DecodeError, match="announces more items"):
+            decode_frame(bytes([FRAME_VERSION]) + body, 1 << 24)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak <= 16 * len(body) + (1 << 20)
+
+
+def test_a_small_frame_past_the_first_try_takes_the_checked_path() -> None:
+    many = [Ack(i % 100) for i in range(SMALL_FRAME_ITEMS + 1)]  # one array too long
+    frame = encode_frame("a", [encode_message(m) for m in many])
+    assert len(frame) <= SMALL_FRAME
+    assert decode_frame(frame, 1 << 20).messages == tuple(many)
+    with pytest.raises(DecodeError, match="bytes after the message array"):
+        decode_frame(encode_frame("a", [encode_message(Ack(1))] * 200) + b"\x00", 1 << 20)
 
 
 def test_equal_alive_rumors_decode_to_one_object_and_pack_to_one_bytes() -> None:
