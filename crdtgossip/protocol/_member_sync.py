@@ -34,6 +34,9 @@ class MemberSync:
     def apply(self, rumor: Alive | Suspect | Left, now: float, origin: str | None = None) -> bool:
         raise NotImplementedError
 
+    def _add_stranger(self, rumor: Alive, now: float, origin: str | None) -> None:
+        raise NotImplementedError
+
     def records(self) -> tuple[MemberRecord, ...]:
         """The whole table as push-pull records, sorted by node id."""
         if self._table is not None and self._unchanged(self._table):
@@ -94,7 +97,11 @@ class MemberSync:
                 known = own.get(node_id)
                 if known is None and node_id not in forgotten:
                     known = shared.get(node_id)
-                if known is not None and record.incarnation <= known.incarnation:
+                if known is None:  # a newcomer (half the rows merged while N join)
+                    newcomer = alive_rumor(node_id, record.address, record.incarnation)
+                    self._add_stranger(newcomer, now, sender)
+                    continue
+                if record.incarnation <= known.incarnation:
                     continue
             rumor: Alive | Suspect | Left
             match record.status:

@@ -79,14 +79,29 @@ class MemberState:
             _snapshots[fields] = member
         return member
 
+    def joined(self) -> MemberJoined:
+        """The event of this row's member joining (one shared by equal rows, while
+        kept: every table that learns a member raises one, N² while N nodes join)."""
+        fields = (self.node_id, self.address, self.status, self.incarnation)
+        event = _joined.get(fields)
+        if event is None:
+            event = MemberJoined(self.snapshot())
+            if len(_joined) >= SNAPSHOT_CACHE_SIZE:
+                _joined.clear()
+            _joined[fields] = event
+        return event
+
 
 SNAPSHOT_CACHE_SIZE: Final = 1 << 16
-"""Most member snapshots kept for reuse (see :meth:`MemberState.snapshot`)."""
+"""Most member snapshots kept for reuse (see :meth:`MemberState.snapshot`), and as many
+join events (:meth:`MemberState.joined`)."""
 
 # Snapshots by their fields: every table that learns a member raises an event with a
 # snapshot of its row, N² of them while N simulated nodes join, of about N distinct
-# values; a snapshot is immutable, so one serves all that are equal.
+# values; a snapshot is immutable, so one serves all that are equal (and the same for
+# the join events that carry them).
 _snapshots: dict[tuple[str, str, Status, int], Member] = {}
+_joined: dict[tuple[str, str, Status, int], MemberJoined] = {}
 
 
 class FormedTable:

@@ -27,11 +27,7 @@ from crdtgossip.errors import ConfigError
 from crdtgossip.protocol._member_choice import MemberChoice
 from crdtgossip.protocol._member_sync import MemberSync
 from crdtgossip.protocol.awareness import Awareness
-from crdtgossip.protocol.events import (
-    Event,
-    Member,
-    MemberJoined,
-)
+from crdtgossip.protocol.events import Event, Member
 from crdtgossip.protocol.member_messages import AliveIndex
 from crdtgossip.protocol.member_table import EVENTS, RUMOR_KINDS, FormedTable, MemberState
 from crdtgossip.protocol.messages import Alive, Dead, Left, Suspect
@@ -311,6 +307,14 @@ class Membership(MemberChoice, MemberSync):
             exclude += (rumor.node_id,)
         self._broadcast(rumor, exclude)
 
+    def _add_stranger(self, rumor: Alive, now: float, origin: str | None) -> None:
+        """What :meth:`apply` does with an alive rumor about another member that the
+        table does not hold (no own row, no shared row it has not forgotten)."""
+        if rumor.incarnation >= MAX_INCARNATION:
+            self.refused_rumors += 1
+        else:
+            self._add(rumor, now, origin)
+
     def _add(self, rumor: Alive, now: float, origin: str | None) -> None:
         # Interned: every table in the process (a simulator's N engines) that knows
         # this member then shares one copy of its id and address, not N copies.
@@ -332,7 +336,7 @@ class Membership(MemberChoice, MemberSync):
         # A newcomer joins the current probe round at a random place (memberlist does
         # the same), so it is probed within this round without reordering the rest.
         self._probe_joined.append(member.node_id)
-        self._events.append(MemberJoined(member.snapshot()))
+        self._events.append(member.joined())
         self._spread(rumor, origin)
 
     def _confirm(self, member: MemberState, rumor: Suspect, origin: str | None) -> bool:
