@@ -279,11 +279,8 @@ class Engine(DeleteEngine, QuorumEngine, MembersEngine, ClockEngine, RollbackEng
             return
         origin = From(frame.sender, sender, now)
         self._counters["messages_in"] += len(frame.messages) + frame.known
-        # The others already known (a shared row's, a repeat in the frame) end here.
-        known = self._membership.known_alive
         for message in frame.messages:
-            if type(message) is not Alive or not known(message):
-                self._dispatch(message, origin)
+            self._dispatch(message, origin)
         self._notice_if_dead(origin)
         self._flush()
 
