@@ -367,7 +367,6 @@ def _decode_messages(
     append, lookup, alive_code, slot_of = messages.append, lookup_alive, _ALIVE_CODE, member_slot
     levels = bytearray() if known_alive is None else known_alive.levels
     slots = len(levels)
-    left_out = 0
     try:
         for value in values:
             if type(value) is list and len(value) == 4:
@@ -378,17 +377,15 @@ def _decode_messages(
                     # A slot's id passed node_id before; then decode_alive's checks (an
                     # int from 0, not a bool; an address of 1 to _SHORT_ADDRESS code
                     # points, a longer one taking the full check).
-                    slot = slot_of(member)
+                    slot = slot_of(member, slots)  # past the levels if it has none
                     if (
-                        slot is not None
-                        and slot < slots
+                        slot < slots
                         and type(incarnation) is int
                         and -1 < incarnation < levels[slot]
                         and type(member_address) is str
                         and 0 < len(member_address) <= _SHORT_ADDRESS
                     ):
-                        left_out += 1
-                        continue
+                        continue  # left out
                     alive = lookup(tuple(value))
                     if alive is not None and type(incarnation) is int:
                         append(alive)
@@ -397,7 +394,7 @@ def _decode_messages(
     except TypeError:
         # An unhashable field (a malformed rumor): the careful path says what is wrong.
         return tuple(map(_decode_message, values)), 0
-    return tuple(messages), left_out
+    return tuple(messages), len(values) - len(messages)
 
 
 SMALL_FRAME: Final = 1400
