@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from crdtgossip.config import GossipConfig
-from crdtgossip.protocol import Engine, Event, Status
+from crdtgossip.protocol import Engine, Event, KeyChanged, Status
 
 # Bounds every run loop: a test that would spin forever fails instead.
 MAX_STEPS = 2_000_000
@@ -187,6 +187,14 @@ class VirtualCluster:
                 self.engines[timer[1]].tick(self.now)
                 self._collect(timer[1])
         raise AssertionError("the virtual network did not settle within MAX_STEPS steps")
+
+    def about(self, observer: str, node_id: str) -> list[tuple[float, Event]]:
+        """The member events ``observer`` raised about ``node_id``, with their times."""
+        return [
+            (t, e)
+            for t, e in self.events[observer]
+            if not isinstance(e, KeyChanged) and e.member.node_id == node_id
+        ]
 
     def status(self, observer: str, member: str) -> Status | None:
         for m in self.engines[observer].members():

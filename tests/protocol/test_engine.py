@@ -14,13 +14,10 @@ from crdtgossip.codec import encode
 from crdtgossip.config import GossipConfig
 from crdtgossip.crdts import GCounter, ORSet
 from crdtgossip.errors import ConfigError, MergeError, OperationError
-from crdtgossip.node import LEAVE_GOSSIP_ROUNDS
 from crdtgossip.protocol import (
     Engine,
-    Event,
     KeyChanged,
     MemberDead,
-    MemberLeft,
     MemberSuspect,
     Status,
 )
@@ -57,15 +54,6 @@ def _increment(cluster: VirtualCluster, name: str, key: str, n: int = 1) -> None
     counter = state if isinstance(state, GCounter) else GCounter()
     engine.update(key, counter.increment(engine.replica_id, n), cluster.now)
     cluster._collect(name)
-
-
-def _about(cluster: VirtualCluster, observer: str, node_id: str) -> list[tuple[float, Event]]:
-    """The member events ``observer`` raised about ``node_id``, with their times."""
-    return [
-        (t, e)
-        for t, e in cluster.events[observer]
-        if not isinstance(e, KeyChanged) and e.member.node_id == node_id
-    ]
 
 
 def _converged(cluster: VirtualCluster, names: list[str], key: str, value: int) -> bool:
@@ -113,7 +101,7 @@ def test_a_stopped_engine_is_suspected_then_declared_dead_within_the_bound() -> 
         if isinstance(e, MemberSuspect) and e.member.node_id == victim and t >= stopped_at
     )
     for observer in observers:
-        kinds = [(t, type(e)) for t, e in _about(cluster, observer, victim) if t >= stopped_at]
+        kinds = [(t, type(e)) for t, e in cluster.about(observer, victim) if t >= stopped_at]
         types = [k for _, k in kinds]
         assert MemberSuspect in types, observer
         assert types.index(MemberSuspect) < types.index(MemberDead), observer
@@ -150,47 +138,6 @@ def test_a_suspected_live_member_refutes_with_a_higher_incarnation() -> None:
             isinstance(e, MemberDead) and e.member.node_id == target
             for _, e in cluster.events[name]
         )
-
-
-def test_graceful_leave_shows_as_left_not_dead() -> None:
-    cluster = VirtualCluster(seed=4, config=CONFIG)
-    names = cluster.start(5)
-    assert cluster.run_until(lambda: cluster.sees_all(names), max_seconds=60)
-    leaver, others = names[4], names[:4]
-    cluster.engines[leaver].leave(cluster.now)
-    cluster._collect(leaver)
-    cluster.run(2.0)  # the driver keeps the leaver running briefly so the goodbye spreads
-    cluster.stop(leaver)
-    assert all(cluster.status(o, leaver) is Status.LEFT for o in others)
-    cluster.run(60.0)  # and it stays left: no suspicion of a member that said goodbye
-    assert all(cluster.status(o, leaver) is Status.LEFT for o in others)
-    for other in others:
-        assert MemberLeft in [type(e) for _, e in _about(cluster, other, leaver)]
-        assert not any(
-            isinstance(e, MemberDead | MemberSuspect) and e.member.node_id == leaver
-            for _, e in cluster.events[other]
-        )
-
-
-def test_a_node_that_leaves_before_its_join_reply_still_says_goodbye_to_the_seed() -> None:
-    cluster = VirtualCluster(seed=4, config=CONFIG)
-    names = cluster.start(3)
-    assert cluster.run_until(lambda: cluster.sees_all(names), max_seconds=60)
-    late = cluster.add("late")
-    late.join([cluster.address(names[0])], cluster.now)
-    cluster._collect("late")
-    # The seed takes it in; its reply, and every frame after it, is lost on the way.
-    cluster.deaf.add("late")
-    assert cluster.run_until(lambda: cluster.status(names[0], "late") is Status.ALIVE, 5.0)
-    assert [m.node_id for m in late.members()] == ["late"]
-    late.leave(cluster.now)
-    cluster._collect("late")
-    cluster.run(CONFIG.gossip_interval * LEAVE_GOSSIP_ROUNDS)  # as long as a Node lingers
-    cluster.stop("late")
-    assert cluster.status(names[0], "late") is Status.LEFT
-    cluster.run(30.0)
-    # The others hear it left, or never hear of it (the goodbye overtook the news).
-    assert {cluster.status(n, "late") for n in names} <= {Status.LEFT, None}
 
 
 def _restart_after_death(seed: int, incarnation: int) -> tuple[VirtualCluster, list[str], int]:
