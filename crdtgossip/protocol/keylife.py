@@ -151,7 +151,8 @@ def wrap(record: Mapping[str, int], payload: bytes) -> bytes:
     the mark, the msgpack array of ``[replica, slot]`` pairs in replica order, then the
     payload's own bytes."""
     pairs = [[replica, record[replica]] for replica in sorted(record)]
-    return LIFE_MARK + msgpack.packb(pairs, use_bin_type=True) + payload
+    packed: bytes = msgpack.packb(pairs, use_bin_type=True)
+    return LIFE_MARK + packed + payload
 
 
 def unwrap(data: bytes) -> tuple[Record | None, bytes]:
