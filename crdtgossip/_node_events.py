@@ -34,9 +34,19 @@ def deliver(
     waiters.resolve(engine.take_quorum_results())
     for event in engine.take_events():
         if isinstance(event, KeyChanged):
+            if event.life:  # only the key's record changed, or a tombstone's time ran out
+                if persistence is not None:
+                    if event.expired:
+                        persistence.expired(event.key)
+                    else:
+                        persistence.merged(event.key, event.payload)
+                continue
             if event.deleted:
-                if event.expired and persistence is not None:
-                    persistence.expired(event.key)
+                if persistence is not None:
+                    if event.expired:
+                        persistence.expired(event.key)
+                    elif not event.local and event.payload:
+                        persistence.merged(event.key, event.payload)  # its tombstone
                 listeners.key_deleted(event.key)
                 continue
             if persistence is not None and not event.local and event.payload:

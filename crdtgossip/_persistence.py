@@ -32,6 +32,7 @@ from crdtgossip.codec import decode, encode
 from crdtgossip.crdts import LWWRegister
 from crdtgossip.crdts._base import CRDT, delta_of, state_of
 from crdtgossip.errors import DecodeError, MergeError, StorageError
+from crdtgossip.keylife import Record, fold
 from crdtgossip.protocol import Engine
 from crdtgossip.storage import MemoryStorage, Storage, StoredState
 
@@ -41,6 +42,7 @@ __all__ = [
     "FLUSH_RETRY",
     "Persistence",
     "decode_stored",
+    "decode_stored_life",
     "read_stored",
 ]
 
@@ -87,24 +89,38 @@ def _join(key: str, state: CRDT | None, data: bytes) -> CRDT:
 
 
 def decode_stored(key: str, state: bytes | None, deltas: list[bytes]) -> CRDT | None:
-    """A key's state from what a storage holds: its state row joined with its log.
+    """A key's state from what a storage holds: its state row joined with its log
+    (see :func:`decode_stored_life`)."""
+    return decode_stored_life(key, state, deltas)[0]
+
+
+def decode_stored_life(
+    key: str, state: bytes | None, deltas: list[bytes]
+) -> tuple[CRDT | None, Record | None]:
+    """A key's state and life record from what a storage holds: its state row joined
+    with its log, rows whose writes were deleted left out as the engine left them
+    (:func:`crdtgossip.keylife.fold`).
 
     Raises:
         StorageError: something stored cannot be decoded or merged (never a silently
             smaller node).
     """
-    joined: CRDT | None = None
-    if state is not None:
-        joined = _join(key, None, state)
-    for data in deltas:
-        joined = _join(key, joined, data)
-    return joined
+    rows = deltas if state is None else [state, *deltas]
+    try:
+        return fold(rows, lambda joined, data: _join(key, joined, data))
+    except DecodeError as exc:
+        raise StorageError(
+            f"the stored life record of key {key!r:.80} is unreadable: {exc}"
+        ) from exc
 
 
-def read_stored(stored: StoredState) -> tuple[dict[str, CRDT], dict[str, int]]:
+def read_stored(
+    stored: StoredState,
+) -> tuple[dict[str, CRDT], dict[str, int], dict[str, Record]]:
     """What :meth:`Storage.open` returned, in one pass: every data key's state (see
-    :func:`decode_stored`), and every expiring key's stored last-write stamp (its
-    records joined, so the largest; see :mod:`crdtgossip._written`).
+    :func:`decode_stored`), every expiring key's stored last-write stamp (its
+    records joined, so the largest; see :mod:`crdtgossip._written`), and every key's
+    life record (deleted keys' too: their tombstones).
 
     Raises:
         StorageError: something stored cannot be decoded or merged, or a stamp record is
@@ -112,19 +128,22 @@ def read_stored(stored: StoredState) -> tuple[dict[str, CRDT], dict[str, int]]:
     """
     restored: dict[str, CRDT] = {}
     stamps: dict[str, int] = {}
+    lives: dict[str, Record] = {}
     for name in stored.states.keys() | stored.deltas.keys():
         reserved = is_reserved(name)
         if reserved and not name.startswith(STAMP_PREFIX):
             continue  # a record of a later version's: not ours to read
-        state = decode_stored(name, stored.states.get(name), stored.deltas.get(name, []))
+        state, life = decode_stored_life(name, stored.states.get(name), stored.deltas.get(name, []))
         if not reserved:
             if state is not None:
                 restored[name] = state
+            if life is not None:
+                lives[name] = life
         elif not isinstance(state, LWWRegister):
             raise StorageError(f"the stamp record {name!r:.80} is not an LWWRegister")
         elif state.timestamp:
             stamps[name[len(STAMP_PREFIX) :]] = state.timestamp
-    return restored, stamps
+    return restored, stamps, lives
 
 
 class Persistence:
@@ -248,7 +267,7 @@ class Persistence:
             engine.begin_local(key)
             try:
                 delta = delta_of(state, fn, engine.clock.stamp)
-                payload = encode(delta)
+                payload = engine.stamp_local(key, encode(delta))
                 items = [(key, payload)]
                 written = engine.write_stamp(key)  # stored as the engine will hold it
                 if written:
@@ -264,26 +283,36 @@ class Persistence:
         return delta, payload
 
     async def delete(self, engine: Engine, key: str) -> bool:
-        """Delete ``key`` from the storage, then from the engine.
+        """Delete ``key``: its tombstone replaces its rows in the storage, then the
+        engine deletes it and spreads the delete.
 
         The storage goes first, so a delete that cannot be persisted changes nothing
         (a restart must not bring back a key the node said was gone); merges of the key
-        waiting for the next batch are dropped with it.
+        waiting for the next batch were seen by the delete and go with it.
 
         Returns:
-            Whether the engine held the key.
+            Whether there was something to delete.
 
         Raises:
-            StorageError: the storage could not delete it (the key stays).
+            StorageError: the storage could not store it (the key stays).
             OperationError: a local write to the key is being persisted.
         """
         async with self.lock:
+            now = asyncio.get_running_loop().time()
             if engine.is_held(key):
-                engine.delete(key, asyncio.get_running_loop().time())  # raises: held
-            await self.call(_delete_rows, self.storage, [key])
-            self._unsaved.pop(key, None)
-            self._expired.pop(key, None)
-            return engine.delete(key, asyncio.get_running_loop().time())
+                engine.delete(key, now)  # raises: held
+            deletion = engine.deletion(key)
+            if deletion is None:
+                return False
+            await self._settle((key,))
+            pending = self._unsaved.pop(key, None)
+            try:
+                await self.call(self.storage.put, key, deletion)
+            except BaseException:
+                if pending is not None:  # still to be written, before anything newer
+                    self._unsaved[key] = [*pending, *self._unsaved.get(key, [])]
+                raise
+            return engine.delete(key, asyncio.get_running_loop().time(), deletion=deletion)
 
     async def _roll_back(self, engine: Engine, key: str) -> None:
         """Replace ``key`` by what the storage holds, with the merges still pending."""

@@ -20,6 +20,7 @@ from crdtgossip._persistence import Persistence, read_stored
 from crdtgossip.config import GossipConfig
 from crdtgossip.crdts._base import CRDT
 from crdtgossip.errors import StorageError
+from crdtgossip.keylife import Record
 from crdtgossip.protocol import Engine
 from crdtgossip.protocol.antientropy import key_digest
 from crdtgossip.protocol.rollback import fresh_replica_id
@@ -52,9 +53,14 @@ class Opened(NamedTuple):
     #: Each expiring key's stored last-write stamp (see :mod:`crdtgossip._written`);
     #: empty without a storage.
     written: Mapping[str, int] = MappingProxyType({})
+    #: Each stored key's life record, deleted keys' included (see
+    #: :mod:`crdtgossip.keylife`); empty without a storage.
+    lives: Mapping[str, Record] = MappingProxyType({})
 
 
-def _read_and_digest(stored: StoredState) -> tuple[dict[str, CRDT], dict[str, int]]:
+def _read_and_digest(
+    stored: StoredState,
+) -> tuple[dict[str, CRDT], dict[str, int], dict[str, Record]]:
     """Decode every stored key and stamp (:func:`read_stored`), and compute each
     state's anti-entropy digest once.
 
@@ -62,11 +68,11 @@ def _read_and_digest(stored: StoredState) -> tuple[dict[str, CRDT], dict[str, in
     build them in one call, on the event loop (10 s for a 10^7-element ORSet). Here
     they are built where the storage is read: in its thread for a file.
     """
-    restored, written = read_stored(stored)
+    restored, written, lives = read_stored(stored)
     for state in restored.values():
         if hasattr(state, "_digest"):  # a type of the user's is hashed by its encoding
             key_digest(state)
-    return restored, written
+    return restored, written, lives
 
 
 async def open_storage(node_id: str, storage: Storage, persistence: Persistence) -> Opened:
@@ -83,7 +89,7 @@ async def open_storage(node_id: str, storage: Storage, persistence: Persistence)
     except StorageError as exc:
         raise StorageError(f"node {node_id!r} cannot start: {exc}") from exc
     try:
-        restored, written = await persistence.call(_read_and_digest, stored)
+        restored, written, lives = await persistence.call(_read_and_digest, stored)
         if stored.rolled_back:
             _log.warning(
                 "crdtgossip: the storage of %s lost commits it had acknowledged "
@@ -112,7 +118,7 @@ async def open_storage(node_id: str, storage: Storage, persistence: Persistence)
         replica_id,
         incarnation,
     )
-    return Opened(replica_id, incarnation, restored, stored.replica_id is not None, written)
+    return Opened(replica_id, incarnation, restored, stored.replica_id is not None, written, lives)
 
 
 def start_engine(
@@ -132,6 +138,8 @@ def start_engine(
                     incarnation=opened.incarnation, hold_write_acks=durable)  # fmt: skip
     for key, state in opened.restored.items():
         engine.restore(key, state, copy=False, written=opened.written.get(key, 0))
+    for key, record in opened.lives.items():
+        engine.restore_life(key, record)
     if opened.kept_id and check:
         engine.check_rollback(config.rollback_check_timeout)
     return engine

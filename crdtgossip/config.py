@@ -124,6 +124,7 @@ _INTERVAL_FIELDS = (
     "dead_retention",
     "max_clock_offset",
     "rollback_check_timeout",
+    "deleted_keys_kept",
 )
 
 
@@ -231,6 +232,12 @@ class GossipConfig:
             Only writes keep a key alive, not reads. Empty (the default): no key
             expires. Times are at least :data:`MIN_EXPIRY_SECONDS`; keep them well
             above the time a write takes to reach every member.
+        deleted_keys_kept: seconds a deleted key's record (its *tombstone*: who wrote
+            it, and that a delete saw those writes) is kept after the delete reached
+            this node, so a member that was away cannot give the old state back (see
+            :mod:`crdtgossip.keylife`). Then the key leaves memory, storage and
+            anti-entropy here; a member partitioned away for longer may bring it back.
+            6 hours, as Akka Distributed Data keeps its pruning markers.
     """
 
     probe_interval: float = 1.0
@@ -252,6 +259,7 @@ class GossipConfig:
     max_clock_offset: float = 0.5
     rollback_check_timeout: float = 2.0
     expire_keys_after: tuple[ExpiryRule, ...] = ()
+    deleted_keys_kept: float = 6 * 3600.0
 
     def __post_init__(self) -> None:
         """Check every field.

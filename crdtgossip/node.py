@@ -30,7 +30,7 @@ from crdtgossip.codec import encode
 from crdtgossip.config import GossipConfig
 from crdtgossip.consistency import Consistency, Local
 from crdtgossip.crdts._base import CRDT, delta_of, state_of
-from crdtgossip.errors import ConfigError, CRDTGossipError, OperationError, StorageError
+from crdtgossip.errors import ConfigError, CRDTGossipError, StorageError
 from crdtgossip.protocol import Engine, Event, Member
 from crdtgossip.security import Keyring
 from crdtgossip.storage import Storage
@@ -326,7 +326,7 @@ class Node:
             if persistence is None:
                 state = self._current(engine, key, value_type)
                 delta = delta_of(state, fn, engine.clock.stamp)
-                payload = encode(delta)
+                payload = engine.stamp_local(key, encode(delta))
                 engine.commit_local(key, state, delta, self._now(), payload=payload)
             else:
                 delta, payload = await persistence.write(engine, key, value_type, fn)
@@ -382,28 +382,29 @@ class Node:
         return state_of(key, engine.get(key), value_type)
 
     async def delete(self, key: str) -> bool:
-        """Delete ``key`` on this node: its state, its storage rows and its
-        anti-entropy hash entry are gone, and a later write starts from an empty state.
+        """Delete ``key`` on every member (here at once, there as the delete reaches
+        them): its state and storage rows go, and a later write starts empty.
+
+        A write concurrent with the delete wins, as in :class:`~crdtgossip.ORMap`:
+        the delete removes the writes this node had seen (see
+        :doc:`/concepts/lifecycle`). It spreads like a write; its record (the key's
+        *tombstone*) stays for ``GossipConfig.deleted_keys_kept``, so a member that
+        was away cannot bring the old state back.
 
         :meth:`watch` yields ``None``, :meth:`watch_prefix` ``(key, None)``, and
-        :meth:`on_key_deleted` listeners are called; ``stats()["keys_deleted"]`` counts
-        it. A storage persists it first, so a restart does not bring the key back.
-
-        The delete is local (not spread: a member holding the key would give it back by
-        anti-entropy), so it is refused while another member is alive or suspect; see
-        :doc:`/concepts/lifecycle` for the causal rule of a cluster-wide delete.
+        :meth:`on_key_deleted` listeners are called, here and on every member;
+        ``stats()["keys_deleted"]`` counts it. A storage persists it first, so a
+        restart does not bring the key back.
 
         Returns:
-            Whether the key was held here.
+            Whether there was something to delete here.
 
         Raises:
-            OperationError: another member is alive or suspect, or ``key`` is invalid.
+            OperationError: ``key`` is invalid.
             StorageError: the delete could not be persisted (the key stays).
         """
         async with self._write_lock:
             engine = self._require_engine()
-            if others := engine.others_live():
-                raise OperationError(f"cannot delete {key!r}: {others} other member(s) hold it")
             if self._persistence is None:
                 existed = engine.delete(key, self._now())
             else:

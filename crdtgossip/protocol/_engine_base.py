@@ -55,6 +55,7 @@ DROP_REASONS: Final = (
     "ack_limit",
     "clock_ahead",
     "expired",
+    "deleted",
 )
 """Why the engine drops input or output; each has a ``drop_<reason>`` counter."""
 
@@ -138,6 +139,11 @@ class EngineCore:
     _last_writes: LastWrites
     # Keys dropped (deleted or expired) since the per-key tables were last rebuilt.
     _dropped_keys: int
+    # Each key's life record (see protocol.keylife), for held keys and tombstones.
+    _lives: dict[str, dict[str, tuple[int, int]]]
+    # Whether the last _merge_payload that returned None did so because the key's
+    # life record left nothing to merge (a deleted key), not because it was bad.
+    _settled: bool
 
     def _begin(self, now: float) -> float:
         raise NotImplementedError
@@ -160,6 +166,9 @@ class EngineCore:
         raise NotImplementedError
 
     def _state_stamp(self, key: str, written: int) -> int | None:
+        raise NotImplementedError
+
+    def state_payload(self, key: str, payload: bytes) -> bytes:
         raise NotImplementedError
 
     def _push_pull(self, address: str, *, join: bool) -> None:

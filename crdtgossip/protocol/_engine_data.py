@@ -10,15 +10,14 @@ the transmit-limited gossip queue, a burst to one key joined into bounded items.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable
-from typing import Final, cast
+from typing import Final
 
-from crdtgossip.codec import decode, encode
+from crdtgossip.codec import encode
 from crdtgossip.crdts import CRDT
-from crdtgossip.errors import DecodeError, MergeError
-from crdtgossip.protocol._engine_base import EngineCore, From
-from crdtgossip.protocol.antientropy import key_digest
+from crdtgossip.errors import MergeError
+from crdtgossip.protocol._engine_base import From
+from crdtgossip.protocol._engine_merge import MAX_SEEN_DELTAS, MergeEngine
 from crdtgossip.protocol.broadcast import MAX_QUEUE_ITEMS
 from crdtgossip.protocol.clock import HLC
 from crdtgossip.protocol.delivery import DeliveryLog
@@ -64,15 +63,8 @@ interval past it is merged but not acknowledged (the writer sends it again)."""
 # bytes) and the key (at most MAX_KEY_BYTES of UTF-8 plus a 3-byte header).
 _DELTA_OVERHEAD: Final = 16 + MAX_KEY_BYTES
 
-MAX_SEEN_DELTAS: Final = 16_384
-"""Digests of recently received deltas remembered, so a delta that comes back by
-another path is merged once and relayed once. Copies of a delta arrive within a few
-gossip rounds; this covers a burst of that many distinct updates meanwhile, for 16
-bytes each (256 KiB). A delta forgotten too early is merged again (harmless: merge is
-idempotent) and relayed once more."""
 
-
-class DataEngine(EngineCore):
+class DataEngine(MergeEngine):
     """The data half of :class:`~crdtgossip.protocol.Engine` (see the module doc)."""
 
     # The gossip queue item of each key that a newer delta may still be joined
@@ -126,6 +118,7 @@ class DataEngine(EngineCore):
                 f"key {key!r} holds a {type(state).__name__}, not a {type(delta).__name__}"
             )
         payload = encode(delta)  # first, so a delta that cannot be sent changes nothing
+        payload = self.stamp_local(key, payload)
         if state is None:
             self._store[key] = delta.copy()
         else:
@@ -188,8 +181,7 @@ class DataEngine(EngineCore):
             raise MergeError(
                 f"key {key!r} holds a {type(current).__name__}, not a {type(delta).__name__}"
             )
-        if payload is None:
-            payload = encode(delta)
+        payload = self.stamp_local(key, encode(delta) if payload is None else payload)
         if current is None:
             self._store[key] = state
         elif current is not state:
@@ -285,87 +277,6 @@ class DataEngine(EngineCore):
         """Every key with a state here, sorted."""
         return sorted(self._store)
 
-    def _changed(
-        self, key: str, change: CRDT, payload: bytes, *, local: bool = False, written: int = 0
-    ) -> None:
-        """Note a change merged into ``key``: its size, hash-tree entry and event, and
-        for a key that expires its last-write stamp (``written``: a full state's, which
-        the key keeps if later than its own; 0: a write, stamped now)."""
-        self._sizes.grow(key, len(payload))
-        self._tree.touch(key)
-        if self._last_writes.active:
-            self._last_writes.raise_to(key, written or self.clock.now())
-        self._events.append(KeyChanged(key, change, payload, local))
-
-    def _remember(self, key: str, payload: bytes) -> bool:
-        """Record a delta of ``key`` as seen; ``False`` if it already was.
-
-        The key is part of what is remembered: equal deltas of two keys (one increment
-        by the same replica, say) are two updates, not one seen twice.
-        """
-        key_bytes = key.encode("utf-8", "surrogatepass")
-        hasher = hashlib.blake2b(digest_size=16)
-        hasher.update(len(key_bytes).to_bytes(2, "big"))
-        hasher.update(key_bytes)
-        hasher.update(payload)
-        digest = hasher.digest()
-        if digest in self._seen:
-            self._seen.move_to_end(digest)
-            return False
-        self._seen[digest] = None
-        if len(self._seen) > MAX_SEEN_DELTAS:
-            self._seen.popitem(last=False)
-        return True
-
-    def _merge_payload(
-        self, key: str, payload: bytes, *, keep: bool = True, written: int = 0
-    ) -> CRDT | None:
-        """Decode a payload and merge it into the store; ``None`` if it was dropped.
-
-        With ``keep`` the decoded value returned stays apart from the store (it is
-        relayed as a delta), so a key new here stores a copy of it; without, the store
-        may take the decoded object itself (a whole state: a copy would cost its size).
-        ``written``: a full state's last-write stamp (see :meth:`_changed`).
-        """
-        try:
-            decoded: object = decode(payload)
-        except DecodeError:
-            self._counters["decode_errors"] += 1
-            self._drops["bad_payload"] += 1
-            return None
-        # The codec only builds data types; a cheap duck check instead of a slow
-        # isinstance() against the runtime-checkable CRDT protocol.
-        if not (
-            callable(getattr(decoded, "merge", None)) and callable(getattr(decoded, "copy", None))
-        ):
-            self._counters["merge_errors"] += 1
-            self._drops["type_mismatch"] += 1
-            return None
-        value = cast(CRDT, decoded)
-        if not self._admit(value):
-            return None  # a stamp beyond the clock's offset: counted by _admit
-        self._rollback_watch(key, value)
-        state = self._store.get(key)
-        if state is None:
-            stored = self._store[key] = value.copy() if keep else value
-            # A built-in type's running digest sums, now that it is one payload (a first
-            # part): merges keep them from here, so no exchange builds them whole.
-            if hasattr(stored, "_digest"):
-                key_digest(stored)
-        elif type(state) is not type(value):
-            self._counters["merge_errors"] += 1
-            self._drops["type_mismatch"] += 1
-            return None
-        else:
-            try:
-                state.merge(value)
-            except (MergeError, TypeError, ValueError):
-                self._counters["merge_errors"] += 1
-                self._drops["merge_failed"] += 1
-                return None
-        self._changed(key, value, payload, written=written)
-        return value
-
     def _on_delta(self, message: Delta, origin: From) -> None:
         if not self._remember(message.key, message.payload):
             self._counters["duplicate_deltas"] += 1
@@ -377,7 +288,7 @@ class DataEngine(EngineCore):
         # Relay it, but never back to the member it came from (Enes et al.).
         self._queue_delta(message.key, delta, message.payload, frozenset((origin.node_id,)))
 
-    def _deliver(self, key: str, delta: CRDT, payload: bytes) -> None:
+    def _deliver(self, key: str, delta: CRDT | None, payload: bytes) -> None:
         """Hand a local delta to acknowledged delivery (every live member, until acked).
 
         The live members are listed (O(N)) only when the member table changed since

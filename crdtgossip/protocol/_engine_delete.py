@@ -2,18 +2,19 @@
 
 A key's state is not the only thing the engine holds for it: its entry in the
 anti-entropy hash tree, its size estimate, and the gossip queue item a newer delta of it
-would be joined into. :meth:`DeleteEngine.delete` drops them all, so a deleted key costs
-no memory and no anti-entropy hash entry here, and says so in a
+would be joined into. A delete drops them all and says so in a
 :class:`~crdtgossip.protocol.events.KeyChanged` event with ``deleted`` set.
 
-This is a *local* deletion: nothing is sent, and a member that still holds the key
-gives it back by anti-entropy. The driver (:meth:`crdtgossip.Node.delete`) therefore
-only deletes on a node with no other live member; see ``docs/concepts/lifecycle.rst``
-for the causal rule a cluster-wide delete will follow.
+:meth:`DeleteEngine.delete` is cluster-wide: it marks every write the key's life record
+names as deleted (:mod:`~crdtgossip.keylife`) and hands that record to
+acknowledged delivery like a local write, so every live member drops the writes it saw,
+and anti-entropy carries it to the others. A write the deleter had not seen wins. The
+record stays as the key's tombstone for ``GossipConfig.deleted_keys_kept``, then goes
+too (:meth:`DeleteEngine._forget_tombstones`).
 
 Expiry (``GossipConfig.expire_keys_after``, see :mod:`~crdtgossip.protocol.expiry`)
 drops a key the same way on every member once no write reached it for its time; the
-event then has ``expired`` set too.
+event then has ``expired`` set too. Nothing is sent and no tombstone is kept.
 """
 
 from __future__ import annotations
@@ -21,6 +22,16 @@ from __future__ import annotations
 from typing import Final
 
 from crdtgossip.errors import OperationError
+from crdtgossip.keylife import (
+    Record,
+    deleted,
+    join_into,
+    join_life,
+    present,
+    unwrap,
+    wrap,
+    wrote,
+)
 from crdtgossip.protocol._engine_base import LIVE_STATUSES
 from crdtgossip.protocol._engine_data import DataEngine
 from crdtgossip.protocol.compaction import MIN_DROPS, shrink
@@ -40,6 +51,9 @@ class DeleteEngine(DataEngine):
     _sizes: KeySizes
     _open_deltas: dict[str, tuple[str, str]]
     _joined: dict[str, int]
+    _lives: dict[str, Record]
+    _tombstones: dict[str, float]
+    _with_deletes: set[str]
 
     def others_live(self) -> int:
         """How many other members are alive or suspect (who could still hold a key)."""
@@ -48,19 +62,39 @@ class DeleteEngine(DataEngine):
             for member in self._membership.members()
         )
 
-    def delete(self, key: str, now: float) -> bool:
-        """Drop ``key`` here: its state, its hash-tree entry, its size estimate and its
-        queued gossip item.
+    def deletion(self, key: str) -> bytes | None:
+        """The payload a delete of ``key`` now spreads: its life record with every write
+        marked deleted, and no content; ``None`` when there is nothing to delete here.
 
-        Nothing is sent: a member still holding the key gives it back by anti-entropy
-        (see the module doc). A later write to the key starts from an empty state.
+        A driver that persists a delete stores it first, then passes it to
+        :meth:`delete`, so storage and memory delete the same writes. Content without
+        a record (restored without one) gets one: a write of this replica, deleted.
+
+        Raises:
+            OperationError: an invalid key.
+        """
+        self._check_key(key)
+        life = self._lives.get(key)
+        if key not in self._store and (life is None or not present(life)):
+            return None
+        record = {} if life is None else dict(life)
+        if not record:
+            wrote(record, self.replica_id)
+        return wrap(deleted(record), b"")
+
+    def delete(self, key: str, now: float, *, deletion: bytes | None = None) -> bool:
+        """Delete ``key`` on every member: the writes this node has seen of it go, here
+        at once and on each member as the delete reaches it; a write not seen here
+        wins (see the module doc).
 
         Args:
             key: the data key.
             now: the driver's time in seconds.
+            deletion: what :meth:`deletion` returned, as persisted by the driver; None:
+                :meth:`deletion` now.
 
         Returns:
-            Whether the key was held here (False: nothing changed, no event).
+            Whether there was something to delete (False: nothing changed, no event).
 
         Raises:
             OperationError: an invalid key, or a local write to it is being persisted
@@ -70,12 +104,55 @@ class DeleteEngine(DataEngine):
         now = self._begin(now)
         if key in self._held_keys:
             raise OperationError(f"a write to key {key!r} is being persisted; delete it after")
-        if not self._drop(key):
-            return False
+        if deletion is None:
+            deletion = self.deletion(key)
+            if deletion is None:
+                return False
+        record, _ = unwrap(deletion)
+        if record is None or present(record):
+            raise OperationError("not a deletion: call Engine.deletion for one")
+        held = key in self._store
+        life = self._lives.setdefault(key, {})
+        # Content of no record (restored without one) is this delete's to remove: the
+        # deletion gave it a write of this replica.
+        keep_local = bool(life) and join_life(life, record)[0]
+        join_into(life, record)
+        self._with_deletes.add(key)
+        if held and not keep_local:
+            self._drop_state(key)
+        if not present(life):
+            self._tombstones.setdefault(key, now)
         self._counters["keys_deleted"] += 1
-        self._events.append(KeyChanged(key, local=True, deleted=True))
+        self._tree.touch(key)
+        self._events.append(
+            KeyChanged(key, None, deletion, local=True, deleted=key not in self._store)
+        )
+        self._deliver(key, None, deletion)
         self._flush()
         return True
+
+    def _drop_state(self, key: str) -> None:
+        """Forget ``key``'s state and all kept for it but its record (see
+        :meth:`_drop`); the hash tree entry stays, now the record's."""
+        self._drop(key)
+        self._tree.touch(key)
+
+    def _forget_tombstones(self) -> None:
+        """Drop the records of keys deleted ``deleted_keys_kept`` ago and not written
+        since: out of memory and of the hash tree; the driver deletes their rows."""
+        cutoff = self._now - self.config.deleted_keys_kept
+        while self._tombstones:
+            key, since = next(iter(self._tombstones.items()))
+            if since > cutoff:
+                break
+            del self._tombstones[key]
+            life = self._lives.get(key)
+            if life is None or present(life) or key in self._store:
+                continue
+            del self._lives[key]
+            self._with_deletes.discard(key)
+            self._tree.remove(key)
+            self._events.append(KeyChanged(key, deleted=True, expired=True, life=True))
 
     def _drop(self, key: str) -> bool:
         """Forget everything held for ``key``; False if it had no state here."""
@@ -99,6 +176,7 @@ class DeleteEngine(DataEngine):
         self._dropped_keys = 0
         shrink(self._store)
         shrink(self._joined)
+        shrink(self._lives)
         self._tree.compact()
         self._sizes.compact()
         self._last_writes.compact()
@@ -145,6 +223,9 @@ class DeleteEngine(DataEngine):
             if key in self._held_keys:
                 self._last_writes.defer(key, now_ns + _RETRY_NS)
                 continue
+            self._lives.pop(key, None)
+            self._with_deletes.discard(key)
+            self._tombstones.pop(key, None)
             if self._drop(key):
                 self._counters["keys_expired"] += 1
                 self._events.append(KeyChanged(key, deleted=True, expired=True))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from crdtgossip.codec import encode
 from crdtgossip.crdts import CRDT
+from crdtgossip.keylife import is_wrapped
 from crdtgossip.protocol._engine_base import LIVE_STATUSES, MAX_NOTICES, EngineCore, From
 from crdtgossip.protocol.antientropy import state_digest
 from crdtgossip.protocol.messages import (
@@ -81,6 +82,8 @@ class QuorumEngine(EngineCore):
         now = self._begin(now)
         if payload is None:
             payload = encode(delta)
+        if not is_wrapped(payload):  # (a driver that called update, not stamp_local)
+            payload = self.state_payload(key, payload)
         pending = self._quorum.new(
             write=True, key=key, needed=needed, timeout=timeout, now=now, payload=payload
         )
@@ -222,6 +225,8 @@ class QuorumEngine(EngineCore):
         self._counters["read_requests_served"] += 1
         state = self._store.get(key)
         payload = b"" if state is None else encode(state)
+        if state is not None or key in self._lives:
+            payload = self.state_payload(key, payload)  # a tombstone: its record alone
         written = self._last_writes.stamps.get(key, 0)
         self._send_datagram(address, ReadReply(request_id, key, payload, written), None)
 
@@ -235,9 +240,10 @@ class QuorumEngine(EngineCore):
         written = self._state_stamp(message.key, message.written) if message.payload else 0
         if message.payload and written is not None:
             merged = self._merge_payload(message.key, message.payload, written=written)
-            if merged is None:
+            if merged is None and not self._settled:
                 return  # a reply that cannot be merged does not count
-            self._counters["states_merged"] += 1
+            if merged is not None:
+                self._counters["states_merged"] += 1
             digest = state_digest(message.payload)
         pending.answered.add(origin.node_id)
         pending.digests[origin.node_id] = digest
@@ -250,7 +256,7 @@ class QuorumEngine(EngineCore):
         state = self._store.get(pending.key)
         if state is None or pending.key in self._held_keys:
             return  # (a held key's repair waits for anti-entropy)
-        payload = encode(state)
+        payload = self.state_payload(pending.key, encode(state))
         digest = state_digest(payload)
         for node_id, theirs in pending.digests.items():
             if theirs != digest:

@@ -32,6 +32,7 @@ from typing import Final
 from crdtgossip.codec import encode
 from crdtgossip.crdts import CRDT
 from crdtgossip.errors import MergeError
+from crdtgossip.keylife import unwrap, wrap
 from crdtgossip.protocol.delivery_messages import DeltaAck, DeltaInterval
 from crdtgossip.protocol.messages import encode_message
 
@@ -84,7 +85,7 @@ headers), for sizing chunks before encoding them."""
 class _Entry:
     seq: int
     key: str
-    delta: CRDT
+    delta: CRDT | None
     payload: bytes
 
 
@@ -142,12 +143,13 @@ class DeliveryLog:
         peer = self._peers.get(node_id)
         return 0 if peer is None else self._last - peer.acked
 
-    def add(self, key: str, delta: CRDT, payload: bytes, members: Iterable[str]) -> None:
+    def add(self, key: str, delta: CRDT | None, payload: bytes, members: Iterable[str]) -> None:
         """Buffer a local delta for every live member; the log keeps ``delta``.
 
         Args:
             key: the data key.
-            delta: the delta (the log's own object; never changed).
+            delta: the delta (the log's own object; never changed), or None for a
+                delete (a payload with no content, never joined with another).
             payload: ``encode(delta)``.
             members: the node ids of the live members now: those not yet known start
                 owing nothing older than this delta.
@@ -273,25 +275,31 @@ class DeliveryLog:
         """One packed interval of ``group``, or more if the joins came out too large."""
         # Per item: key, delta (the log's own while count is 1, else a joined copy),
         # payload (while count is 1), count of deltas joined.
-        items: list[tuple[str, CRDT, bytes, int]] = []
+        # The payload kept is the newest joined delta's: its life record (this
+        # replica's newest write of the key) is the joined delta's.
+        items: list[tuple[str, CRDT | None, bytes, int]] = []
         open_item: dict[str, int] = {}
         for entry in group:
             index = open_item.get(entry.key)
-            if index is not None:
+            if index is not None and entry.delta is not None:
                 name, joined, _, count = items[index]
-                if count < MAX_JOINED_PER_ENTRY and type(joined) is type(entry.delta):
+                if (
+                    count < MAX_JOINED_PER_ENTRY
+                    and joined is not None
+                    and type(joined) is type(entry.delta)
+                ):
                     merged = joined if count > 1 else joined.copy()
                     try:
                         merged.merge(entry.delta)
                     except (MergeError, TypeError, ValueError):
                         pass  # nested types disagree: the delta goes apart
                     else:
-                        items[index] = (name, merged, b"", count + 1)
+                        items[index] = (name, merged, entry.payload, count + 1)
                         continue
             open_item[entry.key] = len(items)
             items.append((entry.key, entry.delta, entry.payload, 1))
         entries = tuple(
-            (name, payload if count == 1 else encode(joined))
+            (name, payload if count == 1 or joined is None else _joined_payload(payload, joined))
             for name, joined, payload, count in items
         )
         message = encode_message(DeltaInterval(self.stream, group[0].seq, group[-1].seq, entries))
@@ -299,3 +307,11 @@ class DeliveryLog:
             return [message]
         half = len(group) // 2
         return self._encode(group[:half], room) + self._encode(group[half:], room)
+
+
+def _joined_payload(newest: bytes, joined: CRDT) -> bytes:
+    """The payload of deltas joined into ``joined``, with the life record of the
+    newest one's payload (see :mod:`~crdtgossip.keylife`)."""
+    record, _ = unwrap(newest)
+    content = encode(joined)
+    return content if record is None else wrap(record, content)

@@ -63,7 +63,7 @@ from crdtgossip.protocol._engine_delete import DeleteEngine
 from crdtgossip.protocol._engine_members import MembersEngine
 from crdtgossip.protocol._engine_quorum import QuorumEngine
 from crdtgossip.protocol._engine_stats import StatsEngine
-from crdtgossip.protocol.antientropy import HashTree, key_digest, push_pull_interval
+from crdtgossip.protocol.antientropy import HashTree, push_pull_interval
 from crdtgossip.protocol.awareness import Awareness
 from crdtgossip.protocol.broadcast import BroadcastQueue, retransmit_limit
 from crdtgossip.protocol.clock import HLC, SkewMonitor
@@ -186,6 +186,10 @@ class Engine(DeleteEngine, QuorumEngine, MembersEngine, ClockEngine, RollbackEng
         self._outbox = Outbox(node_id, config.max_datagram, config.max_reliable_frame)
         self._prober = Prober(self._membership, self._awareness, config, rng, self._send_datagram)
         self._store: dict[str, CRDT] = {}
+        self._lives: dict[str, dict[str, tuple[int, int]]] = {}  # see protocol.keylife
+        self._tombstones: dict[str, float] = {}
+        self._with_deletes: set[str] = set()
+        self._settled = False
         # Keys with a local write being persisted (see begin_local), and the read
         # requests for them waiting until it is.
         self._held_keys: dict[str, int] = {}
@@ -224,6 +228,9 @@ class Engine(DeleteEngine, QuorumEngine, MembersEngine, ClockEngine, RollbackEng
             max_key_bytes=config.max_key_bytes,
             measured=self._sizes.measured,
             admit=self._admit_patch,
+            life=self._life_payload,
+            whole=self._send_whole,
+            settle=self._settle_repair,
         )
         self._seeds: list[str] = []
         self._started = False
@@ -318,6 +325,7 @@ class Engine(DeleteEngine, QuorumEngine, MembersEngine, ClockEngine, RollbackEng
         self._quorum_tick(now)
         self._rollback_tick(now)
         self._expire_due()
+        self._forget_tombstones()
         self._sync.pump()
         self._flush()
 
@@ -438,9 +446,6 @@ class Engine(DeleteEngine, QuorumEngine, MembersEngine, ClockEngine, RollbackEng
                 self._on_read_reply(message, origin)
 
     # --- anti-entropy --------------------------------------------------------------
-
-    def _digest_of(self, key: str) -> bytes:
-        return key_digest(self._store[key])
 
     def _push_pull(self, address: str, *, join: bool) -> None:
         self._sync.push_pull(address, join=join)

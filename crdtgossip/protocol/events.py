@@ -117,6 +117,10 @@ class KeyChanged:
     #: Whether the deletion is the key's expiry (``GossipConfig.expire_keys_after``)
     #: rather than a call of ``delete``; ``deleted`` is set too.
     expired: bool = False
+    #: Whether only the key's life record changed (a delete or a write seen, nothing
+    #: to merge; see :mod:`~crdtgossip.keylife`): ``payload`` is the record
+    #: to persist, ``change`` is None, and there is nothing to show a watcher.
+    life: bool = False
 
 
 Event = MemberJoined | MemberAlive | MemberSuspect | MemberDead | MemberLeft | KeyChanged

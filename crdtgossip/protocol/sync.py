@@ -30,10 +30,12 @@ store and queues messages in the engine's outbox.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Container
 
 from crdtgossip.crdts import CRDT
 from crdtgossip.errors import DecodeError, MergeError
+from crdtgossip.keylife import Record, unwrap
 from crdtgossip.protocol import antientropy, repair
 from crdtgossip.protocol.antientropy import HashTree
 from crdtgossip.protocol.membership import Membership
@@ -101,8 +103,14 @@ class AntiEntropy:
         admit: Callable[[str, bytes], bool] = lambda key, patch: True,
         measured: Callable[[str, int], None] | None = None,
         written: Callable[[str], int] = lambda key: 0,
+        life: Callable[[str, bytes], bytes] = lambda key, payload: payload,
+        whole: Callable[[str], bool] = lambda key: False,
+        settle: Callable[[str, Record], bool] = lambda key, record: True,
     ) -> None:
         self._store = store
+        self._whole = whole
+        self._life = life
+        self._settle = settle
         self._tree = tree
         self._membership = membership
         self._outbox = outbox
@@ -124,6 +132,7 @@ class AntiEntropy:
             clock=clock,
             measured=measured,
             written=written,
+            life=life,
         )
         self._reassembly = Reassembly(max_key_bytes, drops)
         # key -> when a whole state or part of it was last merged here, and how many
@@ -203,9 +212,15 @@ class AntiEntropy:
         self.send_states(address, [key for key in plan.send_keys if not self._busy(address, key)])
         for key in plan.repair_keys:
             state = self._store.get(key)
-            if state is not None and key not in self._held and not self._busy(address, key):
+            if (state is None or self._whole(key)) and not self._busy(address, key):
+                # A tombstone, or a key once deleted: whole states both ways.
+                self._transfers.send(address, key)
+                self._outbox.send(address, Sync((), (key,), ()), reliable=True)
+            elif state is not None and key not in self._held and not self._busy(address, key):
                 self._counters["repairs_opened"] += 1
-                self._outbox.send(address, repair.opening(key, state), reliable=True)
+                self._outbox.send(
+                    address, self._with_life(repair.opening(key, state)), reliable=True
+                )
 
     def on_diff(self, message: Diff, address: str) -> None:
         """Handle one step of the repair of a key: merge what came, answer with ours.
@@ -220,9 +235,24 @@ class AntiEntropy:
         self._counters["repair_steps"] += 1
         if message.key in self._held or self._busy(address, message.key):
             return  # its state may not leave the node now; the next exchange repairs it
+        try:
+            record, context = unwrap(message.context)
+        except DecodeError:
+            self._counters["decode_errors"] += 1
+            self._drops["bad_payload"] += 1
+            return
+        if record is not None:
+            message = dataclasses.replace(message, context=context)
+            if not self._settle(message.key, record):
+                # One side's writes are all deleted: the whole state (or tombstone)
+                # goes instead, with its record.
+                self._transfers.send(address, message.key)
+                return
         state = self._store.get(message.key)
-        if state is None:
-            # Nothing here to compare: ask for the whole state instead.
+        if state is None or self._whole(message.key):
+            # Nothing here to compare, or a key once deleted, whose record a repair
+            # would not carry: the whole states instead (a tombstone: its record).
+            self._transfers.send(address, message.key)
             self._outbox.send(address, Sync((), (message.key,), ()), reliable=True)
             return
         if not self._admit(message.key, message.patch):
@@ -242,7 +272,15 @@ class AntiEntropy:
         for change, payload in outcome.changes:
             self._changed(message.key, change, payload)
         if outcome.reply is not None:
-            self._outbox.send(address, outcome.reply, reliable=True)
+            self._outbox.send(address, self._with_life(outcome.reply), reliable=True)
+
+    def _with_life(self, message: Diff) -> Diff:
+        """``message`` with its key's life record in front of its context, so the
+        records of a key repaired step by step converge as its states do."""
+        context = self._life(message.key, message.context)
+        if context == message.context:
+            return message
+        return dataclasses.replace(message, context=context)
 
     @property
     def transfers(self) -> Transfers:

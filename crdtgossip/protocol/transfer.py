@@ -195,6 +195,9 @@ class Transfers:
         clock: the engine's current time in seconds (for backoffs).
         measured: called with a key and the bytes its transfer encoded, once all of it
             was cut (the engine's size estimate of the key).
+        life: puts the key's life record in front of an encoded state or part (see
+            :mod:`~crdtgossip.keylife`); given no state (``b""``), returns
+            the record of a deleted key alone, or ``b""``.
     """
 
     def __init__(
@@ -208,9 +211,11 @@ class Transfers:
         clock: Callable[[], float],
         measured: Callable[[str, int], None] | None = None,
         written: Callable[[str], int] = lambda key: 0,
+        life: Callable[[str, bytes], bytes] = lambda key, payload: payload,
     ) -> None:
         self._store = store
         self._written = written
+        self._life = life
         self._held = held
         self._outbox = outbox
         self._counters = counters
@@ -251,7 +256,12 @@ class Transfers:
         """
         state = self._store.get(key)
         name = (address, key)
-        if state is None or key in self._held or name in self._active:
+        if key in self._held or name in self._active:
+            return
+        if state is None:
+            tombstone = self._life(key, b"")  # a deleted key's record, if kept
+            if tombstone:
+                self._outbox.send(address, State(key, tombstone), reliable=True)
             return
         backoff = self._backoff.get(name)
         if backoff is not None and self._clock() < backoff[0]:
@@ -277,7 +287,7 @@ class Transfers:
 
     def _encode(self, name: tuple[str, str], state: CRDT) -> bytes | None:
         try:
-            payload = encode(state)
+            payload = self._life(name[1], encode(state))
         except EncodeError:
             self._refuse(name)
             return None
@@ -341,7 +351,7 @@ class Transfers:
             subset: Callable[[list[Any]], CRDT] = getattr(state, "_subset_items")  # noqa: B009
             part, advance, taken = subset(chunk), None, len(chunk)
         try:
-            payload = encode(part)
+            payload = self._life(job.key, encode(part))
         except EncodeError:
             self._jobs.popleft()
             self._active.discard((job.address, job.key))

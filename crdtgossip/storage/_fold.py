@@ -17,6 +17,7 @@ from typing import Any
 
 from crdtgossip.codec import decode, encode
 from crdtgossip.errors import CRDTGossipError, StorageError
+from crdtgossip.keylife import fold, wrap
 from crdtgossip.storage._base import MAX_STATE_BYTES
 
 __all__ = ["FOLD_MIN_BYTES", "RECORD_WEIGHT", "fold_due", "fold_states", "record_weight"]
@@ -62,7 +63,9 @@ def fold_states(
     """Join a key's state and its log records, in order, and encode the result.
 
     Each is decoded (:func:`crdtgossip.codec.decode`) and merged into the first
-    (``state.merge(delta)``); a key with no state starts from its first record.
+    (``state.merge(delta)``); a key with no state starts from its first record. Rows
+    with a life record are settled as the engine merged them
+    (:func:`crdtgossip.keylife.fold`), and the join keeps the key's record in front.
 
     Args:
         key: the key, for error messages.
@@ -77,25 +80,38 @@ def fold_states(
         StorageError: a state or record does not decode, they do not merge (different
             types), or the join encodes to more than :data:`MAX_STATE_BYTES`.
     """
-    joined: Any = None
-    where = "state"
-    try:
-        if state is not None:
-            joined = decode(state)
-        for position, data in enumerate(records, start=1):
-            if cancelled():
-                return None
-            where = f"log record {position}"
-            delta = decode(data)
-            if joined is None:
-                joined = delta
-            else:
-                joined.merge(delta)
+    position = 0
+    where = ""
+
+    def join(joined: Any, data: bytes) -> Any:
+        if cancelled():
+            raise _Cancelled
+        value = decode(data)
         if joined is None:
+            return value
+        joined.merge(value)
+        return joined
+
+    def rows() -> Iterable[bytes]:
+        nonlocal position
+        if state is not None:
+            yield state
+        for data in records:
+            position += 1
+            yield data
+
+    try:
+        joined, life = fold(rows(), join)
+        if joined is None and life is None:
             return None
         where = "join"
-        encoded = encode(joined)
+        encoded = b"" if joined is None else encode(joined)
+        if life is not None:
+            encoded = wrap(life, encoded)
+    except _Cancelled:
+        return None
     except CRDTGossipError as exc:
+        where = where or ("state" if position == 0 else f"log record {position}")
         raise StorageError(f"cannot fold the log of key {key!r}: its {where}: {exc}") from exc
     if len(encoded) > MAX_STATE_BYTES:
         raise StorageError(
@@ -103,3 +119,7 @@ def fold_states(
             f"more than the {MAX_STATE_BYTES} a state may hold"
         )
     return encoded
+
+
+class _Cancelled(Exception):
+    """The fold was cancelled between two records."""

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from crdtgossip.codec import decode
 from crdtgossip.errors import DecodeError, StorageError
+from crdtgossip.keylife import unwrap
 from crdtgossip.storage._fold import record_weight
 from crdtgossip.storage._sqlite_schema import now_ms
 
@@ -266,9 +267,11 @@ def _checked_record(path: Path, seq: object, key: object, data: object, checksum
     return data
 
 
-def _decoded(path: Path, key: str, data: bytes, what: str) -> type:
+def _decoded(path: Path, key: str, data: bytes, what: str) -> type | None:
+    """The type ``data`` holds; None for a life record alone (a deleted key's)."""
     try:
-        return type(decode(data))
+        _, content = unwrap(data)
+        return type(decode(content)) if content else None
     except DecodeError as exc:
         raise StorageError(
             f"{path} is damaged: the {what} of key {key!r} does not decode: {exc}"
@@ -290,14 +293,16 @@ def load_all(
     index = KeyIndex()
     for key, data, checksum in connection.execute("SELECT key, data, checksum FROM states"):
         states[key] = _checked_state(path, key, data, checksum)
-        kinds[key] = _decoded(path, key, data, "state")
+        kind = _decoded(path, key, data, "state")
+        if kind is not None:
+            kinds[key] = kind
         index.keys[key] = KeyLog(state_bytes=len(data))
     deltas: dict[str, list[bytes]] = {}
     rows = connection.execute("SELECT seq, key, data, checksum FROM log ORDER BY seq")
     for seq, key, data, checksum in rows:
         record = _checked_record(path, seq, key, data, checksum)
         kind = _decoded(path, key, record, f"log record {seq}")
-        if kinds.setdefault(key, kind) is not kind:
+        if kind is not None and kinds.setdefault(key, kind) is not kind:
             raise StorageError(
                 f"{path} is damaged: log record {seq} of key {key!r} holds a "
                 f"{kind.__name__}, its state a {kinds[key].__name__}"

@@ -60,6 +60,8 @@ class Slot:
     life: Life
     generation: int
     saved: dict[str, CRDT] = field(default_factory=dict)
+    #: The life records the node had (see :mod:`crdtgossip.keylife`), tombstones too.
+    saved_lives: dict[str, dict[str, tuple[int, int]]] = field(default_factory=dict)
 
 
 def _index(node_id: str, size: int) -> int | None:

@@ -92,6 +92,23 @@ class DataOps:
         self._collect(i)
         return request
 
+    def delete(self, i: int, key: str) -> bool:
+        """Delete ``key`` on every member from node ``i``, like :meth:`Node.delete`: the
+        writes node ``i`` has seen go, a write it had not seen wins.
+
+        Returns:
+            Whether node ``i`` had something to delete.
+
+        Raises:
+            CRDTGossipError: node ``i`` is not running.
+        """
+        slot = self._slot(i)
+        if slot.life is not Life.RUNNING:
+            raise CRDTGossipError(f"node {i} is {slot.life.name.lower()}: it cannot delete")
+        deleted = slot.engine.delete(key, self._now)
+        self._collect(i)
+        return deleted
+
     def quorum_result(self, i: int, request: int) -> QuorumResult | None:
         """The outcome of quorum request ``request`` of node ``i``; ``None`` while it runs
         (or when the node went down before it ended)."""

@@ -137,6 +137,8 @@ class NodeLives:
                 incarnation=incarnation,
                 wall_clock=self._wall_ns,
             )
+            for key, record in sorted(slot.saved_lives.items()):
+                engine.restore_life(key, record)  # first: the updates below come after
             for key, state in sorted(slot.saved.items()):
                 engine.update(key, state, self._now)
         else:
@@ -148,6 +150,7 @@ class NodeLives:
         self._convergence.new_engine(i)
         slot.life = Life.RUNNING
         slot.saved = {}
+        slot.saved_lives = {}
         self._wakeups[i] = math.nan
         # Seeds among the running nodes, as an operator points a returning node at
         # members that are up; if none is, at any others (join retries meanwhile).
@@ -163,6 +166,7 @@ class NodeLives:
         engine = slot.engine
         keys = engine.keys()
         slot.saved = {key: state for key in keys if (state := engine.get(key)) is not None}
+        slot.saved_lives = engine.lives()
         slot.life = life
         self._convergence.life_changed()
         self._wakeups[i] = math.nan

@@ -3,15 +3,24 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
 
-from crdtgossip import GCounter, GSet, Node, OperationError, StorageError
+from crdtgossip import GCounter, GSet, Node, StorageError
+from crdtgossip.keylife import unwrap
 from crdtgossip.storage import MemoryStorage, SQLiteStorage
 from tests.node.conftest import FAST
 from tests.polling import eventually
+
+
+def _counter(counts: dict[str, int]) -> GCounter:
+    counter = GCounter()
+    for replica, n in counts.items():
+        counter.increment(replica, n)
+    return counter
 
 
 async def _count(node: Node, key: str, n: int = 1) -> None:
@@ -40,15 +49,19 @@ async def test_a_key_written_after_its_delete_starts_empty() -> None:
         assert (await node.get("s", GSet)).value == frozenset({"new"})
 
 
-async def test_the_hash_tree_forgets_a_deleted_key() -> None:
-    async with Node("a", config=FAST, seed=1) as node:
+async def test_the_hash_tree_forgets_a_deleted_key_once_its_tombstone_goes() -> None:
+    config = dataclasses.replace(FAST, deleted_keys_kept=0.3)
+    async with Node("a", config=config, seed=1) as node:
         await _count(node, "k")
         tree = node._require_engine()._tree
-        assert tree.digest("k") is not None
-        before = len(tree)
+        written = tree.digest("k")
+        assert written is not None
         await node.delete("k")
-        assert tree.digest("k") is None
-        assert len(tree) == before - 1
+        tombstone = tree.digest("k")
+        assert tombstone is not None
+        assert tombstone != written  # the record's, for a while
+        await eventually(lambda: tree.digest("k") is None, "the tombstone gone")
+        assert len(tree) == 0
         assert tree.node_hash(0, 0) == bytes(16)  # the only key: the root is empty again
 
 
@@ -94,7 +107,8 @@ async def test_a_delete_persists_across_a_restart_with_sqlite(tmp_path: Path) ->
     storage = SQLiteStorage(path)
     stored = storage.open()
     storage.close()
-    assert sorted({*stored.states, *stored.deltas}) == ["kept"]  # no row of "gone" left
+    assert not stored.deltas.get("gone")  # the delete's tombstone replaced its rows
+    assert unwrap(stored.states["gone"]) == ({again.replica_id: (1, 1)}, b"")
 
 
 async def test_a_delete_drops_merges_waiting_for_the_next_batch() -> None:
@@ -108,7 +122,7 @@ async def test_a_delete_drops_merges_waiting_for_the_next_batch() -> None:
         assert persistence.pending == 0
     stored = storage.open()
     storage.close()
-    assert "k" not in stored.states
+    assert unwrap(stored.states["k"])[1] == b""  # the tombstone alone
     assert "k" not in stored.deltas
 
 
@@ -117,34 +131,35 @@ async def test_a_delete_that_cannot_be_persisted_keeps_the_key() -> None:
     async with Node("a", config=FAST, storage=storage, seed=1) as node:
         await _count(node, "k", 4)
 
-        def broken(keys: object) -> None:
+        def broken(*args: object) -> None:
             raise StorageError("disk full")
 
-        storage.delete = broken  # type: ignore[method-assign]
-        storage.delete_many = broken  # type: ignore[method-assign]
+        storage.put = broken  # type: ignore[assignment,method-assign]
         with pytest.raises(StorageError):
             await node.delete("k")
         assert (await node.get("k", GCounter)).value == 4
 
 
-async def test_a_delete_is_refused_while_another_member_holds_the_key(
+async def test_a_delete_reaches_every_member_and_a_later_write_starts_empty(
     cluster_factory: Callable[..., Awaitable[list[Node]]],
 ) -> None:
-    a, b = await cluster_factory(2)
-    await eventually(lambda: len(a.members()) == 2 and a.stats()["members_alive"] == 2, "joined")
-    await _count(a, "k")
-    with pytest.raises(OperationError, match="other member"):
-        await a.delete("k")
-    assert a.keys() == ["k"]
-    await b.stop()
-    await eventually(lambda: a.stats()["members_alive"] == 1, "b seen dead")
-
-    async def gone() -> bool:
-        try:
-            await a.delete("k")
-        except OperationError:
-            return False  # still suspect
-        return True
-
-    await eventually(gone, "the delete allowed once alone")
-    assert a.keys() == []
+    a, b, c = await cluster_factory(3)
+    await eventually(lambda: all(n.stats()["members_alive"] == 3 for n in (a, b, c)), "joined")
+    await _count(a, "k", 5)
+    await _count(b, "k", 2)
+    await eventually(lambda: all("k" in n.keys() for n in (b, c)), "k everywhere")  # noqa: SIM118
+    await eventually(
+        lambda: all(n._require_engine().get("k") == _counter({a.replica_id: 5, b.replica_id: 2})
+                    for n in (a, b, c)), "both writes everywhere")  # fmt: skip
+    heard: list[str] = []
+    c.on_key_deleted(heard.append)
+    assert await a.delete("k") is True
+    await eventually(
+        lambda: all("k" not in n.keys() for n in (a, b, c)),  # noqa: SIM118
+        "k gone everywhere",
+    )
+    assert heard == ["k"]
+    await _count(c, "k", 1)  # written anew: only the new write, on every member
+    await eventually(
+        lambda: all(n._require_engine().get("k") == _counter({c.replica_id: 1})
+                    for n in (a, b, c)), "the new write alone everywhere")  # fmt: skip

@@ -172,7 +172,7 @@ async def test_states_merged_from_the_network_are_persisted(tmp_path: Path) -> N
     check = SQLiteStorage(path)
     stored = check.open()
     check.close()
-    states, _ = read_stored(stored)
+    states, _, _ = read_stored(stored)
     assert sorted(states) == sorted(f"k{index}" for index in range(20))
     assert all(state.value == 1 for state in states.values())
 

@@ -9,6 +9,7 @@ import pytest
 from crdtgossip import GCounter, OperationError
 from crdtgossip.codec import encode
 from crdtgossip.config import GossipConfig
+from crdtgossip.keylife import unwrap
 from crdtgossip.protocol import Engine, KeyChanged
 from crdtgossip.protocol.antientropy import HashTree, key_digest
 from crdtgossip.protocol.messages import Delta, encode_frame, encode_message
@@ -22,25 +23,37 @@ def _write(engine: Engine, key: str, n: int = 1) -> None:
     engine.update(key, GCounter().increment("a-1", n), now=1.0)
 
 
-def test_delete_drops_state_tree_entry_size_and_counts() -> None:
+def test_delete_drops_state_and_size_and_keeps_a_tombstone_for_its_time() -> None:
     engine = _engine()
     _write(engine, "k", 3)
     _write(engine, "other")
     engine.take_events()
-    root_with_both = engine._tree.node_hash(0, 0)
+    digest_before = engine._tree.digest("k")
+    deletion = engine.deletion("k")
+    assert deletion is not None
+    assert unwrap(deletion) == ({"a-1": (1, 1)}, b"")
     assert engine.delete("k", now=2.0) is True
     assert engine.get("k") is None
     assert engine.keys() == ["other"]
-    assert engine._tree.digest("k") is None
-    assert engine._tree.node_hash(0, 0) != root_with_both
+    assert engine.is_tombstone("k")
+    tombstone = engine._tree.digest("k")
+    assert tombstone is not None
+    assert tombstone != digest_before  # the record's alone
     assert engine._sizes.estimate("k") == 0
     assert engine.stats()["keys_deleted"] == 1
-    assert engine.take_events() == [KeyChanged("k", local=True, deleted=True)]
+    assert engine.take_events() == [KeyChanged("k", None, deletion, local=True, deleted=True)]
     assert engine.delete("k", now=3.0) is False
     assert engine.take_events() == []
+    engine.tick(2.0 + engine.config.deleted_keys_kept - 1.0)
+    assert engine.is_tombstone("k")
+    engine.tick(2.0 + engine.config.deleted_keys_kept + 1.0)
+    assert not engine.is_tombstone("k")
+    assert engine.life("k") is None
+    assert engine._tree.digest("k") is None
+    assert KeyChanged("k", deleted=True, expired=True, life=True) in engine.take_events()
 
 
-def test_the_root_hash_after_a_delete_is_that_of_a_tree_never_holding_the_key() -> None:
+def test_the_root_hash_once_tombstones_go_is_that_of_a_tree_never_holding_the_key() -> None:
     engine = _engine()
     _write(engine, "other")
     without = engine._tree.node_hash(0, 0)
@@ -48,6 +61,8 @@ def test_the_root_hash_after_a_delete_is_that_of_a_tree_never_holding_the_key() 
         _write(engine, f"k{index}")
     for index in range(40):
         engine.delete(f"k{index}", now=2.0)
+    assert len(engine._tree) == 41  # the tombstones, for deleted_keys_kept
+    engine.tick(3.0 + engine.config.deleted_keys_kept)
     assert engine._tree.node_hash(0, 0) == without
     assert len(engine._tree) == 1
 

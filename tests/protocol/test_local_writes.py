@@ -7,6 +7,7 @@ import random
 from crdtgossip.codec import decode
 from crdtgossip.config import GossipConfig
 from crdtgossip.crdts import GCounter, ORSet
+from crdtgossip.keylife import unwrap
 from crdtgossip.protocol import Engine, KeyChanged
 from crdtgossip.protocol.delivery import MAX_JOINED_PER_ENTRY
 from crdtgossip.protocol.messages import DeltaInterval, ReadReply, ReadRequest, decode_frame
@@ -37,7 +38,7 @@ def test_commit_local_keeps_a_new_state_and_mutates_nothing_again() -> None:
     events = _key_events(engine)
     assert [(e.key, e.local) for e in events] == [("k", True), ("k", True)]
     assert events[1].change is more
-    assert decode(events[1].payload) == more
+    assert decode(unwrap(events[1].payload)[1]) == more
     assert engine.stats()["local_updates"] == 2
 
 
@@ -83,7 +84,7 @@ def test_a_held_key_answers_read_requests_only_once_committed() -> None:
     assert not engine.is_held("k")
     (reply,) = _replies(engine)
     assert reply.request_id == 7
-    assert decode(reply.payload) == GCounter().increment("a-1", 2)
+    assert decode(unwrap(reply.payload)[1]) == GCounter().increment("a-1", 2)
 
 
 def test_abort_local_puts_back_the_stored_state_and_answers_waiting_reads() -> None:
@@ -98,7 +99,7 @@ def test_abort_local_puts_back_the_stored_state_and_answers_waiting_reads() -> N
     engine.abort_local("k", stored, 0.0)
     assert engine.get("k") is stored
     (reply,) = _replies(engine)
-    assert decode(reply.payload) == stored
+    assert decode(unwrap(reply.payload)[1]) == stored
     (event,) = _key_events(engine)
     assert event.change is None
     assert event.local
@@ -130,7 +131,7 @@ def test_a_burst_of_writes_to_one_key_joins_into_bounded_payloads() -> None:
     assert cluster.run_until(lambda: cluster.engines[names[1]].get("k") == state, max_seconds=30)
     first, *_ = _intervals(cluster, names[0])
     assert (first.first, first.last) == (1, writes)
-    assert [len(decode(p).value) for _, p in first.entries] == [64, 64, 1]
+    assert [len(decode(unwrap(p)[1]).value) for _, p in first.entries] == [64, 64, 1]
     cluster.run(CONFIG.gossip_interval * 2)
     assert source.stats()["delivery_pending"] == 0  # acknowledged, so forgotten
 
@@ -146,6 +147,6 @@ def test_a_delta_already_sent_is_never_joined_into() -> None:
     source.commit_local("k", state, state.add("second", "w"), cluster.now)
     assert cluster.run_until(lambda: target.get("k") == state, max_seconds=30)
     # Each delta travelled as written: the second was not joined into the first.
-    sent = [decode(p) for m in _intervals(cluster, names[0]) for _, p in m.entries]
+    sent = [decode(unwrap(p)[1]) for m in _intervals(cluster, names[0]) for _, p in m.entries]
     assert all(len(d.value) == 1 for d in sent)
     assert {e for d in sent for e in d.value} == {"first", "second"}

@@ -1,0 +1,299 @@
+"""The engine's merge of what arrives, and each key's life record.
+
+Everything received for a key (a delta, a whole state, a part of one, a quorum write or
+read reply) comes through :meth:`MergeEngine._merge_payload`: decoded once, checked,
+and merged into the live state. A payload may carry its content's *life record* in
+front (:mod:`~crdtgossip.keylife`): the writes it holds, and which of them a
+delete has seen. The engine keeps each key's record, joins what arrives into it, and
+lets :func:`~crdtgossip.keylife.join_life` decide: content whose writes are all
+deleted is not merged (``drop_deleted``), local content whose writes all are deleted is
+dropped, and a key whose record names no live write is a *tombstone*: no state, only
+the record, kept so that a lagging member's old state cannot bring the key back, until
+``GossipConfig.deleted_keys_kept`` has passed.
+
+Each local write raises this replica's slot in its key's record
+(:meth:`MergeEngine.stamp_local`), so a delete elsewhere that did not see it cannot
+remove it: update wins.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Final, cast
+
+from crdtgossip.codec import decode
+from crdtgossip.crdts import CRDT
+from crdtgossip.errors import DecodeError, MergeError
+from crdtgossip.keylife import (
+    Record,
+    is_wrapped,
+    join_into,
+    join_life,
+    of_write,
+    present,
+    unwrap,
+    wrap,
+    wrote,
+)
+from crdtgossip.protocol._engine_base import EngineCore
+from crdtgossip.protocol.antientropy import key_digest
+from crdtgossip.protocol.clock import HLC
+from crdtgossip.protocol.events import KeyChanged
+from crdtgossip.protocol.keysize import KeySizes
+
+__all__ = ["MAX_SEEN_DELTAS", "MergeEngine"]
+
+MAX_SEEN_DELTAS: Final = 16_384
+"""Digests of recently received deltas remembered, so a delta that comes back by
+another path is merged once and relayed once. Copies of a delta arrive within a few
+gossip rounds; this covers a burst of that many distinct updates meanwhile, for 16
+bytes each (256 KiB). A delta forgotten too early is merged again (harmless: merge is
+idempotent) and relayed once more."""
+
+
+class MergeEngine(EngineCore):
+    """The merge half of the data store of :class:`~crdtgossip.protocol.Engine` (see
+    the module doc)."""
+
+    _sizes: KeySizes
+    # Each key's life record, for keys held here and for tombstones.
+    _lives: dict[str, Record]
+    # Tombstones (a record, no state) -> the driver time each became one, oldest first.
+    _tombstones: dict[str, float]
+    # Keys whose record holds a delete (some write deleted): their writes' deltas carry
+    # the deletes, and anti-entropy sends them whole.
+    _with_deletes: set[str]
+    _now: float
+    clock: HLC
+
+    def life(self, key: str) -> Record | None:
+        """A copy of ``key``'s life record here, or ``None`` if it has none (see
+        :mod:`~crdtgossip.keylife`)."""
+        record = self._lives.get(key)
+        return None if record is None else dict(record)
+
+    def lives(self) -> dict[str, Record]:
+        """A copy of every key's life record here, tombstones' included."""
+        return {key: dict(record) for key, record in self._lives.items()}
+
+    def restore_life(self, key: str, record: Record) -> None:
+        """Put ``key``'s life record as stored back (see :meth:`restore`): joined
+        into what is here; a record with no live write is a tombstone, kept another
+        ``deleted_keys_kept`` from now. Call it before the first other input.
+
+        Raises:
+            OperationError: an invalid key.
+        """
+        self._check_key(key)
+        life = self._lives.setdefault(key, {})
+        join_into(life, record)
+        self._note_deletes(key, life)
+        self._tree.touch(key)
+        if not present(life) and key not in self._store:
+            self._tombstones.setdefault(key, self._now)
+
+    def is_tombstone(self, key: str) -> bool:
+        """Whether ``key`` was deleted here: no state, only its record."""
+        return key in self._tombstones
+
+    def stamp_local(self, key: str, payload: bytes) -> bytes:
+        """Record one more local write of this replica to ``key``; ``payload`` (its
+        encoded delta) with the write's record in front.
+
+        A driver that persists a write first calls this before persisting, so the
+        storage holds the record too, and passes the result to
+        :meth:`~crdtgossip.protocol.Engine.commit_local`; a payload that already has a
+        record is returned as it is.
+
+        Raises:
+            OperationError: this replica has made 2**63 - 1 writes to the key.
+        """
+        if is_wrapped(payload):
+            return payload
+        record = self._lives.get(key)
+        if record is None:
+            record = self._lives[key] = {}
+        pair = wrote(record, self.replica_id)
+        self._tombstones.pop(key, None)
+        if key in self._with_deletes:
+            return wrap(of_write(record, self.replica_id), payload)
+        return wrap({self.replica_id: pair}, payload)
+
+    def state_payload(self, key: str, payload: bytes) -> bytes:
+        """``payload`` (an encoding of ``key``'s state or of a part of it) with the
+        key's record in front, as every whole state sent carries it."""
+        record = self._lives.get(key)
+        return payload if record is None else wrap(record, payload)
+
+    def _life_payload(self, key: str, payload: bytes) -> bytes:
+        """:meth:`state_payload` for a key held here or a tombstone (given no
+        payload: the tombstone's record alone); ``payload`` itself for any other."""
+        if key in self._store or key in self._tombstones:
+            return self.state_payload(key, payload)
+        return payload
+
+    def _settle_repair(self, key: str, record: Record) -> bool:
+        """Join the record of a repair step into ``key``'s; whether the repair goes
+        on (both sides hold live writes), else the whole states go instead."""
+        return self._settle(key, record, b"-") and key in self._store
+
+    def _send_whole(self, key: str) -> bool:
+        """Whether anti-entropy sends ``key`` whole rather than repairing it: a delete
+        has seen some of its writes, and a repair's patches carry no record."""
+        return key in self._with_deletes
+
+    def _note_deletes(self, key: str, record: Record) -> None:
+        """Note whether ``key``'s record (just grown) holds a delete."""
+        if key not in self._with_deletes and any(dropped for _, dropped in record.values()):
+            self._with_deletes.add(key)
+
+    def _digest_of(self, key: str) -> bytes:
+        """The hash-tree digest of ``key``: its state's, joined with its record's when
+        it has one (a tombstone has only the record's)."""
+        state = self._store.get(key)
+        record = self._lives.get(key)
+        if record is None:
+            return key_digest(cast(CRDT, state))
+        hasher = hashlib.blake2b(wrap(record, b""), digest_size=16)
+        if state is not None:
+            hasher.update(key_digest(state))
+        return hasher.digest()
+
+    def _changed(
+        self, key: str, change: CRDT, payload: bytes, *, local: bool = False, written: int = 0
+    ) -> None:
+        """Note a change merged into ``key``: its size, hash-tree entry and event, and
+        for a key that expires its last-write stamp (``written``: a full state's, which
+        the key keeps if later than its own; 0: a write, stamped now)."""
+        self._sizes.grow(key, len(payload))
+        self._tree.touch(key)
+        if self._last_writes.active:
+            self._last_writes.raise_to(key, written or self.clock.now())
+        self._events.append(KeyChanged(key, change, payload, local))
+
+    def _remember(self, key: str, payload: bytes) -> bool:
+        """Record a delta of ``key`` as seen; ``False`` if it already was.
+
+        The key is part of what is remembered: equal deltas of two keys (one increment
+        by the same replica, say) are two updates, not one seen twice.
+        """
+        key_bytes = key.encode("utf-8", "surrogatepass")
+        hasher = hashlib.blake2b(digest_size=16)
+        hasher.update(len(key_bytes).to_bytes(2, "big"))
+        hasher.update(key_bytes)
+        hasher.update(payload)
+        digest = hasher.digest()
+        if digest in self._seen:
+            self._seen.move_to_end(digest)
+            return False
+        self._seen[digest] = None
+        if len(self._seen) > MAX_SEEN_DELTAS:
+            self._seen.popitem(last=False)
+        return True
+
+    def _merge_payload(
+        self, key: str, payload: bytes, *, keep: bool = True, written: int = 0
+    ) -> CRDT | None:
+        """Decode a payload and merge it into the store; ``None`` if it was dropped.
+
+        With ``keep`` the decoded value returned stays apart from the store (it is
+        relayed as a delta), so a key new here stores a copy of it; without, the store
+        may take the decoded object itself (a whole state: a copy would cost its size).
+        ``written``: a full state's last-write stamp (see :meth:`_changed`). A payload
+        with a life record is first settled against the key's (see the module doc).
+        """
+        original = payload
+        self._settled = False
+        if is_wrapped(payload):
+            try:
+                record, payload = unwrap(payload)
+            except DecodeError:
+                self._counters["decode_errors"] += 1
+                self._drops["bad_payload"] += 1
+                return None
+            if not self._settle(key, record, payload):
+                self._settled = True
+                return None
+        else:
+            life = self._lives.get(key)
+            if life is not None and not present(life):
+                self._drops["deleted"] += 1  # unknown content of a key deleted here
+                self._settled = True
+                return None
+        try:
+            decoded: object = decode(payload)
+        except DecodeError:
+            self._counters["decode_errors"] += 1
+            self._drops["bad_payload"] += 1
+            return None
+        # The codec only builds data types; a cheap duck check instead of a slow
+        # isinstance() against the runtime-checkable CRDT protocol.
+        if not (
+            callable(getattr(decoded, "merge", None)) and callable(getattr(decoded, "copy", None))
+        ):
+            self._counters["merge_errors"] += 1
+            self._drops["type_mismatch"] += 1
+            return None
+        value = cast(CRDT, decoded)
+        if not self._admit(value):
+            return None  # a stamp beyond the clock's offset: counted by _admit
+        self._rollback_watch(key, value)
+        state = self._store.get(key)
+        if state is None:
+            stored = self._store[key] = value.copy() if keep else value
+            # A built-in type's running digest sums, now that it is one payload (a first
+            # part): merges keep them from here, so no exchange builds them whole.
+            if hasattr(stored, "_digest"):
+                key_digest(stored)
+        elif type(state) is not type(value):
+            self._counters["merge_errors"] += 1
+            self._drops["type_mismatch"] += 1
+            return None
+        else:
+            try:
+                state.merge(value)
+            except (MergeError, TypeError, ValueError):
+                self._counters["merge_errors"] += 1
+                self._drops["merge_failed"] += 1
+                return None
+        self._changed(key, value, original, written=written)
+        return value
+
+    def _settle(self, key: str, record: Record | None, content: bytes) -> bool:
+        """Join a payload's record into ``key``'s; whether its ``content`` is to be
+        merged. Drops the local state when none of its writes is live any more, and
+        notes a key left with no live write as a tombstone."""
+        life = self._lives.get(key)
+        if record is None:  # (a record of no slot: unknown content)
+            return life is None or present(life)
+        if life is None:
+            if not present(record) and key not in self._store:
+                return False  # the delete of a key never held here: nothing to keep
+            life = self._lives[key] = dict(record)
+            keep_local, take, grew = True, present(life), True
+        else:
+            keep_local, take, grew = join_life(life, record)
+        if grew:
+            self._note_deletes(key, life)
+        state = self._store.get(key)
+        if state is not None and not keep_local:
+            self._drop_state(key)
+        if take and content:
+            self._tombstones.pop(key, None)
+            return True
+        if content:
+            self._drops["deleted"] += 1  # old content of a deleted key
+        if not present(life) and key not in self._tombstones:
+            self._tombstones[key] = self._now
+        if state is not None and not keep_local and not present(life):
+            self._counters["keys_deleted"] += 1
+            self._events.append(KeyChanged(key, None, wrap(life, b""), deleted=True))
+        elif grew:
+            self._events.append(KeyChanged(key, None, wrap(life, b""), life=True))
+        if grew or not keep_local:
+            self._tree.touch(key)
+        return False
+
+    def _drop_state(self, key: str) -> None:
+        """Forget ``key``'s state (every write in it deleted); its record stays."""
+        raise NotImplementedError

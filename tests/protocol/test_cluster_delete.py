@@ -1,0 +1,143 @@
+"""A cluster-wide delete: every member drops the writes the deleter saw, a write it did
+not see wins, and no member that was away brings the old state back."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from crdtgossip import GCounter, ORSet
+from crdtgossip.config import GossipConfig
+from crdtgossip.consistency import Majority
+from crdtgossip.testing import Simulation
+
+
+def _config(**changes: object) -> GossipConfig:
+    return dataclasses.replace(GossipConfig.local(), push_pull_interval=1.0, **changes)
+
+
+def _count(sim: Simulation, i: int, key: str, n: int = 1) -> None:
+    replica = sim.engine(i).replica_id
+    sim.update(i, key, GCounter, lambda c: c.increment(replica, n))
+
+
+def _values(sim: Simulation, key: str) -> list[int | None]:
+    return [
+        None if (state := sim.engine(i).get(key)) is None else state.value  # type: ignore[attr-defined]
+        for i in range(sim.size)
+    ]
+
+
+def test_a_delete_reaches_every_member_and_leaves_a_tombstone() -> None:
+    sim = Simulation(5, 1, _config(), formed=True)
+    for i in range(5):
+        _count(sim, i, "k", i + 1)
+    assert sim.run_until_converged(10.0).converged
+    assert _values(sim, "k") == [15] * 5
+    assert sim.delete(2, "k") is True
+    assert sim.run_until(lambda: _values(sim, "k") == [None] * 5, 5.0)
+    for i in range(5):
+        engine = sim.engine(i)
+        assert engine.is_tombstone("k")
+        assert engine.stats()["keys_deleted"] == 1
+    assert sim.run_until_converged(10.0).converged
+
+
+def test_a_write_the_deleter_had_not_seen_wins() -> None:
+    sim = Simulation(3, 2, _config(), formed=True)
+    _count(sim, 0, "k", 5)
+    assert sim.run_until_converged(10.0).converged
+    sim.partition([0, 1], [2])
+    sim.delete(0, "k")  # saw the 5, not what node 2 writes meanwhile
+    _count(sim, 2, "k", 1)
+    sim.run(3.0)
+    assert _values(sim, "k") == [None, None, 6]
+    sim.heal()
+    assert sim.run_until_converged(20.0).converged
+    # Update wins: the key lives. Node 2's state held the old 5 as well, and a
+    # counter cannot subtract it, so the whole merged state stays (the documented rule).
+    assert _values(sim, "k") == [6, 6, 6]
+    assert all(not sim.engine(i).is_tombstone("k") for i in range(3))
+
+
+def test_a_member_away_during_the_delete_does_not_bring_the_old_state_back() -> None:
+    sim = Simulation(3, 3, _config(), formed=True)
+    _count(sim, 0, "k", 5)
+    assert sim.run_until_converged(10.0).converged
+    sim.partition([0, 1], [2])
+    sim.delete(0, "k")
+    sim.run(2.0)
+    _count(sim, 1, "k", 1)  # written anew after the delete, on its side
+    sim.run(3.0)
+    assert _values(sim, "k") == [1, 1, 5]
+    sim.heal()
+    assert sim.run_until_converged(20.0).converged
+    assert _values(sim, "k") == [1, 1, 1]  # the old 5 is gone from node 2 too
+    assert sim.engine(0).stats()["drop_deleted"] + sim.engine(1).stats()["drop_deleted"] >= 1
+
+
+def test_a_restarted_deleter_keeps_its_tombstone() -> None:
+    sim = Simulation(3, 4, _config(), formed=True)
+    _count(sim, 1, "k", 4)
+    assert sim.run_until_converged(10.0).converged
+    sim.partition([0, 1], [2])
+    sim.delete(0, "k")
+    sim.run(2.0)
+    sim.crash(0)
+    sim.crash(1)
+    sim.run(1.0)
+    sim.restart(0, keep_state=True)
+    sim.heal()
+    assert sim.run_until(lambda: _values(sim, "k")[2] is None, 30.0)
+    assert sim.engine(0).get("k") is None
+
+
+def test_tombstones_leave_memory_and_the_hash_tree_after_their_time() -> None:
+    sim = Simulation(3, 5, _config(deleted_keys_kept=30.0), formed=True)
+    for n in range(20):
+        _count(sim, n % 3, f"k{n}")
+    _count(sim, 0, "kept")
+    assert sim.run_until_converged(10.0).converged
+    for n in range(20):
+        sim.delete(n % 3, f"k{n}")
+    sim.run(5.0)
+    assert all(len(sim.engine(i).lives()) == 21 for i in range(3))
+    sim.run(40.0)
+    for i in range(3):
+        engine = sim.engine(i)
+        assert engine.keys() == ["kept"]
+        assert list(engine.lives()) == ["kept"]
+        assert len(engine._tree) == 1
+    assert sim.run_until_converged(10.0).converged
+
+
+def test_a_large_key_sent_in_parts_by_a_lagging_member_stays_deleted() -> None:
+    sim = Simulation(3, 6, _config(), formed=True)
+    replica = sim.engine(2).replica_id
+    big = ORSet[int]()
+    for element in range(20_000):
+        big.add(element, "loader")
+    sim.engine(2).restore("big", big)  # restored: content without a record ...
+    sim.update(2, "big", ORSet, lambda s: s.add(-1, replica))  # ... until written
+    assert sim.run_until_converged(60.0).converged
+    sim.partition([0, 1], [2])
+    sim.delete(0, "big")
+    sim.run(3.0)
+    assert sim.engine(1).get("big") is None
+    sim.heal()
+    assert sim.run_until(lambda: all(sim.engine(i).get("big") is None for i in range(3)), 60.0)
+    assert sim.run_until_converged(30.0).converged
+
+
+def test_a_quorum_read_of_a_deleted_key_counts_the_tombstones() -> None:
+    sim = Simulation(3, 7, _config(), formed=True)
+    _count(sim, 0, "k", 3)
+    assert sim.run_until_converged(10.0).converged
+    sim.delete(1, "k")
+    assert sim.run_until(lambda: _values(sim, "k") == [None] * 3, 5.0)
+    engine = sim.engine(0)
+    request = engine.start_read("k", Majority().required(engine.quorum_members()), 2.0, sim.now)
+    sim.run(1.0)
+    result = sim.quorum_result(0, request)
+    assert result is not None
+    assert result.ok
+    assert engine.get("k") is None
