@@ -62,10 +62,12 @@ __all__ = [
     "join_life",
     "live_in",
     "of_write",
+    "packed_replica",
     "present",
     "settle",
     "unwrap",
     "wrap",
+    "wrap_write",
     "wrote",
 ]
 
@@ -235,6 +237,36 @@ def wrap(record: Mapping[str, tuple[int, int]], payload: bytes) -> bytes:
         entries = [[replica, *record[replica]] for replica in sorted(record)]
     packed: bytes = _PACKER.pack(entries)
     return b"".join((LIFE_MARK, len(packed).to_bytes(4, "big"), packed, payload))
+
+
+def packed_replica(replica: str) -> bytes:
+    """The msgpack form of a replica id, for :func:`wrap_write` (made once)."""
+    packed: bytes = _PACKER.pack(replica)
+    return packed
+
+
+def wrap_write(replica: bytes, newest: int, dropped: int, payload: bytes) -> bytes:
+    """:func:`wrap` of the one-entry record ``{replica: (newest, dropped)}``, the
+    record of most writes, built without a packer call: ``replica`` is
+    :func:`packed_replica` of the id; the bytes are the same as :func:`wrap`'s."""
+    body = b"\x91\x93" + replica + _uint(newest) + _uint(dropped)
+    return b"".join((LIFE_MARK, len(body).to_bytes(4, "big"), body, payload))
+
+
+def _uint(value: int) -> bytes:
+    """The shortest msgpack form of a non-negative int below 2**64."""
+    if value < 0x80:
+        return _FIXINTS[value]
+    if value < 0x100:
+        return b"\xcc" + value.to_bytes(1, "big")
+    if value < 0x10000:
+        return b"\xcd" + value.to_bytes(2, "big")
+    if value < 0x100000000:
+        return b"\xce" + value.to_bytes(4, "big")
+    return b"\xcf" + value.to_bytes(8, "big")
+
+
+_FIXINTS: Final = tuple(bytes((value,)) for value in range(0x80))
 
 
 def unwrap(data: bytes) -> tuple[Record | None, bytes]:

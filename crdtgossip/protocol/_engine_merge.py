@@ -30,9 +30,11 @@ from crdtgossip.keylife import (
     join_into,
     join_life,
     of_write,
+    packed_replica,
     present,
     unwrap,
     wrap,
+    wrap_write,
     wrote,
 )
 from crdtgossip.protocol._engine_base import EngineCore
@@ -63,6 +65,8 @@ class MergeEngine(EngineCore):
     # Keys whose record holds a delete (some write deleted): their writes' deltas carry
     # the deletes, and anti-entropy sends them whole.
     _with_deletes: set[str]
+    # This replica's id as msgpack, for the record of each local write.
+    _packed_replica: bytes | None
     _now: float
     clock: HLC
 
@@ -106,18 +110,22 @@ class MergeEngine(EngineCore):
         record is returned as it is.
 
         Raises:
-            OperationError: this replica has made 2**63 - 1 writes to the key.
+            OperationError: this replica has made
+                :data:`~crdtgossip.keylife.MAX_WRITES` writes to the key.
         """
         if is_wrapped(payload):
             return payload
         record = self._lives.get(key)
         if record is None:
             record = self._lives[key] = {}
-        pair = wrote(record, self.replica_id)
-        self._tombstones.pop(key, None)
+        newest, dropped = wrote(record, self.replica_id)
+        if self._tombstones:
+            self._tombstones.pop(key, None)
         if key in self._with_deletes:
             return wrap(of_write(record, self.replica_id), payload)
-        return wrap({self.replica_id: pair}, payload)
+        if self._packed_replica is None:
+            self._packed_replica = packed_replica(self.replica_id)
+        return wrap_write(self._packed_replica, newest, dropped, payload)
 
     def state_payload(self, key: str, payload: bytes) -> bytes:
         """``payload`` (an encoding of ``key``'s state or of a part of it) with the

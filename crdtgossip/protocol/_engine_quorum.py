@@ -195,9 +195,11 @@ class QuorumEngine(EngineCore):
 
     def _on_write_request(self, message: WriteRequest, origin: From) -> None:
         if self._remember(message.key, message.payload):
-            if self._merge_payload(message.key, message.payload) is None:
+            merged = self._merge_payload(message.key, message.payload)
+            if merged is None and not self._settled:
                 return  # not merged: no ack, the coordinator counts someone else
-            self._counters["deltas_merged"] += 1
+            if merged is not None:  # (else a delete here had seen it: its record kept)
+                self._counters["deltas_merged"] += 1
         self._counters["write_requests_served"] += 1
         if self._hold_write_acks:
             self._quorum.hold(origin.address, message.request_id)

@@ -189,6 +189,7 @@ class Engine(DeleteEngine, QuorumEngine, MembersEngine, ClockEngine, RollbackEng
         self._lives: dict[str, dict[str, tuple[int, int]]] = {}  # see protocol.keylife
         self._tombstones: dict[str, float] = {}
         self._with_deletes: set[str] = set()
+        self._packed_replica: bytes | None = None
         self._settled = False
         # Keys with a local write being persisted (see begin_local), and the read
         # requests for them waiting until it is.

@@ -62,6 +62,8 @@ class Slot:
     saved: dict[str, CRDT] = field(default_factory=dict)
     #: The life records the node had (see :mod:`crdtgossip.keylife`), tombstones too.
     saved_lives: dict[str, dict[str, tuple[int, int]]] = field(default_factory=dict)
+    #: The last-write stamps of its keys that expire (see :mod:`crdtgossip.protocol.expiry`).
+    saved_written: dict[str, int] = field(default_factory=dict)
 
 
 def _index(node_id: str, size: int) -> int | None:

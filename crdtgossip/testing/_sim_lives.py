@@ -137,10 +137,12 @@ class NodeLives:
                 incarnation=incarnation,
                 wall_clock=self._wall_ns,
             )
-            for key, record in sorted(slot.saved_lives.items()):
-                engine.restore_life(key, record)  # first: the updates below come after
+            # As a real node restarts from its storage: the states and their records,
+            # not news (a write of its own would be one no delete had seen).
             for key, state in sorted(slot.saved.items()):
-                engine.update(key, state, self._now)
+                engine.restore(key, state, written=slot.saved_written.get(key, 0))
+            for key, record in sorted(slot.saved_lives.items()):
+                engine.restore_life(key, record)
         else:
             slot.generation += 1
             engine = self._new_engine(i, slot.generation, incarnation=incarnation)
@@ -151,6 +153,7 @@ class NodeLives:
         slot.life = Life.RUNNING
         slot.saved = {}
         slot.saved_lives = {}
+        slot.saved_written = {}
         self._wakeups[i] = math.nan
         # Seeds among the running nodes, as an operator points a returning node at
         # members that are up; if none is, at any others (join retries meanwhile).
@@ -167,6 +170,7 @@ class NodeLives:
         keys = engine.keys()
         slot.saved = {key: state for key in keys if (state := engine.get(key)) is not None}
         slot.saved_lives = engine.lives()
+        slot.saved_written = {key: stamp for key in slot.saved if (stamp := engine.written(key))}
         slot.life = life
         self._convergence.life_changed()
         self._wakeups[i] = math.nan

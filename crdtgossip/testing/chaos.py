@@ -62,9 +62,11 @@ refutation of the deaths each side declared, then the data exchange."""
 
 _COUNTER_KEY: Final = "chaos-counter"
 _SET_KEY: Final = "chaos-set"
+_DELETED_KEY: Final = "chaos-deleted"
+"""A set that is written and deleted: see ``_check_deletes``."""
 
 _CHAOS_ACTIONS: Final = (
-    *("increment", "increment", "add", "majority"),
+    *("increment", "increment", "add", "majority", "put", "delete"),
     *("partition", "heal", "crash", "restart", "leave"),
 )
 """What a chaos step may do, drawn uniformly (counter increments twice as often)."""
@@ -123,6 +125,11 @@ class _Lineage:
 
     increments: int = 0
     elements: set[str] = field(default_factory=set)
+    #: Elements put in the deleted key, each with whether a later delete saw it.
+    puts: dict[str, bool] = field(default_factory=dict)
+    #: (Node 0's lineage only.) The last put or delete of the deleted key was a delete
+    #: that saw every element any node held.
+    all_deleted: bool = False
     last_seen: int = 0
     wiped: int = 0
     """Restarts of this node without its state so far, across lineages."""
@@ -217,6 +224,7 @@ def run_chaos(seed: int, *, nodes: int | None = None) -> ChaosOutcome:
     _check_counters(sim, lineages, outcome)
     _check_final(sim, lineages, ever_incremented, outcome)
     _check_quorum_writes(sim, lineages, quorum_writes, outcome)
+    _check_deletes(sim, lineages, outcome)
     return outcome
 
 
@@ -266,6 +274,21 @@ def _chaos_action(
         needed = _CHAOS_MAJORITY.required(sim.engine(i).quorum_members())
         quorum_writes.append(_QuorumWrite(i, request, element, needed, before))
         return f"majority add {element} on n{i} (needs {needed})"
+    if choice == "put":
+        element = f"p{step}-n{i}"
+        sim.update(i, _DELETED_KEY, ORSet, lambda s: s.add(element, sim.replica_id(i)))
+        lineages[i].puts[element] = False
+        lineages[0].all_deleted = False
+        return f"put {element} on n{i}"
+    if choice == "delete":
+        seen = sim.get(i, _DELETED_KEY, ORSet).value
+        anywhere = frozenset().union(*(sim.get(j, _DELETED_KEY, ORSet).value for j in range(size)))
+        sim.delete(i, _DELETED_KEY)
+        for lineage in lineages:
+            for element in seen & lineage.puts.keys():
+                lineage.puts[element] = True
+        lineages[0].all_deleted = seen >= anywhere
+        return f"delete on n{i} (it held {len(seen)} of the {len(anywhere)} puts anywhere)"
     if choice == "add":
         element = f"e{step}-n{i}"
         sim.update(i, _SET_KEY, ORSet, lambda s: s.add(element, sim.replica_id(i)))
@@ -352,6 +375,27 @@ def _check_quorum_writes(
             )
             verdict = "acknowledged, LOST"
         outcome.actions.append(f"majority add {write.element}: {verdict}")
+
+
+def _check_deletes(sim: Simulation, lineages: list[_Lineage], outcome: ChaosOutcome) -> None:
+    """Deletes remove what they saw and nothing else.
+
+    Every element put by a lineage still running that no later delete saw (a delete
+    by a node whose state held it) is in the final state: update wins, and nothing
+    else deletes. An element some delete saw may be there too (it met a write the
+    delete had not seen in one state: the documented rule). And when the last put or
+    delete was a delete that saw every element any node held (down ones included),
+    the key is gone everywhere, however late a lagging member came back.
+    """
+    live = [i for i in range(sim.size) if sim.running(i)]
+    if not live:
+        return
+    final = sim.get(live[0], _DELETED_KEY, ORSet).value
+    unseen = {e for i in live for e, seen in lineages[i].puts.items() if not seen}
+    if missing := unseen - final:
+        outcome.failures.append(f"puts no delete saw, lost: {sorted(missing)}")
+    if lineages[0].all_deleted and final:
+        outcome.failures.append(f"a delete that saw every put left {sorted(final)}")
 
 
 def soak(count: int, *, first_seed: int = 0, out: TextIO | None = None) -> list[ChaosOutcome]:

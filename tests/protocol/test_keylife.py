@@ -319,6 +319,15 @@ def test_wrap_round_trips_and_is_canonical(
     assert wrap(dict(items), payload) == data  # whatever the order of insertion
 
 
+@settings(max_examples=BYTES_EXAMPLES)
+@given(replica=st.text(min_size=1, max_size=40), pair=_wire_pairs, payload=_payloads)
+def test_wrap_write_makes_the_bytes_wrap_makes(
+    replica: str, pair: tuple[int, int], payload: bytes
+) -> None:
+    packed = keylife.packed_replica(replica)
+    assert keylife.wrap_write(packed, *pair, payload) == wrap({replica: pair}, payload)
+
+
 def _framed(body: bytes) -> bytes:  # the mark, the length of body in 4 bytes, body
     return MARK + len(body).to_bytes(4, "big") + body
 

@@ -14,10 +14,16 @@ import math
 
 import pytest
 
+from crdtgossip import ORSet
+from crdtgossip.config import GossipConfig
+from crdtgossip.testing import Simulation
 from crdtgossip.testing.chaos import (
+    _DELETED_KEY,
     CHAOS_MAX_NODES,
     CHAOS_MIN_NODES,
     ChaosOutcome,
+    _check_deletes,
+    _Lineage,
     replay_command,
     run_chaos,
     soak,
@@ -54,6 +60,8 @@ def test_scenarios_cover_the_sizes_and_every_fault() -> None:
         "leave",
         "increment",
         "add",
+        "put p",
+        "delete on",
         "loss=0.2",
         "duplicate=0.2",
         "reorder=0.1",
@@ -90,3 +98,18 @@ def test_soak_reports_a_summary() -> None:
     out = io.StringIO()
     assert soak(3, first_seed=500, out=out) == []
     assert "3 chaos scenarios (seeds 500..502): 3 held, 0 failed" in out.getvalue()
+
+
+def test_the_delete_checks_catch_a_lost_put_and_a_delete_that_left_something() -> None:
+    sim = Simulation(3, 1, GossipConfig.local(), formed=True)
+    sim.update(0, _DELETED_KEY, ORSet, lambda s: s.add("kept", sim.replica_id(0)))
+    lineages = [_Lineage() for _ in range(3)]
+    lineages[0].puts = {"kept": False, "lost": False}
+    outcome = ChaosOutcome(1, 3)
+    _check_deletes(sim, lineages, outcome)
+    assert outcome.failures == ["puts no delete saw, lost: ['lost']"]
+    lineages[0].puts = {"kept": True}
+    lineages[0].all_deleted = True
+    outcome = ChaosOutcome(1, 3)
+    _check_deletes(sim, lineages, outcome)
+    assert outcome.failures == ["a delete that saw every put left ['kept']"]
