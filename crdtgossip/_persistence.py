@@ -318,14 +318,16 @@ class Persistence:
         """Replace ``key`` by what the storage holds, with the merges still pending."""
         try:
             state, deltas = await self.call(self.storage.load, key)
-            stored = decode_stored(key, state, [*deltas, *self._unsaved.get(key, [])])
+            rows = [*deltas, *self._unsaved.get(key, [])]
+            stored, life = decode_stored_life(key, state, rows)
         except StorageError:
             # Neither written nor readable: stop rather than serve a state that may hold
             # a write not on disk. The key stays held, so none of it leaves meanwhile.
             _log.exception("crdtgossip: %s cannot roll back key %r; stopping", self._node_id, key)
             self._stopping = asyncio.get_running_loop().create_task(self._stop())
             return
-        engine.abort_local(key, stored, asyncio.get_running_loop().time())
+        now = asyncio.get_running_loop().time()
+        engine.abort_local(key, stored, now, life=life, stored_life=True)
         self._pump()
 
     async def before_visible(self, key: str) -> None:

@@ -10,7 +10,7 @@ the transmit-limited gossip queue, a burst to one key joined into bounded items.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Final
 
 from crdtgossip.codec import encode
@@ -194,7 +194,15 @@ class DataEngine(MergeEngine):
         self._deliver(key, delta, payload)
         self._flush()
 
-    def abort_local(self, key: str, state: CRDT | None, now: float) -> None:
+    def abort_local(
+        self,
+        key: str,
+        state: CRDT | None,
+        now: float,
+        *,
+        life: Mapping[str, tuple[int, int]] | None = None,
+        stored_life: bool = False,
+    ) -> None:
         """Undo a held local write that could not be persisted (see :meth:`begin_local`).
 
         Args:
@@ -203,12 +211,19 @@ class DataEngine(MergeEngine):
                 it replaces the live state, which holds the write that failed. States
                 merged from the network meanwhile come back by anti-entropy.
             now: the driver's time in seconds.
+            life: the key's life record as the storage has it, when ``stored_life``:
+                it replaces the live one, which counts the write that failed (a write
+                that is not anywhere must not keep old content alive; see
+                :mod:`crdtgossip.keylife`). Without ``stored_life`` the record stays.
+            stored_life: whether ``life`` is what the storage holds (None: no record).
         """
         now = self._begin(now)
         if state is None:
             self._store.pop(key, None)
         else:
             self._store[key] = state
+        if stored_life:
+            self._put_life(key, life)
         self._tree.touch(key)
         self._events.append(KeyChanged(key, local=True))
         self._release_key(key)  # last: the reads waiting get the state put back

@@ -19,6 +19,7 @@ remove it: update wins.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from typing import Final, cast
 
 from crdtgossip.codec import decode
@@ -95,6 +96,18 @@ class MergeEngine(EngineCore):
         self._tree.touch(key)
         if not present(life) and key not in self._store:
             self._tombstones.setdefault(key, self._now)
+
+    def _put_life(self, key: str, life: Mapping[str, tuple[int, int]] | None) -> None:
+        """Replace ``key``'s record (None: it has none), its notes kept in step."""
+        self._with_deletes.discard(key)
+        self._tombstones.pop(key, None)
+        if life is None:
+            self._lives.pop(key, None)
+            return
+        record = self._lives[key] = dict(life)
+        self._note_deletes(key, record)
+        if not present(record) and key not in self._store:
+            self._tombstones[key] = self._now
 
     def is_tombstone(self, key: str) -> bool:
         """Whether ``key`` was deleted here: no state, only its record."""

@@ -106,7 +106,9 @@ class KeyChanged:
     #: the engine's own object, read-only, valid until the next call into the engine;
     #: None when the key was replaced as a whole (a failed local write rolled back).
     change: CRDT | None = None
-    #: The encoded form of ``change`` (empty when ``change`` is None).
+    #: The encoded form of ``change`` (empty when ``change`` is None), with the key's
+    #: life record in front when it has one (:func:`crdtgossip.keylife.unwrap` parts
+    #: them; a driver persists the payload as it is).
     payload: bytes = b""
     #: Whether ``change`` is a local update (its driver persisted it before it was
     #: applied) rather than something received from the network.

@@ -86,8 +86,9 @@ class StoredState:
             from appended deltas). The dict is the caller's to keep and change.
         deltas: key -> the encoded deltas appended (:meth:`Storage.append`) after that
             state, oldest first; a key may have deltas and no state. The key's value is
-            ``decode(states[key])`` (or the first delta) merged with each delta in
-            turn. The dict and its lists are the caller's.
+            the state (or the first delta) merged with each delta in turn, each settled
+            by the life record in front of it (:func:`crdtgossip.keylife.fold`). The
+            dict and its lists are the caller's.
         commit_seq: the store's commit counter as read from it: how many transactions
             were committed to it since it was created (0 for a new store, and for
             :class:`~crdtgossip.storage.MemoryStorage` the number of writes). Every

@@ -4,10 +4,15 @@ not see wins, and no member that was away brings the old state back."""
 from __future__ import annotations
 
 import dataclasses
+import random
 
 from crdtgossip import GCounter, ORSet
+from crdtgossip.codec import encode
 from crdtgossip.config import GossipConfig
 from crdtgossip.consistency import Majority
+from crdtgossip.keylife import wrap
+from crdtgossip.protocol import Engine
+from crdtgossip.protocol.messages import Delta, encode_frame, encode_message
 from crdtgossip.testing import Simulation
 
 
@@ -141,3 +146,20 @@ def test_a_quorum_read_of_a_deleted_key_counts_the_tombstones() -> None:
     assert result is not None
     assert result.ok
     assert engine.get("k") is None
+
+
+def test_a_write_that_could_not_be_persisted_does_not_keep_deleted_content() -> None:
+    engine = Engine("a", "127.0.0.1:7001", GossipConfig.local(), random.Random(1), "a-1")
+    engine.update("k", GCounter().increment("a-1", 3), 1.0)
+    stored, stored_life = engine.get("k").copy(), engine.life("k")  # type: ignore[union-attr]
+    engine.begin_local("k")
+    engine.stamp_local("k", encode(GCounter().increment("a-1")))  # a write that then fails
+    assert engine.life("k") == {"a-1": (2, 0)}
+    engine.abort_local("k", stored, 2.0, life=stored_life, stored_life=True)
+    assert engine.life("k") == {"a-1": (1, 0)}
+    # A delete elsewhere that saw the write on disk removes it: the failed write is not
+    # a live write keeping the old content.
+    deletion = wrap({"a-1": (1, 1)}, b"")
+    engine.receive(encode_frame("b", [encode_message(Delta("k", deletion))]), "127.0.0.1:7002", 3.0)
+    assert engine.get("k") is None
+    assert engine.is_tombstone("k")
