@@ -51,7 +51,7 @@ KEPT = 60.0
 #: Seconds past that before counting again (a gossip round's spread).
 SLACK = 5.0
 #: The Node's tombstone time, in real seconds.
-NODE_KEPT = 2.0
+NODE_KEPT = 10.0
 #: Real seconds the Node part waits for the tombstones to go at most.
 NODE_PATIENCE = 120.0
 WRITES = 5_000

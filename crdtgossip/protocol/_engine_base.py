@@ -22,6 +22,7 @@ from crdtgossip.protocol.awareness import Awareness
 from crdtgossip.protocol.broadcast import BroadcastQueue
 from crdtgossip.protocol.events import Event, Outgoing
 from crdtgossip.protocol.expiry import LastWrites
+from crdtgossip.protocol.lifetable import LifeTable
 from crdtgossip.protocol.membership import Membership
 from crdtgossip.protocol.messages import MAX_KEY_BYTES, Message
 from crdtgossip.protocol.outbox import Outbox
@@ -140,7 +141,7 @@ class EngineCore:
     # Keys dropped (deleted or expired) since the per-key tables were last rebuilt.
     _dropped_keys: int
     # Each key's life record (see protocol.keylife), for held keys and tombstones.
-    _lives: dict[str, dict[str, tuple[int, int]]]
+    _lives: LifeTable
     # Whether the last _merge_payload that returned None did so because the key's
     # life record left nothing to merge (a deleted key), not because it was bad.
     _settled: bool

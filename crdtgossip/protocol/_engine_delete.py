@@ -23,7 +23,6 @@ from typing import Final
 
 from crdtgossip.errors import OperationError
 from crdtgossip.keylife import (
-    Record,
     deleted,
     join_into,
     join_life,
@@ -37,6 +36,7 @@ from crdtgossip.protocol._engine_data import DataEngine
 from crdtgossip.protocol.compaction import MIN_DROPS, shrink
 from crdtgossip.protocol.events import KeyChanged
 from crdtgossip.protocol.keysize import KeySizes
+from crdtgossip.protocol.lifetable import LifeTable
 
 __all__ = ["DeleteEngine"]
 
@@ -51,7 +51,7 @@ class DeleteEngine(DataEngine):
     _sizes: KeySizes
     _open_deltas: dict[str, tuple[str, str]]
     _joined: dict[str, int]
-    _lives: dict[str, Record]
+    _lives: LifeTable
     _tombstones: dict[str, float]
     _with_deletes: set[str]
 
@@ -112,11 +112,12 @@ class DeleteEngine(DataEngine):
         if record is None or present(record):
             raise OperationError("not a deletion: call Engine.deletion for one")
         held = key in self._store
-        life = self._lives.setdefault(key, {})
+        life = self._lives.get(key) or {}
         # Content of no record (restored without one) is this delete's to remove: the
         # deletion gave it a write of this replica.
         keep_local = bool(life) and join_life(life, record)[0]
         join_into(life, record)
+        self._lives.put(key, life)
         self._with_deletes.add(key)
         if held and not keep_local:
             self._drop_state(key)
@@ -141,18 +142,23 @@ class DeleteEngine(DataEngine):
         """Drop the records of keys deleted ``deleted_keys_kept`` ago and not written
         since: out of memory and of the hash tree; the driver deletes their rows."""
         cutoff = self._now - self.config.deleted_keys_kept
-        while self._tombstones:
-            key, since = next(iter(self._tombstones.items()))
+        due: list[str] = []
+        for key, since in self._tombstones.items():  # oldest first
             if since > cutoff:
                 break
+            due.append(key)
+        for key in due:
             del self._tombstones[key]
             life = self._lives.get(key)
             if life is None or present(life) or key in self._store:
                 continue
-            del self._lives[key]
+            self._lives.pop(key)
             self._with_deletes.discard(key)
             self._tree.remove(key)
             self._events.append(KeyChanged(key, deleted=True, expired=True, life=True))
+            self._dropped_keys += 1
+        if due and self._dropped_keys >= max(MIN_DROPS, len(self._store)):
+            self._compact()
 
     def _drop(self, key: str) -> bool:
         """Forget everything held for ``key``; False if it had no state here."""
@@ -176,7 +182,9 @@ class DeleteEngine(DataEngine):
         self._dropped_keys = 0
         shrink(self._store)
         shrink(self._joined)
-        shrink(self._lives)
+        self._lives.compact()
+        shrink(self._tombstones)
+        self._with_deletes = set(self._with_deletes)
         self._tree.compact()
         self._sizes.compact()
         self._last_writes.compact()
@@ -223,7 +231,7 @@ class DeleteEngine(DataEngine):
             if key in self._held_keys:
                 self._last_writes.defer(key, now_ns + _RETRY_NS)
                 continue
-            self._lives.pop(key, None)
+            self._lives.pop(key)
             self._with_deletes.discard(key)
             self._tombstones.pop(key, None)
             if self._drop(key):

@@ -43,6 +43,7 @@ from crdtgossip.protocol.antientropy import key_digest
 from crdtgossip.protocol.clock import HLC
 from crdtgossip.protocol.events import KeyChanged
 from crdtgossip.protocol.keysize import KeySizes
+from crdtgossip.protocol.lifetable import LifeTable
 
 __all__ = ["MAX_SEEN_DELTAS", "MergeEngine"]
 
@@ -60,7 +61,7 @@ class MergeEngine(EngineCore):
 
     _sizes: KeySizes
     # Each key's life record, for keys held here and for tombstones.
-    _lives: dict[str, Record]
+    _lives: LifeTable
     # Tombstones (a record, no state) -> the driver time each became one, oldest first.
     _tombstones: dict[str, float]
     # Keys whose record holds a delete (some write deleted): their writes' deltas carry
@@ -79,7 +80,7 @@ class MergeEngine(EngineCore):
 
     def lives(self) -> dict[str, Record]:
         """A copy of every key's life record here, tombstones' included."""
-        return {key: dict(record) for key, record in self._lives.items()}
+        return self._lives.copies()
 
     def restore_life(self, key: str, record: Record) -> None:
         """Put ``key``'s life record as stored back (see :meth:`restore`): joined
@@ -90,8 +91,9 @@ class MergeEngine(EngineCore):
             OperationError: an invalid key.
         """
         self._check_key(key)
-        life = self._lives.setdefault(key, {})
+        life = self._lives.get(key) or {}
         join_into(life, record)
+        self._lives.put(key, life)
         self._note_deletes(key, life)
         self._tree.touch(key)
         if not present(life) and key not in self._store:
@@ -102,9 +104,10 @@ class MergeEngine(EngineCore):
         self._with_deletes.discard(key)
         self._tombstones.pop(key, None)
         if life is None:
-            self._lives.pop(key, None)
+            self._lives.pop(key)
             return
-        record = self._lives[key] = dict(life)
+        record = dict(life)
+        self._lives.put(key, record)
         self._note_deletes(key, record)
         if not present(record) and key not in self._store:
             self._tombstones[key] = self._now
@@ -128,14 +131,17 @@ class MergeEngine(EngineCore):
         """
         if is_wrapped(payload):
             return payload
-        record = self._lives.get(key)
-        if record is None:
-            record = self._lives[key] = {}
-        newest, dropped = wrote(record, self.replica_id)
+        pair = self._lives.wrote(key, self.replica_id)
         if self._tombstones:
             self._tombstones.pop(key, None)
-        if key in self._with_deletes:
+        if pair is None or key in self._with_deletes:  # other writers, or deletes
+            record = self._lives.get(key)
+            assert record is not None
+            if pair is None:
+                wrote(record, self.replica_id)
+                self._lives.put(key, record)
             return wrap(of_write(record, self.replica_id), payload)
+        newest, dropped = pair
         if self._packed_replica is None:
             self._packed_replica = packed_replica(self.replica_id)
         return wrap_write(self._packed_replica, newest, dropped, payload)
@@ -290,11 +296,12 @@ class MergeEngine(EngineCore):
         if life is None:
             if not present(record) and key not in self._store:
                 return False  # the delete of a key never held here: nothing to keep
-            life = self._lives[key] = dict(record)
+            life = dict(record)
             keep_local, take, grew = True, present(life), True
         else:
             keep_local, take, grew = join_life(life, record)
         if grew:
+            self._lives.put(key, life)
             self._note_deletes(key, life)
         state = self._store.get(key)
         if state is not None and not keep_local:

@@ -71,6 +71,7 @@ from crdtgossip.protocol.delivery import DeliveryLog
 from crdtgossip.protocol.events import Event, Outgoing
 from crdtgossip.protocol.expiry import ExpiryRules, LastWrites
 from crdtgossip.protocol.keysize import KeySizes
+from crdtgossip.protocol.lifetable import LifeTable
 from crdtgossip.protocol.membership import Membership
 from crdtgossip.protocol.messages import (
     MAX_ADDRESS_BYTES,
@@ -182,11 +183,12 @@ class Engine(DeleteEngine, QuorumEngine, MembersEngine, ClockEngine, RollbackEng
             awareness=self._awareness,
             broadcast=self._broadcast_rumor,
             events=self._events,
+            replica_id=self.replica_id,
         )
         self._outbox = Outbox(node_id, config.max_datagram, config.max_reliable_frame)
         self._prober = Prober(self._membership, self._awareness, config, rng, self._send_datagram)
         self._store: dict[str, CRDT] = {}
-        self._lives: dict[str, dict[str, tuple[int, int]]] = {}  # see protocol.keylife
+        self._lives = LifeTable()  # see crdtgossip.keylife
         self._tombstones: dict[str, float] = {}
         self._with_deletes: set[str] = set()
         self._packed_replica: bytes | None = None
