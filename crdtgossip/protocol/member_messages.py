@@ -38,6 +38,7 @@ __all__ = [
     "lookup_record",
     "member_record",
     "member_slot",
+    "record_row",
     "to_wire",
 ]
 
@@ -142,12 +143,23 @@ class IdInUse:
 
 @dataclass(frozen=True, slots=True)
 class MemberRecord:
-    """One row of a member table exchanged by push-pull."""
+    """One row of a member table exchanged by push-pull.
+
+    Attributes:
+        node_id: the member's name.
+        address: where it listens.
+        incarnation: its incarnation.
+        status: what the sender believes of it.
+        replica: the member's replica id at that incarnation, as far as the sender
+            knows; empty if it does not (or is a peer of a release before this field,
+            whose rows have only the four fields before it).
+    """
 
     node_id: str
     address: str
     incarnation: int
     status: Status
+    replica: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,8 +203,7 @@ def to_wire(message: MemberMessage) -> list[object]:
         case Left(member, incarnation):
             return [Kind.LEFT, member, incarnation]
         case Members(records, reply, join):
-            rows = [[r.node_id, r.address, r.incarnation, STATUS_CODES[r.status]] for r in records]
-            return [Kind.MEMBERS, reply, join, rows]
+            return [Kind.MEMBERS, reply, join, [record_row(r) for r in records]]
         case IdClaim(member, member_address):
             return [Kind.ID_CLAIM, member, member_address]
         case IdInUse(member, holder):
@@ -200,27 +211,43 @@ def to_wire(message: MemberMessage) -> list[object]:
     raise TypeError(f"not a membership message: {message!r}")  # pragma: no cover
 
 
+def record_row(record: MemberRecord) -> list[object]:
+    """The wire row of one member record: node id, address, incarnation, status code,
+    and the replica id if known (an unknown one is left out, as an older peer sends
+    the row, never sent empty)."""
+    row: list[object] = [
+        record.node_id,
+        record.address,
+        record.incarnation,
+        STATUS_CODES[record.status],
+    ]
+    if record.replica:
+        row.append(record.replica)
+    return row
+
+
 _STATUS_BY_CODE = {code: status for status, code in STATUS_CODES.items()}
 
 RECORD_CACHE_SIZE: Final = 1 << 16
 """Most member records kept for reuse (see :func:`member_record`)."""
 
-# Member records by their wire rows (node id, address, incarnation, status code, as a
-# tuple): every push-pull ships the sender's whole table, N records built on one side
-# and decoded on the other, and a simulator's N tables hold about the same N rows, so
-# one immutable record per distinct row serves every table that ships it and every
-# decode of it.
+# Member records by their wire rows (node id, address, incarnation, status code, and
+# the replica id if known, as a tuple): every push-pull ships the sender's whole
+# table, N records built on one side and decoded on the other, and a simulator's N
+# tables hold about the same N rows, so one immutable record per distinct row serves
+# every table that ships it and every decode of it.
 _records: dict[tuple[object, ...], MemberRecord] = {}
 
 #: The record kept for a wire row given as a tuple, if any (the cache's own ``get``,
 #: for the loops over whole tables). A caller must check that the incarnation and the
-#: status code are ints (a bool can be equal to one); the lookup raises ``TypeError``
-#: if an item of the tuple is unhashable.
+#: status code are ints (a bool can be equal to one; a replica id, a str, is one by
+#: its equality); the lookup raises ``TypeError`` if an item of the tuple is
+#: unhashable.
 lookup_record: Final = _records.get
 
 
 def member_record(
-    member: str, member_address: str, incarnation: int, status: Status
+    member: str, member_address: str, incarnation: int, status: Status, replica: str = ""
 ) -> MemberRecord:
     """The record of one row of a member table (an equal one built before, if kept).
 
@@ -229,11 +256,14 @@ def member_record(
         member_address: its address, checked.
         incarnation: its incarnation, checked.
         status: its status.
+        replica: its replica id, checked, or empty if unknown.
     """
-    row = (member, member_address, incarnation, STATUS_CODES[status])
+    row: tuple[object, ...] = (member, member_address, incarnation, STATUS_CODES[status])
+    if replica:
+        row += (replica,)
     record = _records.get(row)
     if record is None:
-        record = MemberRecord(member, member_address, incarnation, status)
+        record = MemberRecord(member, member_address, incarnation, status, replica)
         if len(_records) >= RECORD_CACHE_SIZE:
             _records.clear()
         _records[row] = record
@@ -241,11 +271,22 @@ def member_record(
 
 
 def _member_record(value: object) -> MemberRecord:
-    member, member_address, incarnation, code = array(value, 4, "member record")
+    row = array(value, None, "member record")
+    if len(row) == 5:
+        # Known: never empty (an unknown one is left out), bounded as the engine
+        # bounds its own replica id.
+        replica = node_id(row[4], "replica id")
+    elif len(row) == 4:
+        replica = ""  # a row of an older peer, or of a member whose id is unknown
+    else:
+        raise fail(f"member record must have 4 or 5 items, not {len(row)}")
+    member, member_address, incarnation, code = row[:4]
     status = _STATUS_BY_CODE.get(uint(code, "status"))
     if status is None:
         raise fail("unknown member status")
-    return member_record(node_id(member), address(member_address), uint(incarnation, "inc"), status)
+    return member_record(
+        node_id(member), address(member_address), uint(incarnation, "inc"), status, replica
+    )
 
 
 def _member_records(rows: list[object]) -> tuple[MemberRecord, ...]:
@@ -256,7 +297,7 @@ def _member_records(rows: list[object]) -> tuple[MemberRecord, ...]:
     append = records.append
     try:
         for row in rows:
-            if type(row) is list and len(row) == 4:
+            if type(row) is list and 3 < len(row) < 6:
                 record = lookup_record(tuple(row))
                 if record is not None and type(row[2]) is int and type(row[3]) is int:
                     append(record)

@@ -60,6 +60,9 @@ class MemberState:
         incarnation: the highest incarnation known.
         status: what this node believes.
         since: when ``status`` last changed, in the driver's seconds.
+        replica: the member's replica id at ``incarnation``, empty while unknown
+            (learnt from push-pull rows only: the rumors do not carry it, so one
+            that raises the incarnation makes it unknown again).
     """
 
     node_id: str
@@ -67,6 +70,7 @@ class MemberState:
     incarnation: int
     status: Status
     since: float
+    replica: str = ""
 
     def snapshot(self) -> Member:
         """An immutable copy for callers (one shared by equal rows, while kept)."""
@@ -114,7 +118,8 @@ class FormedTable:
     changes that member (copy-on-write), so nodes that agree share their rows.
 
     Args:
-        records: every member of the cluster, each alive.
+        records: every member of the cluster, each alive (with its replica id, if
+            given).
         now: the driver's time the cluster is formed at (when each row's status
             began).
 
@@ -132,7 +137,12 @@ class FormedTable:
             if record.node_id in rows:
                 raise ConfigError(f"member {record.node_id!r} appears twice")
             rows[record.node_id] = MemberState(
-                record.node_id, record.address, record.incarnation, Status.ALIVE, now
+                record.node_id,
+                record.address,
+                record.incarnation,
+                Status.ALIVE,
+                now,
+                record.replica,
             )
         # Never modified once built: every adopter reads these very objects.
         self._rows = rows
@@ -151,7 +161,7 @@ class FormedTable:
         if self._records is None:
             rows = self._rows
             self._records = tuple(
-                MemberRecord(m.node_id, m.address, m.incarnation, m.status)
+                MemberRecord(m.node_id, m.address, m.incarnation, m.status, m.replica)
                 for m in (rows[node_id] for node_id in self._sorted_ids)
             )
         return self._records
@@ -163,7 +173,7 @@ class FormedTable:
         new incarnation) leaves each adopter with its own copy of the same row: N
         copies per change, so a long run with false suspicions creeps towards N²
         rows. For a member of which at least half the adopters hold an own alive row
-        saying the same (address and incarnation), this makes that row the shared
+        saying the same (address, incarnation and replica id), this makes that row the shared
         one: the adopters that agree drop their copies, and the others (which still
         see the old shared row, or something else) keep or get an own row saying
         what they saw. No adopter's view changes.
@@ -177,7 +187,7 @@ class FormedTable:
             How many own rows were freed.
         """
         adopters = self._adopters
-        versions: Counter[tuple[str, str, int]] = Counter()
+        versions: Counter[tuple[str, str, int, str]] = Counter()
         for table in adopters:
             forgotten = table._forgotten
             for node_id, row in table._members.items():
@@ -187,26 +197,26 @@ class FormedTable:
                     and node_id in self._rows
                     and node_id not in forgotten
                 ):
-                    versions[(node_id, row.address, row.incarnation)] += 1
+                    versions[(node_id, row.address, row.incarnation, row.replica)] += 1
         freed = 0
         done: set[str] = set()
-        for (node_id, address, incarnation), count in versions.most_common():
+        for (node_id, address, incarnation, replica), count in versions.most_common():
             if 2 * count < len(adopters):
                 break
             if node_id in done:
                 continue
             done.add(node_id)
-            freed += self._rebase_row(node_id, address, incarnation)
+            freed += self._rebase_row(node_id, address, incarnation, replica)
         if done:
             self._records = None
         return freed
 
-    def _rebase_row(self, node_id: str, address: str, incarnation: int) -> int:
-        """Make ``(address, incarnation)``, alive, the shared row of ``node_id``."""
+    def _rebase_row(self, node_id: str, address: str, incarnation: int, replica: str) -> int:
+        """Make ``(address, incarnation, replica)``, alive, the shared row of ``node_id``."""
         old = self._rows[node_id]
-        new = MemberState(node_id, address, incarnation, Status.ALIVE, old.since)
+        new = MemberState(node_id, address, incarnation, Status.ALIVE, old.since, replica)
         # Shared rows are all alive: the old one already says this when equal.
-        same = (old.address, old.incarnation) == (address, incarnation)
+        same = (old.address, old.incarnation, old.replica) == (address, incarnation, replica)
         freed = 0
         for table in self._adopters:
             if table.local_id == node_id or node_id in table._forgotten:
@@ -218,13 +228,14 @@ class FormedTable:
                     continue
                 # It sees the old shared row: it keeps seeing it, as its own.
                 own[node_id] = MemberState(
-                    node_id, old.address, old.incarnation, old.status, old.since
+                    node_id, old.address, old.incarnation, old.status, old.since, old.replica
                 )
                 table._alive_index.note(node_id, old.incarnation)  # shared rows are alive
-            elif (row.status, row.address, row.incarnation) == (
+            elif (row.status, row.address, row.incarnation, row.replica) == (
                 Status.ALIVE,
                 address,
                 incarnation,
+                replica,
             ):
                 del own[node_id]
                 table._alive_index.forget(node_id)

@@ -11,8 +11,9 @@ happened to members goes to the ``events`` list, both owned by the engine.
 
 Its rows and the shared table of a formed cluster are in
 :mod:`crdtgossip.protocol.member_table`; whom it picks (random members, the probe
-order) in ``_member_choice``; the records a push-pull ships and the merge of a received
-table in ``_member_sync``.
+order) in ``_member_choice``; the records a push-pull ships, the merge of a received
+table and the members' replica ids (which only push-pull rows carry) in
+``_member_sync``.
 """
 
 from __future__ import annotations
@@ -72,6 +73,8 @@ class Membership(MemberChoice, MemberSync):
         broadcast: called with each rumor to spread and the members that must not
             be sent it.
         events: where member events are appended.
+        replica_id: this node's replica id, shipped in its own push-pull row (empty:
+            none; see :meth:`replica_of`).
     """
 
     def __init__(
@@ -85,6 +88,7 @@ class Membership(MemberChoice, MemberSync):
         awareness: Awareness,
         broadcast: Callable[[MembershipRumor, tuple[str, ...]], None],
         events: list[Event],
+        replica_id: str = "",
     ) -> None:
         self.local_id = local_id
         self._config = config
@@ -95,7 +99,7 @@ class Membership(MemberChoice, MemberSync):
         # This table's own rows, the local one always among them: only these are
         # ever written.
         self._members: dict[str, MemberState] = {
-            local_id: MemberState(local_id, address, incarnation, Status.ALIVE, 0.0)
+            local_id: MemberState(local_id, address, incarnation, Status.ALIVE, 0.0, replica_id)
         }
         # The incarnation of each own row that is alive, -1 for the others (the local
         # one among them): what known_alive reads, one lookup for the commonest
@@ -142,7 +146,7 @@ class Membership(MemberChoice, MemberSync):
 
         Args:
             table: the cluster's table; it must hold this node at its address and
-                incarnation.
+                incarnation, and with its replica id or none.
 
         Raises:
             ConfigError: this table already knows other members, adopted a table,
@@ -152,10 +156,14 @@ class Membership(MemberChoice, MemberSync):
         if len(self._members) != 1 or self._table is not None or self.leaving:
             raise ConfigError("only a member table that knows nothing else can adopt one")
         row = table._rows.get(self.local_id)
-        if row is None or (row.address, row.incarnation) != (local.address, local.incarnation):
+        if (
+            row is None
+            or (row.address, row.incarnation) != (local.address, local.incarnation)
+            or row.replica not in ("", local.replica)
+        ):
             raise ConfigError(
                 f"the formed table must hold {self.local_id!r} at {local.address!r}, "
-                f"incarnation {local.incarnation}"
+                f"incarnation {local.incarnation}, replica id {local.replica!r} or none"
             )
         self._table = table
         table._adopters.append(self)
@@ -165,11 +173,6 @@ class Membership(MemberChoice, MemberSync):
         self._counts = dict(table._counts)
 
     # --- queries -------------------------------------------------------------------
-
-    @property
-    def local(self) -> MemberState:
-        """The local node's own row."""
-        return self._members[self.local_id]
 
     def get(self, node_id: str) -> MemberState | None:
         """The row of ``node_id``, if known (read it; never change it)."""
@@ -189,7 +192,12 @@ class Membership(MemberChoice, MemberSync):
         if self._members.get(member.node_id) is member:
             return member
         row = MemberState(
-            member.node_id, member.address, member.incarnation, member.status, member.since
+            member.node_id,
+            member.address,
+            member.incarnation,
+            member.status,
+            member.since,
+            member.replica,
         )
         self._members[member.node_id] = row
         self._track(row)
@@ -224,11 +232,6 @@ class Membership(MemberChoice, MemberSync):
         member.since = now
         self.epoch += 1
         self._track(member)
-
-    def local_alive(self) -> Alive:
-        """The rumor announcing this node alive at its current incarnation."""
-        local = self.local
-        return Alive(local.node_id, local.address, local.incarnation)
 
     def next_deadline(self) -> float | None:
         """The earliest suspicion deadline, if any member is suspect."""
@@ -307,15 +310,18 @@ class Membership(MemberChoice, MemberSync):
             exclude += (rumor.node_id,)
         self._broadcast(rumor, exclude)
 
-    def _add_stranger(self, rumor: Alive, now: float, origin: str | None) -> None:
+    def _add_stranger(
+        self, rumor: Alive, now: float, origin: str | None, replica: str = ""
+    ) -> None:
         """What :meth:`apply` does with an alive rumor about another member that the
-        table does not hold (no own row, no shared row it has not forgotten)."""
+        table does not hold (no own row, no shared row it has not forgotten); a row
+        of a push-pull also gives the member's replica id, if known."""
         if rumor.incarnation >= MAX_INCARNATION:
             self.refused_rumors += 1
         else:
-            self._add(rumor, now, origin)
+            self._add(rumor, now, origin, replica)
 
-    def _add(self, rumor: Alive, now: float, origin: str | None) -> None:
+    def _add(self, rumor: Alive, now: float, origin: str | None, replica: str = "") -> None:
         # Interned: every table in the process (a simulator's N engines) that knows
         # this member then shares one copy of its id and address, not N copies.
         member = MemberState(
@@ -324,6 +330,7 @@ class Membership(MemberChoice, MemberSync):
             rumor.incarnation,
             _ALIVE,
             now,
+            sys.intern(replica),
         )
         self._members[rumor.node_id] = member
         self._alive_index.note(rumor.node_id, rumor.incarnation)  # alive, not the local row
@@ -343,6 +350,7 @@ class Membership(MemberChoice, MemberSync):
         if rumor.incarnation > member.incarnation:
             member = self._own(member)
             member.incarnation = rumor.incarnation
+            member.replica = ""  # the id at that incarnation is not known yet
             self._track(member)
         suspicion = self._suspicions.get(member.node_id)
         if suspicion is not None and suspicion.confirm(rumor.accuser):
@@ -360,6 +368,8 @@ class Membership(MemberChoice, MemberSync):
     ) -> None:
         member = self._own(member)
         old_status = member.status
+        if rumor.incarnation != member.incarnation:
+            member.replica = ""  # the id at the new incarnation is not known yet
         member.incarnation = rumor.incarnation
         if isinstance(rumor, Alive):
             member.address = rumor.address
@@ -389,36 +399,6 @@ class Membership(MemberChoice, MemberSync):
             sys.intern(accuser), wanted, minimum, maximum, now
         )
 
-    def _about_self(self, rumor: MembershipRumor) -> bool:
-        local = self.local
-        if self.leaving:
-            return False
-        if isinstance(rumor, Alive):
-            # Someone knows us at a higher incarnation (an earlier life of this node),
-            # or at ours but elsewhere: outrank it.
-            stale = rumor.incarnation > local.incarnation or (
-                rumor.incarnation == local.incarnation and rumor.address != local.address
-            )
-            if not stale:
-                return False
-        elif rumor.incarnation < local.incarnation:
-            return False
-        self.refute(rumor.incarnation)
-        return True
-
-    def refute(self, incarnation: int) -> None:
-        """Announce this node alive above ``incarnation`` (it was suspected, declared
-        dead, or known from an earlier life). Refuting lowers local health (Lifeguard):
-        being suspected hints that this node is slow to answer.
-
-        Args:
-            incarnation: the incarnation the rumor about this node carried.
-        """
-        local = self.local
-        local.incarnation = max(local.incarnation, incarnation) + 1
-        self._awareness.apply(1)
-        self._broadcast(self.local_alive(), ())
-
     def suspect(self, node_id: str, now: float) -> bool:
         """This node's own probe of ``node_id`` failed: suspect it.
 
@@ -444,17 +424,6 @@ class Membership(MemberChoice, MemberSync):
         for node_id in expired:
             member = self._row(node_id)
             self.apply(Dead(node_id, member.incarnation, self.local_id), now)
-
-    def leave(self) -> Left:
-        """Start leaving: stop refuting and return the goodbye to spread.
-
-        Returns:
-            The rumor that this node left.
-        """
-        self.leaving = True
-        local = self.local
-        self._set_status(local, Status.LEFT, local.since)
-        return Left(local.node_id, local.incarnation)
 
     def reap(self, now: float) -> None:
         """Forget members dead or left for longer than ``dead_retention``.

@@ -74,9 +74,9 @@ from crdtgossip.protocol.member_messages import (
     decode_alive,
     lookup_alive,
     member_slot,
+    record_row,
 )
 from crdtgossip.protocol.rollback_messages import MarksQuery, MarksReport, RollbackMessage
-from crdtgossip.protocol.states import STATUS_CODES
 from crdtgossip.protocol.sync_messages import (
     MAX_BITS_SHIFT,
     MAX_RANGE_SHIFT,
@@ -251,10 +251,7 @@ def _encode_members(message: Members) -> bytes:
         if known is not None and known[0] is record:
             append(known[1])
             continue
-        row: bytes = msgpack.packb(
-            [record.node_id, record.address, record.incarnation, STATUS_CODES[record.status]],
-            use_bin_type=True,
-        )
+        row: bytes = msgpack.packb(record_row(record), use_bin_type=True)
         if len(_packed_rows) >= PACKED_ROWS_SIZE:
             _packed_rows.clear()
         _packed_rows[id(record)] = (record, row)

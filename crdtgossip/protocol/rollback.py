@@ -18,7 +18,8 @@ marks of that replica, going through its store :data:`SCAN_STEP` keys per tick s
 large store never blocks its event loop. The node compares each entry with its own
 state of the key. When every member asked has answered (or at
 ``GossipConfig.rollback_check_timeout``), the check ends; if any peer was ahead, the
-node takes a fresh replica id and keeps everything it holds: the peers' states bring
+node takes a fresh replica id (its member row then gives it, at a new incarnation
+announced alive) and keeps everything it holds: the peers' states bring
 back the lost writes under the old id, and new writes go under the new one. ``Node``
 waits for the end of the check in ``start``, so its first write already uses the id
 the check settled on.
@@ -277,6 +278,7 @@ class RollbackEngine(IdentityEngine):
         if check.ahead is not None:
             self._counters["rollbacks_detected"] += 1
             self.replica_id = fresh_replica_id(self.node_id)
+            self._membership.renew_replica(self.replica_id)
             _log.warning(
                 "crdtgossip: %s restarted with a store that lost commits: a peer holds "
                 "more of replica %s than it does (key %r); it keeps what it has and "

@@ -284,8 +284,8 @@ class Simulation(DataOps, NodeLives):
         """
         table = FormedTable(
             (
-                MemberRecord(f"n{i}", address, 0, Status.ALIVE)
-                for i, address in enumerate(self._addresses)
+                MemberRecord(f"n{i}", address, 0, Status.ALIVE, slot.engine.replica_id)
+                for i, (address, slot) in enumerate(zip(self._addresses, self._slots, strict=True))
             ),
             self._now,
         )
