@@ -65,7 +65,7 @@ class MergeEngine(EngineCore):
     # Tombstones (a record, no state) -> the driver time each became one, oldest first.
     _tombstones: dict[str, float]
     # Keys whose record holds a delete (some write deleted): their writes' deltas carry
-    # the deletes, and anti-entropy sends them whole.
+    # the deletes.
     _with_deletes: set[str]
     # This replica's id as msgpack, for the record of each local write.
     _packed_replica: bytes | None
@@ -163,11 +163,6 @@ class MergeEngine(EngineCore):
         """Join the record of a repair step into ``key``'s; whether the repair goes
         on (both sides hold live writes), else the whole states go instead."""
         return self._settle(key, record, b"-") and key in self._store
-
-    def _send_whole(self, key: str) -> bool:
-        """Whether anti-entropy sends ``key`` whole rather than repairing it: a delete
-        has seen some of its writes, and a repair's patches carry no record."""
-        return key in self._with_deletes
 
     def _note_deletes(self, key: str, record: Record) -> None:
         """Note whether ``key``'s record (just grown) holds a delete."""

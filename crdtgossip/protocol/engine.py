@@ -232,7 +232,6 @@ class Engine(DeleteEngine, QuorumEngine, MembersEngine, ClockEngine, RollbackEng
             measured=self._sizes.measured,
             admit=self._admit_patch,
             life=self._life_payload,
-            whole=self._send_whole,
             settle=self._settle_repair,
         )
         self._seeds: list[str] = []

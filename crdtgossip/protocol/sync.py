@@ -104,11 +104,9 @@ class AntiEntropy:
         measured: Callable[[str, int], None] | None = None,
         written: Callable[[str], int] = lambda key: 0,
         life: Callable[[str, bytes], bytes] = lambda key, payload: payload,
-        whole: Callable[[str], bool] = lambda key: False,
         settle: Callable[[str, Record], bool] = lambda key, record: True,
     ) -> None:
         self._store = store
-        self._whole = whole
         self._life = life
         self._settle = settle
         self._tree = tree
@@ -212,8 +210,8 @@ class AntiEntropy:
         self.send_states(address, [key for key in plan.send_keys if not self._busy(address, key)])
         for key in plan.repair_keys:
             state = self._store.get(key)
-            if (state is None or self._whole(key)) and not self._busy(address, key):
-                # A tombstone, or a key once deleted: whole states both ways.
+            if state is None and not self._busy(address, key):
+                # A tombstone here (its record alone): whole states both ways.
                 self._transfers.send(address, key)
                 self._outbox.send(address, Sync((), (key,), ()), reliable=True)
             elif state is not None and key not in self._held and not self._busy(address, key):
@@ -249,9 +247,9 @@ class AntiEntropy:
                 self._transfers.send(address, message.key)
                 return
         state = self._store.get(message.key)
-        if state is None or self._whole(message.key):
-            # Nothing here to compare, or a key once deleted, whose record a repair
-            # would not carry: the whole states instead (a tombstone: its record).
+        if state is None:
+            # Nothing here to compare: the whole states instead (a tombstone here
+            # sends its record).
             self._transfers.send(address, message.key)
             self._outbox.send(address, Sync((), (message.key,), ()), reliable=True)
             return

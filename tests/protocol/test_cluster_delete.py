@@ -163,3 +163,25 @@ def test_a_write_that_could_not_be_persisted_does_not_keep_deleted_content() -> 
     engine.receive(encode_frame("b", [encode_message(Delta("k", deletion))]), "127.0.0.1:7002", 3.0)
     assert engine.get("k") is None
     assert engine.is_tombstone("k")
+
+
+def test_a_key_written_again_after_its_delete_is_still_repaired_step_by_step() -> None:
+    sim = Simulation(3, 8, _config(), formed=True)
+    for element in range(40):
+        sim.update(0, "s", ORSet, lambda s, e=element: s.add(e, sim.replica_id(0)))
+    assert sim.run_until_converged(10.0).converged
+    sim.delete(1, "s")
+    assert sim.run_until_converged(10.0).converged
+    for element in range(100, 130):
+        sim.update(2, "s", ORSet, lambda s, e=element: s.add(e, sim.replica_id(2)))
+    assert sim.run_until_converged(10.0).converged
+    sim.partition([0, 1], [2])
+    sim.update(0, "s", ORSet, lambda s: s.add("left", sim.replica_id(0)))
+    sim.update(2, "s", ORSet, lambda s: s.add("right", sim.replica_id(2)))
+    sim.run(30.0)  # long enough to be found dead: the writes are left to anti-entropy
+    opened = sum(sim.engine(i).stats()["repairs_opened"] for i in range(3))
+    sim.heal()
+    assert sim.run_until_converged(60.0).converged
+    expected = {*range(100, 130), "left", "right"}
+    assert all(sim.get(i, "s", ORSet).value == expected for i in range(3))
+    assert sum(sim.engine(i).stats()["repairs_opened"] for i in range(3)) > opened
