@@ -285,6 +285,54 @@ def unwrap(data: bytes) -> tuple[Record | None, bytes]:
     if len(data) < 5 or end > len(data):
         raise DecodeError("malformed life record: truncated")
     body = data[5:end]
+    single = _single_entry(body)
+    if single is not None:
+        return single, data[end:]
+    return _read_entries(body), data[end:]
+
+
+def _single_entry(body: bytes) -> Record | None:
+    """The record of ``body`` when it is one entry with a replica id of at most 31
+    bytes, read without msgpack (most payloads carry such a record); ``None``: any
+    other body, for :func:`_read_entries` to read or refuse (so nothing is taken
+    here that it would refuse).
+    """
+    if len(body) < 6 or body[0] != 0x91 or body[1] != 0x93 or not 0xA1 <= body[2] <= 0xBF:
+        return None
+    stop = 3 + (body[2] & 0x1F)
+    newest, at = _read_uint(body, stop)
+    dropped, at = _read_uint(body, at)
+    if at != len(body) or not newest >= 1 or not 0 <= dropped <= newest:
+        return None
+    try:
+        replica = body[3:stop].decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    return {replica: (newest, dropped)}
+
+
+def _read_uint(body: bytes, at: int) -> tuple[int, int]:
+    """The unsigned int in its shortest msgpack form at ``at``, and where it ends;
+    ``(-1, -1)`` when there is none there."""
+    if at >= len(body):
+        return -1, -1
+    head = body[at]
+    if head < 0x80:
+        return head, at + 1
+    size = _UINT_SIZES.get(head)
+    if size is None or at + 1 + size > len(body):
+        return -1, -1
+    value = int.from_bytes(body[at + 1 : at + 1 + size], "big")
+    if value < (0x80 if size == 1 else 1 << (4 * size)):
+        return -1, -1  # not the shortest form
+    return value, at + 1 + size
+
+
+_UINT_SIZES: Final = {0xCC: 1, 0xCD: 2, 0xCE: 4, 0xCF: 8}
+
+
+def _read_entries(body: bytes) -> Record:
+    """The record of any body, checked (see :func:`unwrap`)."""
     try:
         if len(body) > UNCHECKED_INPUT:
             # Headers announcing more items than follow cost nothing: walked first,
@@ -307,7 +355,7 @@ def unwrap(data: bytes) -> tuple[Record | None, bytes]:
     record = _checked(entries)
     if _PACKER.pack(entries) != body:
         raise DecodeError("malformed life record: not in its canonical (shortest) form")
-    return record, data[end:]
+    return record
 
 
 def _checked(pairs: object) -> Record:

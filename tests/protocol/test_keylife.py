@@ -328,6 +328,25 @@ def test_wrap_write_makes_the_bytes_wrap_makes(
     assert keylife.wrap_write(packed, *pair, payload) == wrap({replica: pair}, payload)
 
 
+@settings(max_examples=BYTES_EXAMPLES)
+@given(
+    replica=st.text(min_size=1, max_size=12),
+    pair=_wire_pairs,
+    noise=st.binary(max_size=12),
+    cut=st.integers(0, 40),
+)
+def test_the_fast_read_of_one_entry_takes_only_what_the_full_read_takes(
+    replica: str, pair: tuple[int, int], noise: bytes, cut: int
+) -> None:
+    body = wrap({replica: pair}, b"")[5:]
+    if len(replica.encode()) <= 31:  # a short id: the fast path
+        assert keylife._single_entry(body) == {replica: pair}
+    for candidate in (body[:cut] + noise, body + noise, noise, body[:cut]):
+        fast = keylife._single_entry(candidate)
+        if fast is not None:
+            assert keylife._read_entries(candidate) == fast
+
+
 def _framed(body: bytes) -> bytes:  # the mark, the length of body in 4 bytes, body
     return MARK + len(body).to_bytes(4, "big") + body
 
