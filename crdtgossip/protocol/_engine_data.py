@@ -16,6 +16,7 @@ from typing import Final
 from crdtgossip.codec import encode
 from crdtgossip.crdts import CRDT
 from crdtgossip.errors import MergeError
+from crdtgossip.keylife import is_wrapped
 from crdtgossip.protocol._engine_base import From
 from crdtgossip.protocol._engine_merge import MAX_SEEN_DELTAS, MergeEngine
 from crdtgossip.protocol.broadcast import MAX_QUEUE_ITEMS
@@ -378,8 +379,12 @@ class DataEngine(MergeEngine):
         """
         open_name = self._open_deltas.get(key)
         older = None if open_name is None else self._queue.get(open_name)
+        # A delta with a life record goes as it came: a join would need the join of
+        # the records too, and relayed deltas are an older peer's way, not ours.
+        wrapped = is_wrapped(payload)
         if (
-            open_name is not None
+            not wrapped
+            and open_name is not None
             and older is not None
             and older.transmits == 0
             and older.extra is not None
@@ -412,7 +417,7 @@ class DataEngine(MergeEngine):
         name = ("key", f"{self._delta_serial}:{key}")
         self._open_deltas[key] = name
         self._joined[key] = 1
-        self._queue.put(name, packed, exclude=exclude, extra=delta)
+        self._queue.put(name, packed, exclude=exclude, extra=None if wrapped else delta)
         if len(self._open_deltas) > 2 * MAX_QUEUE_ITEMS:
             self._forget_sent_deltas()
 

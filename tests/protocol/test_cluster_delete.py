@@ -185,3 +185,15 @@ def test_a_key_written_again_after_its_delete_is_still_repaired_step_by_step() -
     expected = {*range(100, 130), "left", "right"}
     assert all(sim.get(i, "s", ORSet).value == expected for i in range(3))
     assert sum(sim.engine(i).stats()["repairs_opened"] for i in range(3)) > opened
+
+
+def test_relayed_deltas_with_records_are_not_joined_without_them() -> None:
+    engine = Engine("a", "127.0.0.1:7001", GossipConfig.local(), random.Random(1), "a-1")
+    for n, payload in enumerate((GCounter().increment("b-1"), GCounter().increment("b-1", 2))):
+        wrapped = wrap({"b-1": (n + 1, 0)}, encode(payload))
+        frame = encode_frame("b", [encode_message(Delta("k", wrapped))])
+        engine.receive(frame, "127.0.0.1:7002", now=1.0 + n)
+    assert engine.get("k") == GCounter().increment("b-1", 2)
+    assert len(engine._queue) == 2  # each relayed as it came, with its record
+    for item in ("1", "2"):
+        assert engine._queue.get(("key", f"{item}:k")) is not None
