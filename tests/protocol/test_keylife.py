@@ -386,7 +386,10 @@ def _unwraps_or_refuses(data: bytes) -> None:
 
 _wire = st.recursive(
     st.sampled_from([-1, 0, 1, 2, 5, MAX_WRITES, -(2**63), "a", "b", "", True, None, 2.0, b"a"]),
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=2), inner),
+    lambda inner: (
+        st.lists(inner, min_size=1, max_size=4)
+        | st.dictionaries(st.text(max_size=2), inner, min_size=1)
+    ),
     max_leaves=12,
 )
 
