@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from typing import Final
 
-from crdtgossip.errors import OperationError
+from crdtgossip.errors import DecodeError, OperationError
 from crdtgossip.keylife import (
     deleted,
     join_into,
@@ -108,7 +108,10 @@ class DeleteEngine(DataEngine):
             deletion = self.deletion(key)
             if deletion is None:
                 return False
-        record, _ = unwrap(deletion)
+        try:
+            record, _ = unwrap(deletion)
+        except DecodeError:
+            record = None
         if record is None or present(record):
             raise OperationError("not a deletion: call Engine.deletion for one")
         held = key in self._store

@@ -11,9 +11,10 @@ dropped, and a key whose record names no live write is a *tombstone*: no state, 
 the record, kept so that a lagging member's old state cannot bring the key back, until
 ``GossipConfig.deleted_keys_kept`` has passed.
 
-Each local write raises this replica's slot in its key's record
+Each local write raises this replica's write number in its key's record
 (:meth:`MergeEngine.stamp_local`), so a delete elsewhere that did not see it cannot
-remove it: update wins.
+remove it: update wins. Content that came without a record (restored without one) is
+of unknown writes: kept and merged, as :mod:`~crdtgossip.keylife` says.
 """
 
 from __future__ import annotations
@@ -233,7 +234,7 @@ class MergeEngine(EngineCore):
                 self._counters["decode_errors"] += 1
                 self._drops["bad_payload"] += 1
                 return None
-            if not self._settle(key, record, payload):
+            if record is None or not self._settle(key, record, payload):
                 self._settled = True
                 return None
         else:
@@ -281,13 +282,11 @@ class MergeEngine(EngineCore):
         self._changed(key, value, original, written=written)
         return value
 
-    def _settle(self, key: str, record: Record | None, content: bytes) -> bool:
+    def _settle(self, key: str, record: Record, content: bytes) -> bool:
         """Join a payload's record into ``key``'s; whether its ``content`` is to be
         merged. Drops the local state when none of its writes is live any more, and
-        notes a key left with no live write as a tombstone."""
+        notes a key left with no live write (and no state) as a tombstone."""
         life = self._lives.get(key)
-        if record is None:  # (a record of no slot: unknown content)
-            return life is None or present(life)
         if life is None:
             if not present(record) and key not in self._store:
                 return False  # the delete of a key never held here: nothing to keep
@@ -306,7 +305,7 @@ class MergeEngine(EngineCore):
             return True
         if content:
             self._drops["deleted"] += 1  # old content of a deleted key
-        if not present(life) and key not in self._tombstones:
+        if not present(life) and key not in self._store and key not in self._tombstones:
             self._tombstones[key] = self._now
         if state is not None and not keep_local and not present(life):
             self._counters["keys_deleted"] += 1
