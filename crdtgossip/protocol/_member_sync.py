@@ -16,7 +16,6 @@ of the new incarnation brings it.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterable
 
 from crdtgossip.protocol._member_self import MemberSelf
@@ -79,8 +78,9 @@ class MemberSync(MemberSelf):
         return known
 
     def _take_replica(self, member: MemberState, replica: str) -> None:
-        """Give the row of another member the replica id of a row just taken."""
-        self._own(member).replica = sys.intern(replica)
+        """Give the row of another member the replica id of a row just taken (interned,
+        as :func:`~crdtgossip.protocol.member_messages.member_record` gives it)."""
+        self._own(member).replica = replica
 
     def records(self) -> tuple[MemberRecord, ...]:
         """The whole table as push-pull records, sorted by node id."""
@@ -149,9 +149,10 @@ class MemberSync(MemberSelf):
                 incarnation = record.incarnation
                 at = alive_at.get(node_id, -1)
                 if incarnation <= at:
-                    replica = record.replica
-                    if incarnation == at and replica and own[node_id].replica != replica:
-                        self._take_replica(own[node_id], replica)
+                    if incarnation == at and record.replica:
+                        row = own[node_id]  # an own row: written in place
+                        if row.replica != record.replica:
+                            row.replica = record.replica
                     continue
                 known = own.get(node_id)
                 if known is None and node_id not in forgotten:

@@ -6,6 +6,7 @@ Each message class here has its wire form in :func:`to_wire` and its checked dec
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final, TypeAlias
@@ -263,7 +264,11 @@ def member_record(
         row += (replica,)
     record = _records.get(row)
     if record is None:
-        record = MemberRecord(member, member_address, incarnation, status, replica)
+        # Interned: the rows of every table in the process that learns the id share
+        # one copy, and comparing them is comparing identities.
+        record = MemberRecord(
+            member, member_address, incarnation, status, sys.intern(replica) if replica else ""
+        )
         if len(_records) >= RECORD_CACHE_SIZE:
             _records.clear()
         _records[row] = record
