@@ -24,11 +24,13 @@ from typing import Any, Generic, TypeVar
 
 __all__ = [
     "CPU_CLOCK",
+    "ENGINE_FILES",
     "NS_PER_S",
     "WALL_CLOCK",
     "Case",
     "Clock",
     "Timing",
+    "engine_memory",
     "retained_bytes",
     "time_cases",
 ]
@@ -175,3 +177,23 @@ def retained_bytes(build: Callable[[], R]) -> tuple[int, int, R]:
     finally:
         tracemalloc.stop()
     return after - before, peak - before, built
+
+
+ENGINE_FILES = (
+    "*/crdtgossip/protocol/*",
+    "*/crdtgossip/crdts/*",
+    "*/crdtgossip/_codec/*",
+    "*/crdtgossip/keylife.py",
+)
+"""Where the memory counted as the engines' is allocated: the engine, the states and
+the codec (not a simulator's own bookkeeping)."""
+
+
+def engine_memory() -> int:
+    """Bytes allocated by the engines' code and the states' (:data:`ENGINE_FILES`),
+    still live; ``tracemalloc`` must be tracing."""
+    gc.collect()
+    snapshot = tracemalloc.take_snapshot().filter_traces(
+        [tracemalloc.Filter(True, pattern) for pattern in ENGINE_FILES]
+    )
+    return sum(stat.size for stat in snapshot.statistics("filename"))

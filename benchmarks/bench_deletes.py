@@ -10,7 +10,7 @@ Three measurements:
   every member (the largest count any member holds): keys, hash-tree entries and life
   records, before the deletes, once every member has dropped every key (the virtual
   time that took), and :data:`KEPT` + :data:`SLACK` seconds later; with the Python
-  memory the engines hold (``tracemalloc``, the files of ``ENGINE_FILES``).
+  memory the engines hold (``tracemalloc``, the files of ``benchmarks._measure.ENGINE_FILES``).
 * **A Node on SQLite**: one started :class:`crdtgossip.Node` with a durable
   ``SQLiteStorage`` and ``deleted_keys_kept`` = :data:`NODE_KEPT` s; :data:`KEYS` keys
   written through ``Node.update``, then each deleted through ``Node.delete`` (each
@@ -34,6 +34,7 @@ import time
 import tracemalloc
 from pathlib import Path
 
+from benchmarks._measure import engine_memory
 from benchmarks._result import BenchResult, Figure
 from crdtgossip import GCounter, GossipConfig, Node
 from crdtgossip.keylife import unwrap
@@ -58,8 +59,6 @@ WRITES = 5_000
 QUICK_WRITES = 500
 WRITE_ROUNDS = 5
 SEED = 2026
-ENGINE_FILES = ("*/crdtgossip/protocol/*", "*/crdtgossip/crdts/*", "*/crdtgossip/_codec/*",
-                "*/crdtgossip/keylife.py")  # fmt: skip
 
 
 def run(quick: bool) -> BenchResult:
@@ -91,21 +90,13 @@ def _holdings(sim: Simulation) -> dict[str, int]:
     return most
 
 
-def _engine_memory() -> int:
-    gc.collect()
-    snapshot = tracemalloc.take_snapshot().filter_traces(
-        [tracemalloc.Filter(True, pattern) for pattern in ENGINE_FILES]
-    )
-    return sum(stat.size for stat in snapshot.statistics("filename"))
-
-
 def _simulated(result: BenchResult, keys: int, nodes: int) -> None:
     config = dataclasses.replace(GossipConfig.lan(), deleted_keys_kept=KEPT)
     tracemalloc.start()
     started = time.process_time()
     sim = Simulation(nodes, SEED, config, formed=True)
     sim.run(1.0)
-    memory_empty = _engine_memory()
+    memory_empty = engine_memory()
     for index in range(keys):
         i = index % nodes
         replica = sim.replica_id(i)
@@ -113,7 +104,7 @@ def _simulated(result: BenchResult, keys: int, nodes: int) -> None:
     if not sim.run_until_converged(KEPT / 2).converged:
         result.notes.append(f"the {keys:,} keys had not converged within {KEPT / 2} s")
     written = _holdings(sim)
-    memory_written = _engine_memory()
+    memory_written = engine_memory()
     deleted_at = sim.now
     for index in range(keys):
         sim.delete((index + 1) % nodes, f"k/{index}")
@@ -122,10 +113,10 @@ def _simulated(result: BenchResult, keys: int, nodes: int) -> None:
     if not spread:
         result.notes.append(f"keys were still held {KEPT / 2} s after the deletes")
     tombstones = _holdings(sim)
-    memory_tombstones = _engine_memory()
+    memory_tombstones = engine_memory()
     sim.run(max(0.0, deleted_at + KEPT + SLACK - sim.now))
     after = _holdings(sim)
-    memory_after = _engine_memory()
+    memory_after = engine_memory()
     tracemalloc.stop()
     cpu = time.process_time() - started
     for label, counts, note in (

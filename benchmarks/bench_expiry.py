@@ -28,12 +28,12 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import gc
 import tempfile
 import time
 import tracemalloc
 from pathlib import Path
 
+from benchmarks._measure import engine_memory
 from benchmarks._result import BenchResult, Figure
 from crdtgossip import GCounter, GossipConfig, Node
 from crdtgossip.storage import SQLiteStorage
@@ -54,8 +54,6 @@ NODE_TTL = 2.0
 #: Real seconds the Node part waits for the clean-up at most.
 NODE_PATIENCE = 300.0
 SEED = 2026
-#: Where the memory counted as the engines' was allocated.
-ENGINE_FILES = ("*/crdtgossip/protocol/*", "*/crdtgossip/crdts/*", "*/crdtgossip/_codec/*")
 
 
 def run(quick: bool) -> BenchResult:
@@ -87,23 +85,13 @@ def _holdings(sim: Simulation) -> dict[str, int]:
     return most
 
 
-def _engine_memory() -> int:
-    """Bytes allocated by the engines' code and the states' (not the simulator's own
-    bookkeeping), still live."""
-    gc.collect()
-    snapshot = tracemalloc.take_snapshot().filter_traces(
-        [tracemalloc.Filter(True, pattern) for pattern in ENGINE_FILES]
-    )
-    return sum(stat.size for stat in snapshot.statistics("filename"))
-
-
 def _simulated(result: BenchResult, keys: int, nodes: int) -> None:
     config = dataclasses.replace(GossipConfig.lan(), expire_keys_after={"k/*": TTL})
     tracemalloc.start()
     started = time.process_time()
     sim = Simulation(nodes, SEED, config, formed=True)
     sim.run(1.0)
-    memory_empty = _engine_memory()
+    memory_empty = engine_memory()
     for index in range(keys):
         i = index % nodes
         replica = sim.replica_id(i)
@@ -113,12 +101,12 @@ def _simulated(result: BenchResult, keys: int, nodes: int) -> None:
     if not converged:
         result.notes.append(f"the {keys:,} keys had not converged within {TTL / 2} s")
     before = _holdings(sim)
-    memory_before = _engine_memory()
+    memory_before = engine_memory()
     gone = sim.run_until(lambda: _holdings(sim)["keys"] == 0, TTL + SLACK, check_interval=0.5)
     last_gone = sim.now - written_at
     sim.run(max(0.0, written_at + TTL + SLACK - sim.now))
     after = _holdings(sim)
-    memory_after = _engine_memory()
+    memory_after = engine_memory()
     tracemalloc.stop()
     cpu = time.process_time() - started
     if not gone:

@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from crdtgossip import keylife
 from crdtgossip.errors import DecodeError, OperationError
 from crdtgossip.keylife import MAX_WRITES, Record, deleted, present, settle, unwrap, wrap, wrote
+from tests.mutations import mutated
 
 LAW_EXAMPLES = 100
 MODEL_EXAMPLES = 200
@@ -410,20 +411,7 @@ def test_any_bytes_after_the_mark_unwrap_or_raise_decode_error(body: bytes, payl
 def test_mutated_wraps_unwrap_or_raise_decode_error(
     record: Record, payload: bytes, seed: int, edits: int
 ) -> None:
-    rng = random.Random(seed)
-    data = bytearray(wrap(record, payload))
-    for _ in range(edits):
-        where = rng.randrange(1, len(data) + 1)  # the mark stays
-        match rng.randrange(4):
-            case 0 if where < len(data):
-                data[where] = rng.randrange(256)  # overwrite a byte
-            case 1:
-                data.insert(where, rng.randrange(256))
-            case 2:
-                del data[where:]  # truncate
-            case _:
-                data[where:where] = data[rng.randrange(1, len(data) + 1) :][:8]  # splice
-    _unwraps_or_refuses(bytes(data))
+    _unwraps_or_refuses(mutated(wrap(record, payload), seed, edits, keep=1))  # the mark stays
 
 
 @pytest.mark.parametrize(

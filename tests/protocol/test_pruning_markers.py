@@ -27,6 +27,7 @@ from crdtgossip.protocol.pruning_markers import (
     PruningMarkers,
     join,
 )
+from tests.mutations import mutated
 
 LAW_EXAMPLES = 60
 BYTES_EXAMPLES = 150
@@ -323,20 +324,7 @@ def test_random_bytes_decode_or_raise_decode_error(data: bytes) -> None:
 def test_mutated_encodings_decode_or_raise_decode_error(
     table: PruningMarkers, seed: int, edits: int
 ) -> None:
-    rng = random.Random(seed)
-    data = bytearray(table.encode())
-    for _ in range(edits):
-        where = rng.randrange(len(data) + 1)
-        match rng.randrange(4):
-            case 0 if where < len(data):
-                data[where] = rng.randrange(256)  # overwrite a byte
-            case 1:
-                data.insert(where, rng.randrange(256))
-            case 2:
-                del data[where:]  # truncate
-            case _:
-                data[where:where] = data[rng.randrange(len(data) + 1) :][:8]  # splice
-    _decodes_or_refuses(bytes(data))
+    _decodes_or_refuses(mutated(table.encode(), seed, edits))
 
 
 _wire = st.recursive(
