@@ -391,6 +391,8 @@ class Engine(DeleteEngine, QuorumEngine, MembersEngine, ClockEngine, RollbackEng
             self._next_gossip = now + self._rng.uniform(0, self.config.gossip_interval)
             self._next_push_pull = now + self._rng.uniform(0, self.config.push_pull_interval)
             self._next_reconnect = now + self._rng.uniform(0, self.config.reconnect_interval)
+            for key in self._tombstones:  # restored ones: kept their time from now
+                self._tombstones[key] = now
         return now
 
     def _joining(self) -> bool:

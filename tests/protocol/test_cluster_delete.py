@@ -197,3 +197,17 @@ def test_relayed_deltas_with_records_are_not_joined_without_them() -> None:
     assert len(engine._queue) == 2  # each relayed as it came, with its record
     for item in ("1", "2"):
         assert engine._queue.get(("key", f"{item}:k")) is not None
+
+
+def test_a_restored_tombstone_is_kept_its_time_from_the_start_not_from_zero() -> None:
+    config = _config(deleted_keys_kept=60.0)
+    engine = Engine("a", "127.0.0.1:7001", config, random.Random(1), "a-1")
+    engine.restore_life("k", {"b-1": (2, 2)})
+    assert engine.is_tombstone("k")
+    start = 100_000.0  # a driver's clock: seconds since its machine booted, say
+    engine.tick(start)
+    engine.tick(start + 59.0)
+    assert engine.is_tombstone("k")
+    engine.tick(start + 61.0)
+    assert not engine.is_tombstone("k")
+    assert engine.life("k") is None
