@@ -15,6 +15,7 @@ from crdtgossip.protocol.antientropy import push_pull_interval
 from crdtgossip.protocol.events import Member
 from crdtgossip.protocol.membership import FormedTable, MembershipRumor
 from crdtgossip.protocol.messages import Alive, Dead, Suspect, encode_message
+from crdtgossip.protocol.retirement import retired
 from crdtgossip.protocol.states import Status
 
 __all__ = ["MAX_MEMBER_NAMES", "MembersEngine"]
@@ -226,3 +227,23 @@ class MembersEngine(EngineCore):
                 _member_names.clear()
             name = _member_names[rumor.node_id] = ("member", rumor.node_id)
         self._queue.put(name, encode_message(rumor), exclude=exclude)
+
+    def retired_replicas(self) -> set[str]:
+        """The replica ids this node's states and life records name whose node is
+        alive under another id (see :mod:`~crdtgossip.protocol.retirement`): the
+        names pruning is to take out. It goes through every state (O(data)): for
+        inspection and tests, not for every tick."""
+        membership = self._membership
+        alive = {
+            member.node_id: replica
+            for member in membership.members()
+            if member.status is Status.ALIVE and (replica := membership.replica_of(member.node_id))
+        }
+        named: set[str] = set()
+        for state in self._store.values():
+            names = getattr(state, "replicas", None)
+            if callable(names):
+                named.update(names())
+        for key in self._lives:
+            named.update(self._lives.get(key) or ())
+        return retired(named, alive)
