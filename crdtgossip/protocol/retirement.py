@@ -5,14 +5,16 @@ A node that starts without its state takes a fresh replica id
 hexadecimal digits; the simulator's are its node id, a dot and the node's generation)
 and never writes as the old one again; a node restarted with its storage keeps its id.
 So a replica id of that form, *node id, a dot, 1 to 16 lower-case hexadecimal digits*,
-is *retired* for certain once its node is alive under another id: the first rule of the pruning protocol
-(``docs/concepts/pruning.rst``, "Which replicas are retired"). Member rows carry each
-member's current id (:meth:`~crdtgossip.protocol.membership.Membership.replica_of`).
+is *retired* for certain once its node is alive under another id: the first rule of
+the pruning protocol (``docs/concepts/pruning.rst``, "Which replicas are retired").
+Member rows carry each member's current id
+(:meth:`~crdtgossip.protocol.membership.Membership.replica_of`).
 
 A replica id of another form (one a test or an application chose) has no known node,
 and is never retired (an application driving an :class:`~crdtgossip.protocol.Engine`
-itself must not give a replica id of that form to anything but that node's own life); neither is the id of a member that is suspect, dead or left (it
-may come back with its store), nor one whose node's current id is not known yet.
+itself must not give an id of that form to anything but that node's own life); neither
+is the id of a member that is suspect, dead or left (it may come back with its store),
+nor one whose node's current id is not known yet.
 
 This module only answers the question; nothing is pruned yet (see the pruning page).
 """
