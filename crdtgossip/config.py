@@ -34,7 +34,6 @@ __all__ = [
     "MAX_UDP_PAYLOAD",
     "MIN_DATAGRAM",
     "MIN_EXPIRY_SECONDS",
-    "WIRE_FORMATS",
     "ExpiryRule",
     "GossipConfig",
     "check_expiry_rules",
@@ -127,12 +126,6 @@ _INTERVAL_FIELDS = (
     "rollback_check_timeout",
     "deleted_keys_kept",
 )
-
-
-WIRE_FORMATS: Final = (1, 2)
-"""The wire formats a node can write (``GossipConfig.wire_format``); it reads all of
-them: 1 is release 0.1.0's, 2 adds life records to payloads and replica ids to
-member rows."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -245,14 +238,6 @@ class GossipConfig:
             :mod:`crdtgossip.keylife`). Then the key leaves memory, storage and
             anti-entropy here; a member partitioned away for longer may bring it back.
             6 hours, as Akka Distributed Data keeps its pruning markers.
-        wire_format: what this node writes on the wire; it reads both. 2 (the
-            default): every payload carries its key's life record and member rows
-            carry replica ids (what a cluster-wide ``Node.delete`` and pruning need).
-            1: neither, as release 0.1.0 wrote, which reads no other: a cluster
-            upgrading from 0.1.0 runs its upgraded nodes with 1 until every node runs
-            this release, then drops it, one node at a time (see the stability page).
-            With 1, ``Node.delete`` deletes on this node only and is refused while
-            another member is alive, as in 0.1.0.
     """
 
     probe_interval: float = 1.0
@@ -275,7 +260,6 @@ class GossipConfig:
     rollback_check_timeout: float = 2.0
     expire_keys_after: tuple[ExpiryRule, ...] = ()
     deleted_keys_kept: float = 6 * 3600.0
-    wire_format: int = 2
 
     def __post_init__(self) -> None:
         """Check every field.
@@ -313,10 +297,6 @@ class GossipConfig:
                 f"max_datagram ({self.max_datagram})"
             )
         object.__setattr__(self, "expire_keys_after", check_expiry_rules(self.expire_keys_after))
-        if type(self.wire_format) is not int or self.wire_format not in WIRE_FORMATS:
-            raise ConfigError(
-                f"wire_format must be one of {WIRE_FORMATS}, not {self.wire_format!r}"
-            )
 
     @classmethod
     def lan(cls) -> Self:

@@ -71,16 +71,9 @@ class DeleteEngine(DataEngine):
         a record (restored without one) gets one: a write of this replica, deleted.
 
         Raises:
-            OperationError: an invalid key; or ``GossipConfig.wire_format`` is 1, which
-                spreads no delete, and another member is alive or suspect (it would
-                give the key back).
+            OperationError: an invalid key.
         """
         self._check_key(key)
-        if self.config.wire_format < 2 and (others := self.others_live()):
-            raise OperationError(
-                f"cannot delete {key!r}: {others} other member(s) hold it, and wire "
-                "format 1 spreads no delete"
-            )
         life = self._lives.get(key)
         if key not in self._store and (life is None or not present(life)):
             return None
@@ -138,8 +131,7 @@ class DeleteEngine(DataEngine):
         self._events.append(
             KeyChanged(key, None, deletion, local=True, deleted=key not in self._store)
         )
-        if self.config.wire_format >= 2:  # (format 1: a delete of this node only)
-            self._deliver(key, None, deletion)
+        self._deliver(key, None, deletion)
         self._flush()
         return True
 

@@ -130,8 +130,8 @@ class MergeEngine(EngineCore):
             OperationError: this replica has made
                 :data:`~crdtgossip.keylife.MAX_WRITES` writes to the key.
         """
-        if is_wrapped(payload) or self.config.wire_format < 2:
-            return payload  # (wire format 1: no records, as release 0.1.0)
+        if is_wrapped(payload):
+            return payload
         pair = self._lives.wrote(key, self.replica_id)
         if self._tombstones:
             self._tombstones.pop(key, None)
@@ -151,9 +151,7 @@ class MergeEngine(EngineCore):
         """``payload`` (an encoding of ``key``'s state or of a part of it) with the
         key's record in front, as every whole state sent carries it."""
         record = self._lives.get(key)
-        if record is None or self.config.wire_format < 2:
-            return payload
-        return wrap(record, payload)
+        return payload if record is None else wrap(record, payload)
 
     def _life_payload(self, key: str, payload: bytes) -> bytes:
         """:meth:`state_payload` for a key held here or a tombstone (given no

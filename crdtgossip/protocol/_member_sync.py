@@ -18,7 +18,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from crdtgossip.config import GossipConfig
 from crdtgossip.protocol._member_self import MemberSelf
 from crdtgossip.protocol.member_messages import alive_rumor, lookup_record, member_record
 from crdtgossip.protocol.member_table import FormedTable, MemberState
@@ -40,7 +39,6 @@ class MemberSync(MemberSelf):
     _alive_at: dict[str, int]
     _sorted_ids: list[str]
     _table: FormedTable | None
-    _config: GossipConfig
 
     def apply(self, rumor: Alive | Suspect | Left, now: float, origin: str | None = None) -> bool:
         raise NotImplementedError
@@ -86,8 +84,7 @@ class MemberSync(MemberSelf):
 
     def records(self) -> tuple[MemberRecord, ...]:
         """The whole table as push-pull records, sorted by node id."""
-        ids = self._config.wire_format >= 2  # (format 1: rows of four fields, as 0.1.0)
-        if ids and self._table is not None and self._unchanged(self._table):
+        if self._table is not None and self._unchanged(self._table):
             return self._table.records()
         # One shared record per distinct row (member_record): N tables that hold the
         # same rows ship the same N records, built once.
@@ -96,7 +93,7 @@ class MemberSync(MemberSelf):
         append = records.append
         for node_id in self._sorted_ids:
             m = own.get(node_id) or shared[node_id]
-            replica = m.replica if ids else ""
+            replica = m.replica
             row = (
                 (m.node_id, m.address, m.incarnation, codes[m.status], replica)
                 if replica

@@ -71,21 +71,13 @@ class VirtualCluster:
     def address(name: str) -> str:
         return f"{name}.test:7000"
 
-    def add(
-        self,
-        name: str,
-        *,
-        incarnation: int = 0,
-        generation: int = 0,
-        config: GossipConfig | None = None,
-    ) -> Engine:
-        """Create (or replace, for a restart) the engine called ``name`` (with
-        ``config`` instead of the cluster's, if given)."""
+    def add(self, name: str, *, incarnation: int = 0, generation: int = 0) -> Engine:
+        """Create (or replace, for a restart) the engine called ``name``."""
         rng = random.Random(f"engine-{self.seed}-{name}-{generation}")
         engine = Engine(
             name,
             self.address(name),
-            self.config if config is None else config,
+            self.config,
             rng,
             f"{name}-{generation}",
             incarnation=incarnation,
