@@ -42,6 +42,7 @@ GAUGES: Final = frozenset(
         "members_alive",
         "queue_length",
         "keys",
+        "tombstones",
         "health_score",
         "keys_dirty",
         "tcp_open_connections",

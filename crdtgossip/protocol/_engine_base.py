@@ -142,6 +142,8 @@ class EngineCore:
     _dropped_keys: int
     # Each key's life record (see protocol.keylife), for held keys and tombstones.
     _lives: LifeTable
+    # Deleted keys whose record is kept -> when each became one (see _engine_merge).
+    _tombstones: dict[str, float]
     # Whether the last _merge_payload that returned None did so because the key's
     # life record left nothing to merge (a deleted key), not because it was bad.
     _settled: bool

@@ -40,7 +40,8 @@ class StatsEngine(EngineCore):
             left to anti-entropy at the buffer's cap) and ``delivery_stale_acks``, and
             the gauges ``members_alive``, ``queue_length``, ``delivery_pending`` (local
             deltas not yet acknowledged by every live member), ``keys``,
-            ``health_score``, and the clock's ``clock_behind`` and ``clock_carries``
+            ``tombstones`` (deleted keys whose record is kept, see
+            :mod:`crdtgossip.keylife`), ``health_score``, and the clock's ``clock_behind`` and ``clock_carries``
             (see ``_engine_clock``).
         """
         self._drops["oversize"] = self._outbox.oversize_drops
@@ -56,6 +57,7 @@ class StatsEngine(EngineCore):
         stats["members_alive"] = self._membership.count(Status.ALIVE)
         stats["queue_length"] = len(self._queue)
         stats["keys"] = len(self._store)
+        stats["tombstones"] = len(self._tombstones)
         stats["buddy_suspicions"] = self._prober.buddy_suspicions
         stats["delivery_pending"] = len(self._delivery)
         stats["delivery_retransmits"] = self._delivery.retransmits

@@ -44,6 +44,7 @@ def test_a_delete_reaches_every_member_and_leaves_a_tombstone() -> None:
         engine = sim.engine(i)
         assert engine.is_tombstone("k")
         assert engine.stats()["keys_deleted"] == 1
+        assert engine.stats()["tombstones"] == 1
     assert sim.run_until_converged(10.0).converged
 
 
