@@ -41,8 +41,8 @@ class StatsEngine(EngineCore):
             the gauges ``members_alive``, ``queue_length``, ``delivery_pending`` (local
             deltas not yet acknowledged by every live member), ``keys``,
             ``tombstones`` (deleted keys whose record is kept, see
-            :mod:`crdtgossip.keylife`), ``health_score``, and the clock's ``clock_behind`` and ``clock_carries``
-            (see ``_engine_clock``).
+            :mod:`crdtgossip.keylife`), ``health_score``, and the clock's
+            ``clock_behind`` and ``clock_carries`` (see ``_engine_clock``).
         """
         self._drops["oversize"] = self._outbox.oversize_drops
         self._drops["queue_overflow"] = self._queue.overflow_drops
