@@ -174,13 +174,12 @@ class MergeEngine(EngineCore):
         """The hash-tree digest of ``key``: its state's, joined with its record's when
         it has one (a tombstone has only the record's)."""
         state = self._store.get(key)
-        record = self._lives.get(key)
+        record = self._lives.fingerprint(key)
         if record is None:
             return key_digest(cast(CRDT, state))
-        hasher = hashlib.blake2b(wrap(record, b""), digest_size=16)
         if state is not None:
-            hasher.update(key_digest(state))
-        return hasher.digest()
+            record += key_digest(state)
+        return hashlib.blake2b(record, digest_size=16).digest()
 
     def _changed(
         self, key: str, change: CRDT, payload: bytes, *, local: bool = False, written: int = 0

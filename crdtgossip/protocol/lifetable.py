@@ -10,8 +10,9 @@ or change; a changed record goes back with :meth:`LifeTable.put`.
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Iterator
-from typing import TypeAlias
+from typing import Final, TypeAlias
 
 from crdtgossip.errors import OperationError
 from crdtgossip.keylife import MAX_WRITES, Record
@@ -82,6 +83,18 @@ class LifeTable:
         self._records[key] = (replica, newest + 1, dropped)
         return newest + 1, dropped
 
+    def fingerprint(self, key: str) -> bytes | None:
+        """Canonical bytes of ``key``'s record for the hash tree (``None``: it has
+        none): per replica in id order, the id's UTF-8 length in 2 bytes, the id and
+        both numbers in 8 bytes each, made from the table's own form without building
+        a dict (a record's digest is taken for every key at every refresh)."""
+        held = self._records.get(key)
+        if held is None:
+            return None
+        if isinstance(held, dict):
+            return b"".join(_entry(replica, *held[replica]) for replica in sorted(held))
+        return _entry(*held)
+
     def copies(self) -> dict[str, Record]:
         """A copy of every record."""
         return {key: record for key in self._records if (record := self._copy(key))}
@@ -94,3 +107,12 @@ class LifeTable:
     def compact(self) -> None:
         """Give back the memory of forgotten records (see :mod:`~.compaction`)."""
         shrink(self._records)
+
+
+def _entry(replica: str, newest: int, dropped: int) -> bytes:
+    name = replica.encode("utf-8", "surrogatepass")
+    return _HEAD.pack(len(name)) + name + _NUMBERS.pack(newest, dropped)
+
+
+_HEAD: Final = struct.Struct(">H")
+_NUMBERS: Final = struct.Struct(">QQ")

@@ -59,3 +59,20 @@ def test_the_last_write_is_refused_with_our_error() -> None:
     with pytest.raises(OperationError, match="no write left"):
         table.wrote("k", "a")
     assert table.get("k") == {"a": (MAX_WRITES, 0)}
+
+
+def test_the_fingerprint_depends_on_the_record_alone_not_on_its_form() -> None:
+    one, two = LifeTable(), LifeTable()
+    one.put("k", {"b": (2, 1), "a": (5, 0)})
+    two.put("k", {"a": (5, 0), "b": (2, 1)})
+    assert one.fingerprint("k") == two.fingerprint("k")
+    one.put("k", {"a": (5, 0)})  # a tuple now
+    two.put("k", {"a": (5, 0), "b": (2, 1)})
+    record = two.get("k")
+    assert record is not None
+    del record["b"]
+    two._records["k"] = record  # the same record kept as a dict
+    assert one.fingerprint("k") == two.fingerprint("k")
+    assert one.fingerprint("k") != LifeTable().fingerprint("k")
+    two.put("k", {"a": (5, 1)})
+    assert one.fingerprint("k") != two.fingerprint("k")
