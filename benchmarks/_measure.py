@@ -18,7 +18,7 @@ import gc
 import statistics
 import time
 import tracemalloc
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -31,6 +31,7 @@ __all__ = [
     "Clock",
     "Timing",
     "engine_memory",
+    "most_held",
     "retained_bytes",
     "time_cases",
 ]
@@ -197,3 +198,13 @@ def engine_memory() -> int:
         [tracemalloc.Filter(True, pattern) for pattern in ENGINE_FILES]
     )
     return sum(stat.size for stat in snapshot.statistics("filename"))
+
+
+def most_held(engines: Iterable[Any], counts: Callable[[Any], Mapping[str, int]]) -> dict[str, int]:
+    """The largest of each count ``counts(engine)`` gives over ``engines`` (what the
+    member that holds the most holds, per kind of record)."""
+    most: dict[str, int] = {}
+    for engine in engines:
+        for name, count in counts(engine).items():
+            most[name] = max(most.get(name, 0), count)
+    return most

@@ -34,7 +34,7 @@ import time
 import tracemalloc
 from pathlib import Path
 
-from benchmarks._measure import engine_memory
+from benchmarks._measure import engine_memory, most_held
 from benchmarks._result import BenchResult, Figure
 from crdtgossip import GCounter, GossipConfig, Node
 from crdtgossip.keylife import unwrap
@@ -77,17 +77,14 @@ def run(quick: bool) -> BenchResult:
 
 def _holdings(sim: Simulation) -> dict[str, int]:
     """The largest count of each kind of per-key record held by any member."""
-    most = dict.fromkeys(("keys", "hash-tree entries", "life records"), 0)
-    for i in range(sim.size):
-        engine = sim.engine(i)
-        counts = {
+    return most_held(
+        (sim.engine(i) for i in range(sim.size)),
+        lambda engine: {
             "keys": len(engine.keys()),
             "hash-tree entries": len(engine._tree),
             "life records": len(engine.lives()),
-        }
-        for name, count in counts.items():
-            most[name] = max(most[name], count)
-    return most
+        },
+    )
 
 
 def _simulated(result: BenchResult, keys: int, nodes: int) -> None:

@@ -33,7 +33,7 @@ import time
 import tracemalloc
 from pathlib import Path
 
-from benchmarks._measure import engine_memory
+from benchmarks._measure import engine_memory, most_held
 from benchmarks._result import BenchResult, Figure
 from crdtgossip import GCounter, GossipConfig, Node
 from crdtgossip.storage import SQLiteStorage
@@ -71,18 +71,15 @@ def run(quick: bool) -> BenchResult:
 
 def _holdings(sim: Simulation) -> dict[str, int]:
     """The largest count of each kind of per-key record held by any member."""
-    most = dict.fromkeys(("keys", "hash-tree entries", "size estimates", "stamps"), 0)
-    for i in range(sim.size):
-        engine = sim.engine(i)
-        counts = {
+    return most_held(
+        (sim.engine(i) for i in range(sim.size)),
+        lambda engine: {
             "keys": len(engine.keys()),
             "hash-tree entries": len(engine._tree),
             "size estimates": len(engine._sizes._estimate),
             "stamps": len(engine._last_writes),
-        }
-        for name, count in counts.items():
-            most[name] = max(most[name], count)
-    return most
+        },
+    )
 
 
 def _simulated(result: BenchResult, keys: int, nodes: int) -> None:

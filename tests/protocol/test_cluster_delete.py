@@ -48,12 +48,19 @@ def test_a_delete_reaches_every_member_and_leaves_a_tombstone() -> None:
     assert sim.run_until_converged(10.0).converged
 
 
-def test_a_write_the_deleter_had_not_seen_wins() -> None:
-    sim = Simulation(3, 2, _config(), formed=True)
-    _count(sim, 0, "k", 5)
+def _deleted_apart(seed: int, writer: int, n: int) -> Simulation:
+    """3 nodes; ``writer`` counts ``n`` into "k", everyone converges, node 2 is cut off,
+    and node 0 deletes the key (node 2 does not hear of it)."""
+    sim = Simulation(3, seed, _config(), formed=True)
+    _count(sim, writer, "k", n)
     assert sim.run_until_converged(10.0).converged
     sim.partition([0, 1], [2])
-    sim.delete(0, "k")  # saw the 5, not what node 2 writes meanwhile
+    sim.delete(0, "k")
+    return sim
+
+
+def test_a_write_the_deleter_had_not_seen_wins() -> None:
+    sim = _deleted_apart(2, 0, 5)  # node 0 saw the 5, not what node 2 writes meanwhile
     _count(sim, 2, "k", 1)
     sim.run(3.0)
     assert _values(sim, "k") == [None, None, 6]
@@ -66,11 +73,7 @@ def test_a_write_the_deleter_had_not_seen_wins() -> None:
 
 
 def test_a_member_away_during_the_delete_does_not_bring_the_old_state_back() -> None:
-    sim = Simulation(3, 3, _config(), formed=True)
-    _count(sim, 0, "k", 5)
-    assert sim.run_until_converged(10.0).converged
-    sim.partition([0, 1], [2])
-    sim.delete(0, "k")
+    sim = _deleted_apart(3, 0, 5)
     sim.run(2.0)
     _count(sim, 1, "k", 1)  # written anew after the delete, on its side
     sim.run(3.0)
@@ -82,11 +85,7 @@ def test_a_member_away_during_the_delete_does_not_bring_the_old_state_back() -> 
 
 
 def test_a_restarted_deleter_keeps_its_tombstone() -> None:
-    sim = Simulation(3, 4, _config(), formed=True)
-    _count(sim, 1, "k", 4)
-    assert sim.run_until_converged(10.0).converged
-    sim.partition([0, 1], [2])
-    sim.delete(0, "k")
+    sim = _deleted_apart(4, 1, 4)
     sim.run(2.0)
     sim.crash(0)
     sim.crash(1)
