@@ -136,10 +136,13 @@ def start_engine(
     check when the id is the stored one and ``check`` (the node has seeds to ask)."""
     engine = Engine(node_id, address, config, rng, opened.replica_id,
                     incarnation=opened.incarnation, hold_write_acks=durable)  # fmt: skip
+    lives = opened.lives
     for key, state in opened.restored.items():
-        engine.restore(key, state, copy=False, written=opened.written.get(key, 0))
-    for key, record in opened.lives.items():
-        engine.restore_life(key, record)
+        written = opened.written.get(key, 0)
+        engine.restore(key, state, copy=False, written=written, life=lives.get(key))
+    for key, record in lives.items():
+        if key not in opened.restored:  # a tombstone: its record alone
+            engine.restore_life(key, record)
     if opened.kept_id and check:
         engine.check_rollback(config.rollback_check_timeout)
     return engine

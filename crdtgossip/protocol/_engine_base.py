@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import random
 from collections import OrderedDict
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Final
 
@@ -172,6 +173,9 @@ class EngineCore:
         raise NotImplementedError
 
     def state_payload(self, key: str, payload: bytes) -> bytes:
+        raise NotImplementedError
+
+    def _take_life(self, key: str, record: Mapping[str, tuple[int, int]]) -> None:
         raise NotImplementedError
 
     def _push_pull(self, address: str, *, join: bool) -> None:

@@ -245,7 +245,15 @@ class DataEngine(MergeEngine):
         """Whether a local write to ``key`` is being persisted (see :meth:`begin_local`)."""
         return key in self._held_keys
 
-    def restore(self, key: str, state: CRDT, *, copy: bool = True, written: int = 0) -> None:
+    def restore(
+        self,
+        key: str,
+        state: CRDT,
+        *,
+        copy: bool = True,
+        written: int = 0,
+        life: Mapping[str, tuple[int, int]] | None = None,
+    ) -> None:
         """Put a state read back from storage into the store, without spreading it.
 
         Unlike :meth:`update` it queues no gossip and emits no event: the state is
@@ -260,6 +268,8 @@ class DataEngine(MergeEngine):
             written: the key's last-write stamp as stored (ns), for a key that expires
                 (``GossipConfig.expire_keys_after``); 0 (none stored): stamped now, so
                 a restored key never expires early.
+            life: the key's life record as stored, if any (as
+                :meth:`restore_life`, in the same call).
 
         Raises:
             OperationError: an invalid key.
@@ -276,6 +286,8 @@ class DataEngine(MergeEngine):
         else:
             current.merge(state)
         self._counters["keys_restored"] += 1
+        if life is not None:
+            self._take_life(key, life)
         self._tree.touch(key)
         if self._last_writes.active:
             self._last_writes.raise_to(key, written or self.clock.now())

@@ -92,12 +92,19 @@ class MergeEngine(EngineCore):
             OperationError: an invalid key.
         """
         self._check_key(key)
-        life = self._lives.get(key) or {}
-        join_into(life, record)
+        self._take_life(key, record)
+        self._tree.touch(key)
+
+    def _take_life(self, key: str, record: Mapping[str, tuple[int, int]]) -> None:
+        """Join a stored record into ``key``'s (see :meth:`restore_life`), unchecked."""
+        life = self._lives.get(key)
+        if life is None:
+            life = dict(record)  # the common case at start-up: nothing here yet
+        else:
+            join_into(life, record)
         self._lives.put(key, life)
         self._note_deletes(key, life)
-        self._tree.touch(key)
-        if not present(life) and key not in self._store:
+        if key not in self._store and not present(life):
             self._tombstones.setdefault(key, self._now)
 
     def _put_life(self, key: str, life: Mapping[str, tuple[int, int]] | None) -> None:

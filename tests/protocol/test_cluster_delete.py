@@ -211,3 +211,20 @@ def test_a_restored_tombstone_is_kept_its_time_from_the_start_not_from_zero() ->
     engine.tick(start + 61.0)
     assert not engine.is_tombstone("k")
     assert engine.life("k") is None
+
+
+def test_restore_with_a_life_record_is_restore_then_restore_life() -> None:
+    engines = [
+        Engine("a", "127.0.0.1:7001", GossipConfig.local(), random.Random(1), "a-1")
+        for _ in range(2)
+    ]
+    state, record = GCounter().increment("b-1", 2), {"b-1": (2, 1), "c-1": (1, 0)}
+    engines[0].restore("k", state, life=record)
+    engines[1].restore("k", state)
+    engines[1].restore_life("k", record)
+    for engine in engines:
+        engine.restore_life("gone", {"b-1": (1, 1)})
+    assert engines[0].life("k") == engines[1].life("k") == record
+    assert engines[0]._tree.digest("k") == engines[1]._tree.digest("k")
+    assert [e.is_tombstone("gone") for e in engines] == [True, True]
+    assert not engines[0].is_tombstone("k")
