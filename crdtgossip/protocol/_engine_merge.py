@@ -102,6 +102,11 @@ class MergeEngine(EngineCore):
             life = dict(record)  # the common case at start-up: nothing here yet
         else:
             join_into(life, record)
+        self._keep_life(key, life)
+
+    def _keep_life(self, key: str, life: Record) -> None:
+        """Keep ``life`` as ``key``'s record, its notes in step: whether it holds a
+        delete, and (no state, no live write) since when it is a tombstone."""
         self._lives.put(key, life)
         self._note_deletes(key, life)
         if key not in self._store and not present(life):
@@ -113,12 +118,8 @@ class MergeEngine(EngineCore):
         self._tombstones.pop(key, None)
         if life is None:
             self._lives.pop(key)
-            return
-        record = dict(life)
-        self._lives.put(key, record)
-        self._note_deletes(key, record)
-        if not present(record) and key not in self._store:
-            self._tombstones[key] = self._now
+        else:
+            self._keep_life(key, dict(life))
 
     def is_tombstone(self, key: str) -> bool:
         """Whether ``key`` was deleted here: no state, only its record."""
@@ -170,7 +171,7 @@ class MergeEngine(EngineCore):
     def _settle_repair(self, key: str, record: Record) -> bool:
         """Join the record of a repair step into ``key``'s; whether the repair goes
         on (both sides hold live writes), else the whole states go instead."""
-        return self._settle(key, record, b"-") and key in self._store
+        return self._settle(key, record, with_content=True) and key in self._store
 
     def _note_deletes(self, key: str, record: Record) -> None:
         """Note whether ``key``'s record (just grown) holds a delete."""
@@ -240,7 +241,7 @@ class MergeEngine(EngineCore):
                 self._counters["decode_errors"] += 1
                 self._drops["bad_payload"] += 1
                 return None
-            if record is None or not self._settle(key, record, payload):
+            if record is None or not self._settle(key, record, with_content=bool(payload)):
                 self._settled = True
                 return None
         else:
@@ -288,10 +289,11 @@ class MergeEngine(EngineCore):
         self._changed(key, value, original, written=written)
         return value
 
-    def _settle(self, key: str, record: Record, content: bytes) -> bool:
-        """Join a payload's record into ``key``'s; whether its ``content`` is to be
-        merged. Drops the local state when none of its writes is live any more, and
-        notes a key left with no live write (and no state) as a tombstone."""
+    def _settle(self, key: str, record: Record, *, with_content: bool) -> bool:
+        """Join a payload's record into ``key``'s; whether its content (``with_content``:
+        the payload has some) is to be merged. Drops the local state when none of its
+        writes is live any more, and notes a key left with no live write (and no state)
+        as a tombstone."""
         life = self._lives.get(key)
         if life is None:
             if not present(record) and key not in self._store:
@@ -300,19 +302,16 @@ class MergeEngine(EngineCore):
             keep_local, take, grew = True, present(life), True
         else:
             keep_local, take, grew = join_life(life, record)
-        if grew:
-            self._lives.put(key, life)
-            self._note_deletes(key, life)
         state = self._store.get(key)
         if state is not None and not keep_local:
             self._drop_state(key)
-        if take and content:
+        if grew:
+            self._keep_life(key, life)
+        if take and with_content:
             self._tombstones.pop(key, None)
             return True
-        if content:
+        if with_content:
             self._drops["deleted"] += 1  # old content of a deleted key
-        if not present(life) and key not in self._store and key not in self._tombstones:
-            self._tombstones[key] = self._now
         if state is not None and not keep_local and not present(life):
             self._counters["keys_deleted"] += 1
             self._events.append(KeyChanged(key, None, wrap(life, b""), deleted=True))
